@@ -1,0 +1,79 @@
+"""All configuration in one pydantic-settings class (env prefix ``ORCH_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCH_", env_file=None, extra="ignore")
+
+    env: str = Field("dev", description="dev | test | prod; prod refuses unsafe defaults")
+    data_dir: Path = Field(Path(".data"), description="Where the embedded stack keeps its state")
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    admin_api_key: str | None = Field(None, description="Key allowed to create clients")
+
+    # Database
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "orchestrator"
+    temporal_ui_port: int = 8233
+    temporal_api_key: str | None = None
+    temporal_tls: bool = False
+
+    # S3 artifact store
+    s3_endpoint_url: str | None = Field("http://127.0.0.1:8333", description="None = AWS S3")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = "orchdev"
+    s3_secret_access_key: str | None = "orchdev-secret"
+    s3_bucket: str = "orchestrator-artifacts"
+    seaweed_master_port: int = 9333
+    seaweed_volume_port: int = 8080
+    seaweed_filer_port: int = 8888
+
+    # Artifacts
+    max_artifact_bytes: int = Field(200 * 1024 * 1024, description="Upload size limit (bytes)")
+    max_unzipped_bytes: int = Field(2 * 1024 * 1024 * 1024, description="Zip-bomb guard: total size")
+    max_zip_ratio: float = Field(200.0, description="Zip-bomb guard: max compression ratio per entry")
+    max_zip_entries: int = 10_000
+
+    # Fleets
+    fleet_driver: str = Field("local", description="local | ec2")
+    cancel_grace_sec: float = Field(10.0, description="SIGTERM -> SIGKILL grace period")
+    monitor_poll_sec: float = Field(5.0, description="Fleet poll interval")
+    aws_endpoint_url: str | None = Field(None, description="STS/EC2 endpoint override (moto in tests)")
+
+    # Scheduling
+    carbon_provider: str = "embedded"
+    forecast_step_min: int = 15
+    replan_interval_sec: int = 3600
+    default_runtime_sec: int = 3600
+    prediction_min_samples: int = 3
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_prod(self) -> Settings:
+        if self.env == "prod":
+            if not self.admin_api_key or len(self.admin_api_key) < 32:
+                raise ValueError("ORCH_ADMIN_API_KEY (>= 32 chars) is required when ORCH_ENV=prod")
+            if self.s3_secret_access_key == "orchdev-secret":
+                raise ValueError("the dev S3 secret must not be used when ORCH_ENV=prod")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'orchestrator.db'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
