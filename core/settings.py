@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None
     temporal_tls: bool = False
 
+    # Worker
+    worker_shutdown_grace_sec: float = 30.0
+    worker_max_activities: int = 200
+    worker_metrics_port: int | None = Field(None, description="Temporal SDK Prometheus metrics of the worker")
+
     # S3 artifact store
     s3_endpoint_url: str | None = Field("http://127.0.0.1:8333", description="None = AWS S3")
     s3_region: str = "us-east-1"
@@ -57,7 +62,10 @@ class Settings(BaseSettings):
     carbon_provider: str = "embedded"
     forecast_step_min: int = 15
     replan_interval_sec: int = 3600
-    default_runtime_sec: int = 3600
+    default_runtime_sec: int = Field(3600, description="Runtime assumed with no history and no expected_runtime_sec")
+    start_tolerance_sec: int = Field(3600, description="ONE_TIME with no deadline: EXPIRED if it cannot start "
+                                     "within this long after intended_time")
+    past_tolerance_sec: int = Field(300, description="How far in the past an intended_time may lie")
     prediction_min_samples: int = 3
 
     @model_validator(mode="after")

@@ -66,3 +66,75 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
         if k.startswith("ORCH_"):
             os.environ.pop(k)
     return Settings(data_dir=tmp_path, **overrides)
+
+
+# ---------------------------------------------------------------- databases
+PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_reachable() -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def db_url(request, tmp_path_factory) -> Iterator[str]:
+    """Every DB-backed test runs once on SQLite and once on the machine's PostgreSQL (own schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'orchestrator.db'}"
+        return
+    if not _pg_reachable():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    import secrets
+
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+ADMIN_KEY = "orch_admin_test_" + "k" * 40
+
+
+@pytest.fixture(scope="session")
+def api_settings(db_url, s3_settings, tmp_path_factory) -> Settings:
+    from core.migrate import upgrade
+
+    data_dir = tmp_path_factory.mktemp("data")
+    bucket = "orch-" + db_url.split(":", 1)[0].replace("+", "-").replace("sqlite", "lite")[:10]
+    settings = make_settings(data_dir, database_url=db_url, admin_api_key=ADMIN_KEY, s3_bucket=bucket,
+                             temporal_address="127.0.0.1:1", **s3_settings)
+    upgrade(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def api(api_settings):
+    """A TestClient over the real app (real DB, real SeaweedFS); Temporal unreachable unless overridden."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with TestClient(create_app(api_settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"X-API-Key": ADMIN_KEY}
+
+
+def new_client(api, name: str = "acme") -> tuple[str, dict[str, str]]:
+    r = api.post("/v1/clients", json={"name": name}, headers={"X-API-Key": ADMIN_KEY})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return body["id"], {"X-API-Key": body["api_key"]}

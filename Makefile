@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine: `make dev` and `make test`.
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: dev test install lint bench fuzz compose-check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv
+	@$(VENV)/bin/uv pip install --python $(PY) -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the product on its embedded stack (Temporal dev server + UI, SQLite, SeaweedFS, local fleet, worker, API)
+dev: $(STAMP)
+	$(PY) -m cli dev
+
+## The whole test suite (starts every server it needs)
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) bench/bench_plan.py
+	$(PY) bench/bench_forecast.py
+
+clean:
+	rm -rf .data

@@ -1,0 +1,147 @@
+"""Temporal activities of JobRunWorkflow: thin adapters over the DB, the planner and the fleet driver."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.db import Database
+from core.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
+from core.settings import Settings
+from fleets.base import FleetDriver, FleetHandle, FleetState, LaunchSpec
+from models.api import TERMINAL
+from models.db import Artifact, Client, Job, JobTemplate, Run, utcnow
+from models.workflow import FinishRequest, FleetRef, FleetResult, LaunchRequest, MonitorRequest, PlanRequest, \
+    PlanResult, RunUpdate
+
+log = logging.getLogger("orch.activities")
+DONE_STATES = {FleetState.SUCCEEDED, FleetState.FAILED, FleetState.INTERRUPTED, FleetState.TERMINATED}
+
+
+def _ref(handle: FleetHandle) -> FleetRef:
+    return FleetRef(driver=handle.driver, run_id=handle.run_id, attempt=handle.attempt, ref=dict(handle.ref))
+
+
+def _handle(ref: FleetRef) -> FleetHandle:
+    return FleetHandle(driver=ref.driver, run_id=ref.run_id, attempt=ref.attempt, ref=dict(ref.ref))
+
+
+class RunActivities:
+    """Activities share the process's DB engine and fleet driver (both thread-safe)."""
+
+    def __init__(self, settings: Settings, db: Database, driver: FleetDriver):
+        self.settings, self.db, self.driver = settings, db, driver
+
+    # ---------- planning ----------
+    @activity.defn
+    async def plan_schedule(self, req: PlanRequest) -> PlanResult:
+        try:
+            return await asyncio.to_thread(self._plan, req)
+        except InfeasibleWindow as exc:
+            raise ApplicationError(str(exc), type="InfeasibleWindow", non_retryable=True) from exc
+
+    def _plan(self, req: PlanRequest) -> PlanResult:
+        with self.db.session() as s:
+            run = s.get(Run, req.run_id)
+            job = s.get(Job, run.job_id)
+            template = s.get(JobTemplate, run.job_template_id)
+            client = s.get(Client, run.client_id)
+            return plan_for_run(s, self.settings, run, job, template, client, req.not_before, req.current_start)
+
+    # ---------- bookkeeping ----------
+    @activity.defn
+    async def update_run(self, upd: RunUpdate) -> None:
+        await asyncio.to_thread(self._update, upd)
+
+    def _update(self, upd: RunUpdate) -> None:
+        with self.db.session() as s:
+            run = s.get(Run, upd.run_id, with_for_update=True)
+            if run is None:
+                raise ApplicationError(f"run {upd.run_id} not found", non_retryable=True)
+            if run.status in TERMINAL:
+                return  # a finished run's record is final
+            for field, value in upd.model_dump(exclude={"run_id"}, exclude_none=True).items():
+                setattr(run, field, getattr(upd, field))
+            run.updated_at = utcnow()
+        log.info("run %s -> %s", upd.run_id, upd.status, extra={"run_id": upd.run_id})
+
+    @activity.defn
+    async def finish_run(self, req: FinishRequest) -> None:
+        await asyncio.to_thread(self._finish, req)
+
+    def _finish(self, req: FinishRequest) -> None:
+        with self.db.session() as s:
+            run = s.get(Run, req.run_id, with_for_update=True)
+            if run.status in TERMINAL:
+                return
+            run.status, run.status_reason, run.exit_code = req.status, req.status_reason, req.exit_code
+            run.attempts = max(run.attempts, req.attempts)
+            run.started_at = req.started_at or run.started_at
+            run.finished_at, run.updated_at = req.finished_at, utcnow()
+            if req.started_at is not None:
+                run.runtime_sec = (req.finished_at - req.started_at).total_seconds()
+                try:
+                    run.carbon_realised_g = realised_emissions_g(s, self.settings, run, req.started_at,
+                                                                 req.finished_at)
+                except Exception:  # noqa: BLE001 - the estimate is informative; never fail the run over it
+                    log.warning("realised carbon estimate failed for run %s", run.id, exc_info=True)
+        log.info("run %s finished %s", req.run_id, req.status, extra={"run_id": req.run_id})
+
+    # ---------- fleet ----------
+    @activity.defn
+    async def launch_fleet(self, req: LaunchRequest) -> FleetRef:
+        spec = await asyncio.to_thread(self._spec, req)
+        activity.heartbeat("launching")
+        handle = await asyncio.to_thread(self.driver.launch, spec)
+        return _ref(handle)
+
+    def _spec(self, req: LaunchRequest) -> LaunchSpec:
+        from core.aws_validation import render_session_name
+        from fleets.base import AwsAccess
+
+        with self.db.session() as s:
+            run = s.get(Run, req.run_id)
+            job = s.get(Job, run.job_id)
+            template = s.get(JobTemplate, run.job_template_id)
+            art = s.get(Artifact, template.app_artifact_id)
+            client = s.get(Client, run.client_id)
+            aws = None
+            if client.role_arn:
+                aws = AwsAccess(role_arn=client.role_arn, external_id=client.external_id,
+                                session_name=render_session_name(client.session_name_template, client.id,
+                                                                 run.id, job.id),
+                                region=template.region or client.region_default,
+                                subnet_ids=list(client.subnet_ids or []),
+                                security_group_ids=list(client.security_group_ids or []),
+                                instance_profile_arn=client.instance_profile_arn)
+            return LaunchSpec(run_id=run.id, attempt=req.attempt, client_id=run.client_id,
+                              artifact_bucket=art.s3_bucket, artifact_key=art.s3_key, artifact_sha256=art.sha256,
+                              args={**template.default_args, **(job.args or {})}, data_uri=template.data_uri,
+                              instance_type=run.fleet_template_id, capacity=req.capacity, aws=aws)
+
+    @activity.defn
+    async def monitor_fleet(self, req: MonitorRequest) -> FleetResult:
+        """Poll the fleet until the attempt ends; heartbeats carry cancellation and worker-death detection."""
+        handle = _handle(req.fleet)
+        while True:
+            st = await asyncio.to_thread(self.driver.poll, handle)
+            if st.state in DONE_STATES:
+                return FleetResult(state=st.state.value, exit_code=st.exit_code, reason=st.reason,
+                                   instance_ids=list(st.instance_ids))
+            activity.heartbeat(st.state.value)
+            await asyncio.sleep(req.poll_sec)
+
+    @activity.defn
+    async def terminate_fleet(self, ref: FleetRef) -> FleetResult:
+        activity.heartbeat("terminating")
+        st = await asyncio.to_thread(self.driver.terminate, _handle(ref))
+        return FleetResult(**{k: v for k, v in asdict(st).items() if k != "state"}, state=st.state.value)
+
+    def all(self) -> list:
+        return [self.plan_schedule, self.update_run, self.finish_run, self.launch_fleet, self.monitor_fleet,
+                self.terminate_fleet]
+

@@ -1,0 +1,140 @@
+"""FastAPI app factory: a thin layer that translates the REST contract to the DB, S3 and Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select, text
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api import errors
+from api.deps import Services
+from api.errors import problem
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.routers import artifacts, clients, fleet_templates, job_templates, jobs, runs, scheduling
+from core.db import Database
+from core.s3 import ensure_bucket, s3_client
+from core.settings import Settings, get_settings
+from models.db import Run
+
+log = logging.getLogger("orch.api")
+
+DESCRIPTION = """
+Runs clients' batch jobs on their own fleets at the time that best trades grid carbon intensity,
+deadline risk and slack. Every `/v1` endpoint needs an `X-API-Key` header (a client key, or the admin
+key to manage clients). Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+class UploadLimit:
+    """Refuse request bodies over the artifact limit while they stream, before they reach disk."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit + 1024 * 1024 if scope["path"] == "/v1/artifacts/upload" else 1024 * 1024
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await problem(413, "Payload too large", f"request body larger than {limit} bytes")(scope, receive, send)
+            return
+        seen = 0
+
+        async def _receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, _receive, send)
+        except _TooLarge:
+            await problem(413, "Payload too large", f"request body larger than {limit} bytes")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        svc = services or Services(settings=settings, db=Database(settings), s3=s3_client(settings))
+        app.state.services = svc
+        try:
+            await asyncio.to_thread(ensure_bucket, svc.s3, settings.s3_bucket)
+        except Exception as exc:  # noqa: BLE001 - /readyz reports it; the API still serves what it can
+            log.warning("S3 bucket check failed: %s", type(exc).__name__)
+        yield
+        if services is None:
+            svc.db.dispose()
+
+    app = FastAPI(title="Carbon-aware batch orchestrator", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    errors.install(app)
+    for r in (clients, artifacts, fleet_templates, job_templates, jobs, runs, scheduling):
+        app.include_router(r.router)
+    app.add_middleware(UploadLimit, limit=settings.max_artifact_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.get("/healthz", tags=["ops"], summary="Process is up")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="DB, Temporal and S3 reachable",
+             responses={503: {"description": "a dependency is down"}})
+    async def readyz(request: Request):
+        svc: Services = request.app.state.services
+        checks: dict[str, str] = {}
+
+        def db_ok():
+            with svc.db.session() as s:
+                s.execute(text("SELECT 1"))
+
+        for name, fn in (("db", db_ok), ("s3", lambda: svc.s3.head_bucket(Bucket=settings.s3_bucket))):
+            try:
+                await asyncio.wait_for(asyncio.to_thread(fn), 5)
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001
+                checks[name] = f"error: {type(exc).__name__}"
+        try:
+            client = await asyncio.wait_for(svc.temporal_client(), 5)
+            await asyncio.wait_for(client.service_client.check_health(), 5)
+            checks["temporal"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["temporal"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        if not ok:
+            return problem(503, "Not ready", ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+                           errors=[{"path": k, "message": v} for k, v in checks.items() if v != "ok"])
+        return {"status": "ready", "checks": checks}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse, summary="Prometheus metrics")
+    def prometheus(request: Request):
+        svc: Services = request.app.state.services
+        with svc.db.session() as s:
+            counts = dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+            saved = s.scalar(select(func.sum(Run.carbon_earliest_g - Run.carbon_chosen_g)).where(
+                Run.status == "SUCCEEDED", Run.carbon_earliest_g.is_not(None)))
+        for status in ("PENDING", "SCHEDULED", "LAUNCHING", "RUNNING", "CANCELLING", "SUCCEEDED", "FAILED",
+                       "CANCELLED", "EXPIRED", "TIMED_OUT"):
+            metrics.runs.labels(status).set(counts.get(status, 0))
+        metrics.carbon_saved.set(float(saved or 0.0))
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,67 @@
+"""``orch``: run the embedded stack, the worker, the API, migrations, the demo and backtests."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Carbon-aware batch orchestrator", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def dev() -> None:
+    """Run the whole embedded stack: SeaweedFS, Temporal dev server + UI, worker, API (Ctrl-C stops it)."""
+    from cli.dev import run_dev_stack
+
+    raise typer.Exit(run_dev_stack())
+
+
+@app.command()
+def worker() -> None:
+    """Run one Temporal worker process."""
+    import asyncio
+
+    import worker as worker_mod
+    from core.logs import setup_logging
+
+    setup_logging()
+    asyncio.run(worker_mod.main())
+
+
+@app.command()
+def api() -> None:
+    """Run the API (uvicorn) on ORCH_API_HOST:ORCH_API_PORT."""
+    import uvicorn
+
+    from api.main import create_app
+    from core.logs import setup_logging
+    from core.settings import get_settings
+
+    setup_logging()
+    s = get_settings()
+    uvicorn.run(create_app(s), host=s.api_host, port=s.api_port, log_config=None, access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply Alembic migrations to ORCH_DATABASE_URL (default: SQLite in ORCH_DATA_DIR)."""
+    from core.migrate import upgrade
+    from core.settings import get_settings
+
+    upgrade(get_settings(), revision)
+    typer.echo("database is up to date")
+
+
+def _register_optional() -> None:
+    try:
+        from cli.backtest import backtest
+    except ImportError:  # pragma: no cover
+        return
+    app.command("backtest")(backtest)
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,59 @@
+"""Validation of the client's AWS settings (pure; no AWS calls)."""
+
+from __future__ import annotations
+
+import re
+import string
+
+ROLE_ARN_RE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/([\w+=,.@/-]{1,512})$")
+INSTANCE_PROFILE_RE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512}$")
+REGION_RE = re.compile(r"^(?P<area>[a-z]{2})(-(?P<sub>gov|iso|isob|isof|isoe))?-[a-z]+-\d{1,2}$")
+SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
+PLACEHOLDERS = {"client_id", "run_id", "job_id"}
+# Longest ids we generate ("run_" + 20 hex): rendering with these proves every real name fits.
+SAMPLE_IDS = {"run_id": "run_" + "f" * 20, "job_id": "job_" + "f" * 20}
+
+
+def check_role_arn(arn: str) -> str:
+    """Returns the partition; raises ValueError with a reason."""
+    m = ROLE_ARN_RE.match(arn)
+    if not m:
+        raise ValueError("role_arn must look like arn:aws:iam::<12-digit account>:role/<name>")
+    path = m.group(3)
+    if path.startswith("/") or "//" in path:
+        raise ValueError("role_arn has an empty path segment")
+    return m.group(1)
+
+
+def check_region(region: str, partition: str | None = None) -> None:
+    m = REGION_RE.match(region)
+    if not m:
+        raise ValueError(f"{region!r} is not an AWS region name (e.g. us-east-1, eu-west-2)")
+    if partition == "aws-cn" and m.group("area") != "cn":
+        raise ValueError(f"region {region} is not in the aws-cn partition of role_arn")
+    if partition == "aws-us-gov" and m.group("sub") != "gov":
+        raise ValueError(f"region {region} is not in the aws-us-gov partition of role_arn")
+    if partition == "aws" and (m.group("area") == "cn" or m.group("sub")):
+        raise ValueError(f"region {region} is not in the aws partition of role_arn")
+
+
+def render_session_name(template: str, client_id: str, run_id: str | None = None, job_id: str | None = None) -> str:
+    values = {"client_id": client_id, "run_id": run_id or SAMPLE_IDS["run_id"],
+              "job_id": job_id or SAMPLE_IDS["job_id"]}
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"session_name_template is not a valid template: {exc}") from exc
+    unknown = fields - PLACEHOLDERS
+    if unknown:
+        raise ValueError(f"session_name_template uses unknown placeholder(s) {sorted(unknown)}; "
+                         f"allowed: {sorted(PLACEHOLDERS)}")
+    return template.format(**values)
+
+
+def check_session_name_template(template: str, client_id: str) -> str:
+    rendered = render_session_name(template, client_id)
+    if not SESSION_NAME_RE.match(rendered):
+        raise ValueError(f"session_name_template renders to {rendered!r}; AWS needs 2-64 characters "
+                         "of letters, digits and +=,.@_-")
+    return rendered

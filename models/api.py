@@ -1,0 +1,344 @@
+"""Pydantic request/response schemas of the REST API (the seed contract plus what users expect)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Scalar = str | int | float | bool | None
+MAX_ARGS = 100
+T = TypeVar("T")
+ARG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Args are a flat object of scalars with simple keys (they become ``--key=value`` argv)."""
+    if v is None:
+        return v
+    if len(v) > MAX_ARGS:
+        raise ValueError(f"at most {MAX_ARGS} args")
+    for k, val in v.items():
+        if not ARG_KEY_RE.match(k):
+            raise ValueError(f"arg name {k!r} must match {ARG_KEY_RE.pattern}")
+        if isinstance(val, dict | list):
+            raise ValueError(f"arg {k!r} must be a scalar (string, number, boolean or null), not a {type(val).__name__}")
+        if isinstance(val, str) and len(val) > 4096:
+            raise ValueError(f"arg {k!r} is longer than 4096 characters")
+    return v
+
+
+# ---------- clients ----------
+class ClientStatus(StrEnum):
+    active = "active"
+    suspended = "suspended"
+
+
+class ClientCreate(Strict):
+    name: Name
+
+
+class ClientCreated(BaseModel):
+    id: str
+    api_key: str = Field(description="The raw API key. Shown once: only a hash is stored.")
+    status: ClientStatus
+    name: str
+
+
+class ClientOut(BaseModel):
+    id: str
+    name: str
+    status: ClientStatus
+    api_key_prefix: str = Field(description="First characters of the key, to tell keys apart")
+    created_at: datetime
+    key_rotated_at: datetime | None = None
+    aws_configured: bool
+
+
+class ClientPatch(Strict):
+    status: ClientStatus | None = None
+    name: Name | None = None
+
+
+class AwsSettingsIn(Strict):
+    role_arn: str = Field(max_length=2048, examples=["arn:aws:iam::123456789012:role/orchestrator"])
+    external_id: str | None = Field(
+        None, min_length=2, max_length=1224, pattern=r"^[\w+=,.@:/-]+$",
+        description="Omit it and a strong one is generated (recommended: confused-deputy protection).",
+    )
+    region_default: str = Field(examples=["us-east-1"])
+    session_name_template: str = Field("orch-{client_id}", max_length=128)
+    subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        default_factory=list, max_length=16)
+    security_group_ids: list[Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]] = Field(
+        default_factory=list, max_length=16)
+    instance_profile_arn: str | None = Field(None, max_length=2048)
+
+
+class AwsSettingsOut(BaseModel):
+    client_id: str
+    role_arn: str
+    external_id: str
+    region_default: str
+    session_name_template: str
+    subnet_ids: list[str] = []
+    security_group_ids: list[str] = []
+    instance_profile_arn: str | None = None
+    updated_at: datetime | None = None
+
+
+class AwsVerifyOut(BaseModel):
+    ok: bool
+    account: str | None = None
+    arn: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+    hint: str | None = None
+
+
+# ---------- artifacts ----------
+class ArtifactOut(BaseModel):
+    artifact_id: str
+    s3_uri: str
+    sha256: str
+    version: str
+    name: str
+    size_bytes: int
+    entry_point: str
+    created_at: datetime
+
+
+# ---------- fleet templates ----------
+class FleetTemplateOut(BaseModel):
+    id: str
+    vcpu: int
+    memory_gib: float
+    watts_50: float = Field(description="Instance power at 50% load (W)")
+    power_source: str
+    spot_bins: dict[str, int] = Field(description="Region -> AWS Spot Advisor interruption bin (0: <5% .. 4: >20%)")
+    spot_savings_pct: dict[str, int] = {}
+
+
+# ---------- job templates ----------
+class JobTemplateCreate(Strict):
+    name: Name
+    app_artifact_id: str = Field(min_length=1, max_length=40)
+    default_args: dict[str, Scalar] = Field(default_factory=dict)
+    data_uri: str | None = Field(None, max_length=2048, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+    fleet_template_id: str = Field(min_length=1, max_length=64)
+    expected_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
+    max_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400, description="Hard limit: stop and TIMED_OUT")
+    region: str | None = Field(None, description="AWS region of the fleet; default: the client's region_default")
+
+    _args = field_validator("default_args")(_check_args)
+
+
+class JobTemplateOut(BaseModel):
+    id: str
+    name: str
+    app_artifact_id: str
+    default_args: dict[str, Any]
+    data_uri: str | None
+    fleet_template_id: str
+    expected_runtime_sec: int | None
+    max_runtime_sec: int | None
+    region: str | None
+    created_at: datetime
+
+
+# ---------- jobs ----------
+class JobType(StrEnum):
+    ONE_TIME = "ONE_TIME"
+    RESCHEDULABLE = "RESCHEDULABLE"
+
+
+class RiskModeIn(StrEnum):
+    CONSERVATIVE = "CONSERVATIVE"
+    NEUTRAL = "NEUTRAL"
+    AGGRESSIVE = "AGGRESSIVE"
+
+
+class WeightsIn(Strict):
+    carbon: float = Field(0.5, ge=0, le=1000)
+    risk: float = Field(0.4, ge=0, le=1000)
+    slack: float = Field(0.1, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _positive_sum(self) -> WeightsIn:
+        if self.carbon + self.risk + self.slack <= 0:
+            raise ValueError("weights must have a positive sum")
+        return self
+
+
+class JobCreate(Strict):
+    job_template_id: str = Field(min_length=1, max_length=40)
+    type: JobType
+    intended_time: AwareDatetime | None = Field(None, description="ONE_TIME: when to start (UTC offset required)")
+    earliest_start: AwareDatetime | None = None
+    latest_finish: AwareDatetime | None = None
+    risk_mode: RiskModeIn = RiskModeIn.NEUTRAL
+    weights: WeightsIn = Field(default_factory=WeightsIn)
+    args: dict[str, Scalar] | None = Field(None, description="Override the template's default_args")
+
+    _args = field_validator("args")(_check_args)
+
+    @model_validator(mode="after")
+    def _by_type(self) -> JobCreate:
+        if self.type == JobType.ONE_TIME:
+            if self.intended_time is None:
+                raise ValueError("ONE_TIME jobs need intended_time")
+            if self.earliest_start is not None:
+                raise ValueError("ONE_TIME jobs take intended_time, not earliest_start")
+            if self.latest_finish is not None and self.latest_finish <= self.intended_time:
+                raise ValueError("latest_finish must be after intended_time")
+        else:
+            if self.earliest_start is None or self.latest_finish is None:
+                raise ValueError("RESCHEDULABLE jobs need earliest_start and latest_finish")
+            if self.intended_time is not None:
+                raise ValueError("RESCHEDULABLE jobs take earliest_start/latest_finish, not intended_time")
+            if self.earliest_start >= self.latest_finish:
+                raise ValueError("earliest_start must be before latest_finish")
+        return self
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    run_id: str
+    workflow_id: str
+    status: str
+
+
+class JobOut(BaseModel):
+    id: str
+    job_template_id: str
+    type: JobType
+    intended_time: datetime | None
+    earliest_start: datetime | None
+    latest_finish: datetime | None
+    risk_mode: str
+    weights: dict[str, float]
+    args: dict[str, Any]
+    created_at: datetime
+    run_ids: list[str]
+
+
+# ---------- schedules / predictions ----------
+class PreviewRequest(Strict):
+    job_template_id: str = Field(min_length=1, max_length=40)
+    fleet_template_id: str | None = Field(None, max_length=64, description="Default: the template's")
+    earliest_start: AwareDatetime
+    latest_finish: AwareDatetime
+    risk_mode: RiskModeIn = RiskModeIn.NEUTRAL
+    weights: WeightsIn = Field(default_factory=WeightsIn)
+
+    @model_validator(mode="after")
+    def _window(self) -> PreviewRequest:
+        if self.earliest_start >= self.latest_finish:
+            raise ValueError("earliest_start must be before latest_finish")
+        if (self.latest_finish - self.earliest_start).total_seconds() > 31 * 86400:
+            raise ValueError("the window may be at most 31 days long")
+        return self
+
+
+class Scores(BaseModel):
+    carbon: float
+    risk: float
+    slack: float
+
+
+class CandidateOut(BaseModel):
+    proposed_start: datetime
+    estimated_finish_p50: datetime
+    estimated_finish_p90: datetime
+    scores: Scores
+    objective: float
+    estimated_gco2e: float = Field(description="Estimated emissions of a run starting here (gCO2e)")
+    saving_vs_earliest_pct: float = Field(description="Emission saving against starting at earliest_start (%)")
+
+
+class PreviewOut(BaseModel):
+    candidates: list[CandidateOut]
+    chosen: CandidateOut
+    rationale: str
+    capacity: str
+    baseline: CandidateOut = Field(description="Starting at earliest_start")
+    feasible_count: int
+    total_count: int
+
+
+class PredictionOut(BaseModel):
+    available: bool
+    p50_sec: float | None = None
+    p90_sec: float | None = None
+    confidence: float | None = None
+    sample_size: int | None = None
+    notes: str | None = None
+
+
+# ---------- runs ----------
+class RunStatus(StrEnum):
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    LAUNCHING = "LAUNCHING"
+    RUNNING = "RUNNING"
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+TERMINAL = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.EXPIRED, RunStatus.TIMED_OUT}
+
+
+class CarbonOut(BaseModel):
+    estimated_gco2e_chosen: float | None = Field(None, description="At the chosen start (gCO2e)")
+    estimated_gco2e_earliest: float | None = Field(None, description="Had it started at earliest_start")
+    saved_pct: float | None = None
+    realised_gco2e: float | None = Field(None, description="Estimate for the time it really ran")
+
+
+class RunOut(BaseModel):
+    run_id: str
+    job_id: str
+    workflow_id: str
+    job_template_id: str
+    fleet_template_id: str
+    status: RunStatus
+    status_reason: str | None
+    plan: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    planned_start: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    exit_code: int | None
+    capacity: str | None
+    fleet: dict[str, Any] | None
+    runtime_sec: float | None
+    carbon: CarbonOut
+
+
+class CancelIn(Strict):
+    reason: str | None = Field(None, max_length=500)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= to get the next page")
+
+
+class LogsOut(BaseModel):
+    run_id: str
+    attempt: int
+    text: str

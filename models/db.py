@@ -1,0 +1,145 @@
+"""SQLAlchemy tables. Times are timezone-aware UTC (stored as UTC; SQLite returns naive -> see UTCDateTime)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores UTC; always returns aware UTC datetimes (SQLite drops tzinfo)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """Opaque, unguessable id: ``<prefix>_<20 url-safe chars>``."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Client(Base):
+    __tablename__ = "clients"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    api_key_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    key_rotated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # AWS settings (PUT /v1/clients/{id}/aws)
+    role_arn: Mapped[str | None] = mapped_column(String(2048), default=None)
+    external_id: Mapped[str | None] = mapped_column(String(1224), unique=True, default=None)
+    region_default: Mapped[str | None] = mapped_column(String(32), default=None)
+    session_name_template: Mapped[str | None] = mapped_column(String(128), default=None)
+    subnet_ids: Mapped[list[Any] | None] = mapped_column(default=None)
+    security_group_ids: Mapped[list[Any] | None] = mapped_column(default=None)
+    instance_profile_arn: Mapped[str | None] = mapped_column(String(2048), default=None)
+    aws_updated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (Index("uq_artifact_client_name_version", "client_id", "name", "version", unique=True),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    entry_point: Mapped[str] = mapped_column(String(16))
+    s3_bucket: Mapped[str] = mapped_column(String(63))
+    s3_key: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobTemplate(Base):
+    __tablename__ = "job_templates"
+    __table_args__ = (Index("uq_template_client_name", "client_id", "name", unique=True),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    app_artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"))
+    default_args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    data_uri: Mapped[str | None] = mapped_column(String(2048), default=None)
+    fleet_template_id: Mapped[str] = mapped_column(String(64))
+    expected_runtime_sec: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_runtime_sec: Mapped[int | None] = mapped_column(Integer, default=None)
+    region: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("uq_job_idempotency", "client_id", "idempotency_key", unique=True),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    job_template_id: Mapped[str] = mapped_column(ForeignKey("job_templates.id"), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    intended_time: Mapped[datetime | None] = mapped_column(default=None)
+    earliest_start: Mapped[datetime | None] = mapped_column(default=None)
+    latest_finish: Mapped[datetime | None] = mapped_column(default=None)
+    risk_mode: Mapped[str] = mapped_column(String(16))
+    weights: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_client_status", "client_id", "status"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    job_template_id: Mapped[str] = mapped_column(String(40), index=True)
+    fleet_template_id: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    planned_start: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    capacity: Mapped[str | None] = mapped_column(String(16), default=None)
+    fleet: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # last FleetHandle + instance ids
+    plan: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    runtime_sec: Mapped[float | None] = mapped_column(Float, default=None)
+    carbon_chosen_g: Mapped[float | None] = mapped_column(Float, default=None)
+    carbon_earliest_g: Mapped[float | None] = mapped_column(Float, default=None)
+    carbon_realised_g: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class CarbonCache(Base):
+    __tablename__ = "carbon_cache"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column()

@@ -1,0 +1,121 @@
+"""Workflow and activity payloads: one pydantic model per parameter, so fields can be added safely
+(new fields must have defaults, or running workflows fail to decode their history)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+TASK_QUEUE = "orchestrator"
+
+
+def workflow_id_for(run_id: str) -> str:
+    return f"run-{run_id}"
+
+
+class RunInput(BaseModel):
+    run_id: str
+    client_id: str
+    job_id: str
+    job_template_id: str
+    fleet_template_id: str
+    job_type: str  # ONE_TIME | RESCHEDULABLE
+    risk_mode: str
+    intended_time: datetime | None = None
+    earliest_start: datetime | None = None
+    latest_finish: datetime | None = None
+    max_runtime_sec: int | None = None
+    replan_interval_sec: int = 3600
+    monitor_poll_sec: float = 5.0
+    max_attempts: int = 3
+    search_attributes: bool = True
+
+
+class PlanRequest(BaseModel):
+    run_id: str
+    not_before: datetime = Field(description="workflow.now() at planning time; no start before it")
+    current_start: datetime | None = Field(None, description="Re-plan: the start chosen so far")
+
+
+class PlanResult(BaseModel):
+    start: datetime
+    latest_start: datetime | None = Field(None, description="After this the run can no longer meet its deadline")
+    p50_sec: float
+    p90_sec: float
+    capacity: str = "on-demand"
+    rationale: str = ""
+    moved: bool = True
+    doc: dict[str, Any] = Field(default_factory=dict, description="The plan as stored on the run (API view)")
+    carbon_chosen_g: float | None = None
+    carbon_earliest_g: float | None = None
+
+
+class RunUpdate(BaseModel):
+    """Partial update of a run row; None fields are left unchanged. Terminal statuses are never overwritten."""
+
+    run_id: str
+    status: str | None = None
+    status_reason: str | None = None
+    planned_start: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int | None = None
+    exit_code: int | None = None
+    capacity: str | None = None
+    fleet: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    carbon_chosen_g: float | None = None
+    carbon_earliest_g: float | None = None
+
+
+class LaunchRequest(BaseModel):
+    run_id: str
+    attempt: int
+    capacity: str = "on-demand"
+
+
+class FleetRef(BaseModel):
+    driver: str
+    run_id: str
+    attempt: int
+    ref: dict[str, Any] = Field(default_factory=dict)
+
+
+class MonitorRequest(BaseModel):
+    fleet: FleetRef
+    poll_sec: float = 5.0
+
+
+class FleetResult(BaseModel):
+    state: str
+    exit_code: int | None = None
+    reason: str | None = None
+    instance_ids: list[str] = Field(default_factory=list)
+
+
+class FinishRequest(BaseModel):
+    run_id: str
+    status: str
+    status_reason: str | None = None
+    exit_code: int | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime
+    succeeded: bool = False
+
+
+class CancelRequest(BaseModel):
+    reason: str | None = None
+
+
+class RunState(BaseModel):
+    """What the ``status`` query returns."""
+
+    run_id: str
+    status: str
+    status_reason: str | None = None
+    planned_start: datetime | None = None
+    attempt: int = 0
+    cancel_requested: bool = False

@@ -1,0 +1,293 @@
+"""JobRunWorkflow: plan -> durable wait -> launch -> monitor -> record, answering cancel at every step.
+
+Deterministic orchestration only: time from ``workflow.now()``, all I/O in activities, no numpy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.run_activities import RunActivities
+    from models.workflow import (
+        CancelRequest,
+        FinishRequest,
+        FleetRef,
+        FleetResult,
+        LaunchRequest,
+        MonitorRequest,
+        PlanRequest,
+        PlanResult,
+        RunInput,
+        RunState,
+        RunUpdate,
+    )
+
+SA_CLIENT = SearchAttributeKey.for_keyword("OrchClientId")
+SA_TEMPLATE = SearchAttributeKey.for_keyword("OrchJobTemplateId")
+SA_STATUS = SearchAttributeKey.for_keyword("OrchRunStatus")
+SA_PLANNED = SearchAttributeKey.for_datetime("OrchPlannedStart")
+
+SHORT: dict = dict(start_to_close_timeout=timedelta(seconds=60),
+             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)))
+TERMINATE: dict = dict(start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=60),
+                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)))
+
+
+class _Cancelled(Exception):
+    """Internal: a cancel (signal or Temporal cancellation) was observed."""
+
+
+@workflow.defn(name="JobRunWorkflow")
+class JobRunWorkflow:
+    def __init__(self) -> None:
+        self._input: RunInput | None = None
+        self._status = "PENDING"
+        self._reason: str | None = None
+        self._planned_start: datetime | None = None
+        self._attempt = 0
+        self._cancel_reason: str | None = None
+        self._cancel_requested = False
+        self._native_cancel = False
+        self._fleet: FleetRef | None = None
+
+    # ---------- messages ----------
+    @workflow.signal
+    def cancel(self, req: CancelRequest) -> None:
+        """Best-effort cancel: ends CANCELLED at whatever step the run is in (idempotent)."""
+        if not self._cancel_requested:
+            self._cancel_requested = True
+            self._cancel_reason = (req.reason if req else None) or "cancelled by request"
+            self._details(f"cancel requested: {self._cancel_reason}")
+
+    @workflow.query
+    def status(self) -> RunState:
+        return RunState(run_id=self._input.run_id if self._input else "", status=self._status,
+                        status_reason=self._reason, planned_start=self._planned_start, attempt=self._attempt,
+                        cancel_requested=self._cancel_requested)
+
+    # ---------- main ----------
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunState:
+        self._input = inp
+        started_at: datetime | None = None
+        exit_code: int | None = None
+        try:
+            plan = await self._plan(PlanRequest(run_id=inp.run_id, not_before=workflow.now()))
+            await self._set_status("SCHEDULED", plan.rationale, planned_start=plan.start, plan=plan.doc,
+                                   capacity=plan.capacity, carbon_chosen_g=plan.carbon_chosen_g,
+                                   carbon_earliest_g=plan.carbon_earliest_g)
+            plan = await self._wait_until_start(plan)
+            if plan.latest_start is not None and workflow.now() > plan.latest_start:
+                return await self._finish("EXPIRED", f"could not start by {plan.latest_start.isoformat()} "
+                                          "and still meet the deadline", started_at, exit_code)
+            capacity = plan.capacity
+            while True:
+                self._attempt += 1
+                self._check_cancel()
+                await self._set_status("LAUNCHING", f"attempt {self._attempt}: launching the fleet",
+                                       attempts=self._attempt, capacity=capacity)
+                self._fleet = await self._cancellable(workflow.execute_activity_method(
+                    RunActivities.launch_fleet,
+                    LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity),
+                    start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(minutes=2),
+                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
+                                             maximum_interval=timedelta(minutes=1), maximum_attempts=10),
+                ))
+                attempt_start = workflow.now()
+                started_at = started_at or attempt_start
+                await self._set_status("RUNNING", f"attempt {self._attempt}: running on {self._fleet.driver}",
+                                       fleet=self._fleet.model_dump(mode="json"), started_at=started_at)
+                result = await self._monitor(self._fleet, attempt_start)
+                exit_code = result.exit_code
+                if result.state == "SUCCEEDED":
+                    return await self._finish("SUCCEEDED", "exit code 0", started_at, exit_code)
+                if result.state == "INTERRUPTED" and self._attempt < inp.max_attempts and self._can_relaunch(plan):
+                    capacity = "on-demand"  # a relaunch must not be interrupted again
+                    self._reason = f"attempt {self._attempt} interrupted ({result.reason}); relaunching on-demand"
+                    await self._terminate()
+                    continue
+                reason = result.reason or (f"exit code {exit_code}" if exit_code is not None else result.state)
+                return await self._finish("FAILED", reason, started_at, exit_code)
+        except (_Cancelled, asyncio.CancelledError):
+            if not self._cancel_requested:  # Temporal cancellation caught outside our helpers
+                self._note_native_cancel()
+            await self._finish("CANCELLED", self._cancel_reason, started_at, exit_code)
+            if self._native_cancel:
+                raise asyncio.CancelledError() from None  # Temporal shows the workflow as cancelled
+            return self.status()
+        except _TimedOut as exc:
+            return await self._finish("TIMED_OUT", str(exc), started_at, exit_code)
+        except ActivityError as exc:
+            cause = exc.cause.message if exc.cause is not None and hasattr(exc.cause, "message") else str(exc)
+            return await self._finish("FAILED", f"{exc.activity_type or 'activity'} failed: {cause}",
+                                      started_at, exit_code)
+        finally:
+            if self._fleet is not None:  # never leak a process or an instance, whatever happened
+                await self._terminate()
+
+    # ---------- steps ----------
+    async def _plan(self, req: PlanRequest) -> PlanResult:
+        self._details("planning the start")
+        return await self._cancellable(workflow.execute_activity_method(
+            RunActivities.plan_schedule, req, start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                                     maximum_attempts=20, non_retryable_error_types=["InfeasibleWindow"]),
+        ))
+
+    async def _wait_until_start(self, plan: PlanResult) -> PlanResult:
+        """Durable sleep until the start; re-plans RESCHEDULABLE runs every replan_interval_sec."""
+        inp = self._input
+        replan_every = timedelta(seconds=max(60, inp.replan_interval_sec))
+        next_replan = workflow.now() + replan_every
+        while True:
+            self._check_cancel()
+            now = workflow.now()
+            if now >= plan.start:
+                return plan
+            wake = plan.start
+            if inp.job_type == "RESCHEDULABLE":
+                wake = min(wake, next_replan)
+            self._details(f"sleeping until {plan.start.isoformat()}")
+            await self._wait(lambda: self._cancel_requested, wake - now)
+            self._check_cancel()
+            now = workflow.now()
+            if inp.job_type == "RESCHEDULABLE" and next_replan <= now < plan.start:
+                next_replan = now + replan_every
+                new = await self._plan(PlanRequest(run_id=inp.run_id, not_before=now, current_start=plan.start))
+                if new.moved and new.start != plan.start:
+                    plan = new
+                    await self._set_status("SCHEDULED", f"re-planned: {new.rationale}", planned_start=new.start,
+                                           plan=new.doc, capacity=new.capacity,
+                                           carbon_chosen_g=new.carbon_chosen_g,
+                                           carbon_earliest_g=new.carbon_earliest_g)
+
+    async def _monitor(self, fleet: FleetRef, attempt_start: datetime) -> FleetResult:
+        inp = self._input
+        handle = workflow.start_activity_method(
+            RunActivities.monitor_fleet, MonitorRequest(fleet=fleet, poll_sec=inp.monitor_poll_sec),
+            start_to_close_timeout=timedelta(days=31),
+            heartbeat_timeout=timedelta(seconds=max(30.0, 6 * inp.monitor_poll_sec)),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)),
+        )
+        self._details(f"attempt {self._attempt} running on {fleet.driver}")
+        timeout = None
+        if inp.max_runtime_sec:
+            timeout = attempt_start + timedelta(seconds=inp.max_runtime_sec) - workflow.now()
+        try:
+            done = await self._wait(lambda: self._cancel_requested or handle.done(), timeout)
+        except asyncio.CancelledError:
+            handle.cancel()
+            raise
+        if not done:
+            handle.cancel()
+            raise _TimedOut(f"ran past its hard limit of {inp.max_runtime_sec} s and was stopped")
+        if not handle.done():  # cancel requested
+            handle.cancel()
+            raise _Cancelled()
+        return await handle
+
+    async def _wait(self, cond, timeout: timedelta | None) -> bool:
+        """wait_condition with a timeout; False when it timed out."""
+        try:
+            await workflow.wait_condition(cond, timeout=timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _cancellable(self, awaitable):
+        """Await an activity, but give up on it as soon as a cancel arrives (signal or Temporal)."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            await workflow.wait_condition(lambda: self._cancel_requested or task.done())
+        except asyncio.CancelledError:
+            self._note_native_cancel()
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, ActivityError):
+                pass
+            raise _Cancelled()
+        return task.result()
+
+    def _note_native_cancel(self) -> None:
+        self._native_cancel = True
+        if not self._cancel_requested:
+            self._cancel_requested = True
+            self._cancel_reason = "workflow cancelled through Temporal"
+
+    def _check_cancel(self) -> None:
+        if self._cancel_requested:
+            raise _Cancelled()
+
+    def _can_relaunch(self, plan: PlanResult) -> bool:
+        latest = self._input.latest_finish
+        return latest is None or workflow.now() + timedelta(seconds=plan.p90_sec) <= latest
+
+    async def _terminate(self) -> None:
+        """Stop the current fleet (idempotent); shielded so a Temporal cancellation cannot skip it."""
+        fleet = self._fleet
+        if fleet is None:
+            return
+        self._details(f"terminating attempt {fleet.attempt}")
+        await self._shielded(workflow.execute_activity_method(RunActivities.terminate_fleet, fleet, **TERMINATE))
+        self._fleet = None
+
+    async def _finish(self, status: str, reason: str | None, started_at: datetime | None,
+                      exit_code: int | None) -> RunState:
+        """Stop the fleet, then record the final status (so CANCELLED means the app is gone)."""
+        if status == "CANCELLED" and self._fleet is not None:
+            await self._set_status("CANCELLING", reason)
+        await self._terminate()
+        self._status, self._reason = status, reason
+        await self._shielded(workflow.execute_activity_method(
+            RunActivities.finish_run,
+            FinishRequest(run_id=self._input.run_id, status=status, status_reason=reason, exit_code=exit_code,
+                          attempts=self._attempt, started_at=started_at, finished_at=workflow.now(),
+                          succeeded=status == "SUCCEEDED"),
+            **SHORT))
+        self._upsert_status(status)
+        self._details(f"{status}: {reason}")
+        return self.status()
+
+    async def _set_status(self, status: str, reason: str | None = None, **fields) -> None:
+        self._status, self._reason = status, reason
+        if "planned_start" in fields:
+            self._planned_start = fields["planned_start"]
+        await self._shielded(workflow.execute_activity_method(
+            RunActivities.update_run, RunUpdate(run_id=self._input.run_id, status=status, status_reason=reason,
+                                                **fields), **SHORT))
+        self._upsert_status(status)
+        self._details(f"{status}: {reason or ''}")
+
+    async def _shielded(self, awaitable):
+        """Bookkeeping activities finish even while the workflow is being cancelled."""
+        task = asyncio.ensure_future(awaitable)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done():
+                    raise
+                self._note_native_cancel()  # remember it; the caller's next step turns it into CANCELLED
+
+    def _upsert_status(self, status: str) -> None:
+        if not self._input.search_attributes:
+            return
+        updates = [SA_STATUS.value_set(status)]
+        if self._planned_start is not None:
+            updates.append(SA_PLANNED.value_set(self._planned_start))
+        workflow.upsert_search_attributes(updates)
+
+    def _details(self, text: str) -> None:
+        workflow.set_current_details(f"run {self._input.run_id}: {text}")
+
+
+class _TimedOut(Exception):
+    pass
