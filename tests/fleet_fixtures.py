@@ -73,3 +73,22 @@ def upload_app(s3) -> Callable[..., LaunchSpec]:
                           data_uri="s3://data/in/", **spec_kw)
 
     return _upload
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """Dummy orchestrator AWS credentials for moto; no developer profile or config leaks in."""
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN",
+              "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    from core.aws import clear_credential_cache
+
+    clear_credential_cache()
+    yield
+    clear_credential_cache()
