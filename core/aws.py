@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ def clear_credential_cache() -> None:
     """Forget every cached assumed-role credential (tests; key rotation)."""
     with _lock:
         _cache.clear()
+        _clients.clear()
 
 
 def check_access(access: AwsAccess) -> None:
@@ -122,12 +124,31 @@ def assume_role(access: AwsAccess, settings: Any, *, use_cache: bool = True,
     return creds
 
 
+_clients: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+_CLIENT_CACHE_SIZE = 64
+
+
 def client(service: str, access: AwsAccess, settings: Any, *, region: str | None = None):
-    """A boto3 client acting as the client's role (``ec2``, ``ssm``...), in ``region`` or the access's."""
+    """A boto3 client acting as the client's role (``ec2``, ``ssm``...), in ``region`` or the access's.
+
+    Clients are thread-safe and costly to build (~0.1 s), so they are reused for as long as the
+    credentials they were built with are the current ones."""
     creds = assume_role(access, settings)
     endpoint = getattr(settings, "aws_endpoint_url", None)
-    return boto3.session.Session().client(service, region_name=region or access.region, endpoint_url=endpoint,
-                                          config=_CONFIG, **creds.boto_kwargs())
+    region = region or access.region
+    key = (service, region, endpoint or "", creds.access_key_id, creds.session_token)
+    with _lock:
+        hit = _clients.get(key)
+        if hit is not None:
+            _clients.move_to_end(key)
+            return hit
+    made = boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint, config=_CONFIG,
+                                          **creds.boto_kwargs())
+    with _lock:
+        _clients[key] = made
+        while len(_clients) > _CLIENT_CACHE_SIZE:
+            _clients.popitem(last=False)
+    return made
 
 
 # --- verify -----------------------------------------------------------------------------------------------
