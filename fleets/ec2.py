@@ -198,7 +198,8 @@ class Ec2FleetDriver:
             errors = resp.get("Errors", [])
             codes = sorted({e.get("ErrorCode", "?") for e in errors})
             detail = "; ".join(f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}" for e in errors)
-            self._delete_templates(ec2, [lt_id])
+            # the template stays (terminate removes it): a retry with the same ClientToken must send the
+            # same parameters, or real AWS answers IdempotentParameterMismatch instead of this error
             raise FleetLaunchError(f"EC2 Fleet launched no instance for run {spec.run_id} attempt "
                                    f"{spec.attempt} ({spec.capacity}): {detail or 'no reason given'}", codes)
         ref["instance_ids"] = ids
