@@ -340,7 +340,7 @@ class Ec2FleetDriver:
 
     def _fleets(self, ec2, run_id: str) -> list[dict[str, Any]]:
         # DescribeFleets cannot filter by tag: filter here
-        out = []
+        out: list[dict[str, Any]] = []
         for page in ec2.get_paginator("describe_fleets").paginate():
             out.extend(f for f in page.get("Fleets", []) if _tags(f).get(TAG_RUN) == run_id)
         return out
