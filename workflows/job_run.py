@@ -13,7 +13,6 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.run_activities import RunActivities
     from models.workflow import (
         CancelRequest,
         FinishRequest,
@@ -92,9 +91,9 @@ class JobRunWorkflow:
                 self._check_cancel()
                 await self._set_status("LAUNCHING", f"attempt {self._attempt}: launching the fleet",
                                        attempts=self._attempt, capacity=capacity)
-                self._fleet = await self._cancellable(workflow.execute_activity_method(
-                    RunActivities.launch_fleet,
-                    LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity),
+                self._fleet = await self._cancellable(workflow.execute_activity(
+                    "launch_fleet",
+                    LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity), result_type=FleetRef,
                     start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(minutes=2),
                     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
                                              maximum_interval=timedelta(minutes=1), maximum_attempts=10),
@@ -134,8 +133,8 @@ class JobRunWorkflow:
     # ---------- steps ----------
     async def _plan(self, req: PlanRequest) -> PlanResult:
         self._details("planning the start")
-        return await self._cancellable(workflow.execute_activity_method(
-            RunActivities.plan_schedule, req, start_to_close_timeout=timedelta(minutes=2),
+        return await self._cancellable(workflow.execute_activity(
+            "plan_schedule", req, result_type=PlanResult, start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                                      maximum_attempts=20, non_retryable_error_types=["InfeasibleWindow"]),
         ))
@@ -169,8 +168,8 @@ class JobRunWorkflow:
 
     async def _monitor(self, fleet: FleetRef, attempt_start: datetime) -> FleetResult:
         inp = self._input
-        handle = workflow.start_activity_method(
-            RunActivities.monitor_fleet, MonitorRequest(fleet=fleet, poll_sec=inp.monitor_poll_sec),
+        handle = workflow.start_activity(
+            "monitor_fleet", MonitorRequest(fleet=fleet, poll_sec=inp.monitor_poll_sec), result_type=FleetResult,
             start_to_close_timeout=timedelta(days=31),
             heartbeat_timeout=timedelta(seconds=max(30.0, 6 * inp.monitor_poll_sec)),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)),
@@ -236,7 +235,8 @@ class JobRunWorkflow:
         if fleet is None:
             return
         self._details(f"terminating attempt {fleet.attempt}")
-        await self._shielded(workflow.execute_activity_method(RunActivities.terminate_fleet, fleet, **TERMINATE))
+        await self._shielded(workflow.execute_activity("terminate_fleet", fleet, result_type=FleetResult,
+                                                           **TERMINATE))
         self._fleet = None
 
     async def _finish(self, status: str, reason: str | None, started_at: datetime | None,
@@ -246,8 +246,8 @@ class JobRunWorkflow:
             await self._set_status("CANCELLING", reason)
         await self._terminate()
         self._status, self._reason = status, reason
-        await self._shielded(workflow.execute_activity_method(
-            RunActivities.finish_run,
+        await self._shielded(workflow.execute_activity(
+            "finish_run",
             FinishRequest(run_id=self._input.run_id, status=status, status_reason=reason, exit_code=exit_code,
                           attempts=self._attempt, started_at=started_at, finished_at=workflow.now(),
                           succeeded=status == "SUCCEEDED"),
@@ -260,8 +260,8 @@ class JobRunWorkflow:
         self._status, self._reason = status, reason
         if "planned_start" in fields:
             self._planned_start = fields["planned_start"]
-        await self._shielded(workflow.execute_activity_method(
-            RunActivities.update_run, RunUpdate(run_id=self._input.run_id, status=status, status_reason=reason,
+        await self._shielded(workflow.execute_activity(
+            "update_run", RunUpdate(run_id=self._input.run_id, status=status, status_reason=reason,
                                                 **fields), **SHORT))
         self._upsert_status(status)
         self._details(f"{status}: {reason or ''}")
