@@ -94,9 +94,16 @@ class RunActivities:
     # ---------- fleet ----------
     @activity.defn
     async def launch_fleet(self, req: LaunchRequest) -> FleetRef:
+        from fleets.ec2 import FleetLaunchError
+
         spec = await asyncio.to_thread(self._spec, req)
         activity.heartbeat("launching")
-        handle = await asyncio.to_thread(self.driver.launch, spec)
+        try:
+            handle = await asyncio.to_thread(self.driver.launch, spec)
+        except FleetLaunchError as exc:  # no capacity for this attempt: the workflow decides on a new one
+            raise ApplicationError(str(exc), type="FleetLaunchError", non_retryable=True) from exc
+        except ValueError as exc:  # an unusable spec will not get better by retrying
+            raise ApplicationError(str(exc), type="InvalidLaunchSpec", non_retryable=True) from exc
         return _ref(handle)
 
     def _spec(self, req: LaunchRequest) -> LaunchSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     cancel_grace_sec: float = Field(10.0, description="SIGTERM -> SIGKILL grace period")
     monitor_poll_sec: float = Field(5.0, description="Fleet poll interval")
     aws_endpoint_url: str | None = Field(None, description="STS/EC2 endpoint override (moto in tests)")
+    aws_session_duration_sec: int = Field(3600, description="AssumeRole session length")
+    aws_credential_refresh_margin_sec: int = Field(300, description="Re-assume this long before expiry")
+    ec2_presign_ttl_sec: int = Field(604800, description="Lifetime of the instance's presigned URLs (max 7 days)")
+    ec2_log_upload_interval_sec: int = 30
+    ec2_terminate_timeout_sec: int = 300
+    ec2_missing_instance_grace_sec: int = 600
+    local_start_timeout_sec: int = 30
 
     # Scheduling
     carbon_provider: str = "embedded"
@@ -67,6 +74,12 @@ class Settings(BaseSettings):
                                      "within this long after intended_time")
     past_tolerance_sec: int = Field(300, description="How far in the past an intended_time may lie")
     prediction_min_samples: int = 3
+
+    @field_validator("s3_endpoint_url", "aws_endpoint_url", "admin_api_key", "database_url", "temporal_api_key",
+                     "s3_access_key_id", "s3_secret_access_key", "worker_metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v):
+        return None if isinstance(v, str) and not v.strip() else v
 
     @model_validator(mode="after")
     def _refuse_unsafe_prod(self) -> Settings:

@@ -91,13 +91,22 @@ class JobRunWorkflow:
                 self._check_cancel()
                 await self._set_status("LAUNCHING", f"attempt {self._attempt}: launching the fleet",
                                        attempts=self._attempt, capacity=capacity)
-                self._fleet = await self._cancellable(workflow.execute_activity(
-                    "launch_fleet",
-                    LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity), result_type=FleetRef,
-                    start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(minutes=2),
-                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
-                                             maximum_interval=timedelta(minutes=1), maximum_attempts=10),
-                ))
+                try:
+                    self._fleet = await self._cancellable(workflow.execute_activity(
+                        "launch_fleet",
+                        LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity),
+                        result_type=FleetRef,
+                        start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(minutes=2),
+                        retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
+                                                 maximum_interval=timedelta(minutes=1), maximum_attempts=10),
+                    ))
+                except ActivityError as exc:
+                    if _error_type(exc) == "FleetLaunchError" and self._attempt < inp.max_attempts \
+                            and self._can_relaunch(plan):
+                        capacity = "on-demand"  # no capacity this time: try again, on-demand
+                        self._reason = f"attempt {self._attempt} got no capacity; retrying on-demand"
+                        continue
+                    raise
                 attempt_start = workflow.now()
                 started_at = started_at or attempt_start
                 await self._set_status("RUNNING", f"attempt {self._attempt}: running on {self._fleet.driver}",
@@ -291,3 +300,7 @@ class JobRunWorkflow:
 
 class _TimedOut(Exception):
     pass
+
+
+def _error_type(exc: ActivityError) -> str | None:
+    return getattr(exc.cause, "type", None)

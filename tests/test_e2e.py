@@ -1,0 +1,180 @@
+"""End to end through the REST API on the real Temporal dev server + SeaweedFS + SQLite + local fleet driver,
+with the API and the worker as separate processes. Also the chaos test: SIGKILL the worker mid-run and
+mid-sleep; a new worker finishes both, each app started exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core.devstack import find_binary, wait_for
+from core.migrate import upgrade
+from tests.e2e_stack import Stack, make_stack_settings
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, temporal_dev_server, s3_settings):
+    tmp = tmp_path_factory.mktemp("e2e")
+    settings = make_stack_settings(tmp, temporal_dev_server.ports["grpc"], s3_settings)
+    upgrade(settings)
+    st = Stack(settings, tmp)
+    st.start_api()
+    st.start_worker()
+    yield st
+    st.stop()
+
+
+def temporal_cli(stack: Stack, *args: str) -> str:
+    out = subprocess.run([find_binary("temporal"), *args, "--address", stack.settings.temporal_address],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def record_history(stack: Stack, workflow_id: str, name: str) -> None:
+    """Keep the history for replay tests when ORCH_RECORD_HISTORIES=1 (tests/histories/)."""
+    if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    out = subprocess.run([find_binary("temporal"), "workflow", "show", "--workflow-id", workflow_id, "--output",
+                          "json", "--address", stack.settings.temporal_address], capture_output=True, text=True,
+                         timeout=30, check=True)
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(out.stdout)
+
+
+def test_success_with_args_env_and_logs(stack):
+    h = stack.client()
+    tpl = stack.template(h, args={"greeting": "hello", "n": 2})
+    job = stack.submit(h, tpl, args={"n": 3})
+    assert job["workflow_id"] == f"run-{job['run_id']}" and job["status"] == "PENDING"
+    run = stack.wait_status(h, job["run_id"], "SUCCEEDED")
+    assert run["exit_code"] == 0 and run["attempts"] == 1
+    assert run["started_at"] and run["finished_at"] and run["planned_start"] and run["plan"]
+    assert run["carbon"]["estimated_gco2e_chosen"] > 0 and run["carbon"]["realised_gco2e"] is not None
+    logs = stack.http.get(f"/v1/runs/{job['run_id']}/logs", headers=h).json()["text"]
+    assert 'ARGS {"greeting": "hello", "n": "3"}' in logs
+    assert f"ENV {job['run_id']} s3://data-bucket/input" in logs and "DONE" in logs
+    got = stack.http.get(f"/v1/jobs/{job['job_id']}", headers=h).json()
+    assert got["run_ids"] == [job["run_id"]]
+    listed = stack.http.get(f"/v1/runs?status=SUCCEEDED&job_template_id={tpl}", headers=h).json()["items"]
+    assert [r["run_id"] for r in listed] == [job["run_id"]]
+    is_409 = stack.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h)
+    assert is_409.status_code == 409 and "SUCCEEDED" in is_409.json()["detail"]
+    record_history(stack, job["workflow_id"], "one_time_succeeded")
+
+
+def test_exit_code_3_is_failed(stack):
+    h = stack.client()
+    tpl = stack.template(h, args={"exit": 3})
+    job = stack.submit(h, tpl)
+    run = stack.wait_status(h, job["run_id"], {"FAILED", "SUCCEEDED"})
+    assert run["status"] == "FAILED" and run["exit_code"] == 3
+    assert "3" in run["status_reason"]
+    record_history(stack, job["workflow_id"], "one_time_failed_exit_3")
+
+
+def _running_app(stack, h, tmp_path) -> tuple[dict, int]:
+    pid_file = tmp_path / f"pid-{datetime.now().timestamp()}"
+    tpl = stack.template(h, args={"sleep": 600, "pid_file": str(pid_file)})
+    job = stack.submit(h, tpl)
+    stack.wait_status(h, job["run_id"], "RUNNING")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the app to write its pid")
+    pid = int(pid_file.read_text())
+    assert alive(pid)
+    return job, pid
+
+
+@pytest.mark.parametrize("how", ["api", "cli-signal", "cli-cancel"])
+def test_cancel_running_app_kills_it(stack, tmp_path, how):
+    h = stack.client()
+    job, pid = _running_app(stack, h, tmp_path)
+    if how == "api":
+        r = stack.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h, json={"reason": "no longer needed"})
+        assert r.status_code == 202 and r.json()["status"] == "CANCELLING"
+    elif how == "cli-signal":
+        temporal_cli(stack, "workflow", "signal", "--workflow-id", job["workflow_id"], "--name", "cancel",
+                     "--input", json.dumps({"reason": "operator"}))
+    else:
+        temporal_cli(stack, "workflow", "cancel", "--workflow-id", job["workflow_id"])
+    run = stack.wait_status(h, job["run_id"], "CANCELLED", timeout=60)
+    assert not alive(pid), "the app's process survived the cancel"
+    assert run["finished_at"]
+    if how == "api":
+        assert run["status_reason"] == "no longer needed"
+        record_history(stack, job["workflow_id"], "cancelled_while_running")
+
+
+def test_scheduled_run_is_searchable_and_cancellable(stack):
+    h = stack.client()
+    tpl = stack.template(h)
+    start = datetime.now(UTC) + timedelta(days=2)
+    job = stack.submit(h, tpl, intended_time=start.isoformat())
+    run = stack.wait_status(h, job["run_id"], "SCHEDULED")
+    assert run["planned_start"].startswith(start.strftime("%Y-%m-%dT%H:%M"))
+    wait_for(lambda: job["workflow_id"] in temporal_cli(
+        stack, "workflow", "list", "--query", f"OrchRunStatus='SCHEDULED' AND WorkflowId='{job['workflow_id']}'"),
+        20, "the search attribute to be visible")
+    q = temporal_cli(stack, "workflow", "query", "--workflow-id", job["workflow_id"], "--name", "status",
+                     "--output", "json")
+    assert "SCHEDULED" in q
+    r = stack.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h)
+    assert r.status_code == 202
+    run = stack.wait_status(h, job["run_id"], "CANCELLED")
+    assert run["attempts"] == 0
+    record_history(stack, job["workflow_id"], "cancelled_while_scheduled")
+
+
+def test_reschedulable_job_runs_in_window(stack):
+    h = stack.client()
+    tpl = stack.template(h)
+    now = datetime.now(UTC)
+    job = stack.submit(h, tpl, type="RESCHEDULABLE", intended_time=None, earliest_start=now.isoformat(),
+                       latest_finish=(now + timedelta(hours=6)).isoformat(), risk_mode="CONSERVATIVE",
+                       weights={"carbon": 0.5, "risk": 0.4, "slack": 0.1})
+    run = stack.wait_status(h, job["run_id"], {"SCHEDULED", "RUNNING", "SUCCEEDED"})
+    assert run["plan"]["rationale"] and run["plan"]["scores"].keys() == {"carbon", "risk", "slack"}
+    planned = datetime.fromisoformat(run["planned_start"])
+    assert now - timedelta(minutes=1) <= planned <= now + timedelta(hours=6)
+    stack.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h)
+    stack.wait_status(h, job["run_id"], {"CANCELLED", "SUCCEEDED"})
+
+
+def test_worker_sigkill_mid_run_and_mid_sleep(stack, tmp_path):
+    """Kill the worker while one app runs and another run sleeps; a new worker finishes both, no app twice."""
+    h = stack.client()
+    counts = [tmp_path / "count-running", tmp_path / "count-sleeping"]
+    tpl_run = stack.template(h, args={"sleep": 4, "count_file": str(counts[0])})
+    tpl_sleep = stack.template(h, args={"sleep": 0, "count_file": str(counts[1])})
+    running = stack.submit(h, tpl_run)
+    sleeping = stack.submit(h, tpl_sleep, intended_time=(datetime.now(UTC) + timedelta(seconds=8)).isoformat())
+    stack.wait_status(h, running["run_id"], "RUNNING")
+    stack.wait_status(h, sleeping["run_id"], "SCHEDULED")
+    wait_for(lambda: counts[0].exists(), 20, "the first app to start")
+    for w in [w for w in stack.workers if w.alive()]:
+        stack.kill_worker(w)
+    stack.start_worker()
+    for job in (running, sleeping):
+        run = stack.wait_status(h, job["run_id"], {"SUCCEEDED", "FAILED"}, timeout=90)
+        assert run["status"] == "SUCCEEDED", run
+    for c in counts:
+        starts = c.read_text().splitlines()
+        assert len(starts) == 1, f"{c.name}: the app started {len(starts)} times"
+        assert not alive(int(starts[0].split()[1]))
