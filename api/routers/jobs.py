@@ -125,6 +125,7 @@ async def create_job(
         log.warning("could not start workflow for run %s: %s", run.id, type(exc).__name__,
                     extra={"run_id": run.id})
         session.delete(run)
+        session.flush()  # the run first: without a relationship() the unit of work may delete the job first (FK)
         session.delete(job)
         session.commit()
         if isinstance(exc, ServiceUnavailable):
