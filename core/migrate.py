@@ -16,7 +16,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 def alembic_config(settings: Settings) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", normalise_url(settings.db_url))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(settings.db_url).replace("%", "%%"))
     return cfg
 
 

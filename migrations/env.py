@@ -11,7 +11,7 @@ config = context.config
 target_metadata = Base.metadata
 
 url = config.get_main_option("sqlalchemy.url") or normalise_url(Settings().db_url)
-config.set_main_option("sqlalchemy.url", url)
+config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
 
 
 def run_migrations_offline() -> None:
