@@ -1,0 +1,305 @@
+"""Replay job submissions against an actual carbon series: what would the policy have saved?
+
+For each submission at nominal time ``T``:
+
+- Window: ``--window-hours H`` lets the job start anywhere in ``[T - H, T + H]`` (``latest_finish`` =
+  ``T + H + p90``, so a start at ``T + H`` still finishes by its p90); the baseline starts at ``T``.
+  Or ``--deadline-hours D``: start at or after ``T``, finish by ``T + D``; the baseline starts at ``T``.
+- Forecast given to the planner: ``perfect`` (the actual series), ``seasonal`` (the product's
+  :class:`~scheduling.forecast.SeasonalForecaster`, fed only with the actual series *before* the window
+  opens), ``naive`` (mean of the same hour over the previous 28 days, the benchmark baseline), or
+  ``noisy:<sigma>`` (actual x (1 + sigma x N(0, 1)), seeded, clipped at 0).
+- The same :func:`~scheduling.scoring.plan_schedule` picks the start. Its emissions, the baseline's and the
+  oracle's (the start with the least *actual* emissions among the starts the risk mode allows, on the
+  same grid) are all measured on the actual series over the p50 runtime, in gCO2e at ``power_kw``.
+- A deadline miss is a chosen start whose actual runtime ends after ``latest_finish``; the runtime is p50
+  when p50 == p90, else drawn (seeded) from the lognormal through p50/p90.
+
+Submissions whose window (or, for seasonal/naive, 24 h of history before it) is not inside the series
+are skipped and counted. Default weights are carbon-only, so that ``perfect`` reaches the oracle
+exactly; pass the product's weights to see what slack and risk preferences cost in carbon.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+
+from scheduling.carbon import CarbonSeries, parse_timestamp
+from scheduling.forecast import NaiveForecaster, SeasonalForecaster
+from scheduling.scoring import InfeasibleWindow, RiskMode, Weights, lognormal_sigma, plan_schedule
+
+__all__ = [
+    "BacktestConfig",
+    "BacktestResult",
+    "SubmissionResult",
+    "daily_submissions",
+    "parse_forecast_mode",
+    "parse_submissions",
+    "run_backtest",
+]
+
+CARBON_ONLY = Weights(carbon=1.0, risk=0.0, slack=0.0)
+
+
+def parse_forecast_mode(text: str) -> tuple[str, float]:
+    """``perfect`` | ``seasonal`` | ``naive`` | ``noisy:<relative sigma>`` -> (mode, sigma)."""
+    t = text.strip().lower()
+    if t in ("perfect", "seasonal", "naive"):
+        return t, 0.0
+    if t.startswith("noisy:"):
+        try:
+            sigma = float(t.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"bad forecast {text!r}: noisy:<sigma> needs a number, e.g. noisy:0.1") from None
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ValueError("noisy sigma must be >= 0")
+        return "noisy", sigma
+    raise ValueError(f"unknown forecast {text!r}: use perfect, seasonal, naive or noisy:<sigma>")
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Job and policy of a backtest. Runtimes in seconds, windows in hours, ``power_kw`` in kW."""
+
+    p50_sec: float
+    p90_sec: float
+    window_hours: float | None = 8.0
+    deadline_hours: float | None = None
+    risk_mode: RiskMode = RiskMode.CONSERVATIVE
+    weights: Weights = CARBON_ONLY
+    forecast: str = "perfect"
+    step: timedelta = timedelta(minutes=15)
+    power_kw: float = 1.0
+    seed: int = 0
+    warmup_days: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.p50_sec > 0 and self.p90_sec >= self.p50_sec):
+            raise ValueError(f"need 0 < p50 <= p90, got p50={self.p50_sec} s, p90={self.p90_sec} s")
+        if (self.window_hours is None) == (self.deadline_hours is None):
+            raise ValueError("give exactly one of window_hours and deadline_hours")
+        if self.window_hours is not None and self.window_hours < 0:
+            raise ValueError("window_hours must be >= 0")
+        if self.deadline_hours is not None and self.deadline_hours <= 0:
+            raise ValueError("deadline_hours must be > 0")
+        parse_forecast_mode(self.forecast)
+
+    def window(self, nominal: datetime) -> tuple[datetime, datetime]:
+        """(earliest_start, latest_finish) for a submission at ``nominal``."""
+        if self.window_hours is not None:
+            h = timedelta(hours=self.window_hours)
+            return nominal - h, nominal + h + timedelta(seconds=self.p90_sec)
+        return nominal, nominal + timedelta(hours=float(self.deadline_hours or 0))
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    nominal: datetime
+    chosen_start: datetime
+    oracle_start: datetime
+    baseline_g: float
+    chosen_g: float
+    oracle_g: float
+    runtime_sec: float
+    missed: bool
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Totals in gCO2e; percentages are savings against the baseline; ``share_of_oracle`` is a fraction
+    (1.0 = all of the oracle's saving; None when the oracle saves nothing)."""
+
+    submissions: int
+    skipped: int
+    baseline_g: float
+    chosen_g: float
+    oracle_g: float
+    savings_pct: float
+    oracle_savings_pct: float
+    share_of_oracle: float | None
+    deadline_misses: int
+    config: BacktestConfig
+    results: list[SubmissionResult] = field(default_factory=list)
+
+    def to_dict(self, details: bool = False) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {
+            "submissions": self.submissions,
+            "skipped": self.skipped,
+            "baseline_g": round(self.baseline_g, 3),
+            "chosen_g": round(self.chosen_g, 3),
+            "oracle_g": round(self.oracle_g, 3),
+            "savings_pct": round(self.savings_pct, 3),
+            "oracle_savings_pct": round(self.oracle_savings_pct, 3),
+            "share_of_oracle": None if self.share_of_oracle is None else round(self.share_of_oracle, 4),
+            "deadline_misses": self.deadline_misses,
+            "forecast": c.forecast,
+            "risk_mode": str(c.risk_mode),
+            "weights": c.weights.to_dict(),
+            "p50_sec": c.p50_sec,
+            "p90_sec": c.p90_sec,
+            "window_hours": c.window_hours,
+            "deadline_hours": c.deadline_hours,
+            "power_kw": c.power_kw,
+        }
+        if details:
+            out["results"] = [
+                {
+                    "nominal": _iso(r.nominal),
+                    "chosen_start": _iso(r.chosen_start),
+                    "oracle_start": _iso(r.oracle_start),
+                    "baseline_g": r.baseline_g,
+                    "chosen_g": r.chosen_g,
+                    "oracle_g": r.oracle_g,
+                    "runtime_sec": r.runtime_sec,
+                    "missed": r.missed,
+                }
+                for r in self.results
+            ]
+        return out
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_submissions(text: str) -> list[datetime]:
+    """One timestamp per line (first CSV column; naive = UTC); blank lines, ``#`` comments and a header
+    line are ignored. ValueError names the first bad line."""
+    out: list[datetime] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        cell = line.split(",", 1)[0].strip()
+        try:
+            out.append(parse_timestamp(cell))
+        except ValueError:
+            if not out and lineno == 1:
+                continue  # header
+            raise ValueError(f"submissions line {lineno}: unrecognised timestamp {cell!r}") from None
+    if not out:
+        raise ValueError("no submission times found")
+    return sorted(out)
+
+
+def daily_submissions(series: CarbonSeries, at: time | str) -> list[datetime]:
+    """Every day's ``at`` (UTC ``HH:MM``) from the series' first day to its last."""
+    if isinstance(at, str):
+        try:
+            hh, mm = at.strip().split(":")
+            at = time(int(hh), int(mm))
+        except ValueError:
+            raise ValueError(f"--daily-at must be HH:MM (UTC), got {at!r}") from None
+    day = series.start.date()
+    last = series.end.date()
+    out = []
+    while day <= last:
+        out.append(datetime.combine(day, at, tzinfo=UTC))
+        day += timedelta(days=1)
+    return out
+
+
+def _emissions(actual: CarbonSeries, start: datetime, dur: timedelta, power_kw: float) -> float:
+    return power_kw * actual.integral(start, start + dur)
+
+
+def run_backtest(
+    actual: CarbonSeries, submissions: Sequence[datetime], config: BacktestConfig
+) -> BacktestResult:
+    """Replay every submission (see the module docstring); pure and deterministic for a given seed."""
+    mode, sigma = parse_forecast_mode(config.forecast)
+    rng = np.random.default_rng(config.seed)
+    seasonal, naive = SeasonalForecaster(), NaiveForecaster()
+    dur = timedelta(seconds=config.p50_sec)
+    warm_until = actual.start + timedelta(days=config.warmup_days)
+    log_sigma = lognormal_sigma(config.p50_sec, config.p90_sec)
+    results: list[SubmissionResult] = []
+    skipped = 0
+    for nominal in submissions:
+        E, L = config.window(nominal)
+        if warm_until > E or not actual.covers(E, L):
+            skipped += 1
+            continue
+        if mode == "perfect":
+            fc = actual
+        elif mode == "noisy":
+            sl = actual.slice(E, L)
+            noise = 1.0 + sigma * rng.standard_normal(len(sl))
+            fc = CarbonSeries(sl.start, sl.step, np.maximum(sl.values * noise, 0.0))
+        else:
+            cut = actual.start + ((E - actual.start) // actual.step) * actual.step
+            if cut - actual.start < timedelta(hours=24):
+                skipped += 1
+                continue
+            history = actual.slice(actual.start, cut)
+            model = seasonal if mode == "seasonal" else naive
+            fc = model.forecast(history, E, L, actual.step)
+        try:
+            plan = plan_schedule(
+                earliest=E,
+                latest=L,
+                p50_sec=config.p50_sec,
+                p90_sec=config.p90_sec,
+                series=fc,
+                power_kw=config.power_kw,
+                risk_mode=config.risk_mode,
+                weights=config.weights,
+                step=config.step,
+                top_k=1,
+            )
+            oracle = plan_schedule(
+                earliest=E,
+                latest=L,
+                p50_sec=config.p50_sec,
+                p90_sec=config.p90_sec,
+                series=actual,
+                power_kw=config.power_kw,
+                risk_mode=config.risk_mode,
+                weights=CARBON_ONLY,
+                step=config.step,
+                top_k=1,
+            )
+        except InfeasibleWindow:
+            skipped += 1
+            continue
+        chosen = plan.chosen.start
+        base_start = nominal
+        runtime = config.p50_sec
+        if log_sigma > 0:
+            runtime = float(math.exp(math.log(config.p50_sec) + log_sigma * rng.standard_normal()))
+        results.append(
+            SubmissionResult(
+                nominal=nominal,
+                chosen_start=chosen,
+                oracle_start=oracle.chosen.start,
+                baseline_g=_emissions(actual, base_start, dur, config.power_kw),
+                chosen_g=_emissions(actual, chosen, dur, config.power_kw),
+                oracle_g=_emissions(actual, oracle.chosen.start, dur, config.power_kw),
+                runtime_sec=runtime,
+                missed=chosen + timedelta(seconds=runtime) > L,
+            )
+        )
+    base = float(sum(r.baseline_g for r in results))
+    chosen_g = float(sum(r.chosen_g for r in results))
+    oracle_g = float(sum(r.oracle_g for r in results))
+    oracle_saving = base - oracle_g
+    return BacktestResult(
+        submissions=len(results),
+        skipped=skipped,
+        baseline_g=base,
+        chosen_g=chosen_g,
+        oracle_g=oracle_g,
+        savings_pct=(base - chosen_g) / base * 100.0 if base > 0 else 0.0,
+        oracle_savings_pct=oracle_saving / base * 100.0 if base > 0 else 0.0,
+        share_of_oracle=(base - chosen_g) / oracle_saving if oracle_saving > 1e-9 * max(base, 1.0) else None,
+        deadline_misses=sum(r.missed for r in results),
+        config=config,
+        results=results,
+    )

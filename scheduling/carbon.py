@@ -1,0 +1,475 @@
+"""Carbon-intensity series: one regular UTC grid of g/kWh values, parsing, and the embedded provider.
+
+A :class:`CarbonSeries` is a step function: ``values[i]`` is the mean intensity (gCO2e/kWh) over
+``[start + i*step, start + (i+1)*step)``. Integrals, slices and resampling all preserve that meaning, so the
+energy-weighted emissions of a job never depend on the grid it is read on.
+
+Providers here are pure (no network): ``embedded`` (the packaged Electricity Maps 2023 hourly series turned
+into a seasonal forecast, or a flat CCF factor) and ``csv`` (a user's file). The HTTP providers live in
+``core/carbon.py`` and return the same type.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CarbonSeries",
+    "ccf_factor",
+    "embedded_history",
+    "embedded_series",
+    "embedded_zones",
+    "load_csv_series",
+    "parse_timestamp",
+    "regions",
+    "series_from_points",
+    "zone_for_region",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _as_utc(t: datetime, name: str = "time") -> datetime:
+    if t.tzinfo is None or t.tzinfo.utcoffset(t) is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got naive {t.isoformat()}")
+    return t.astimezone(UTC)
+
+
+def floor_time(t: datetime, step: timedelta) -> datetime:
+    """Largest multiple of ``step`` since the Unix epoch that is <= ``t`` (UTC)."""
+    t = _as_utc(t)
+    return _EPOCH + ((t - _EPOCH) // step) * step
+
+
+def ceil_time(t: datetime, step: timedelta) -> datetime:
+    """Smallest multiple of ``step`` since the Unix epoch that is >= ``t`` (UTC)."""
+    f = floor_time(t, step)
+    return f if f == _as_utc(t) else f + step
+
+
+@dataclass(frozen=True, eq=False)
+class CarbonSeries:
+    """Regular UTC series of grid carbon intensity.
+
+    ``start``: tz-aware UTC datetime of the first interval; ``step``: interval length;
+    ``values``: 1-D float64 array in gCO2e/kWh, ``values[i]`` holding over
+    ``[start + i*step, start + (i+1)*step)``.
+    The array is stored read-only; slices share memory with their parent.
+    """
+
+    start: datetime
+    step: timedelta
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", _as_utc(self.start, "series start"))
+        if not isinstance(self.step, timedelta) or self.step <= timedelta(0):
+            raise ValueError(f"series step must be a positive timedelta, got {self.step!r}")
+        v = self.values
+        if not (isinstance(v, np.ndarray) and v.dtype == np.float64 and not v.flags.writeable):
+            v = np.array(v, dtype=np.float64)
+            v.setflags(write=False)
+        if v.ndim != 1 or v.size == 0:
+            raise ValueError("series values must be a non-empty 1-D array")
+        object.__setattr__(self, "values", v)
+
+    # ----------------------------------------------------------------- basics
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    def __repr__(self) -> str:
+        return (
+            f"CarbonSeries(start={self.start.isoformat()}, step={self.step}, n={len(self)}, "
+            f"mean={float(self.values.mean()):.1f} g/kWh)"
+        )
+
+    @property
+    def end(self) -> datetime:
+        """End of the last interval (exclusive), UTC."""
+        return self.start + self.step * len(self)
+
+    @property
+    def step_sec(self) -> float:
+        return self.step.total_seconds()
+
+    def times(self) -> list[datetime]:
+        """Start of every interval, tz-aware UTC."""
+        return [self.start + i * self.step for i in range(len(self))]
+
+    def covers(self, start: datetime, end: datetime) -> bool:
+        """True if ``[start, end]`` lies inside ``[self.start, self.end]``."""
+        return self.start <= _as_utc(start) and _as_utc(end) <= self.end
+
+    def index_of(self, t: datetime) -> int:
+        """Index of the interval containing ``t`` (may be out of range)."""
+        return (_as_utc(t) - self.start) // self.step
+
+    def value_at(self, t: datetime) -> float:
+        """Intensity (g/kWh) in force at ``t``; ValueError outside the series."""
+        i = self.index_of(t)
+        if not 0 <= i < len(self):
+            raise ValueError(f"{t.isoformat()} is outside the series [{self.start}, {self.end})")
+        return float(self.values[i])
+
+    # ------------------------------------------------------------ transforms
+    def slice(self, start: datetime, end: datetime) -> CarbonSeries:
+        """The grid intervals that overlap ``[start, end)`` (start floored, end ceiled to this grid).
+
+        Shares memory with ``self``. ValueError if the range is empty or not covered by the series.
+        """
+        start, end = _as_utc(start, "slice start"), _as_utc(end, "slice end")
+        if end <= start:
+            raise ValueError(f"empty slice [{start.isoformat()}, {end.isoformat()})")
+        if not self.covers(start, end):
+            raise ValueError(
+                f"series [{self.start.isoformat()}, {self.end.isoformat()}) does not cover "
+                f"[{start.isoformat()}, {end.isoformat()})"
+            )
+        i0 = (start - self.start) // self.step
+        i1 = -((self.start - end) // self.step)  # ceil
+        return CarbonSeries(self.start + i0 * self.step, self.step, self.values[i0:i1])
+
+    def resample(self, step: timedelta) -> CarbonSeries:
+        """Same intensity on a grid of ``step`` starting at ``self.start``, preserving integrals.
+
+        Finer steps repeat each value (the intensity is a step function); coarser steps average it,
+        weighted by time. The last partial interval of a coarser grid is dropped.
+        """
+        if step <= timedelta(0):
+            raise ValueError("resample step must be positive")
+        if step == self.step:
+            return self
+        dt = self.step
+        if dt % step == timedelta(0):
+            return CarbonSeries(self.start, step, np.repeat(self.values, dt // step))
+        n_new = (dt * len(self)) // step
+        if n_new < 1:
+            raise ValueError(f"series of {dt * len(self)} is shorter than one step of {step}")
+        if step % dt == timedelta(0):
+            k = step // dt
+            return CarbonSeries(self.start, step, self.values[: n_new * k].reshape(n_new, k).mean(axis=1))
+        edges = np.arange(n_new + 1, dtype=np.float64) * step.total_seconds()
+        cum = self.cumulative(edges)
+        return CarbonSeries(self.start, step, np.diff(cum) / step.total_seconds())
+
+    def regrid(self, start: datetime, end: datetime, step: timedelta) -> CarbonSeries:
+        """Time-weighted mean intensity on the grid ``start + k*step`` covering ``[start, end)``.
+
+        ``n = ceil((end - start) / step)`` intervals; the series must cover ``[start, start + n*step]``.
+        Preserves integrals, like :meth:`resample`, for any alignment.
+        """
+        start, end = _as_utc(start, "regrid start"), _as_utc(end, "regrid end")
+        if step <= timedelta(0) or end <= start:
+            raise ValueError("regrid needs a positive step and end > start")
+        n = -((start - end) // step)
+        stop = start + n * step
+        if not self.covers(start, stop):
+            raise ValueError(
+                f"series [{self.start.isoformat()}, {self.end.isoformat()}) does not cover "
+                f"[{start.isoformat()}, {stop.isoformat()})"
+            )
+        if step == self.step and (start - self.start) % step == timedelta(0):
+            i0 = (start - self.start) // step
+            return CarbonSeries(start, step, self.values[i0 : i0 + n])
+        off = (start - self.start).total_seconds()
+        edges = off + np.arange(n + 1, dtype=np.float64) * step.total_seconds()
+        return CarbonSeries(start, step, np.diff(self.cumulative(edges)) / step.total_seconds())
+
+    def shift(self, delta: timedelta) -> CarbonSeries:
+        """The same values, ``delta`` later."""
+        return CarbonSeries(self.start + delta, self.step, self.values)
+
+    # ------------------------------------------------------------- integrals
+    def prefix(self) -> np.ndarray:
+        """``P[i]`` = integral of intensity over the first ``i`` intervals, in g/kWh x seconds."""
+        p = np.empty(len(self) + 1)
+        p[0] = 0.0
+        np.cumsum(self.values, out=p[1:])
+        p[1:] *= self.step_sec
+        return p
+
+    def cumulative(self, offsets_sec: np.ndarray, prefix: np.ndarray | None = None) -> np.ndarray:
+        """Integral of intensity from ``start`` to ``start + offsets_sec`` (g/kWh x s), vectorised.
+
+        Offsets are clipped to ``[0, duration]``.
+        """
+        dt = self.step_sec
+        n = len(self)
+        p = self.prefix() if prefix is None else prefix
+        t = np.clip(np.asarray(offsets_sec, dtype=np.float64), 0.0, n * dt)
+        idx = np.minimum((t // dt).astype(np.int64), n - 1)
+        return p[idx] + (t - idx * dt) * self.values[idx]
+
+    def integral(self, start: datetime, end: datetime) -> float:
+        """Integral of intensity over ``[start, end]`` in g/kWh x hours (= gCO2e per kW of load)."""
+        if not self.covers(start, end):
+            raise ValueError(
+                f"series [{self.start.isoformat()}, {self.end.isoformat()}) does not cover "
+                f"[{_as_utc(start).isoformat()}, {_as_utc(end).isoformat()}]"
+            )
+        a = (_as_utc(start) - self.start).total_seconds()
+        b = (_as_utc(end) - self.start).total_seconds()
+        c = self.cumulative(np.array([a, b]))
+        return float(c[1] - c[0]) / 3600.0
+
+
+# --------------------------------------------------------------------------- parsing
+
+_DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse one timestamp to tz-aware UTC.
+
+    Accepts ISO 8601 (``2023-01-01T00:00:00Z``, ``2023-01-01 00:00``, with or without offset),
+    ``DD/MM/YYYY HH:MM[:SS]`` (day first, as in the GB Electricity Maps export) and Unix epoch seconds.
+    Naive times are UTC.
+    """
+    s = text.strip()
+    if not s:
+        raise ValueError("empty timestamp")
+    try:
+        t = datetime.fromisoformat(s[:-1] + "+00:00" if s[-1] in "zZ" else s)
+    except ValueError:
+        t = None
+        if "/" in s:
+            for fmt in _DATE_FORMATS:
+                try:
+                    t = datetime.strptime(s, fmt)
+                    break
+                except ValueError:
+                    continue
+        if t is None:
+            try:
+                epoch = float(s)
+            except ValueError:
+                raise ValueError(f"unrecognised timestamp {text!r}") from None
+            if not math.isfinite(epoch):
+                raise ValueError(f"unrecognised timestamp {text!r}") from None
+            return _EPOCH + timedelta(seconds=epoch)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def series_from_points(
+    times: Sequence[datetime],
+    values: Sequence[float],
+    step: timedelta | None = None,
+) -> CarbonSeries:
+    """Regular series from irregular, unsorted, possibly duplicated points (g/kWh, UTC).
+
+    - ``step``: the grid; by default the most common spacing between consecutive distinct timestamps.
+    - Timestamps are snapped to the nearest grid slot counted from the earliest one; points that land in
+      the same slot (duplicates) are averaged.
+    - Empty slots (gaps, or NaN values) are filled by linear interpolation between the neighbouring points.
+    """
+    if len(times) != len(values):
+        raise ValueError("times and values differ in length")
+    if len(times) < 2:
+        raise ValueError(f"a series needs at least 2 points, got {len(times)}")
+    t = np.array([(_as_utc(x) - _EPOCH).total_seconds() for x in times], dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if np.any(np.isinf(v)):
+        raise ValueError("intensity values must be finite")
+    if np.any(v < 0):
+        raise ValueError(f"intensity values must be >= 0 g/kWh, got {float(np.nanmin(v))}")
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    t0 = t[0]
+    if step is None:
+        d = np.diff(np.unique(t))
+        if d.size == 0:
+            raise ValueError("all timestamps are identical: cannot infer a step")
+        vals, counts = np.unique(np.round(d, 3), return_counts=True)
+        step_sec = float(vals[np.argmax(counts)])
+        step = timedelta(seconds=step_sec)
+    step_sec = step.total_seconds()
+    if step_sec <= 0:
+        raise ValueError("step must be positive")
+    slot = np.rint((t - t0) / step_sec).astype(np.int64)
+    n = int(slot[-1]) + 1
+    if n > 50_000_000:
+        raise ValueError(f"series would need {n} slots of {step}: check the timestamps")
+    ok = ~np.isnan(v)
+    sums = np.bincount(slot[ok], weights=v[ok], minlength=n)
+    counts = np.bincount(slot[ok], minlength=n)
+    filled = counts > 0
+    if filled.sum() < 1:
+        raise ValueError("no numeric intensity values")
+    out = np.empty(n)
+    out[filled] = sums[filled] / counts[filled]
+    if not filled.all():
+        idx = np.arange(n)
+        out[~filled] = np.interp(idx[~filled], idx[filled], out[filled])
+    return CarbonSeries(_EPOCH + timedelta(seconds=t0), step, out)
+
+
+def load_csv_series(
+    path_or_text: str | Path | bytes,
+    *,
+    time_column: int | str = 0,
+    value_column: int | str = 1,
+    step: timedelta | None = None,
+) -> CarbonSeries:
+    """Read a ``timestamp, g/kWh`` CSV (with a header row) into a regular :class:`CarbonSeries`.
+
+    ``path_or_text``: a path, or the CSV text itself (str containing a newline, or bytes).
+    Columns default to the first two; pass a header name or index to pick others.
+    Timestamps: see :func:`parse_timestamp` (naive = UTC). Any regular resolution is accepted; the step is
+    the most common spacing. Duplicate timestamps are averaged; gaps and empty values are filled by linear
+    interpolation (see :func:`series_from_points`). Raises ValueError naming the line for unparseable rows.
+    """
+    if isinstance(path_or_text, bytes):
+        text = path_or_text.decode("utf-8-sig")
+    elif isinstance(path_or_text, Path) or "\n" not in path_or_text:
+        p = Path(path_or_text)
+        raw = p.read_bytes()
+        if p.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8-sig")
+    else:
+        text = path_or_text
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ValueError("empty CSV: expected a header row and `timestamp, g/kWh` rows") from None
+    header = [h.strip() for h in header]
+
+    def col(c: int | str) -> int:
+        if isinstance(c, int):
+            if c >= len(header):
+                raise ValueError(f"CSV has {len(header)} columns, column {c} requested")
+            return c
+        if c not in header:
+            raise ValueError(f"column {c!r} not in CSV header {header}")
+        return header.index(c)
+
+    ti, vi = col(time_column), col(value_column)
+    times: list[datetime] = []
+    vals: list[float] = []
+    for lineno, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if max(ti, vi) >= len(row):
+            raise ValueError(f"line {lineno}: expected at least {max(ti, vi) + 1} columns, got {len(row)}")
+        try:
+            t = parse_timestamp(row[ti])
+        except ValueError as e:
+            raise ValueError(f"line {lineno}: {e}") from None
+        cell = row[vi].strip()
+        if cell == "":
+            v = math.nan
+        else:
+            try:
+                v = float(cell.replace(",", ".")) if cell.count(",") == 1 and "." not in cell else float(cell)
+            except ValueError:
+                raise ValueError(f"line {lineno}: intensity {row[vi]!r} is not a number (g/kWh)") from None
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"line {lineno}: intensity {row[vi]!r} must be a finite number >= 0")
+        times.append(t)
+        vals.append(v)
+    if len(times) < 2:
+        raise ValueError(f"CSV has {len(times)} data rows; a series needs at least 2")
+    return series_from_points(times, vals, step)
+
+
+# --------------------------------------------------------------------------- embedded data
+
+
+def _data_bytes(name: str) -> bytes:
+    raw = resources.files("scheduling.data").joinpath(name).read_bytes()
+    return gzip.decompress(raw) if name.endswith(".gz") else raw
+
+
+@lru_cache(maxsize=1)
+def _region_tables() -> tuple[dict[str, str], dict[str, float]]:
+    zones = {
+        r["aws_region"].strip(): r["electricitymaps_zone"].strip()
+        for r in csv.DictReader(io.StringIO(_data_bytes("aws-region-zones.csv").decode()))
+    }
+    factors = {
+        r["region"].strip(): float(r["g_co2e_per_kwh"])
+        for r in csv.DictReader(io.StringIO(_data_bytes("aws-region-factors-ccf.csv").decode()))
+    }
+    return zones, factors
+
+
+def regions() -> list[str]:
+    """AWS regions the embedded provider knows (hourly series or a CCF factor), sorted."""
+    zones, factors = _region_tables()
+    return sorted(set(zones) | set(factors))
+
+
+def zone_for_region(region: str) -> str | None:
+    """Electricity Maps zone whose series stands for an AWS region, or None."""
+    return _region_tables()[0].get(region.strip().lower())
+
+
+def ccf_factor(region: str) -> float | None:
+    """Cloud Carbon Footprint annual grid factor for an AWS region (gCO2e/kWh), or None."""
+    return _region_tables()[1].get(region.strip().lower())
+
+
+def embedded_zones() -> list[str]:
+    """Zones with a packaged 2023 hourly series."""
+    names = (p.name for p in resources.files("scheduling.data").iterdir())
+    return sorted(n.removeprefix("em2023_").removesuffix(".csv.gz") for n in names if n.startswith("em2023_"))
+
+
+@lru_cache(maxsize=16)
+def embedded_history(zone: str) -> CarbonSeries:
+    """The packaged 2023 hourly LCA series (gCO2e/kWh, UTC) of an Electricity Maps zone."""
+    if zone not in embedded_zones():
+        raise ValueError(f"no embedded series for zone {zone!r}; have {embedded_zones()}")
+    return load_csv_series(_data_bytes(f"em2023_{zone}.csv.gz"), step=timedelta(hours=1))
+
+
+def embedded_series(
+    region: str,
+    start: datetime,
+    end: datetime,
+    step: timedelta = timedelta(minutes=15),
+) -> tuple[CarbonSeries, str]:
+    """Forecast of intensity for an AWS region over ``[start, end)`` from the packaged data, and a note.
+
+    Regions with an hourly series: the seasonal forecaster (``scheduling.forecast``) applied to the 2023
+    data read as a repeating 364-day year (weekdays line up), so any date works. It is a climatology, not
+    a live forecast: only the daily and weekly shape of that time of year. Regions without one: a flat
+    series at the CCF annual factor; the note says no time-shifting benefit can be claimed there.
+    The grid is aligned to UTC multiples of ``step`` and covers ``[start, end)``. Unknown region: ValueError.
+    """
+    from scheduling.forecast import climatology_forecast  # local: forecast imports this module
+
+    start, end = _as_utc(start, "start"), _as_utc(end, "end")
+    if end <= start:
+        raise ValueError(f"end {end.isoformat()} must be after start {start.isoformat()}")
+    key = region.strip().lower()
+    zone = zone_for_region(key)
+    g0, g1 = floor_time(start, step), ceil_time(end, step)
+    if zone is not None and zone in embedded_zones():
+        series = climatology_forecast(embedded_history(zone), g0, g1, step)
+        note = (
+            f"embedded: seasonal forecast for {key} (Electricity Maps zone {zone}, 2023 hourly data, ODbL; "
+            "daily and weekly profile of that time of year, not a live forecast)"
+        )
+        return series, note
+    factor = ccf_factor(key)
+    if factor is None:
+        raise ValueError(f"unknown AWS region {region!r}; known: {', '.join(regions())}")
+    n = (g1 - g0) // step
+    note = (
+        f"{key} has no hourly carbon series: flat CCF annual factor {factor:g} g/kWh, "
+        "so no time-shifting benefit can be claimed there"
+    )
+    return CarbonSeries(g0, step, np.full(n, factor)), note
