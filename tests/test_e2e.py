@@ -119,7 +119,7 @@ def test_cancel_running_app_kills_it(stack, tmp_path, how):
     assert run["finished_at"]
     if how == "api":
         assert run["status_reason"] == "no longer needed"
-        record_history(stack, job["workflow_id"], "cancelled_while_running")
+    record_history(stack, job["workflow_id"], f"cancelled_while_running_{how}")
 
 
 def test_scheduled_run_is_searchable_and_cancellable(stack):
@@ -155,6 +155,7 @@ def test_reschedulable_job_runs_in_window(stack):
     assert now - timedelta(minutes=1) <= planned <= now + timedelta(hours=6)
     stack.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h)
     stack.wait_status(h, job["run_id"], {"CANCELLED", "SUCCEEDED"})
+    record_history(stack, job["workflow_id"], "reschedulable_conservative")
 
 
 def test_worker_sigkill_mid_run_and_mid_sleep(stack, tmp_path):
@@ -178,3 +179,5 @@ def test_worker_sigkill_mid_run_and_mid_sleep(stack, tmp_path):
         starts = c.read_text().splitlines()
         assert len(starts) == 1, f"{c.name}: the app started {len(starts)} times"
         assert not alive(int(starts[0].split()[1]))
+    record_history(stack, running["workflow_id"], "worker_killed_mid_run")
+    record_history(stack, sleeping["workflow_id"], "worker_killed_mid_sleep")
