@@ -28,5 +28,9 @@ bench: $(STAMP)
 	$(PY) bench/bench_plan.py
 	$(PY) bench/bench_forecast.py
 
+## Validate docker-compose.yml without a Docker engine (Compose schema + our own rules)
+compose-check: $(STAMP)
+	$(PY) scripts/compose_check.py docker-compose.yml
+
 clean:
 	rm -rf .data

@@ -37,7 +37,7 @@ async def main(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if settings.worker_metrics_port:
         Runtime.set_default(Runtime(telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{settings.worker_metrics_port}"))), error_if_already_set=False)
+            metrics=PrometheusConfig(bind_address=f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"))), error_if_already_set=False)
     client = await connect(settings)
     db = Database(settings)
     worker = build_worker(client, settings, db)

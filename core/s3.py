@@ -12,7 +12,7 @@ from core.settings import Settings
 
 
 def s3_client(settings: Settings):
-    """A boto3 S3 client for the configured store (path-style addressing for S3-compatible servers)."""
+    """A boto3 S3 client for the configured store."""
     return boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
@@ -20,7 +20,8 @@ def s3_client(settings: Settings):
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=settings.s3_secret_access_key,
         config=Config(
-            s3={"addressing_style": "path"},
+            # S3-compatible servers (SeaweedFS, MinIO) want path-style; AWS picks virtual-hosted itself
+            s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
             signature_version="s3v4",
             retries={"max_attempts": 5, "mode": "standard"},
             connect_timeout=5,

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     worker_shutdown_grace_sec: float = 30.0
     worker_max_activities: int = 200
     worker_metrics_port: int | None = Field(None, description="Temporal SDK Prometheus metrics of the worker")
+    worker_metrics_host: str = Field("127.0.0.1", description="Bind address of the worker's metrics (0.0.0.0 in "
+                                     "containers)")
 
     # S3 artifact store
     s3_endpoint_url: str | None = Field("http://127.0.0.1:8333", description="None = AWS S3")
