@@ -14,8 +14,9 @@ Providers (``provider`` argument / ``ORCH_CARBON_PROVIDER``):
   = g/kWh. ``co2_moer`` is a *marginal* signal. AWS region -> WattTime region by ``watttime_regions``
   (settings), else the region string passes through (e.g. ``CAISO_NORTH``).
 - ``carbon-aware-sdk``: the GSF WebAPI, ``GET {url}/emissions/forecasts/current?location=L`` ->
-  ``[{"forecastData": [{"timestamp", "duration" (min), "value" (g/kWh)}], ...}]``. AWS region -> location by
-  ``carbon_aware_sdk_locations`` (settings), else pass-through (the SDK's own location names, e.g. ``eastus``).
+  ``[{"forecastData": [{"timestamp", "duration" (min), "value" (g/kWh)}], ...}]``. AWS region ->
+  location by ``carbon_aware_sdk_locations`` (settings), else pass-through (the SDK's location names,
+  e.g. ``eastus``).
 
 Each provider's whole forecast is cached per (provider, zone) for ``carbon_cache_ttl_sec`` (default 900 s)
 in normalised form, so thousands of jobs planning against the same region cost one provider call per TTL;
