@@ -54,9 +54,12 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 def _register_optional() -> None:
+    from cli.demo import demo
+
+    app.command("demo")(demo)
     try:
         from cli.backtest import backtest
-    except ImportError:  # pragma: no cover
+    except ImportError:  # pragma: no cover - cli/backtest.py is added with the scheduling work
         return
     app.command("backtest")(backtest)
 

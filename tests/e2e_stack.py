@@ -48,9 +48,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class Stack:
-    def __init__(self, settings: Settings, log_dir: Path):
+    def __init__(self, settings: Settings, log_dir: Path, extra_env: dict[str, str] | None = None):
         self.settings, self.log_dir = settings, log_dir
-        self.env = settings_env(settings)
+        self.env = settings_env(settings) | (extra_env or {})
         self.workers: list[Server] = []
         self.api: Server | None = None
         self.base = f"http://127.0.0.1:{settings.api_port}"

@@ -68,6 +68,10 @@ def test_dev_stack_end_to_end(tmp_path):
                 "data_uri": "s3://bucket/data", "fleet_template_id": "m5.4xlarge"})
             assert r.status_code == 201, r.text
             assert port_open(ports["ui"]), "Temporal Web UI is not listening"
+        demo = subprocess.run([sys.executable, "-m", "cli", "demo", "--api", base, "--admin-key", admin,
+                               "--timeout", "120"], capture_output=True, text=True, timeout=180)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert '"status": "SUCCEEDED"' in demo.stdout and "word count: 15000" in demo.stdout
     finally:
         if proc.poll() is None:
             out = _stop(proc, ports)
