@@ -77,7 +77,99 @@ def _loc_to_path(loc: tuple) -> str:
     return "/".join(parts) if parts else "body"
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; validation errors list each field in `errors`.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["path", "message"],
+            "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+_ERROR_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+                 405: "Method not allowed", 409: "Conflict", 413: "Payload too large",
+                 422: "Unprocessable content", 503: "Service unavailable"}
+# Errors an operation answers beyond the generic ones that document_problems() derives from its shape.
+DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
+    ("post", "/v1/artifacts/upload"): (409,),
+    ("post", "/v1/job-templates"): (409,),
+    ("post", "/v1/jobs"): (409, 503),
+    ("put", "/v1/clients/{client_id}/aws"): (409,),
+    ("post", "/v1/runs/{run_id}/cancel"): (409, 503),
+}
+
+
+def _names_a_record(doc: dict, op: dict) -> bool:
+    """A path parameter, a required query parameter or a required body field that is an id: may be a 404."""
+    params = op.get("parameters", [])
+    if any(p["in"] == "path" or (p["in"] == "query" and p.get("required") and p["name"].endswith("_id"))
+           for p in params):
+        return True
+    for media in (op.get("requestBody") or {}).get("content", {}).values():
+        schema = media.get("schema", {})
+        if "$ref" in schema:
+            schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        if any(name.endswith("_id") for name in schema.get("required", [])):
+            return True
+    return False
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the API really answers on errors: every 4xx/5xx is
+    ``application/problem+json`` (not FastAPI's default ``HTTPValidationError``), and each ``/v1``
+    operation lists the errors it can give: 401/403 (API key), 422 (validation), 404 (it names a record),
+    400 (unparseable body, bad cursor), 413 (body size), plus DOMAIN_ERRORS (409, 503)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = generate()
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        ref = {"$ref": "#/components/schemas/Problem"}
+        for path, item in doc.get("paths", {}).items():
+            for method, op in item.items():
+                if not isinstance(op, dict) or "responses" not in op:
+                    continue
+                statuses = {int(s) for s in op["responses"] if s.isdigit() and int(s) >= 400}
+                if path.startswith("/v1"):
+                    params, body = op.get("parameters", []), op.get("requestBody")
+                    statuses |= {401, 403}
+                    if params or body:
+                        statuses.add(422)
+                    if _names_a_record(doc, op):
+                        statuses.add(404)
+                    if body:  # 400: a body that is not UTF-8 JSON or not parseable multipart
+                        statuses |= {400, 413}
+                    if any(p["name"] == "cursor" for p in params):
+                        statuses.add(400)
+                    statuses |= set(DOMAIN_ERRORS.get((method, path), ()))
+                for status in sorted(statuses):
+                    response = op["responses"].setdefault(str(status), {})
+                    if not response.get("description") or status == 422:
+                        response["description"] = _ERROR_TITLES.get(status, "Error")
+                    response["content"] = {PROBLEM: {"schema": ref}}
+        text = str(doc["paths"])
+        for name in ("HTTPValidationError", "ValidationError"):
+            if f"/{name}'" not in text and f"/{name}\"" not in text:
+                schemas.pop(name, None)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    document_problems(app)
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers, request.url.path)
@@ -95,9 +187,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 413: "Payload too large"}
         detail = exc.detail if isinstance(exc.detail, str) else "error"
-        return problem(exc.status_code, titles.get(exc.status_code, "Error"), detail,
+        return problem(exc.status_code, _ERROR_TITLES.get(exc.status_code, "Error"), detail,
                        headers=getattr(exc, "headers", None), instance=request.url.path)
 
     @app.exception_handler(Exception)
