@@ -69,7 +69,7 @@ class BacktestConfig:
 
     p50_sec: float
     p90_sec: float
-    window_hours: float | None = 8.0
+    window_hours: float | None = None
     deadline_hours: float | None = None
     risk_mode: RiskMode = RiskMode.CONSERVATIVE
     weights: Weights = CARBON_ONLY

@@ -1,0 +1,267 @@
+"""Backtest: scheduling/backtest.py and the `orch backtest` command (cli/backtest.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cli.backtest import backtest
+from scheduling.backtest import BacktestConfig, daily_submissions, parse_submissions, run_backtest
+from scheduling.carbon import CarbonSeries, embedded_history
+from scheduling.scoring import RiskMode, Weights
+
+app = typer.Typer()
+app.command()(backtest)
+runner = CliRunner()
+
+KEYS = {
+    "submissions",
+    "baseline_g",
+    "chosen_g",
+    "oracle_g",
+    "savings_pct",
+    "oracle_savings_pct",
+    "share_of_oracle",
+    "deadline_misses",
+}
+
+
+def month_csv(tmp_path, zone="GB", days=40, minutes=60, extra=""):
+    h = embedded_history(zone)
+    rows = [f"{t:%Y-%m-%d %H:%M},{v}" for t, v in zip(h.times()[: days * 24], h.values, strict=False)]
+    if minutes == 30:  # GB-style half-hourly CSV
+        rows = [
+            r
+            for t, v in zip(h.times()[: days * 24], h.values, strict=False)
+            for r in (f"{t:%Y-%m-%d %H:%M},{v}", f"{t + timedelta(minutes=30):%Y-%m-%d %H:%M},{v}")
+        ]
+    p = tmp_path / f"{zone}.csv"
+    p.write_text("timestamp,gco2_per_kwh\n" + "\n".join(rows) + "\n" + extra)
+    return p
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_issue_command_perfect_forecast_reaches_the_oracle(tmp_path):
+    csv = month_csv(tmp_path)
+    r = run(
+        "--carbon-csv",
+        csv,
+        "--daily-at",
+        "01:00",
+        "--job-minutes",
+        30,
+        "--window-hours",
+        8,
+        "--forecast",
+        "perfect",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert set(out) >= KEYS
+    assert out["submissions"] >= 38 and out["deadline_misses"] == 0
+    assert out["share_of_oracle"] == 1.0
+    assert out["chosen_g"] == out["oracle_g"] < out["baseline_g"]
+    assert out["savings_pct"] == out["oracle_savings_pct"] > 0
+
+
+@pytest.mark.parametrize("mode", list(RiskMode))
+def test_perfect_forecast_is_oracle_for_every_risk_mode(mode):
+    h = embedded_history("DE").slice(datetime(2023, 2, 1, tzinfo=UTC), datetime(2023, 3, 1, tzinfo=UTC))
+    cfg = BacktestConfig(p50_sec=3600, p90_sec=5400, window_hours=6, risk_mode=mode)
+    r = run_backtest(h, daily_submissions(h, "09:30"), cfg)
+    assert r.share_of_oracle == 1.0 and r.chosen_g == r.oracle_g
+
+
+def test_seasonal_has_no_look_ahead():
+    """Changing the actual series after a window opens cannot change the seasonal choice."""
+    h = embedded_history("FR")
+    cfg = BacktestConfig(p50_sec=3600, p90_sec=3600, window_hours=8, forecast="seasonal")
+    subs = [datetime(2023, 4, d, 13, tzinfo=UTC) for d in (3, 10, 17)]
+    a = run_backtest(h, subs, cfg)
+    for sub, res in zip(subs, a.results, strict=True):
+        opens = sub - timedelta(hours=8)
+        vals = np.array(h.values)
+        i = h.index_of(opens)
+        vals[i:] = vals[i:][::-1][: len(vals) - i] * 3  # scramble the future
+        changed = run_backtest(CarbonSeries(h.start, h.step, vals), [sub], cfg)
+        assert changed.results[0].chosen_start == res.chosen_start
+
+
+def test_noisy_is_seeded_and_zero_noise_is_perfect():
+    h = embedded_history("ES").slice(datetime(2023, 7, 1, tzinfo=UTC), datetime(2023, 8, 1, tzinfo=UTC))
+    subs = daily_submissions(h, "12:00")
+    cfg = BacktestConfig(p50_sec=3600, p90_sec=3600, window_hours=8, forecast="noisy:0.2", seed=7)
+    a, b = run_backtest(h, subs, cfg), run_backtest(h, subs, cfg)
+    assert a.chosen_g == b.chosen_g and a.share_of_oracle < 1.0
+    zero = run_backtest(
+        h, subs, BacktestConfig(p50_sec=3600, p90_sec=3600, window_hours=8, forecast="noisy:0")
+    )
+    assert zero.share_of_oracle == 1.0
+
+
+def test_deadline_misses_counted_with_runtime_spread():
+    h = embedded_history("GB").slice(datetime(2023, 1, 1, tzinfo=UTC), datetime(2023, 3, 1, tzinfo=UTC))
+    subs = daily_submissions(h, "06:00")
+    risky = BacktestConfig(
+        p50_sec=3600,
+        p90_sec=3 * 3600,
+        deadline_hours=1.5,
+        risk_mode=RiskMode.AGGRESSIVE,
+        forecast="perfect",
+        seed=1,
+    )
+    r = run_backtest(h, subs, risky)
+    assert r.deadline_misses > 0  # p50 fits, the tail does not
+    safe = BacktestConfig(
+        p50_sec=3600,
+        p90_sec=3 * 3600,
+        deadline_hours=12,
+        risk_mode=RiskMode.CONSERVATIVE,
+        weights=Weights(),
+        seed=1,
+    )
+    assert run_backtest(h, subs, safe).deadline_misses <= 0.1 * len(subs)
+
+
+def test_region_seasonal_table_and_weights(tmp_path):
+    r = run(
+        "--region",
+        "eu-west-2",
+        "--daily-at",
+        "18:00",
+        "--p50-minutes",
+        60,
+        "--p90-minutes",
+        90,
+        "--window-hours",
+        6,
+        "--forecast",
+        "seasonal",
+        "--risk-mode",
+        "neutral",
+        "--weights",
+        "carbon=0.6,risk=0.3,slack=0.1",
+    )
+    assert r.exit_code == 0, r.output
+    assert "share of oracle's saving" in r.output and "embedded GB" in r.output and "NEUTRAL" in r.output
+
+
+def test_submissions_file_and_details(tmp_path):
+    csv = month_csv(tmp_path, zone="DE", days=10, minutes=30)
+    subs = tmp_path / "subs.txt"
+    subs.write_text(
+        "submitted_at\n# nightly runs\n2023-01-03 01:00\n2023-01-04T01:00:00Z\n\n2023-01-05 01:00\n"
+    )
+    r = run(
+        "--carbon-csv",
+        csv,
+        "--submissions-file",
+        subs,
+        "--job-minutes",
+        45,
+        "--window-hours",
+        4,
+        "--forecast",
+        "perfect",
+        "--json",
+        "--details",
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["submissions"] == 3 and len(out["results"]) == 3 and out["share_of_oracle"] == 1.0
+
+
+def test_csv_with_gaps_and_duplicates_is_handled(tmp_path):
+    csv = month_csv(tmp_path, days=5, extra="2023-01-02 05:00,999\n")  # a duplicate hour
+    text = csv.read_text().splitlines()
+    del text[30:33]  # a 3-hour gap
+    csv.write_text("\n".join(text) + "\n")
+    r = run("--carbon-csv", csv, "--daily-at", "12:00", "--job-minutes", 30, "--window-hours", 3, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["share_of_oracle"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--daily-at", "01:00", "--job-minutes", "30", "--window-hours", "8"], "--carbon-csv"),
+        (
+            ["--region", "eu-north-1", "--daily-at", "01:00", "--job-minutes", "30", "--window-hours", "8"],
+            "no embedded hourly series",
+        ),
+        (
+            ["--region", "eu-west-2", "--daily-at", "25:99", "--job-minutes", "30", "--window-hours", "8"],
+            "HH:MM",
+        ),
+        (["--region", "eu-west-2", "--daily-at", "01:00", "--window-hours", "8"], "job length"),
+        (["--region", "eu-west-2", "--daily-at", "01:00", "--job-minutes", "30"], "--window-hours"),
+        (
+            [
+                "--region",
+                "eu-west-2",
+                "--daily-at",
+                "01:00",
+                "--job-minutes",
+                "30",
+                "--window-hours",
+                "8",
+                "--forecast",
+                "psychic",
+            ],
+            "unknown forecast",
+        ),
+        (
+            [
+                "--region",
+                "eu-west-2",
+                "--daily-at",
+                "01:00",
+                "--job-minutes",
+                "30",
+                "--window-hours",
+                "8",
+                "--weights",
+                "carbon=-1",
+            ],
+            ">= 0",
+        ),
+    ],
+)
+def test_errors_are_clear(args, message):
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2
+    assert message in r.output
+
+
+def test_garbage_csv_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("timestamp,g\n2023-01-01 00:00,12\nhello,world\n")
+    r = run("--carbon-csv", p, "--daily-at", "01:00", "--job-minutes", 30, "--window-hours", 8)
+    assert r.exit_code == 2 and "line 3" in r.output
+    r = run(
+        "--carbon-csv",
+        tmp_path / "missing.csv",
+        "--daily-at",
+        "01:00",
+        "--job-minutes",
+        30,
+        "--window-hours",
+        8,
+    )
+    assert r.exit_code == 2 and "cannot read" in r.output
+
+
+def test_parse_submissions_errors():
+    with pytest.raises(ValueError, match="line 3"):
+        parse_submissions("2023-01-01 00:00\n2023-01-02 00:00\nbogus\n")
+    with pytest.raises(ValueError, match="no submission"):
+        parse_submissions("# nothing\n")
