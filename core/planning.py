@@ -62,9 +62,10 @@ def carbon_series(settings: Settings, region: str, start: datetime, end: datetim
     end = end + step
     if settings.carbon_provider != "embedded":
         from core.carbon import get_series
+        from core.carbon_cache import DbCarbonCache
 
         series, notes = get_series(settings.carbon_provider, region, start, end, step, settings=settings,
-                                   session=session)
+                                   cache=DbCarbonCache(session) if session is not None else None)
         return series, list(notes)
     from scheduling.carbon import embedded_series
 
