@@ -81,7 +81,7 @@ def demo(
         "latest_finish": (now + timedelta(hours=24)).isoformat(), "risk_mode": "NEUTRAL"}), "preview")
     chosen = preview["chosen"]
     say("4. preview: this job may run anywhere in the next 24 hours; where is the grid cleanest?")
-    say(f"   chosen start {chosen['proposed_start']}: {chosen['estimated_gco2e']:.0f} gCO2e, "
+    say(f"   chosen start {chosen['proposed_start']}: {chosen['estimated_gco2e']:.3g} gCO2e, "
         f"{chosen['saving_vs_earliest_pct']:.1f}% less than starting now")
     say(f"   {preview['rationale']}")
 

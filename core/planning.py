@@ -97,8 +97,10 @@ def candidate_doc(c: Candidate) -> dict:
     return {
         "proposed_start": c.start.isoformat(), "estimated_finish_p50": c.finish_p50.isoformat(),
         "estimated_finish_p90": c.finish_p90.isoformat(),
-        "scores": {"carbon": c.carbon, "risk": c.risk, "slack": c.slack}, "objective": c.objective,
-        "estimated_gco2e": c.emissions_g, "saving_vs_earliest_pct": c.saving_vs_earliest_pct,
+        # rounded: the model is not more precise than this, and float noise (7e-14) confuses people
+        "scores": {"carbon": round(c.carbon, 4), "risk": round(c.risk, 4), "slack": round(c.slack, 4)},
+        "objective": round(c.objective, 6), "estimated_gco2e": round(c.emissions_g, 3),
+        "saving_vs_earliest_pct": round(c.saving_vs_earliest_pct, 2),
     }
 
 
