@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.db import Database
+from core.logs import bind
 from core.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 from core.settings import Settings
 from fleets.base import FleetDriver, FleetHandle, FleetState, LaunchSpec
@@ -20,6 +21,12 @@ from models.workflow import FinishRequest, FleetRef, FleetResult, LaunchRequest,
 
 log = logging.getLogger("orch.activities")
 DONE_STATES = {FleetState.SUCCEEDED, FleetState.FAILED, FleetState.INTERRUPTED, FleetState.TERMINATED}
+
+
+def _bind(run_id: str) -> None:
+    """Every log line of this activity (and the driver code it calls) carries run_id and workflow_id."""
+    info = activity.info()
+    bind(run_id=run_id, workflow_id=info.workflow_id, activity=info.activity_type, attempt=info.attempt)
 
 
 def _ref(handle: FleetHandle) -> FleetRef:
@@ -39,6 +46,7 @@ class RunActivities:
     # ---------- planning ----------
     @activity.defn
     async def plan_schedule(self, req: PlanRequest) -> PlanResult:
+        _bind(req.run_id)
         try:
             return await asyncio.to_thread(self._plan, req)
         except InfeasibleWindow as exc:
@@ -55,6 +63,7 @@ class RunActivities:
     # ---------- bookkeeping ----------
     @activity.defn
     async def update_run(self, upd: RunUpdate) -> None:
+        _bind(upd.run_id)
         await asyncio.to_thread(self._update, upd)
 
     def _update(self, upd: RunUpdate) -> None:
@@ -67,10 +76,11 @@ class RunActivities:
             for field, value in upd.model_dump(exclude={"run_id"}, exclude_none=True).items():
                 setattr(run, field, getattr(upd, field))
             run.updated_at = utcnow()
-        log.info("run %s -> %s", upd.run_id, upd.status, extra={"run_id": upd.run_id})
+        log.info("run %s -> %s", upd.run_id, upd.status)
 
     @activity.defn
     async def finish_run(self, req: FinishRequest) -> None:
+        _bind(req.run_id)
         await asyncio.to_thread(self._finish, req)
 
     def _finish(self, req: FinishRequest) -> None:
@@ -89,11 +99,12 @@ class RunActivities:
                                                                  req.finished_at)
                 except Exception:  # noqa: BLE001 - the estimate is informative; never fail the run over it
                     log.warning("realised carbon estimate failed for run %s", run.id, exc_info=True)
-        log.info("run %s finished %s", req.run_id, req.status, extra={"run_id": req.run_id})
+        log.info("run %s finished %s", req.run_id, req.status)
 
     # ---------- fleet ----------
     @activity.defn
     async def launch_fleet(self, req: LaunchRequest) -> FleetRef:
+        _bind(req.run_id)
         from fleets.ec2 import FleetLaunchError
 
         spec = await asyncio.to_thread(self._spec, req)
@@ -133,6 +144,7 @@ class RunActivities:
     @activity.defn
     async def monitor_fleet(self, req: MonitorRequest) -> FleetResult:
         """Poll the fleet until the attempt ends; heartbeats carry cancellation and worker-death detection."""
+        _bind(req.fleet.run_id)
         handle = _handle(req.fleet)
         while True:
             st = await asyncio.to_thread(self.driver.poll, handle)
@@ -144,6 +156,7 @@ class RunActivities:
 
     @activity.defn
     async def terminate_fleet(self, ref: FleetRef) -> FleetResult:
+        _bind(ref.run_id)
         activity.heartbeat("terminating")
         st = await asyncio.to_thread(self.driver.terminate, _handle(ref))
         return FleetResult(**{k: v for k, v in asdict(st).items() if k != "state"}, state=st.state.value)

@@ -181,3 +181,32 @@ def test_worker_sigkill_mid_run_and_mid_sleep(stack, tmp_path):
         assert not alive(int(starts[0].split()[1]))
     record_history(stack, running["workflow_id"], "worker_killed_mid_run")
     record_history(stack, sleeping["workflow_id"], "worker_killed_mid_sleep")
+
+
+def test_worker_metrics_and_json_logs_with_run_ids(stack):
+    """The worker exposes the Temporal SDK's Prometheus metrics; its log lines are JSON and carry run_id."""
+    import httpx
+
+    from core.devstack import free_port, port_open
+
+    port = free_port()
+    saved = stack.env
+    stack.env = saved | {"ORCH_WORKER_METRICS_PORT": str(port)}
+    try:
+        w = stack.start_worker()
+    finally:
+        stack.env = saved
+    try:
+        wait_for(lambda: port_open(port), 30, "the worker's metrics endpoint")
+        h = stack.client()
+        job = stack.submit(h, stack.template(h))
+        stack.wait_status(h, job["run_id"], "SUCCEEDED")
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "temporal_" in text
+    finally:
+        w.stop()
+    lines = [json.loads(line) for w in stack.workers for line in w.log_path.read_text().splitlines()
+             if line.startswith("{")]
+    about_run = [x for x in lines if job["run_id"] in x["msg"]]
+    assert about_run and all(x.get("run_id") == job["run_id"] for x in about_run)
+    assert not any(h["X-API-Key"] in line for w in stack.workers for line in w.log_path.read_text().splitlines())
