@@ -27,7 +27,10 @@ log = logging.getLogger("orch.worker")
 def build_worker(client, settings: Settings, db: Database) -> Worker:
     acts = RunActivities(settings, db, get_driver(settings.fleet_driver, settings))
     return Worker(
-        client, task_queue=settings.temporal_task_queue, workflows=[JobRunWorkflow], activities=acts.all(),
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[JobRunWorkflow],
+        activities=acts.all(),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_sec),
         max_concurrent_activities=settings.worker_max_activities,
     )
@@ -36,8 +39,16 @@ def build_worker(client, settings: Settings, db: Database) -> Worker:
 async def main(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if settings.worker_metrics_port:
-        Runtime.set_default(Runtime(telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"))), error_if_already_set=False)
+        Runtime.set_default(
+            Runtime(
+                telemetry=TelemetryConfig(
+                    metrics=PrometheusConfig(
+                        bind_address=f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
+                    )
+                )
+            ),
+            error_if_already_set=False,
+        )
     client = await connect(settings)
     db = Database(settings)
     worker = build_worker(client, settings, db)
@@ -45,7 +56,9 @@ async def main(settings: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started on task queue %s (driver %s)", settings.temporal_task_queue, settings.fleet_driver)
+    log.info(
+        "worker started on task queue %s (driver %s)", settings.temporal_task_queue, settings.fleet_driver
+    )
     async with worker:
         await stop.wait()
         log.info("worker draining (up to %s s)", settings.worker_shutdown_grace_sec)

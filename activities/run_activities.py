@@ -16,8 +16,16 @@ from core.settings import Settings
 from fleets.base import FleetDriver, FleetHandle, FleetState, LaunchSpec
 from models.api import TERMINAL
 from models.db import Artifact, Client, Job, JobTemplate, Run, utcnow
-from models.workflow import FinishRequest, FleetRef, FleetResult, LaunchRequest, MonitorRequest, PlanRequest, \
-    PlanResult, RunUpdate
+from models.workflow import (
+    FinishRequest,
+    FleetRef,
+    FleetResult,
+    LaunchRequest,
+    MonitorRequest,
+    PlanRequest,
+    PlanResult,
+    RunUpdate,
+)
 
 log = logging.getLogger("orch.activities")
 DONE_STATES = {FleetState.SUCCEEDED, FleetState.FAILED, FleetState.INTERRUPTED, FleetState.TERMINATED}
@@ -58,7 +66,9 @@ class RunActivities:
             job = s.get(Job, run.job_id)
             template = s.get(JobTemplate, run.job_template_id)
             client = s.get(Client, run.client_id)
-            return plan_for_run(s, self.settings, run, job, template, client, req.not_before, req.current_start)
+            return plan_for_run(
+                s, self.settings, run, job, template, client, req.not_before, req.current_start
+            )
 
     # ---------- bookkeeping ----------
     @activity.defn
@@ -73,7 +83,7 @@ class RunActivities:
                 raise ApplicationError(f"run {upd.run_id} not found", non_retryable=True)
             if run.status in TERMINAL:
                 return  # a finished run's record is final
-            for field, value in upd.model_dump(exclude={"run_id"}, exclude_none=True).items():
+            for field in upd.model_dump(exclude={"run_id"}, exclude_none=True):
                 setattr(run, field, getattr(upd, field))
             run.updated_at = utcnow()
         log.info("run %s -> %s", upd.run_id, upd.status)
@@ -95,8 +105,9 @@ class RunActivities:
             if req.started_at is not None:
                 run.runtime_sec = (req.finished_at - req.started_at).total_seconds()
                 try:
-                    run.carbon_realised_g = realised_emissions_g(s, self.settings, run, req.started_at,
-                                                                 req.finished_at)
+                    run.carbon_realised_g = realised_emissions_g(
+                        s, self.settings, run, req.started_at, req.finished_at
+                    )
                 except Exception:  # noqa: BLE001 - the estimate is informative; never fail the run over it
                     log.warning("realised carbon estimate failed for run %s", run.id, exc_info=True)
         log.info("run %s finished %s", req.run_id, req.status)
@@ -129,17 +140,28 @@ class RunActivities:
             client = s.get(Client, run.client_id)
             aws = None
             if client.role_arn:
-                aws = AwsAccess(role_arn=client.role_arn, external_id=client.external_id,
-                                session_name=render_session_name(client.session_name_template, client.id,
-                                                                 run.id, job.id),
-                                region=template.region or client.region_default,
-                                subnet_ids=list(client.subnet_ids or []),
-                                security_group_ids=list(client.security_group_ids or []),
-                                instance_profile_arn=client.instance_profile_arn)
-            return LaunchSpec(run_id=run.id, attempt=req.attempt, client_id=run.client_id,
-                              artifact_bucket=art.s3_bucket, artifact_key=art.s3_key, artifact_sha256=art.sha256,
-                              args={**template.default_args, **(job.args or {})}, data_uri=template.data_uri,
-                              instance_type=run.fleet_template_id, capacity=req.capacity, aws=aws)
+                aws = AwsAccess(
+                    role_arn=client.role_arn,
+                    external_id=client.external_id,
+                    session_name=render_session_name(client.session_name_template, client.id, run.id, job.id),
+                    region=template.region or client.region_default,
+                    subnet_ids=list(client.subnet_ids or []),
+                    security_group_ids=list(client.security_group_ids or []),
+                    instance_profile_arn=client.instance_profile_arn,
+                )
+            return LaunchSpec(
+                run_id=run.id,
+                attempt=req.attempt,
+                client_id=run.client_id,
+                artifact_bucket=art.s3_bucket,
+                artifact_key=art.s3_key,
+                artifact_sha256=art.sha256,
+                args={**template.default_args, **(job.args or {})},
+                data_uri=template.data_uri,
+                instance_type=run.fleet_template_id,
+                capacity=req.capacity,
+                aws=aws,
+            )
 
     @activity.defn
     async def monitor_fleet(self, req: MonitorRequest) -> FleetResult:
@@ -149,8 +171,12 @@ class RunActivities:
         while True:
             st = await asyncio.to_thread(self.driver.poll, handle)
             if st.state in DONE_STATES:
-                return FleetResult(state=st.state.value, exit_code=st.exit_code, reason=st.reason,
-                                   instance_ids=list(st.instance_ids))
+                return FleetResult(
+                    state=st.state.value,
+                    exit_code=st.exit_code,
+                    reason=st.reason,
+                    instance_ids=list(st.instance_ids),
+                )
             activity.heartbeat(st.state.value)
             await asyncio.sleep(req.poll_sec)
 
@@ -162,6 +188,11 @@ class RunActivities:
         return FleetResult(**{k: v for k, v in asdict(st).items() if k != "state"}, state=st.state.value)
 
     def all(self) -> list:
-        return [self.plan_schedule, self.update_run, self.finish_run, self.launch_fleet, self.monitor_fleet,
-                self.terminate_fleet]
-
+        return [
+            self.plan_schedule,
+            self.update_run,
+            self.finish_run,
+            self.launch_fleet,
+            self.monitor_fleet,
+            self.terminate_fleet,
+        ]

@@ -35,7 +35,9 @@ class Services:
             try:
                 self.temporal = await connect(self.settings)
             except Exception as exc:  # noqa: BLE001
-                raise ServiceUnavailable(f"Temporal is unreachable at {self.settings.temporal_address}") from exc
+                raise ServiceUnavailable(
+                    f"Temporal is unreachable at {self.settings.temporal_address}"
+                ) from exc
         return self.temporal
 
 
@@ -74,8 +76,9 @@ class Principal:
 _CHALLENGE = {"WWW-Authenticate": "APIKey"}
 
 
-def authenticate(services: ServicesDep, session: SessionDep,
-                 api_key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
+def authenticate(
+    services: ServicesDep, session: SessionDep, api_key: Annotated[str | None, Depends(api_key_header)]
+) -> Principal:
     if not api_key:
         raise Unauthorized("missing X-API-Key header", headers=_CHALLENGE)
     admin = services.settings.admin_api_key

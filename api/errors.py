@@ -58,8 +58,14 @@ class ServiceUnavailable(ApiError):
     status, title = 503, "Service unavailable"
 
 
-def problem(status: int, title: str, detail: str, errors: list | None = None, headers: dict | None = None,
-            instance: str | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list | None = None,
+    headers: dict | None = None,
+    instance: str | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if instance:
         body["instance"] = instance
@@ -88,14 +94,27 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"},
         "detail": {"type": "string"},
         "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {
-            "type": "object", "required": ["path", "message"],
-            "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
     },
 }
-_ERROR_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-                 405: "Method not allowed", 409: "Conflict", 413: "Payload too large",
-                 422: "Unprocessable content", 503: "Service unavailable"}
+_ERROR_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    422: "Unprocessable content",
+    503: "Service unavailable",
+}
 # Errors an operation answers beyond the generic ones that document_problems() derives from its shape.
 DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/artifacts/upload"): (409,),
@@ -109,8 +128,10 @@ DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
 def _names_a_record(doc: dict, op: dict) -> bool:
     """A path parameter, a required query parameter or a required body field that is an id: may be a 404."""
     params = op.get("parameters", [])
-    if any(p["in"] == "path" or (p["in"] == "query" and p.get("required") and p["name"].endswith("_id"))
-           for p in params):
+    if any(
+        p["in"] == "path" or (p["in"] == "query" and p.get("required") and p["name"].endswith("_id"))
+        for p in params
+    ):
         return True
     for media in (op.get("requestBody") or {}).get("content", {}).values():
         schema = media.get("schema", {})
@@ -159,7 +180,7 @@ def document_problems(app: FastAPI) -> None:
                     response["content"] = {PROBLEM: {"schema": ref}}
         text = str(doc["paths"])
         for name in ("HTTPValidationError", "ValidationError"):
-            if f"/{name}'" not in text and f"/{name}\"" not in text:
+            if f"/{name}'" not in text and f'/{name}"' not in text:
                 schemas.pop(name, None)
         app.openapi_schema = doc
         return doc
@@ -180,7 +201,7 @@ def install(app: FastAPI) -> None:
         for e in exc.errors():
             msg = e.get("msg", "invalid")
             if msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
+                msg = msg[len("Value error, ") :]
             errors.append(field_error(_loc_to_path(tuple(e.get("loc", ()))), msg))
         detail = "; ".join(f"{x['path']}: {x['message']}" for x in errors[:5]) or "invalid request"
         return problem(422, "Validation failed", detail, errors, instance=request.url.path)
@@ -188,11 +209,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else "error"
-        return problem(exc.status_code, _ERROR_TITLES.get(exc.status_code, "Error"), detail,
-                       headers=getattr(exc, "headers", None), instance=request.url.path)
+        return problem(
+            exc.status_code,
+            _ERROR_TITLES.get(exc.status_code, "Error"),
+            detail,
+            headers=getattr(exc, "headers", None),
+            instance=request.url.path,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "an unexpected error occurred; it has been logged",
-                       instance=request.url.path)
+        return problem(
+            500,
+            "Internal error",
+            "an unexpected error occurred; it has been logged",
+            instance=request.url.path,
+        )

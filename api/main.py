@@ -45,7 +45,9 @@ class UploadLimit:
         limit = self.limit + 1024 * 1024 if scope["path"] == "/v1/artifacts/upload" else 1024 * 1024
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await problem(413, "Payload too large", f"request body larger than {limit} bytes")(scope, receive, send)
+            await problem(413, "Payload too large", f"request body larger than {limit} bytes")(
+                scope, receive, send
+            )
             return
         seen = 0
 
@@ -61,7 +63,9 @@ class UploadLimit:
         try:
             await self.app(scope, _receive, send)
         except _TooLarge:
-            await problem(413, "Payload too large", f"request body larger than {limit} bytes")(scope, receive, send)
+            await problem(413, "Payload too large", f"request body larger than {limit} bytes")(
+                scope, receive, send
+            )
 
 
 class _TooLarge(Exception):
@@ -84,8 +88,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services is None:
             svc.db.dispose()
 
-    app = FastAPI(title="Carbon-aware batch orchestrator", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="Carbon-aware batch orchestrator", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+    )
     errors.install(app)
     for r in (clients, artifacts, fleet_templates, job_templates, jobs, runs, scheduling):
         app.include_router(r.router)
@@ -96,8 +101,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="DB, Temporal and S3 reachable",
-             responses={503: {"description": "a dependency is down"}})
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="DB, Temporal and S3 reachable",
+        responses={503: {"description": "a dependency is down"}},
+    )
     async def readyz(request: Request):
         svc: Services = request.app.state.services
         checks: dict[str, str] = {}
@@ -120,8 +129,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             checks["temporal"] = f"error: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
         if not ok:
-            return problem(503, "Not ready", ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
-                           errors=[{"path": k, "message": v} for k, v in checks.items() if v != "ok"])
+            return problem(
+                503,
+                "Not ready",
+                ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+                errors=[{"path": k, "message": v} for k, v in checks.items() if v != "ok"],
+            )
         return {"status": "ready", "checks": checks}
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse, summary="Prometheus metrics")
@@ -129,10 +142,23 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc: Services = request.app.state.services
         with svc.db.session() as s:
             counts = dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
-            saved = s.scalar(select(func.sum(Run.carbon_earliest_g - Run.carbon_chosen_g)).where(
-                Run.status == "SUCCEEDED", Run.carbon_earliest_g.is_not(None)))
-        for status in ("PENDING", "SCHEDULED", "LAUNCHING", "RUNNING", "CANCELLING", "SUCCEEDED", "FAILED",
-                       "CANCELLED", "EXPIRED", "TIMED_OUT"):
+            saved = s.scalar(
+                select(func.sum(Run.carbon_earliest_g - Run.carbon_chosen_g)).where(
+                    Run.status == "SUCCEEDED", Run.carbon_earliest_g.is_not(None)
+                )
+            )
+        for status in (
+            "PENDING",
+            "SCHEDULED",
+            "LAUNCHING",
+            "RUNNING",
+            "CANCELLING",
+            "SUCCEEDED",
+            "FAILED",
+            "CANCELLED",
+            "EXPIRED",
+            "TIMED_OUT",
+        ):
             metrics.runs.labels(status).set(counts.get(status, 0))
         metrics.carbon_saved.set(float(saved or 0.0))
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,15 +11,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("orch_http_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("orch_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-                                 registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.requests = Counter(
+            "orch_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "orch_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.runs = Gauge("orch_runs", "Runs by status", ["status"], registry=self.registry)
-        self.carbon_saved = Gauge("orch_carbon_saved_grams_total",
-                                  "Estimated gCO2e saved by chosen starts vs earliest starts (finished runs)",
-                                  registry=self.registry)
+        self.carbon_saved = Gauge(
+            "orch_carbon_saved_grams_total",
+            "Estimated gCO2e saved by chosen starts vs earliest starts (finished runs)",
+            registry=self.registry,
+        )
 
 
 class MetricsMiddleware:

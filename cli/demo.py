@@ -62,33 +62,77 @@ def demo(
     http = httpx.Client(base_url=api, timeout=30)
     say = typer.echo
 
-    client = _check(http.post("/v1/clients", json={"name": f"demo-{int(time.time())}"},
-                              headers={"X-API-Key": admin_key}), "creating a client")
+    client = _check(
+        http.post("/v1/clients", json={"name": f"demo-{int(time.time())}"}, headers={"X-API-Key": admin_key}),
+        "creating a client",
+    )
     h = {"X-API-Key": client["api_key"]}
     say(f"1. client {client['id']} created (its API key is shown once; only a hash is stored)")
-    art = _check(http.post("/v1/artifacts/upload", headers=h, data={"version": "1.0.0"},
-                           files={"file": ("wordcount.zip", sample_zip(), "application/zip")}), "upload")
+    art = _check(
+        http.post(
+            "/v1/artifacts/upload",
+            headers=h,
+            data={"version": "1.0.0"},
+            files={"file": ("wordcount.zip", sample_zip(), "application/zip")},
+        ),
+        "upload",
+    )
     say(f"2. sample app uploaded: {art['s3_uri']} (sha256 {art['sha256'][:12]}...)")
-    tpl = _check(http.post("/v1/job-templates", headers=h, json={
-        "name": "wordcount", "app_artifact_id": art["artifact_id"], "default_args": {"repeat": 5000},
-        "data_uri": "s3://demo-bucket/input", "fleet_template_id": "m5.xlarge", "expected_runtime_sec": 60,
-        "region": region}), "creating a template")
+    tpl = _check(
+        http.post(
+            "/v1/job-templates",
+            headers=h,
+            json={
+                "name": "wordcount",
+                "app_artifact_id": art["artifact_id"],
+                "default_args": {"repeat": 5000},
+                "data_uri": "s3://demo-bucket/input",
+                "fleet_template_id": "m5.xlarge",
+                "expected_runtime_sec": 60,
+                "region": region,
+            },
+        ),
+        "creating a template",
+    )
     say(f"3. job template {tpl['id']} (m5.xlarge in {region})")
 
     now = datetime.now(UTC)
-    preview = _check(http.post("/v1/schedules/preview", headers=h, json={
-        "job_template_id": tpl["id"], "earliest_start": now.isoformat(),
-        "latest_finish": (now + timedelta(hours=24)).isoformat(), "risk_mode": "NEUTRAL"}), "preview")
+    preview = _check(
+        http.post(
+            "/v1/schedules/preview",
+            headers=h,
+            json={
+                "job_template_id": tpl["id"],
+                "earliest_start": now.isoformat(),
+                "latest_finish": (now + timedelta(hours=24)).isoformat(),
+                "risk_mode": "NEUTRAL",
+            },
+        ),
+        "preview",
+    )
     chosen = preview["chosen"]
     say("4. preview: this job may run anywhere in the next 24 hours; where is the grid cleanest?")
-    say(f"   chosen start {chosen['proposed_start']}: {chosen['estimated_gco2e']:.3g} gCO2e, "
-        f"{chosen['saving_vs_earliest_pct']:.1f}% less than starting now")
+    say(
+        f"   chosen start {chosen['proposed_start']}: {chosen['estimated_gco2e']:.3g} gCO2e, "
+        f"{chosen['saving_vs_earliest_pct']:.1f}% less than starting now"
+    )
     say(f"   {preview['rationale']}")
 
-    job = _check(http.post("/v1/jobs", headers=h, json={
-        "job_template_id": tpl["id"], "type": "RESCHEDULABLE", "earliest_start": now.isoformat(),
-        "latest_finish": (now + timedelta(minutes=5)).isoformat(), "risk_mode": "NEUTRAL",
-        "args": {"step_seconds": 1}}), "submitting")
+    job = _check(
+        http.post(
+            "/v1/jobs",
+            headers=h,
+            json={
+                "job_template_id": tpl["id"],
+                "type": "RESCHEDULABLE",
+                "earliest_start": now.isoformat(),
+                "latest_finish": (now + timedelta(minutes=5)).isoformat(),
+                "risk_mode": "NEUTRAL",
+                "args": {"step_seconds": 1},
+            },
+        ),
+        "submitting",
+    )
     say("5. for the demo, a window that starts now and closes in 5 minutes, so it runs right away:")
     say(f"   submitted job {job['job_id']}: run {job['run_id']}, workflow {job['workflow_id']}")
     say(f"   Temporal Web UI: {ui}/namespaces/default/workflows/{job['workflow_id']}")
@@ -110,7 +154,9 @@ def demo(
     for line in logs.strip().splitlines()[-5:]:
         say(f"   | {line}")
     c = run["carbon"]
-    say(f"7. done in {run['runtime_sec']:.1f} s; estimated {c['realised_gco2e']:.2f} gCO2e for the time it ran.")
+    say(
+        f"7. done in {run['runtime_sec']:.1f} s; estimated {c['realised_gco2e']:.2f} gCO2e while it ran."
+    )
     if c.get("saved_pct") is not None:
         say(f"   The chosen start saved {c['saved_pct']:.1f}% against starting at earliest_start.")
     say(json.dumps({"run_id": job["run_id"], "status": run["status"], "carbon": c}))

@@ -38,8 +38,9 @@ def _port(url_or_addr: str) -> int:
 def _child(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Server:
     log = log_dir / f"{name}.log"
     f = open(log, "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env=env)
+    proc = subprocess.Popen(
+        argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+    )
     return Server(name, proc, log)
 
 
@@ -63,13 +64,25 @@ def run_dev_stack(settings: Settings | None = None) -> int:
         upgrade(settings)
         s3_port = _port(settings.s3_endpoint_url or "http://127.0.0.1:8333")
         print(f"starting SeaweedFS S3 on 127.0.0.1:{s3_port} ...", flush=True)
-        servers.append(start_seaweedfs(data / "s3", s3_port, settings.s3_access_key_id,
-                                       settings.s3_secret_access_key, master_port=settings.seaweed_master_port,
-                                       volume_port=settings.seaweed_volume_port,
-                                       filer_port=settings.seaweed_filer_port))
+        servers.append(
+            start_seaweedfs(
+                data / "s3",
+                s3_port,
+                settings.s3_access_key_id,
+                settings.s3_secret_access_key,
+                master_port=settings.seaweed_master_port,
+                volume_port=settings.seaweed_volume_port,
+                filer_port=settings.seaweed_filer_port,
+            )
+        )
         t_port = _port(settings.temporal_address)
-        print(f"starting Temporal dev server on 127.0.0.1:{t_port} (UI :{settings.temporal_ui_port}) ...", flush=True)
-        servers.append(start_temporal(data / "temporal.db", t_port, settings.temporal_ui_port, logs / "temporal.log"))
+        print(
+            f"starting Temporal dev server on 127.0.0.1:{t_port} (UI :{settings.temporal_ui_port}) ...",
+            flush=True,
+        )
+        servers.append(
+            start_temporal(data / "temporal.db", t_port, settings.temporal_ui_port, logs / "temporal.log")
+        )
         py = sys.executable
         servers.append(_child("worker", [py, "-m", "cli", "worker"], env, logs))
         servers.append(_child("api", [py, "-m", "cli", "api"], env, logs))
@@ -78,7 +91,8 @@ def run_dev_stack(settings: Settings | None = None) -> int:
             print(f"the API exited:\n{servers[-1].log_tail()}", file=sys.stderr)
             return 1
         base = f"http://{settings.api_host}:{settings.api_port}"
-        print(f"""
+        print(
+            f"""
 Carbon-aware orchestrator is running (data in {data})
   API          {base}        (OpenAPI docs: {base}/docs)
   Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}
@@ -87,7 +101,9 @@ Carbon-aware orchestrator is running (data in {data})
   Logs         {logs}
   Admin key    {key}  ({key_src})
 Press Ctrl-C to stop.
-""", flush=True)
+""",
+            flush=True,
+        )
         while not stop.wait(1.0):
             dead = [s for s in servers if not s.alive()]
             if dead:

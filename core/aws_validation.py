@@ -6,7 +6,9 @@ import re
 import string
 
 ROLE_ARN_RE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/([\w+=,.@/-]{1,512})$")
-INSTANCE_PROFILE_RE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512}$")
+INSTANCE_PROFILE_RE = re.compile(
+    r"^arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512}$"
+)
 REGION_RE = re.compile(r"^(?P<area>[a-z]{2})(-(?P<sub>gov|iso|isob|isof|isoe))?-[a-z]+-\d{1,2}$")
 SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
 PLACEHOLDERS = {"client_id", "run_id", "job_id"}
@@ -37,23 +39,32 @@ def check_region(region: str, partition: str | None = None) -> None:
         raise ValueError(f"region {region} is not in the aws partition of role_arn")
 
 
-def render_session_name(template: str, client_id: str, run_id: str | None = None, job_id: str | None = None) -> str:
-    values = {"client_id": client_id, "run_id": run_id or SAMPLE_IDS["run_id"],
-              "job_id": job_id or SAMPLE_IDS["job_id"]}
+def render_session_name(
+    template: str, client_id: str, run_id: str | None = None, job_id: str | None = None
+) -> str:
+    values = {
+        "client_id": client_id,
+        "run_id": run_id or SAMPLE_IDS["run_id"],
+        "job_id": job_id or SAMPLE_IDS["job_id"],
+    }
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
         raise ValueError(f"session_name_template is not a valid template: {exc}") from exc
     unknown = fields - PLACEHOLDERS
     if unknown:
-        raise ValueError(f"session_name_template uses unknown placeholder(s) {sorted(unknown)}; "
-                         f"allowed: {sorted(PLACEHOLDERS)}")
+        raise ValueError(
+            f"session_name_template uses unknown placeholder(s) {sorted(unknown)}; "
+            f"allowed: {sorted(PLACEHOLDERS)}"
+        )
     return template.format(**values)
 
 
 def check_session_name_template(template: str, client_id: str) -> str:
     rendered = render_session_name(template, client_id)
     if not SESSION_NAME_RE.match(rendered):
-        raise ValueError(f"session_name_template renders to {rendered!r}; AWS needs 2-64 characters "
-                         "of letters, digits and +=,.@_-")
+        raise ValueError(
+            f"session_name_template renders to {rendered!r}; AWS needs 2-64 characters "
+            "of letters, digits and +=,.@_-"
+        )
     return rendered

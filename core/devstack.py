@@ -111,8 +111,12 @@ def _spawn(name: str, argv: list[str], log_path: Path, env: dict[str, str] | Non
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env={**os.environ, **(env or {})},
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -127,53 +131,97 @@ def _started(server: Server, port: int, timeout: float) -> Server:
     return server
 
 
-def start_seaweedfs(data_dir: Path, s3_port: int, access_key: str, secret_key: str, *,
-                    master_port: int | None = None, volume_port: int | None = None,
-                    filer_port: int | None = None, timeout: float = 60.0) -> Server:
+def start_seaweedfs(
+    data_dir: Path,
+    s3_port: int,
+    access_key: str,
+    secret_key: str,
+    *,
+    master_port: int | None = None,
+    volume_port: int | None = None,
+    filer_port: int | None = None,
+    timeout: float = 60.0,
+) -> Server:
     """SeaweedFS ``weed mini`` with S3 on ``s3_port`` and one identity (access/secret key)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     cfg = data_dir / "s3-identities.json"
-    cfg.write_text(json.dumps({"identities": [{
-        "name": "orchestrator",
-        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "orchestrator",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     os.chmod(cfg, 0o600)
     extra = free_ports(8)
     master_port = master_port or extra[0]
     volume_port = volume_port or extra[1]
     filer_port = filer_port or extra[2]
     argv = [
-        find_binary("weed"), "mini", f"-dir={data_dir / 'store'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={master_port}", f"-master.port.grpc={extra[3]}",
-        f"-volume.port={volume_port}", f"-volume.port.grpc={extra[4]}",
-        f"-filer.port={filer_port}", f"-filer.port.grpc={extra[5]}",
-        f"-s3.port={s3_port}", f"-s3.port.grpc={extra[6]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-webdav.port={extra[7]}", "-admin.ui=false", f"-s3.config={cfg}",
-        "-master.volumeSizeLimitMB=64", "-master.telemetry=false",
+        find_binary("weed"),
+        "mini",
+        f"-dir={data_dir / 'store'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={master_port}",
+        f"-master.port.grpc={extra[3]}",
+        f"-volume.port={volume_port}",
+        f"-volume.port.grpc={extra[4]}",
+        f"-filer.port={filer_port}",
+        f"-filer.port.grpc={extra[5]}",
+        f"-s3.port={s3_port}",
+        f"-s3.port.grpc={extra[6]}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-webdav.port={extra[7]}",
+        "-admin.ui=false",
+        f"-s3.config={cfg}",
+        "-master.volumeSizeLimitMB=64",
+        "-master.telemetry=false",
     ]
     (data_dir / "store").mkdir(exist_ok=True)
-    server = Server("seaweedfs", _spawn("seaweedfs", argv, data_dir / "weed.log"), data_dir / "weed.log",
-                    {"s3": s3_port})
+    server = Server(
+        "seaweedfs", _spawn("seaweedfs", argv, data_dir / "weed.log"), data_dir / "weed.log", {"s3": s3_port}
+    )
     return _started(server, s3_port, timeout)
 
 
-def start_temporal(db_file: Path, port: int, ui_port: int | None, log_path: Path, *,
-                   timeout: float = 60.0) -> Server:
+def start_temporal(
+    db_file: Path, port: int, ui_port: int | None, log_path: Path, *, timeout: float = 60.0
+) -> Server:
     """The real Temporal dev server (``temporal server start-dev``), persistent in ``db_file``,
     with our search attributes registered. ``ui_port=None`` runs it headless."""
     db_file.parent.mkdir(parents=True, exist_ok=True)
     http_port, metrics_port = free_ports(2)
     argv = [
-        find_binary("temporal"), "server", "start-dev", "--db-filename", str(db_file),
-        "--ip", "127.0.0.1", "--port", str(port), "--http-port", str(http_port),
-        "--metrics-port", str(metrics_port), "--log-level", "warn",
+        find_binary("temporal"),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http-port",
+        str(http_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--log-level",
+        "warn",
     ]
     argv += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
     for k, v in SEARCH_ATTRIBUTES.items():
         argv += ["--search-attribute", f"{k}={v}"]
-    server = Server("temporal", _spawn("temporal", argv, log_path), log_path,
-                    {"grpc": port, "ui": ui_port or 0})
+    server = Server(
+        "temporal", _spawn("temporal", argv, log_path), log_path, {"grpc": port, "ui": ui_port or 0}
+    )
     return _started(server, port, timeout)
 
 

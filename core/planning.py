@@ -19,19 +19,30 @@ from scheduling.scoring import Candidate, InfeasibleWindow, Plan, RiskMode, Weig
 __all__ = ["InfeasibleWindow", "plan_for_run", "preview_plan", "runtime_prediction", "realised_emissions_g"]
 
 NO_HISTORY_P90_FACTOR = 1.5  # without history the spread is a guess: p90 = 1.5 x p50
-REPLAN_MIN_GAIN = 0.05       # move a planned start only for >= 5% less carbon ...
+REPLAN_MIN_GAIN = 0.05  # move a planned start only for >= 5% less carbon ...
 REPLAN_MAX_EXTRA_RISK = 0.01  # ... and at most 1 point more deadline risk
 HISTORY_LIMIT = 50
 
 
-def runtime_prediction(session: Session, settings: Settings, job_template_id: str,
-                       fleet_template_id: str, now: datetime | None = None) -> RuntimePrediction:
+def runtime_prediction(
+    session: Session,
+    settings: Settings,
+    job_template_id: str,
+    fleet_template_id: str,
+    now: datetime | None = None,
+) -> RuntimePrediction:
     """From the last SUCCEEDED runs of this (job template, fleet template); recent runs weigh more."""
     rows = session.execute(
         select(Run.runtime_sec, Run.finished_at)
-        .where(Run.job_template_id == job_template_id, Run.fleet_template_id == fleet_template_id,
-               Run.status == "SUCCEEDED", Run.runtime_sec.is_not(None), Run.runtime_sec > 0)
-        .order_by(Run.finished_at.desc()).limit(HISTORY_LIMIT)
+        .where(
+            Run.job_template_id == job_template_id,
+            Run.fleet_template_id == fleet_template_id,
+            Run.status == "SUCCEEDED",
+            Run.runtime_sec.is_not(None),
+            Run.runtime_sec > 0,
+        )
+        .order_by(Run.finished_at.desc())
+        .limit(HISTORY_LIMIT)
     ).all()
     now = now or datetime.now().astimezone()
     durations = [float(r[0]) for r in rows]
@@ -39,23 +50,38 @@ def runtime_prediction(session: Session, settings: Settings, job_template_id: st
     return predict_runtime(durations, ages, min_samples=settings.prediction_min_samples)
 
 
-def _runtime(session, settings, template: JobTemplate, fleet_template_id: str) -> tuple[float, float, list[str]]:
+def _runtime(
+    session, settings, template: JobTemplate, fleet_template_id: str
+) -> tuple[float, float, list[str]]:
     pred = runtime_prediction(session, settings, template.id, fleet_template_id)
     if pred.available:
-        return pred.p50_sec, pred.p90_sec, [f"runtime from {pred.sample_size} past runs "
-                                             f"(p50 {pred.p50_sec:.0f} s, p90 {pred.p90_sec:.0f} s)"]
+        return (
+            pred.p50_sec,
+            pred.p90_sec,
+            [
+                f"runtime from {pred.sample_size} past runs "
+                f"(p50 {pred.p50_sec:.0f} s, p90 {pred.p90_sec:.0f} s)"
+            ],
+        )
     p50 = float(template.expected_runtime_sec or settings.default_runtime_sec)
     src = "expected_runtime_sec" if template.expected_runtime_sec else "the default runtime"
-    return p50, p50 * NO_HISTORY_P90_FACTOR, [
-        f"no runtime history ({pred.sample_size} runs): using {src} {p50:.0f} s, p90 assumed {NO_HISTORY_P90_FACTOR}x"]
+    return (
+        p50,
+        p50 * NO_HISTORY_P90_FACTOR,
+        [
+            f"no runtime history ({pred.sample_size} runs): using {src} {p50:.0f} s, "
+            f"p90 assumed {NO_HISTORY_P90_FACTOR}x"
+        ],
+    )
 
 
 def region_for(template: JobTemplate, client: Client | None) -> str:
     return template.region or (client.region_default if client else None) or "us-east-1"
 
 
-def carbon_series(settings: Settings, region: str, start: datetime, end: datetime,
-                  session: Session | None = None) -> tuple[CarbonSeries, list[str]]:
+def carbon_series(
+    settings: Settings, region: str, start: datetime, end: datetime, session: Session | None = None
+) -> tuple[CarbonSeries, list[str]]:
     """Intensity forecast (g/kWh) covering [start, end] on the planning grid, from the configured provider."""
     step = timedelta(minutes=settings.forecast_step_min)
     start = start - timedelta(seconds=start.timestamp() % step.total_seconds())  # align to the grid
@@ -64,8 +90,15 @@ def carbon_series(settings: Settings, region: str, start: datetime, end: datetim
         from core.carbon import get_series
         from core.carbon_cache import DbCarbonCache
 
-        series, notes = get_series(settings.carbon_provider, region, start, end, step, settings=settings,
-                                   cache=DbCarbonCache(session) if session is not None else None)
+        series, notes = get_series(
+            settings.carbon_provider,
+            region,
+            start,
+            end,
+            step,
+            settings=settings,
+            cache=DbCarbonCache(session) if session is not None else None,
+        )
         return series, list(notes)
     from scheduling.carbon import embedded_series
 
@@ -73,9 +106,19 @@ def carbon_series(settings: Settings, region: str, start: datetime, end: datetim
     return series, [note] if note else []
 
 
-def _plan(session, settings, template, client, fleet_template_id: str, earliest: datetime,
-          latest: datetime | None, risk_mode: str, weights: Weights, fixed_start: bool,
-          runtime: tuple[float, float, list[str]] | None = None) -> tuple[Plan, float, float]:
+def _plan(
+    session,
+    settings,
+    template,
+    client,
+    fleet_template_id: str,
+    earliest: datetime,
+    latest: datetime | None,
+    risk_mode: str,
+    weights: Weights,
+    fixed_start: bool,
+    runtime: tuple[float, float, list[str]] | None = None,
+) -> tuple[Plan, float, float]:
     ft = get_fleet_template(fleet_template_id)
     if ft is None:
         raise InfeasibleWindow(f"unknown fleet template {fleet_template_id!r}")
@@ -85,30 +128,58 @@ def _plan(session, settings, template, client, fleet_template_id: str, earliest:
     end = max(end, earliest + timedelta(seconds=p90))
     series, carbon_notes = carbon_series(settings, region, earliest, end, session)
     plan = plan_schedule(
-        earliest=earliest, latest=latest, p50_sec=p50, p90_sec=p90, series=series,
-        power_kw=fleet_power_kw(ft), risk_mode=RiskMode(risk_mode), weights=weights,
+        earliest=earliest,
+        latest=latest,
+        p50_sec=p50,
+        p90_sec=p90,
+        series=series,
+        power_kw=fleet_power_kw(ft),
+        risk_mode=RiskMode(risk_mode),
+        weights=weights,
         spot_interruption_prob=spot_interruption_probability(ft, region, p50),
-        step=timedelta(minutes=settings.forecast_step_min), fixed_start=fixed_start, notes=notes + carbon_notes,
+        step=timedelta(minutes=settings.forecast_step_min),
+        fixed_start=fixed_start,
+        notes=notes + carbon_notes,
     )
     return plan, p50, p90
 
 
 def candidate_doc(c: Candidate) -> dict:
     return {
-        "proposed_start": c.start.isoformat(), "estimated_finish_p50": c.finish_p50.isoformat(),
+        "proposed_start": c.start.isoformat(),
+        "estimated_finish_p50": c.finish_p50.isoformat(),
         "estimated_finish_p90": c.finish_p90.isoformat(),
         # rounded: the model is not more precise than this, and float noise (7e-14) confuses people
         "scores": {"carbon": round(c.carbon, 4), "risk": round(c.risk, 4), "slack": round(c.slack, 4)},
-        "objective": round(c.objective, 6), "estimated_gco2e": round(c.emissions_g, 3),
+        "objective": round(c.objective, 6),
+        "estimated_gco2e": round(c.emissions_g, 3),
         "saving_vs_earliest_pct": round(c.saving_vs_earliest_pct, 2),
     }
 
 
-def preview_plan(session: Session, settings: Settings, client: Client, template: JobTemplate,
-                 fleet_template_id: str, earliest: datetime, latest: datetime, risk_mode: str,
-                 weights: Weights) -> Plan:
-    plan, _, _ = _plan(session, settings, template, client, fleet_template_id, earliest, latest, risk_mode,
-                       weights, fixed_start=False)
+def preview_plan(
+    session: Session,
+    settings: Settings,
+    client: Client,
+    template: JobTemplate,
+    fleet_template_id: str,
+    earliest: datetime,
+    latest: datetime,
+    risk_mode: str,
+    weights: Weights,
+) -> Plan:
+    plan, _, _ = _plan(
+        session,
+        settings,
+        template,
+        client,
+        fleet_template_id,
+        earliest,
+        latest,
+        risk_mode,
+        weights,
+        fixed_start=False,
+    )
     return plan
 
 
@@ -121,48 +192,116 @@ def _latest_start(job: Job, risk_mode: str, p50: float, p90: float, settings: Se
     return job.latest_finish - timedelta(seconds=need)
 
 
-def plan_for_run(session: Session, settings: Settings, run: Run, job: Job, template: JobTemplate,
-                 client: Client, not_before: datetime, current_start: datetime | None = None) -> PlanResult:
+def plan_for_run(
+    session: Session,
+    settings: Settings,
+    run: Run,
+    job: Job,
+    template: JobTemplate,
+    client: Client,
+    not_before: datetime,
+    current_start: datetime | None = None,
+) -> PlanResult:
     """Plan (or re-plan) one run. ``not_before`` is the workflow's now: no start is proposed before it."""
     weights = Weights(**job.weights) if job.weights else Weights()
     runtime = _runtime(session, settings, template, run.fleet_template_id)
     p50, p90, _ = runtime
     if job.type == "ONE_TIME":
         start = max(job.intended_time, not_before)
-        plan, _, _ = _plan(session, settings, template, client, run.fleet_template_id, start, job.latest_finish,
-                           job.risk_mode, weights, fixed_start=True, runtime=runtime)
+        plan, _, _ = _plan(
+            session,
+            settings,
+            template,
+            client,
+            run.fleet_template_id,
+            start,
+            job.latest_finish,
+            job.risk_mode,
+            weights,
+            fixed_start=True,
+            runtime=runtime,
+        )
     else:
         earliest = max(job.earliest_start, not_before)
-        plan, _, _ = _plan(session, settings, template, client, run.fleet_template_id, earliest,
-                           job.latest_finish, job.risk_mode, weights, fixed_start=False, runtime=runtime)
+        plan, _, _ = _plan(
+            session,
+            settings,
+            template,
+            client,
+            run.fleet_template_id,
+            earliest,
+            job.latest_finish,
+            job.risk_mode,
+            weights,
+            fixed_start=False,
+            runtime=runtime,
+        )
     moved = True
     if current_start is not None and current_start >= not_before:
-        current, _, _ = _plan(session, settings, template, client, run.fleet_template_id, current_start,
-                              job.latest_finish, job.risk_mode, weights, fixed_start=True, runtime=runtime)
+        current, _, _ = _plan(
+            session,
+            settings,
+            template,
+            client,
+            run.fleet_template_id,
+            current_start,
+            job.latest_finish,
+            job.risk_mode,
+            weights,
+            fixed_start=True,
+            runtime=runtime,
+        )
         cur, new = current.chosen, plan.chosen
-        moved = (new.emissions_g <= cur.emissions_g * (1 - REPLAN_MIN_GAIN)
-                 and new.risk <= cur.risk + REPLAN_MAX_EXTRA_RISK)
+        moved = (
+            new.emissions_g <= cur.emissions_g * (1 - REPLAN_MIN_GAIN)
+            and new.risk <= cur.risk + REPLAN_MAX_EXTRA_RISK
+        )
     chosen = plan.chosen
-    doc = {**candidate_doc(chosen), "rationale": plan.rationale, "capacity": plan.capacity,
-           "region": region_for(template, client), "p50_sec": p50, "p90_sec": p90,
-           "risk_mode": job.risk_mode, "planned_at": not_before.isoformat()}
+    doc = {
+        **candidate_doc(chosen),
+        "rationale": plan.rationale,
+        "capacity": plan.capacity,
+        "region": region_for(template, client),
+        "p50_sec": p50,
+        "p90_sec": p90,
+        "risk_mode": job.risk_mode,
+        "planned_at": not_before.isoformat(),
+    }
     first_plan = current_start is None
     return PlanResult(
-        start=chosen.start, latest_start=_latest_start(job, job.risk_mode, p50, p90, settings),
-        p50_sec=p50, p90_sec=p90, capacity=plan.capacity, rationale=plan.rationale, moved=moved, doc=doc,
+        start=chosen.start,
+        latest_start=_latest_start(job, job.risk_mode, p50, p90, settings),
+        p50_sec=p50,
+        p90_sec=p90,
+        capacity=plan.capacity,
+        rationale=plan.rationale,
+        moved=moved,
+        doc=doc,
         carbon_chosen_g=chosen.emissions_g,
         carbon_earliest_g=plan.baseline.emissions_g if first_plan else None,
     )
 
 
-def realised_emissions_g(session: Session, settings: Settings, run: Run, started: datetime,
-                         finished: datetime) -> float | None:
+def realised_emissions_g(
+    session: Session, settings: Settings, run: Run, started: datetime, finished: datetime
+) -> float | None:
     """Estimated gCO2e for the interval the run really occupied its fleet."""
     template = session.get(JobTemplate, run.job_template_id)
     client = session.get(Client, run.client_id)
     seconds = (finished - started).total_seconds()
     if seconds <= 0:
         return 0.0
-    plan, _, _ = _plan(session, settings, template, client, run.fleet_template_id, started, None, "NEUTRAL",
-                       Weights(), fixed_start=True, runtime=(seconds, seconds, []))
+    plan, _, _ = _plan(
+        session,
+        settings,
+        template,
+        client,
+        run.fleet_template_id,
+        started,
+        None,
+        "NEUTRAL",
+        Weights(),
+        fixed_start=True,
+        runtime=(seconds, seconds, []),
+    )
     return plan.chosen.emissions_g

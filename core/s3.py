@@ -37,7 +37,10 @@ def ensure_bucket(client, bucket: str) -> None:
         try:
             client.create_bucket(Bucket=bucket)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if exc.response.get("Error", {}).get("Code") not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
                 raise
 
 

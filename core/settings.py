@@ -35,8 +35,9 @@ class Settings(BaseSettings):
     worker_shutdown_grace_sec: float = 30.0
     worker_max_activities: int = 200
     worker_metrics_port: int | None = Field(None, description="Temporal SDK Prometheus metrics of the worker")
-    worker_metrics_host: str = Field("127.0.0.1", description="Bind address of the worker's metrics (0.0.0.0 in "
-                                     "containers)")
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="Bind address of the worker's metrics (0.0.0.0 in containers)"
+    )
 
     # S3 artifact store
     s3_endpoint_url: str | None = Field("http://127.0.0.1:8333", description="None = AWS S3")
@@ -61,7 +62,9 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(None, description="STS/EC2 endpoint override (moto in tests)")
     aws_session_duration_sec: int = Field(3600, description="AssumeRole session length")
     aws_credential_refresh_margin_sec: int = Field(300, description="Re-assume this long before expiry")
-    ec2_presign_ttl_sec: int = Field(604800, description="Lifetime of the instance's presigned URLs (max 7 days)")
+    ec2_presign_ttl_sec: int = Field(
+        604800, description="Lifetime of the instance's presigned URLs (max 7 days)"
+    )
     ec2_log_upload_interval_sec: int = 30
     ec2_terminate_timeout_sec: int = 300
     ec2_missing_instance_grace_sec: int = 600
@@ -71,14 +74,28 @@ class Settings(BaseSettings):
     carbon_provider: str = "embedded"
     forecast_step_min: int = 15
     replan_interval_sec: int = 3600
-    default_runtime_sec: int = Field(3600, description="Runtime assumed with no history and no expected_runtime_sec")
-    start_tolerance_sec: int = Field(3600, description="ONE_TIME with no deadline: EXPIRED if it cannot start "
-                                     "within this long after intended_time")
+    default_runtime_sec: int = Field(
+        3600, description="Runtime assumed with no history and no expected_runtime_sec"
+    )
+    start_tolerance_sec: int = Field(
+        3600,
+        description="ONE_TIME with no deadline: EXPIRED if it cannot start "
+        "within this long after intended_time",
+    )
     past_tolerance_sec: int = Field(300, description="How far in the past an intended_time may lie")
     prediction_min_samples: int = 3
 
-    @field_validator("s3_endpoint_url", "aws_endpoint_url", "admin_api_key", "database_url", "temporal_api_key",
-                     "s3_access_key_id", "s3_secret_access_key", "worker_metrics_port", mode="before")
+    @field_validator(
+        "s3_endpoint_url",
+        "aws_endpoint_url",
+        "admin_api_key",
+        "database_url",
+        "temporal_api_key",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "worker_metrics_port",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, v):
         return None if isinstance(v, str) and not v.strip() else v

@@ -7,7 +7,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Scalar = str | int | float | bool | None
@@ -30,7 +38,9 @@ def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
         if not ARG_KEY_RE.match(k):
             raise ValueError(f"arg name {k!r} must match {ARG_KEY_RE.pattern}")
         if isinstance(val, dict | list):
-            raise ValueError(f"arg {k!r} must be a scalar (string, number, boolean or null), not a {type(val).__name__}")
+            raise ValueError(
+                f"arg {k!r} must be a scalar (string, number, boolean or null), not a {type(val).__name__}"
+            )
         if isinstance(val, str) and len(val) > 4096:
             raise ValueError(f"arg {k!r} is longer than 4096 characters")
     return v
@@ -71,15 +81,20 @@ class ClientPatch(Strict):
 class AwsSettingsIn(Strict):
     role_arn: str = Field(max_length=2048, examples=["arn:aws:iam::123456789012:role/orchestrator"])
     external_id: str | None = Field(
-        None, min_length=2, max_length=1224, pattern=r"^[\w+=,.@:/-]+$",
+        None,
+        min_length=2,
+        max_length=1224,
+        pattern=r"^[\w+=,.@:/-]+$",
         description="Omit it and a strong one is generated (recommended: confused-deputy protection).",
     )
     region_default: str = Field(examples=["us-east-1"])
     session_name_template: str = Field("orch-{client_id}", max_length=128)
     subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list, max_length=16)
+        default_factory=list, max_length=16
+    )
     security_group_ids: list[Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list, max_length=16)
+        default_factory=list, max_length=16
+    )
     instance_profile_arn: str | None = Field(None, max_length=2048)
 
 
@@ -123,7 +138,9 @@ class FleetTemplateOut(BaseModel):
     memory_gib: float
     watts_50: float = Field(description="Instance power at 50% load (W)")
     power_source: str
-    spot_bins: dict[str, int] = Field(description="Region -> AWS Spot Advisor interruption bin (0: <5% .. 4: >20%)")
+    spot_bins: dict[str, int] = Field(
+        description="Region -> AWS Spot Advisor interruption bin (0: <5% .. 4: >20%)"
+    )
     spot_savings_pct: dict[str, int] = {}
 
 
@@ -132,11 +149,17 @@ class JobTemplateCreate(Strict):
     name: Name
     app_artifact_id: str = Field(min_length=1, max_length=40)
     default_args: dict[str, Scalar] = Field(default_factory=dict)
-    data_uri: str | None = Field(None, max_length=2048, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+    data_uri: str | None = Field(
+        None, max_length=2048, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
     fleet_template_id: str = Field(min_length=1, max_length=64)
     expected_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
-    max_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400, description="Hard limit: stop and TIMED_OUT")
-    region: str | None = Field(None, description="AWS region of the fleet; default: the client's region_default")
+    max_runtime_sec: int | None = Field(
+        None, gt=0, le=30 * 86400, description="Hard limit: stop and TIMED_OUT"
+    )
+    region: str | None = Field(
+        None, description="AWS region of the fleet; default: the client's region_default"
+    )
 
     _args = field_validator("default_args")(_check_args)
 
@@ -181,7 +204,9 @@ class WeightsIn(Strict):
 class JobCreate(Strict):
     job_template_id: str = Field(min_length=1, max_length=40)
     type: JobType
-    intended_time: AwareDatetime | None = Field(None, description="ONE_TIME: when to start (UTC offset required)")
+    intended_time: AwareDatetime | None = Field(
+        None, description="ONE_TIME: when to start (UTC offset required)"
+    )
     earliest_start: AwareDatetime | None = None
     latest_finish: AwareDatetime | None = None
     risk_mode: RiskModeIn = RiskModeIn.NEUTRAL
@@ -261,7 +286,9 @@ class CandidateOut(BaseModel):
     scores: Scores
     objective: float
     estimated_gco2e: float = Field(description="Estimated emissions of a run starting here (gCO2e)")
-    saving_vs_earliest_pct: float = Field(description="Emission saving against starting at earliest_start (%)")
+    saving_vs_earliest_pct: float = Field(
+        description="Emission saving against starting at earliest_start (%)"
+    )
 
 
 class PreviewOut(BaseModel):
@@ -297,7 +324,13 @@ class RunStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
 
 
-TERMINAL = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.EXPIRED, RunStatus.TIMED_OUT}
+TERMINAL = {
+    RunStatus.SUCCEEDED,
+    RunStatus.FAILED,
+    RunStatus.CANCELLED,
+    RunStatus.EXPIRED,
+    RunStatus.TIMED_OUT,
+}
 
 
 class CarbonOut(BaseModel):

@@ -1,4 +1,4 @@
-"""SQLAlchemy tables. Times are timezone-aware UTC (stored as UTC; SQLite returns naive -> see UTCDateTime)."""
+"""SQLAlchemy tables. Times are timezone-aware UTC (SQLite returns naive ones: see UTCDateTime)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,18 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 

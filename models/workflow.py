@@ -41,7 +41,9 @@ class PlanRequest(BaseModel):
 
 class PlanResult(BaseModel):
     start: datetime
-    latest_start: datetime | None = Field(None, description="After this the run can no longer meet its deadline")
+    latest_start: datetime | None = Field(
+        None, description="After this the run can no longer meet its deadline"
+    )
     p50_sec: float
     p90_sec: float
     capacity: str = "on-demand"
@@ -53,7 +55,7 @@ class PlanResult(BaseModel):
 
 
 class RunUpdate(BaseModel):
-    """Partial update of a run row; None fields are left unchanged. Terminal statuses are never overwritten."""
+    """Partial update of a run row; None fields stay unchanged; a terminal status is never overwritten."""
 
     run_id: str
     status: str | None = None

@@ -111,8 +111,14 @@ def api_settings(db_url, s3_settings, tmp_path_factory) -> Settings:
 
     data_dir = tmp_path_factory.mktemp("data")
     bucket = "orch-" + db_url.split(":", 1)[0].replace("+", "-").replace("sqlite", "lite")[:10]
-    settings = make_settings(data_dir, database_url=db_url, admin_api_key=ADMIN_KEY, s3_bucket=bucket,
-                             temporal_address="127.0.0.1:1", **s3_settings)
+    settings = make_settings(
+        data_dir,
+        database_url=db_url,
+        admin_api_key=ADMIN_KEY,
+        s3_bucket=bucket,
+        temporal_address="127.0.0.1:1",
+        **s3_settings,
+    )
     upgrade(settings)
     return settings
 

@@ -59,8 +59,14 @@ class Stack:
     def _spawn(self, name: str, argv: list[str]) -> Server:
         log = self.log_dir / f"{name}-{len(self.workers)}-{time.monotonic_ns()}.log"
         f = open(log, "ab")  # noqa: SIM115
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=self.env)
+        proc = subprocess.Popen(
+            argv,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=self.env,
+        )
         return Server(name, proc, log)
 
     def start_worker(self) -> Server:
@@ -92,13 +98,21 @@ class Stack:
         return {"X-API-Key": r.json()["api_key"]}
 
     def template(self, headers: dict, args: dict[str, Any] | None = None, **over) -> str:
-        art = self.http.post("/v1/artifacts/upload", headers=headers,
-                             files={"file": ("app.zip", make_zip({"main.py": APP_MAIN}), "application/zip")},
-                             data={"version": "1.0.0"})
+        art = self.http.post(
+            "/v1/artifacts/upload",
+            headers=headers,
+            files={"file": ("app.zip", make_zip({"main.py": APP_MAIN}), "application/zip")},
+            data={"version": "1.0.0"},
+        )
         assert art.status_code in (200, 201), art.text
-        body = {"name": f"tpl-{time.monotonic_ns()}", "app_artifact_id": art.json()["artifact_id"],
-                "default_args": args or {}, "data_uri": "s3://data-bucket/input", "fleet_template_id": "m5.large",
-                "expected_runtime_sec": 60} | over
+        body = {
+            "name": f"tpl-{time.monotonic_ns()}",
+            "app_artifact_id": art.json()["artifact_id"],
+            "default_args": args or {},
+            "data_uri": "s3://data-bucket/input",
+            "fleet_template_id": "m5.large",
+            "expected_runtime_sec": 60,
+        } | over
         r = self.http.post("/v1/job-templates", json=body, headers=headers)
         assert r.status_code == 201, r.text
         return r.json()["id"]
@@ -106,8 +120,12 @@ class Stack:
     def submit(self, headers: dict, template_id: str, **body) -> dict:
         from datetime import UTC, datetime
 
-        payload = {"job_template_id": template_id, "type": "ONE_TIME",
-                   "intended_time": datetime.now(UTC).isoformat(), "risk_mode": "NEUTRAL"} | body
+        payload = {
+            "job_template_id": template_id,
+            "type": "ONE_TIME",
+            "intended_time": datetime.now(UTC).isoformat(),
+            "risk_mode": "NEUTRAL",
+        } | body
         r = self.http.post("/v1/jobs", json=payload, headers=headers)
         assert r.status_code == 201, r.text
         return r.json()
@@ -129,8 +147,9 @@ class Stack:
         try:
             wait_for(reached, timeout, f"run {run_id} to reach {statuses}", interval=0.2)
         except TimeoutError as exc:
-            raise AssertionError(f"run {run_id} is {last.get('status')} ({last.get('status_reason')}), "
-                                 f"expected {statuses}") from exc
+            raise AssertionError(
+                f"run {run_id} is {last.get('status')} ({last.get('status_reason')}), expected {statuses}"
+            ) from exc
         return last
 
 
@@ -138,6 +157,15 @@ def make_stack_settings(tmp: Path, temporal_port: int, s3: dict[str, str], **ove
     from tests.conftest import make_settings
 
     return make_settings(
-        tmp, admin_api_key=ADMIN, api_port=free_port(), temporal_address=f"127.0.0.1:{temporal_port}",
-        temporal_task_queue=f"e2e-{time.monotonic_ns()}", monitor_poll_sec=0.3, cancel_grace_sec=2.0,
-        worker_shutdown_grace_sec=2.0, s3_bucket="orch-e2e", **s3, **over)
+        tmp,
+        admin_api_key=ADMIN,
+        api_port=free_port(),
+        temporal_address=f"127.0.0.1:{temporal_port}",
+        temporal_task_queue=f"e2e-{time.monotonic_ns()}",
+        monitor_poll_sec=0.3,
+        cancel_grace_sec=2.0,
+        worker_shutdown_grace_sec=2.0,
+        s3_bucket="orch-e2e",
+        **s3,
+        **over,
+    )

@@ -46,8 +46,12 @@ def bucket_keys(api_settings, prefix: str) -> list[str]:
 
 
 def upload(api, headers, data: bytes, version="1.0.0", name="app.zip"):
-    return api.post("/v1/artifacts/upload", headers=headers, files={"file": (name, data, "application/zip")},
-                    data={"version": version})
+    return api.post(
+        "/v1/artifacts/upload",
+        headers=headers,
+        files={"file": (name, data, "application/zip")},
+        data={"version": version},
+    )
 
 
 # ---------------------------------------------------------------- clients and keys
@@ -94,8 +98,12 @@ def test_suspended_client_is_refused(api, admin):
 
 
 # ---------------------------------------------------------------- AWS settings
-SEED_AWS = {"role_arn": "arn:aws:iam::123456789012:role/client", "external_id": "ext-acme-1",
-            "region_default": "us-east-1", "session_name_template": "orch-{client_id}"}
+SEED_AWS = {
+    "role_arn": "arn:aws:iam::123456789012:role/client",
+    "external_id": "ext-acme-1",
+    "region_default": "us-east-1",
+    "session_name_template": "orch-{client_id}",
+}
 
 
 def test_put_and_get_aws_settings(api):
@@ -120,17 +128,20 @@ def test_external_id_generated_when_omitted_and_unique_across_clients(api):
     assert api.put(f"/v1/clients/{a}/aws", json=body, headers=ha).json()["external_id"] == generated
 
 
-@pytest.mark.parametrize("field,value", [
-    ("role_arn", "arn:aws:iam::123:role/client"),           # account not 12 digits
-    ("role_arn", "arn:aws:iam::123456789012:user/bob"),     # not a role
-    ("role_arn", "not-an-arn"),
-    ("region_default", "moon-base-1"),
-    ("region_default", "US-EAST-1"),
-    ("session_name_template", "{client_id}" + "x" * 64),   # renders longer than 64
-    ("session_name_template", "orch {client_id}"),          # space not allowed
-    ("session_name_template", "orch-{account}"),            # unknown placeholder
-    ("external_id", "a"),                                    # too short
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("role_arn", "arn:aws:iam::123:role/client"),  # account not 12 digits
+        ("role_arn", "arn:aws:iam::123456789012:user/bob"),  # not a role
+        ("role_arn", "not-an-arn"),
+        ("region_default", "moon-base-1"),
+        ("region_default", "US-EAST-1"),
+        ("session_name_template", "{client_id}" + "x" * 64),  # renders longer than 64
+        ("session_name_template", "orch {client_id}"),  # space not allowed
+        ("session_name_template", "orch-{account}"),  # unknown placeholder
+        ("external_id", "a"),  # too short
+    ],
+)
 def test_aws_settings_validation(api, field, value, api_settings):
     cid, h = new_client(api)
     body = is_problem(api.put(f"/v1/clients/{cid}/aws", json=SEED_AWS | {field: value}, headers=h), 422)
@@ -160,7 +171,9 @@ def test_upload_reads_back_from_seaweedfs(api, api_settings):
     obj = s3_client(api_settings).get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(obj).hexdigest() == body["sha256"]
     assert api.get(f"/v1/artifacts/{body['artifact_id']}", headers=h).json()["s3_uri"] == body["s3_uri"]
-    assert [a["artifact_id"] for a in api.get("/v1/artifacts", headers=h).json()["items"]] == [body["artifact_id"]]
+    assert [a["artifact_id"] for a in api.get("/v1/artifacts", headers=h).json()["items"]] == [
+        body["artifact_id"]
+    ]
 
 
 def test_same_bytes_again_returns_existing_and_different_bytes_conflict(api, api_settings):
@@ -241,8 +254,13 @@ def test_fleet_template_catalog(api):
 
 # ---------------------------------------------------------------- job templates
 def template_body(artifact_id: str, **over) -> dict:
-    return {"name": "daily-etl", "app_artifact_id": artifact_id, "default_args": {"arg1": "value"},
-            "data_uri": "s3://bucket/data", "fleet_template_id": "m5.4xlarge"} | over
+    return {
+        "name": "daily-etl",
+        "app_artifact_id": artifact_id,
+        "default_args": {"arg1": "value"},
+        "data_uri": "s3://bucket/data",
+        "fleet_template_id": "m5.4xlarge",
+    } | over
 
 
 def test_create_and_read_job_template(api):
@@ -256,17 +274,20 @@ def test_create_and_read_job_template(api):
     is_problem(api.post("/v1/job-templates", json=template_body(art), headers=h), 409)  # duplicate name
 
 
-@pytest.mark.parametrize("over,path", [
-    ({"fleet_template_id": "m5.nonexistent"}, "fleet_template_id"),
-    ({"data_uri": "https://example.com/data"}, "data_uri"),
-    ({"data_uri": "s3://"}, "data_uri"),
-    ({"default_args": {"nested": {"a": 1}}}, "default_args"),
-    ({"default_args": {"list": [1, 2]}}, "default_args"),
-    ({"default_args": {"bad key!": 1}}, "default_args"),
-    ({"name": ""}, "name"),
-    ({"expected_runtime_sec": -5}, "expected_runtime_sec"),
-    ({"unknown_field": 1}, "unknown_field"),
-])
+@pytest.mark.parametrize(
+    "over,path",
+    [
+        ({"fleet_template_id": "m5.nonexistent"}, "fleet_template_id"),
+        ({"data_uri": "https://example.com/data"}, "data_uri"),
+        ({"data_uri": "s3://"}, "data_uri"),
+        ({"default_args": {"nested": {"a": 1}}}, "default_args"),
+        ({"default_args": {"list": [1, 2]}}, "default_args"),
+        ({"default_args": {"bad key!": 1}}, "default_args"),
+        ({"name": ""}, "name"),
+        ({"expected_runtime_sec": -5}, "expected_runtime_sec"),
+        ({"unknown_field": 1}, "unknown_field"),
+    ],
+)
 def test_job_template_validation(api, api_settings, over, path):
     cid, h = new_client(api)
     art = upload(api, h, make_zip()).json()["artifact_id"]
@@ -281,8 +302,12 @@ def test_tenant_isolation(api, api_settings):
     b, hb = new_client(api, "b")
     art = upload(api, ha, make_zip()).json()["artifact_id"]
     tpl = api.post("/v1/job-templates", json=template_body(art), headers=ha).json()["id"]
-    for path in (f"/v1/artifacts/{art}", f"/v1/job-templates/{tpl}", f"/v1/clients/{a}",
-                 f"/v1/clients/{a}/aws"):
+    for path in (
+        f"/v1/artifacts/{art}",
+        f"/v1/job-templates/{tpl}",
+        f"/v1/clients/{a}",
+        f"/v1/clients/{a}/aws",
+    ):
         is_problem(api.get(path, headers=hb), 404)
     assert api.get("/v1/artifacts", headers=hb).json()["items"] == []
     assert api.get("/v1/job-templates", headers=hb).json()["items"] == []
@@ -293,20 +318,30 @@ def test_tenant_isolation(api, api_settings):
 
 
 # ---------------------------------------------------------------- errors
-@pytest.mark.parametrize("method,path,kwargs", [
-    ("post", "/v1/job-templates", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
-    ("post", "/v1/job-templates", {"json": [1, 2, 3]}),
-    ("post", "/v1/jobs", {"json": {"type": "SOMETIMES"}}),
-    ("get", "/v1/runs?limit=0", {}),
-    ("get", "/v1/runs?cursor=%%%", {}),
-    ("get", "/v1/nowhere", {}),
-    ("delete", "/v1/artifacts", {}),
-])
+@pytest.mark.parametrize(
+    "method,path,kwargs",
+    [
+        (
+            "post",
+            "/v1/job-templates",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        ),
+        ("post", "/v1/job-templates", {"json": [1, 2, 3]}),
+        ("post", "/v1/jobs", {"json": {"type": "SOMETIMES"}}),
+        ("get", "/v1/runs?limit=0", {}),
+        ("get", "/v1/runs?cursor=%%%", {}),
+        ("get", "/v1/nowhere", {}),
+        ("delete", "/v1/artifacts", {}),
+    ],
+)
 def test_bad_requests_are_problem_json_never_500(api, method, path, kwargs):
     _, h = new_client(api)
     headers = {**h, **kwargs.pop("headers", {})}
-    r = getattr(api, method)(path, headers=headers, **kwargs) if method != "get" and method != "delete" \
+    r = (
+        getattr(api, method)(path, headers=headers, **kwargs)
+        if method != "get" and method != "delete"
         else getattr(api, method)(path, headers=headers)
+    )
     assert 400 <= r.status_code < 500, r.text
     is_problem(r, r.status_code)
     assert "Traceback" not in r.text

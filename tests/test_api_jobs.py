@@ -19,9 +19,12 @@ from tests.zips import make_zip
 
 @pytest.fixture(scope="module")
 def jobs_api(api_settings, temporal_dev_server):
-    settings = api_settings.model_copy(update={
-        "temporal_address": f"127.0.0.1:{temporal_dev_server.ports['grpc']}",
-        "temporal_task_queue": "no-worker-here"})
+    settings = api_settings.model_copy(
+        update={
+            "temporal_address": f"127.0.0.1:{temporal_dev_server.ports['grpc']}",
+            "temporal_task_queue": "no-worker-here",
+        }
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -39,15 +42,24 @@ def iso(dt: datetime) -> str:
 
 
 def one_time(tpl: str, **over) -> dict:
-    return {"job_template_id": tpl, "type": "ONE_TIME", "intended_time": iso(datetime.now(UTC) + timedelta(hours=1)),
-            "risk_mode": "NEUTRAL"} | over
+    return {
+        "job_template_id": tpl,
+        "type": "ONE_TIME",
+        "intended_time": iso(datetime.now(UTC) + timedelta(hours=1)),
+        "risk_mode": "NEUTRAL",
+    } | over
 
 
 def reschedulable(tpl: str, **over) -> dict:
     now = datetime.now(UTC)
-    return {"job_template_id": tpl, "type": "RESCHEDULABLE", "earliest_start": iso(now + timedelta(hours=1)),
-            "latest_finish": iso(now + timedelta(hours=25)), "risk_mode": "CONSERVATIVE",
-            "weights": {"carbon": 0.5, "risk": 0.4, "slack": 0.1}} | over
+    return {
+        "job_template_id": tpl,
+        "type": "RESCHEDULABLE",
+        "earliest_start": iso(now + timedelta(hours=1)),
+        "latest_finish": iso(now + timedelta(hours=25)),
+        "risk_mode": "CONSERVATIVE",
+        "weights": {"carbon": 0.5, "risk": 0.4, "slack": 0.1},
+    } | over
 
 
 def test_seed_bodies_are_accepted_and_start_workflows(jobs_api, api_settings):
@@ -80,11 +92,16 @@ def test_idempotency_key(jobs_api, api_settings):
     again = jobs_api.post("/v1/jobs", json=body, headers={**h, "Idempotency-Key": "abc"})
     assert first.status_code == 201 and again.status_code == 201
     assert again.json() == first.json() and again.headers.get("Idempotent-Replayed") == "true"
-    other = jobs_api.post("/v1/jobs", json=body | {"risk_mode": "AGGRESSIVE"}, headers={**h, "Idempotency-Key": "abc"})
+    other = jobs_api.post(
+        "/v1/jobs", json=body | {"risk_mode": "AGGRESSIVE"}, headers={**h, "Idempotency-Key": "abc"}
+    )
     is_problem(other, 409)
     # keys are per client: another tenant may use the same key
     _, h2, tpl2 = setup_template(jobs_api)
-    assert jobs_api.post("/v1/jobs", json=one_time(tpl2), headers={**h2, "Idempotency-Key": "abc"}).status_code == 201
+    assert (
+        jobs_api.post("/v1/jobs", json=one_time(tpl2), headers={**h2, "Idempotency-Key": "abc"}).status_code
+        == 201
+    )
     assert count(api_settings, Job, client_id=cid) == 1 and count(api_settings, Run, client_id=cid) == 1
 
 
@@ -92,17 +109,20 @@ def _now(**delta) -> str:
     return iso(datetime.now(UTC) + timedelta(**delta))
 
 
-@pytest.mark.parametrize("over,path", [
-    ({"intended_time": "2026-01-25T12:00:00"}, "intended_time"),             # naive time
-    ({"intended_time": None}, "body"),                                        # missing for ONE_TIME
-    ({"risk_mode": "YOLO"}, "risk_mode"),
-    ({"type": "SOMETIMES"}, "type"),
-    ({"weights": {"carbon": -1, "risk": 0.5, "slack": 0.5}}, "weights"),
-    ({"weights": {"carbon": 0, "risk": 0, "slack": 0}}, "weights"),
-    ({"args": {"nested": {"x": 1}}}, "args"),
-    ({"intended_time": "2020-01-01T00:00:00Z"}, "intended_time"),            # in the past
-    ({"job_template_id": "tpl_doesnotexist"}, None),                          # 404
-])
+@pytest.mark.parametrize(
+    "over,path",
+    [
+        ({"intended_time": "2026-01-25T12:00:00"}, "intended_time"),  # naive time
+        ({"intended_time": None}, "body"),  # missing for ONE_TIME
+        ({"risk_mode": "YOLO"}, "risk_mode"),
+        ({"type": "SOMETIMES"}, "type"),
+        ({"weights": {"carbon": -1, "risk": 0.5, "slack": 0.5}}, "weights"),
+        ({"weights": {"carbon": 0, "risk": 0, "slack": 0}}, "weights"),
+        ({"args": {"nested": {"x": 1}}}, "args"),
+        ({"intended_time": "2020-01-01T00:00:00Z"}, "intended_time"),  # in the past
+        ({"job_template_id": "tpl_doesnotexist"}, None),  # 404
+    ],
+)
 def test_one_time_validation(jobs_api, api_settings, over, path):
     cid, h, tpl = setup_template(jobs_api)
     r = jobs_api.post("/v1/jobs", json=one_time(tpl, **over), headers=h)
@@ -112,13 +132,16 @@ def test_one_time_validation(jobs_api, api_settings, over, path):
     assert count(api_settings, Job, client_id=cid) == 0 and count(api_settings, Run, client_id=cid) == 0
 
 
-@pytest.mark.parametrize("over", [
-    {"earliest_start": _now(hours=5), "latest_finish": _now(hours=4)},       # reversed window
-    {"latest_finish": _now(hours=-1), "earliest_start": _now(hours=-3)},     # in the past
-    {"latest_finish": _now(hours=1, minutes=10)},                            # shorter than p90 (CONSERVATIVE)
-    {"earliest_start": None},
-    {"intended_time": _now(hours=1)},                                        # wrong type's field
-])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"earliest_start": _now(hours=5), "latest_finish": _now(hours=4)},  # reversed window
+        {"latest_finish": _now(hours=-1), "earliest_start": _now(hours=-3)},  # in the past
+        {"latest_finish": _now(hours=1, minutes=10)},  # shorter than p90 (CONSERVATIVE)
+        {"earliest_start": None},
+        {"intended_time": _now(hours=1)},  # wrong type's field
+    ],
+)
 def test_reschedulable_validation(jobs_api, api_settings, over):
     cid, h, tpl = setup_template(jobs_api)
     body = {k: v for k, v in (reschedulable(tpl) | over).items() if v is not None}

@@ -1,4 +1,4 @@
-"""The DB-backed carbon cache: two processes' worth of sessions call a provider once (SQLite and PostgreSQL)."""
+"""The DB-backed carbon cache: many sessions call a provider once (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,16 @@ def test_provider_called_once_across_sessions(api_settings):
     try:
         for _ in range(3):  # three independent sessions, like three jobs planned by different workers
             with db.session() as s:
-                series, _ = get_series("electricitymaps", "eu-central-1", T0, T0 + timedelta(hours=24), STEP,
-                                       cache=DbCarbonCache(s), http=client(rec), config=CFG)
+                series, _ = get_series(
+                    "electricitymaps",
+                    "eu-central-1",
+                    T0,
+                    T0 + timedelta(hours=24),
+                    STEP,
+                    cache=DbCarbonCache(s),
+                    http=client(rec),
+                    config=CFG,
+                )
                 results.append(series.values.tolist())
     finally:
         db.dispose()

@@ -48,8 +48,11 @@ def test_temporal_restart_while_runs_sleep_and_run(chaos_stack, own_temporal, tm
     h = st.client()
     counts = [tmp_path / "count-running", tmp_path / "count-sleeping"]
     running = st.submit(h, st.template(h, args={"sleep": 4, "count_file": str(counts[0])}))
-    sleeping = st.submit(h, st.template(h, args={"count_file": str(counts[1])}),
-                         intended_time=(datetime.now(UTC) + timedelta(seconds=10)).isoformat())
+    sleeping = st.submit(
+        h,
+        st.template(h, args={"count_file": str(counts[1])}),
+        intended_time=(datetime.now(UTC) + timedelta(seconds=10)).isoformat(),
+    )
     st.wait_status(h, running["run_id"], "RUNNING")
     st.wait_status(h, sleeping["run_id"], "SCHEDULED")
     own_temporal["restart"]()
@@ -69,15 +72,20 @@ def test_api_killed_during_submissions(chaos_stack, tmp_path):
     count = tmp_path / "count"
     tpl = st.template(h, args={"count_file": str(count)})
     n = 24
-    body = {"job_template_id": tpl, "type": "ONE_TIME", "intended_time": datetime.now(UTC).isoformat(),
-            "risk_mode": "NEUTRAL"}
+    body = {
+        "job_template_id": tpl,
+        "type": "ONE_TIME",
+        "intended_time": datetime.now(UTC).isoformat(),
+        "risk_mode": "NEUTRAL",
+    }
 
     def submit(i: int) -> str:
         """Retry until the API accepts; return the job id."""
         for _ in range(200):
             try:
-                r = httpx.post(f"{st.base}/v1/jobs", json=body, headers={**h, "Idempotency-Key": f"k-{i}"},
-                               timeout=10)
+                r = httpx.post(
+                    f"{st.base}/v1/jobs", json=body, headers={**h, "Idempotency-Key": f"k-{i}"}, timeout=10
+                )
                 if r.status_code == 201:
                     return r.json()["job_id"]
             except httpx.HTTPError:
@@ -95,8 +103,9 @@ def test_api_killed_during_submissions(chaos_stack, tmp_path):
     runs = []
     cursor = None
     while True:
-        page = st.http.get("/v1/runs", params={"limit": 100, **({"cursor": cursor} if cursor else {})},
-                           headers=h).json()
+        page = st.http.get(
+            "/v1/runs", params={"limit": 100, **({"cursor": cursor} if cursor else {})}, headers=h
+        ).json()
         runs += page["items"]
         cursor = page["next_cursor"]
         if not cursor:

@@ -17,17 +17,28 @@ from tests.zips import make_zip
 
 def _start(data: Path, ports: dict[str, int], admin: str | None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env.update({
-        "ORCH_DATA_DIR": str(data), "ORCH_API_PORT": str(ports["api"]),
-        "ORCH_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}", "ORCH_TEMPORAL_UI_PORT": str(ports["ui"]),
-        "ORCH_S3_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}",
-        "ORCH_SEAWEED_MASTER_PORT": str(ports["master"]), "ORCH_SEAWEED_VOLUME_PORT": str(ports["volume"]),
-        "ORCH_SEAWEED_FILER_PORT": str(ports["filer"]),
-    })
+    env.update(
+        {
+            "ORCH_DATA_DIR": str(data),
+            "ORCH_API_PORT": str(ports["api"]),
+            "ORCH_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
+            "ORCH_TEMPORAL_UI_PORT": str(ports["ui"]),
+            "ORCH_S3_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}",
+            "ORCH_SEAWEED_MASTER_PORT": str(ports["master"]),
+            "ORCH_SEAWEED_VOLUME_PORT": str(ports["volume"]),
+            "ORCH_SEAWEED_FILER_PORT": str(ports["filer"]),
+        }
+    )
     if admin:
         env["ORCH_ADMIN_API_KEY"] = admin
-    return subprocess.Popen([sys.executable, "-m", "cli", "dev"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "dev"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _ready(base: str) -> bool:
@@ -56,20 +67,43 @@ def test_dev_stack_end_to_end(tmp_path):
             r = http.post("/v1/clients", json={"name": "acme"}, headers={"X-API-Key": admin})
             assert r.status_code == 201, r.text
             cid, key = r.json()["id"], {"X-API-Key": r.json()["api_key"]}
-            r = http.put(f"/v1/clients/{cid}/aws", headers=key, json={
-                "role_arn": "arn:aws:iam::123456789012:role/client", "external_id": "ext-dev-stack",
-                "region_default": "us-east-1", "session_name_template": "orch-{client_id}"})
+            r = http.put(
+                f"/v1/clients/{cid}/aws",
+                headers=key,
+                json={
+                    "role_arn": "arn:aws:iam::123456789012:role/client",
+                    "external_id": "ext-dev-stack",
+                    "region_default": "us-east-1",
+                    "session_name_template": "orch-{client_id}",
+                },
+            )
             assert r.status_code == 200, r.text
-            r = http.post("/v1/artifacts/upload", headers=key, data={"version": "1.0.0"},
-                          files={"file": ("app.zip", make_zip(), "application/zip")})
+            r = http.post(
+                "/v1/artifacts/upload",
+                headers=key,
+                data={"version": "1.0.0"},
+                files={"file": ("app.zip", make_zip(), "application/zip")},
+            )
             assert r.status_code == 201, r.text
-            r = http.post("/v1/job-templates", headers=key, json={
-                "name": "daily-etl", "app_artifact_id": r.json()["artifact_id"], "default_args": {"arg1": "value"},
-                "data_uri": "s3://bucket/data", "fleet_template_id": "m5.4xlarge"})
+            r = http.post(
+                "/v1/job-templates",
+                headers=key,
+                json={
+                    "name": "daily-etl",
+                    "app_artifact_id": r.json()["artifact_id"],
+                    "default_args": {"arg1": "value"},
+                    "data_uri": "s3://bucket/data",
+                    "fleet_template_id": "m5.4xlarge",
+                },
+            )
             assert r.status_code == 201, r.text
             assert port_open(ports["ui"]), "Temporal Web UI is not listening"
-        demo = subprocess.run([sys.executable, "-m", "cli", "demo", "--api", base, "--admin-key", admin,
-                               "--timeout", "120"], capture_output=True, text=True, timeout=180)
+        demo = subprocess.run(
+            [sys.executable, "-m", "cli", "demo", "--api", base, "--admin-key", admin, "--timeout", "120"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert '"status": "SUCCEEDED"' in demo.stdout and "word count: 15000" in demo.stdout
     finally:

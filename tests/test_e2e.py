@@ -32,8 +32,12 @@ def stack(tmp_path_factory, temporal_dev_server, s3_settings):
 
 
 def temporal_cli(stack: Stack, *args: str) -> str:
-    out = subprocess.run([find_binary("temporal"), *args, "--address", stack.settings.temporal_address],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [find_binary("temporal"), *args, "--address", stack.settings.temporal_address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -53,9 +57,23 @@ def record_history(stack: Stack, workflow_id: str, name: str) -> None:
     """Keep the history for replay tests when ORCH_RECORD_HISTORIES=1 (tests/histories/)."""
     if os.environ.get("RECORD_HISTORIES") != "1":
         return
-    out = subprocess.run([find_binary("temporal"), "workflow", "show", "--workflow-id", workflow_id, "--output",
-                          "json", "--address", stack.settings.temporal_address], capture_output=True, text=True,
-                         timeout=30, check=True)
+    out = subprocess.run(
+        [
+            find_binary("temporal"),
+            "workflow",
+            "show",
+            "--workflow-id",
+            workflow_id,
+            "--output",
+            "json",
+            "--address",
+            stack.settings.temporal_address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"{name}.json").write_text(out.stdout)
 
@@ -107,11 +125,22 @@ def test_cancel_running_app_kills_it(stack, tmp_path, how):
     h = stack.client()
     job, pid = _running_app(stack, h, tmp_path)
     if how == "api":
-        r = stack.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h, json={"reason": "no longer needed"})
+        r = stack.http.post(
+            f"/v1/runs/{job['run_id']}/cancel", headers=h, json={"reason": "no longer needed"}
+        )
         assert r.status_code == 202 and r.json()["status"] == "CANCELLING"
     elif how == "cli-signal":
-        temporal_cli(stack, "workflow", "signal", "--workflow-id", job["workflow_id"], "--name", "cancel",
-                     "--input", json.dumps({"reason": "operator"}))
+        temporal_cli(
+            stack,
+            "workflow",
+            "signal",
+            "--workflow-id",
+            job["workflow_id"],
+            "--name",
+            "cancel",
+            "--input",
+            json.dumps({"reason": "operator"}),
+        )
     else:
         temporal_cli(stack, "workflow", "cancel", "--workflow-id", job["workflow_id"])
     run = stack.wait_status(h, job["run_id"], "CANCELLED", timeout=60)
@@ -129,11 +158,31 @@ def test_scheduled_run_is_searchable_and_cancellable(stack):
     job = stack.submit(h, tpl, intended_time=start.isoformat())
     run = stack.wait_status(h, job["run_id"], "SCHEDULED")
     assert run["planned_start"].startswith(start.strftime("%Y-%m-%dT%H:%M"))
-    wait_for(lambda: job["workflow_id"] in temporal_cli(
-        stack, "workflow", "list", "--query", f"OrchRunStatus='SCHEDULED' AND WorkflowId='{job['workflow_id']}'"),
-        20, "the search attribute to be visible")
-    q = temporal_cli(stack, "workflow", "query", "--workflow-id", job["workflow_id"], "--name", "status",
-                     "--output", "json")
+    wait_for(
+        lambda: (
+            job["workflow_id"]
+            in temporal_cli(
+                stack,
+                "workflow",
+                "list",
+                "--query",
+                f"OrchRunStatus='SCHEDULED' AND WorkflowId='{job['workflow_id']}'",
+            )
+        ),
+        20,
+        "the search attribute to be visible",
+    )
+    q = temporal_cli(
+        stack,
+        "workflow",
+        "query",
+        "--workflow-id",
+        job["workflow_id"],
+        "--name",
+        "status",
+        "--output",
+        "json",
+    )
     assert "SCHEDULED" in q
     r = stack.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h)
     assert r.status_code == 202
@@ -146,9 +195,16 @@ def test_reschedulable_job_runs_in_window(stack):
     h = stack.client()
     tpl = stack.template(h)
     now = datetime.now(UTC)
-    job = stack.submit(h, tpl, type="RESCHEDULABLE", intended_time=None, earliest_start=now.isoformat(),
-                       latest_finish=(now + timedelta(hours=6)).isoformat(), risk_mode="CONSERVATIVE",
-                       weights={"carbon": 0.5, "risk": 0.4, "slack": 0.1})
+    job = stack.submit(
+        h,
+        tpl,
+        type="RESCHEDULABLE",
+        intended_time=None,
+        earliest_start=now.isoformat(),
+        latest_finish=(now + timedelta(hours=6)).isoformat(),
+        risk_mode="CONSERVATIVE",
+        weights={"carbon": 0.5, "risk": 0.4, "slack": 0.1},
+    )
     run = stack.wait_status(h, job["run_id"], {"SCHEDULED", "RUNNING", "SUCCEEDED"})
     assert run["plan"]["rationale"] and run["plan"]["scores"].keys() == {"carbon", "risk", "slack"}
     planned = datetime.fromisoformat(run["planned_start"])
@@ -165,7 +221,9 @@ def test_worker_sigkill_mid_run_and_mid_sleep(stack, tmp_path):
     tpl_run = stack.template(h, args={"sleep": 4, "count_file": str(counts[0])})
     tpl_sleep = stack.template(h, args={"sleep": 0, "count_file": str(counts[1])})
     running = stack.submit(h, tpl_run)
-    sleeping = stack.submit(h, tpl_sleep, intended_time=(datetime.now(UTC) + timedelta(seconds=8)).isoformat())
+    sleeping = stack.submit(
+        h, tpl_sleep, intended_time=(datetime.now(UTC) + timedelta(seconds=8)).isoformat()
+    )
     stack.wait_status(h, running["run_id"], "RUNNING")
     stack.wait_status(h, sleeping["run_id"], "SCHEDULED")
     wait_for(lambda: counts[0].exists(), 20, "the first app to start")
@@ -205,8 +263,14 @@ def test_worker_metrics_and_json_logs_with_run_ids(stack):
         assert "temporal_" in text
     finally:
         w.stop()
-    lines = [json.loads(line) for w in stack.workers for line in w.log_path.read_text().splitlines()
-             if line.startswith("{")]
+    lines = [
+        json.loads(line)
+        for w in stack.workers
+        for line in w.log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
     about_run = [x for x in lines if job["run_id"] in x["msg"]]
     assert about_run and all(x.get("run_id") == job["run_id"] for x in about_run)
-    assert not any(h["X-API-Key"] in line for w in stack.workers for line in w.log_path.read_text().splitlines())
+    assert not any(
+        h["X-API-Key"] in line for w in stack.workers for line in w.log_path.read_text().splitlines()
+    )

@@ -14,16 +14,25 @@ from core.migrate import upgrade
 from core.s3 import s3_client
 from tests.e2e_stack import Stack, make_stack_settings
 
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 ROLE = "arn:aws:iam::123456789012:role/orchestrator"
 
 
 @pytest.fixture(scope="module")
 def ec2_stack(tmp_path_factory, temporal_dev_server, s3_settings, moto_endpoint):
     tmp = tmp_path_factory.mktemp("ec2")
-    settings = make_stack_settings(tmp, temporal_dev_server.ports["grpc"], s3_settings, fleet_driver="ec2",
-                                   aws_endpoint_url=moto_endpoint)
+    settings = make_stack_settings(
+        tmp,
+        temporal_dev_server.ports["grpc"],
+        s3_settings,
+        fleet_driver="ec2",
+        aws_endpoint_url=moto_endpoint,
+    )
     upgrade(settings)
     st = Stack(settings, tmp, extra_env=AWS_ENV)
     st.start_api()
@@ -33,22 +42,33 @@ def ec2_stack(tmp_path_factory, temporal_dev_server, s3_settings, moto_endpoint)
 
 
 def ec2_client(moto_endpoint):
-    return boto3.client("ec2", endpoint_url=moto_endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "ec2",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def live_instances(moto_endpoint, run_id: str) -> list[str]:
-    resp = ec2_client(moto_endpoint).describe_instances(Filters=[
-        {"Name": "tag:orch:run-id", "Values": [run_id]},
-        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
+    resp = ec2_client(moto_endpoint).describe_instances(
+        Filters=[
+            {"Name": "tag:orch:run-id", "Values": [run_id]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+    )
     return [i["InstanceId"] for r in resp["Reservations"] for i in r["Instances"]]
 
 
 def aws_client(st: Stack) -> dict:
     h = st.client()
     cid = st.http.get("/v1/clients", headers=h).json()["items"][0]["id"]
-    r = st.http.put(f"/v1/clients/{cid}/aws", headers=h, json={"role_arn": ROLE, "region_default": "us-east-1",
-                                                               "session_name_template": "orch-{run_id}"})
+    r = st.http.put(
+        f"/v1/clients/{cid}/aws",
+        headers=h,
+        json={"role_arn": ROLE, "region_default": "us-east-1", "session_name_template": "orch-{run_id}"},
+    )
     assert r.status_code == 200, r.text
     h["client_id"] = cid
     return h
@@ -75,8 +95,12 @@ def test_verify_endpoint_reports_failure(api_settings, monkeypatch):
     settings = api_settings.model_copy(update={"aws_endpoint_url": "http://127.0.0.1:9"})
     with TestClient(create_app(settings), raise_server_exceptions=False) as api:
         cid, h = new_client(api)
-        assert api.put(f"/v1/clients/{cid}/aws", headers=h, json={
-            "role_arn": ROLE, "region_default": "us-east-1"}).status_code == 200
+        assert (
+            api.put(
+                f"/v1/clients/{cid}/aws", headers=h, json={"role_arn": ROLE, "region_default": "us-east-1"}
+            ).status_code
+            == 200
+        )
         r = api.post(f"/v1/clients/{cid}/aws/verify", headers=h)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -100,11 +124,16 @@ def test_run_on_ec2_succeeds_when_the_instance_reports(ec2_stack, moto_endpoint)
     # play the instance: the bootstrap uploads the log, then result.json
     s3 = s3_client(st.settings)
     s3.put_object(Bucket=st.settings.s3_bucket, Key=ref["log_key"], Body=b"hello from the instance\n")
-    s3.put_object(Bucket=st.settings.s3_bucket, Key=ref["result_key"],
-                  Body=json.dumps({"phase": "app", "exit_code": 0}).encode())
+    s3.put_object(
+        Bucket=st.settings.s3_bucket,
+        Key=ref["result_key"],
+        Body=json.dumps({"phase": "app", "exit_code": 0}).encode(),
+    )
     run = st.wait_status(h, job["run_id"], {"SUCCEEDED", "FAILED"}, timeout=60)
     assert run["status"] == "SUCCEEDED" and run["exit_code"] == 0
-    wait_for(lambda: live_instances(moto_endpoint, job["run_id"]) == [], 30, "the run's instances to terminate")
+    wait_for(
+        lambda: live_instances(moto_endpoint, job["run_id"]) == [], 30, "the run's instances to terminate"
+    )
     logs = st.http.get(f"/v1/runs/{job['run_id']}/logs", headers=h).json()["text"]
     assert "hello from the instance" in logs
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from temporalio import activity
@@ -39,8 +39,14 @@ QUEUE = "test-orchestrator"
 class FakeFleet:
     """Activities with the production names that record what the workflow asked for."""
 
-    def __init__(self, start_in: timedelta, outcome: str = "SUCCEEDED", exit_code: int | None = 0,
-                 hold: bool = False, latest_start_in: timedelta | None = None):
+    def __init__(
+        self,
+        start_in: timedelta,
+        outcome: str = "SUCCEEDED",
+        exit_code: int | None = 0,
+        hold: bool = False,
+        latest_start_in: timedelta | None = None,
+    ):
         self.start_in, self.outcome, self.exit_code, self.hold = start_in, outcome, exit_code, hold
         self.latest_start_in = latest_start_in
         self.calls: Counter[str] = Counter()
@@ -56,8 +62,14 @@ class FakeFleet:
             self.calls["plan_schedule"] += 1
             start = req.current_start or (req.not_before + self.start_in)
             latest = (req.not_before + self.latest_start_in) if self.latest_start_in else None
-            return PlanResult(start=start, latest_start=latest, p50_sec=60, p90_sec=90,
-                              rationale="test plan", moved=req.current_start is None)
+            return PlanResult(
+                start=start,
+                latest_start=latest,
+                p50_sec=60,
+                p90_sec=90,
+                rationale="test plan",
+                moved=req.current_start is None,
+            )
 
         @activity.defn(name="update_run")
         async def update_run(upd: RunUpdate) -> None:
@@ -100,8 +112,8 @@ class FakeFleet:
 async def env():
     """A fresh time-skipping server per test: a leftover activity of one test would stall the next's clock."""
     e = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=find_binary("temporal-test-server"))
+        data_converter=pydantic_data_converter, test_server_existing_path=find_binary("temporal-test-server")
+    )
     yield e
     await e.shutdown()
 
@@ -109,15 +121,27 @@ async def env():
 async def run_input(env, job_type: str = "RESCHEDULABLE", **over) -> RunInput:
     """Times relative to the test server's clock (it skips ahead, so it is not the wall clock)."""
     now = await env.get_current_time()
-    base = dict(run_id=f"run_{uuid.uuid4().hex[:12]}", client_id="cl_x", job_id="job_x", job_template_id="tpl_x",
-                fleet_template_id="m5.large", job_type=job_type, risk_mode="NEUTRAL",
-                earliest_start=now, latest_finish=now + timedelta(days=5), replan_interval_sec=3600,
-                monitor_poll_sec=1.0, search_attributes=False)
+    base = dict(
+        run_id=f"run_{uuid.uuid4().hex[:12]}",
+        client_id="cl_x",
+        job_id="job_x",
+        job_template_id="tpl_x",
+        fleet_template_id="m5.large",
+        job_type=job_type,
+        risk_mode="NEUTRAL",
+        earliest_start=now,
+        latest_finish=now + timedelta(days=5),
+        replan_interval_sec=3600,
+        monitor_poll_sec=1.0,
+        search_attributes=False,
+    )
     return RunInput(**(base | over))
 
 
 def worker(env, fake: FakeFleet, **kw) -> Worker:
-    return Worker(env.client, task_queue=QUEUE, workflows=[JobRunWorkflow], activities=fake.activities(), **kw)
+    return Worker(
+        env.client, task_queue=QUEUE, workflows=[JobRunWorkflow], activities=fake.activities(), **kw
+    )
 
 
 async def start(env, inp: RunInput):
@@ -153,7 +177,14 @@ async def test_start_days_away_completes_in_seconds(env):
 async def test_exit_code_failure_is_failed(env):
     fake = FakeFleet(start_in=timedelta(minutes=5), outcome="FAILED", exit_code=3)
     async with worker(env, fake):
-        result = await (await start(env, await run_input(env, "ONE_TIME", intended_time=await env.get_current_time(), latest_finish=None))).result()
+        result = await (
+            await start(
+                env,
+                await run_input(
+                    env, "ONE_TIME", intended_time=await env.get_current_time(), latest_finish=None
+                ),
+            )
+        ).result()
     assert result.status == "FAILED" and fake.final.exit_code == 3
     assert fake.calls["terminate_fleet"] == 1
 
@@ -172,7 +203,14 @@ async def test_expired_when_start_cannot_be_met(env):
     # the plan's latest start lies before the chosen start: by the time it wakes, it is too late
     fake = FakeFleet(start_in=timedelta(hours=2), latest_start_in=timedelta(hours=1))
     async with worker(env, fake):
-        result = await (await start(env, await run_input(env, "ONE_TIME", intended_time=await env.get_current_time(), latest_finish=None))).result()
+        result = await (
+            await start(
+                env,
+                await run_input(
+                    env, "ONE_TIME", intended_time=await env.get_current_time(), latest_finish=None
+                ),
+            )
+        ).result()
     assert result.status == "EXPIRED" and fake.calls["launch_fleet"] == 0
 
 
@@ -232,7 +270,7 @@ async def test_cancel_while_pending_planning(env):
 async def test_worker_restart_mid_wait_resumes(env):
     fake = FakeFleet(start_in=timedelta(days=2))
     inp = await run_input(env)
-    # no sticky cache: the time-skipping server does not time out sticky queues of a dead worker like a real one
+    # no sticky cache: the time-skipping server does not expire a dead worker's sticky queue
     async with worker(env, fake, max_cached_workflows=0):
         handle = await start(env, inp)
         await wait_status(handle, "SCHEDULED")

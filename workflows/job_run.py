@@ -32,10 +32,15 @@ SA_TEMPLATE = SearchAttributeKey.for_keyword("OrchJobTemplateId")
 SA_STATUS = SearchAttributeKey.for_keyword("OrchRunStatus")
 SA_PLANNED = SearchAttributeKey.for_datetime("OrchPlannedStart")
 
-SHORT: dict = dict(start_to_close_timeout=timedelta(seconds=60),
-             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)))
-TERMINATE: dict = dict(start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=60),
-                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)))
+SHORT: dict = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
+)
+TERMINATE: dict = dict(
+    start_to_close_timeout=timedelta(minutes=5),
+    heartbeat_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)),
+)
 
 
 class _Cancelled(Exception):
@@ -66,9 +71,14 @@ class JobRunWorkflow:
 
     @workflow.query
     def status(self) -> RunState:
-        return RunState(run_id=self._input.run_id if self._input else "", status=self._status,
-                        status_reason=self._reason, planned_start=self._planned_start, attempt=self._attempt,
-                        cancel_requested=self._cancel_requested)
+        return RunState(
+            run_id=self._input.run_id if self._input else "",
+            status=self._status,
+            status_reason=self._reason,
+            planned_start=self._planned_start,
+            attempt=self._attempt,
+            cancel_requested=self._cancel_requested,
+        )
 
     # ---------- main ----------
     @workflow.run
@@ -78,49 +88,84 @@ class JobRunWorkflow:
         exit_code: int | None = None
         try:
             plan = await self._plan(PlanRequest(run_id=inp.run_id, not_before=workflow.now()))
-            await self._set_status("SCHEDULED", plan.rationale, planned_start=plan.start, plan=plan.doc,
-                                   capacity=plan.capacity, carbon_chosen_g=plan.carbon_chosen_g,
-                                   carbon_earliest_g=plan.carbon_earliest_g)
+            await self._set_status(
+                "SCHEDULED",
+                plan.rationale,
+                planned_start=plan.start,
+                plan=plan.doc,
+                capacity=plan.capacity,
+                carbon_chosen_g=plan.carbon_chosen_g,
+                carbon_earliest_g=plan.carbon_earliest_g,
+            )
             plan = await self._wait_until_start(plan)
             if plan.latest_start is not None and workflow.now() > plan.latest_start:
-                return await self._finish("EXPIRED", f"could not start by {plan.latest_start.isoformat()} "
-                                          "and still meet the deadline", started_at, exit_code)
+                return await self._finish(
+                    "EXPIRED",
+                    f"could not start by {plan.latest_start.isoformat()} and still meet the deadline",
+                    started_at,
+                    exit_code,
+                )
             capacity = plan.capacity
             while True:
                 self._attempt += 1
                 self._check_cancel()
-                await self._set_status("LAUNCHING", f"attempt {self._attempt}: launching the fleet",
-                                       attempts=self._attempt, capacity=capacity)
+                await self._set_status(
+                    "LAUNCHING",
+                    f"attempt {self._attempt}: launching the fleet",
+                    attempts=self._attempt,
+                    capacity=capacity,
+                )
                 try:
-                    self._fleet = await self._cancellable(workflow.execute_activity(
-                        "launch_fleet",
-                        LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity),
-                        result_type=FleetRef,
-                        start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(minutes=2),
-                        retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2),
-                                                 maximum_interval=timedelta(minutes=1), maximum_attempts=10),
-                    ))
+                    self._fleet = await self._cancellable(
+                        workflow.execute_activity(
+                            "launch_fleet",
+                            LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity),
+                            result_type=FleetRef,
+                            start_to_close_timeout=timedelta(minutes=10),
+                            heartbeat_timeout=timedelta(minutes=2),
+                            retry_policy=RetryPolicy(
+                                initial_interval=timedelta(seconds=2),
+                                maximum_interval=timedelta(minutes=1),
+                                maximum_attempts=10,
+                            ),
+                        )
+                    )
                 except ActivityError as exc:
-                    if _error_type(exc) == "FleetLaunchError" and self._attempt < inp.max_attempts \
-                            and self._can_relaunch(plan):
+                    if (
+                        _error_type(exc) == "FleetLaunchError"
+                        and self._attempt < inp.max_attempts
+                        and self._can_relaunch(plan)
+                    ):
                         capacity = "on-demand"  # no capacity this time: try again, on-demand
                         self._reason = f"attempt {self._attempt} got no capacity; retrying on-demand"
                         continue
                     raise
                 attempt_start = workflow.now()
                 started_at = started_at or attempt_start
-                await self._set_status("RUNNING", f"attempt {self._attempt}: running on {self._fleet.driver}",
-                                       fleet=self._fleet.model_dump(mode="json"), started_at=started_at)
+                await self._set_status(
+                    "RUNNING",
+                    f"attempt {self._attempt}: running on {self._fleet.driver}",
+                    fleet=self._fleet.model_dump(mode="json"),
+                    started_at=started_at,
+                )
                 result = await self._monitor(self._fleet, attempt_start)
                 exit_code = result.exit_code
                 if result.state == "SUCCEEDED":
                     return await self._finish("SUCCEEDED", "exit code 0", started_at, exit_code)
-                if result.state == "INTERRUPTED" and self._attempt < inp.max_attempts and self._can_relaunch(plan):
+                if (
+                    result.state == "INTERRUPTED"
+                    and self._attempt < inp.max_attempts
+                    and self._can_relaunch(plan)
+                ):
                     capacity = "on-demand"  # a relaunch must not be interrupted again
-                    self._reason = f"attempt {self._attempt} interrupted ({result.reason}); relaunching on-demand"
+                    self._reason = (
+                        f"attempt {self._attempt} interrupted ({result.reason}); relaunching on-demand"
+                    )
                     await self._terminate()
                     continue
-                reason = result.reason or (f"exit code {exit_code}" if exit_code is not None else result.state)
+                reason = result.reason or (
+                    f"exit code {exit_code}" if exit_code is not None else result.state
+                )
                 return await self._finish("FAILED", reason, started_at, exit_code)
         except (_Cancelled, asyncio.CancelledError):
             if not self._cancel_requested:  # Temporal cancellation caught outside our helpers
@@ -133,8 +178,9 @@ class JobRunWorkflow:
             return await self._finish("TIMED_OUT", str(exc), started_at, exit_code)
         except ActivityError as exc:
             cause = exc.cause.message if exc.cause is not None and hasattr(exc.cause, "message") else str(exc)
-            return await self._finish("FAILED", f"{exc.activity_type or 'activity'} failed: {cause}",
-                                      started_at, exit_code)
+            return await self._finish(
+                "FAILED", f"{exc.activity_type or 'activity'} failed: {cause}", started_at, exit_code
+            )
         finally:
             if self._fleet is not None:  # never leak a process or an instance, whatever happened
                 await self._terminate()
@@ -142,11 +188,20 @@ class JobRunWorkflow:
     # ---------- steps ----------
     async def _plan(self, req: PlanRequest) -> PlanResult:
         self._details("planning the start")
-        return await self._cancellable(workflow.execute_activity(
-            "plan_schedule", req, result_type=PlanResult, start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                                     maximum_attempts=20, non_retryable_error_types=["InfeasibleWindow"]),
-        ))
+        return await self._cancellable(
+            workflow.execute_activity(
+                "plan_schedule",
+                req,
+                result_type=PlanResult,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1),
+                    maximum_interval=timedelta(seconds=30),
+                    maximum_attempts=20,
+                    non_retryable_error_types=["InfeasibleWindow"],
+                ),
+            )
+        )
 
     async def _wait_until_start(self, plan: PlanResult) -> PlanResult:
         """Durable sleep until the start; re-plans RESCHEDULABLE runs every replan_interval_sec."""
@@ -167,21 +222,32 @@ class JobRunWorkflow:
             now = workflow.now()
             if inp.job_type == "RESCHEDULABLE" and next_replan <= now < plan.start:
                 next_replan = now + replan_every
-                new = await self._plan(PlanRequest(run_id=inp.run_id, not_before=now, current_start=plan.start))
+                new = await self._plan(
+                    PlanRequest(run_id=inp.run_id, not_before=now, current_start=plan.start)
+                )
                 if new.moved and new.start != plan.start:
                     plan = new
-                    await self._set_status("SCHEDULED", f"re-planned: {new.rationale}", planned_start=new.start,
-                                           plan=new.doc, capacity=new.capacity,
-                                           carbon_chosen_g=new.carbon_chosen_g,
-                                           carbon_earliest_g=new.carbon_earliest_g)
+                    await self._set_status(
+                        "SCHEDULED",
+                        f"re-planned: {new.rationale}",
+                        planned_start=new.start,
+                        plan=new.doc,
+                        capacity=new.capacity,
+                        carbon_chosen_g=new.carbon_chosen_g,
+                        carbon_earliest_g=new.carbon_earliest_g,
+                    )
 
     async def _monitor(self, fleet: FleetRef, attempt_start: datetime) -> FleetResult:
         inp = self._input
         handle = workflow.start_activity(
-            "monitor_fleet", MonitorRequest(fleet=fleet, poll_sec=inp.monitor_poll_sec), result_type=FleetResult,
+            "monitor_fleet",
+            MonitorRequest(fleet=fleet, poll_sec=inp.monitor_poll_sec),
+            result_type=FleetResult,
             start_to_close_timeout=timedelta(days=31),
             heartbeat_timeout=timedelta(seconds=max(30.0, 6 * inp.monitor_poll_sec)),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)
+            ),
         )
         self._details(f"attempt {self._attempt} running on {fleet.driver}")
         timeout = None
@@ -244,23 +310,35 @@ class JobRunWorkflow:
         if fleet is None:
             return
         self._details(f"terminating attempt {fleet.attempt}")
-        await self._shielded(workflow.execute_activity("terminate_fleet", fleet, result_type=FleetResult,
-                                                           **TERMINATE))
+        await self._shielded(
+            workflow.execute_activity("terminate_fleet", fleet, result_type=FleetResult, **TERMINATE)
+        )
         self._fleet = None
 
-    async def _finish(self, status: str, reason: str | None, started_at: datetime | None,
-                      exit_code: int | None) -> RunState:
+    async def _finish(
+        self, status: str, reason: str | None, started_at: datetime | None, exit_code: int | None
+    ) -> RunState:
         """Stop the fleet, then record the final status (so CANCELLED means the app is gone)."""
         if status == "CANCELLED" and self._fleet is not None:
             await self._set_status("CANCELLING", reason)
         await self._terminate()
         self._status, self._reason = status, reason
-        await self._shielded(workflow.execute_activity(
-            "finish_run",
-            FinishRequest(run_id=self._input.run_id, status=status, status_reason=reason, exit_code=exit_code,
-                          attempts=self._attempt, started_at=started_at, finished_at=workflow.now(),
-                          succeeded=status == "SUCCEEDED"),
-            **SHORT))
+        await self._shielded(
+            workflow.execute_activity(
+                "finish_run",
+                FinishRequest(
+                    run_id=self._input.run_id,
+                    status=status,
+                    status_reason=reason,
+                    exit_code=exit_code,
+                    attempts=self._attempt,
+                    started_at=started_at,
+                    finished_at=workflow.now(),
+                    succeeded=status == "SUCCEEDED",
+                ),
+                **SHORT,
+            )
+        )
         self._upsert_status(status)
         self._details(f"{status}: {reason}")
         return self.status()
@@ -269,9 +347,13 @@ class JobRunWorkflow:
         self._status, self._reason = status, reason
         if "planned_start" in fields:
             self._planned_start = fields["planned_start"]
-        await self._shielded(workflow.execute_activity(
-            "update_run", RunUpdate(run_id=self._input.run_id, status=status, status_reason=reason,
-                                                **fields), **SHORT))
+        await self._shielded(
+            workflow.execute_activity(
+                "update_run",
+                RunUpdate(run_id=self._input.run_id, status=status, status_reason=reason, **fields),
+                **SHORT,
+            )
+        )
         self._upsert_status(status)
         self._details(f"{status}: {reason or ''}")
 

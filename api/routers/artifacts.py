@@ -26,9 +26,16 @@ CHUNK = 1024 * 1024
 
 
 def artifact_out(a: Artifact) -> ArtifactOut:
-    return ArtifactOut(artifact_id=a.id, s3_uri=f"s3://{a.s3_bucket}/{a.s3_key}", sha256=a.sha256,
-                       version=a.version, name=a.name, size_bytes=a.size_bytes, entry_point=a.entry_point,
-                       created_at=a.created_at)
+    return ArtifactOut(
+        artifact_id=a.id,
+        s3_uri=f"s3://{a.s3_bucket}/{a.s3_key}",
+        sha256=a.sha256,
+        version=a.version,
+        name=a.name,
+        size_bytes=a.size_bytes,
+        entry_point=a.entry_point,
+        created_at=a.created_at,
+    )
 
 
 def owned_artifact(session, client_id: str, artifact_id: str) -> Artifact:
@@ -53,11 +60,18 @@ def _spool(upload: UploadFile, limit: int) -> tuple[tempfile.SpooledTemporaryFil
     return out, h.hexdigest(), size
 
 
-@router.post("/upload", response_model=ArtifactOut, status_code=status.HTTP_201_CREATED,
-             responses={200: {"model": ArtifactOut, "description": "Same bytes uploaded again: existing artifact"}},
-             summary="Upload an app zip (multipart: file, version); immutable per (name, version)")
+@router.post(
+    "/upload",
+    response_model=ArtifactOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ArtifactOut, "description": "Same bytes uploaded again: existing artifact"}},
+    summary="Upload an app zip (multipart: file, version); immutable per (name, version)",
+)
 async def upload_artifact(
-    client: ClientDep, session: SessionDep, services: ServicesDep, response: Response,
+    client: ClientDep,
+    session: SessionDep,
+    services: ServicesDep,
+    response: Response,
     file: Annotated[UploadFile, File(description="The app zip: run.sh or main.py at its root")],
     version: Annotated[str, Form(max_length=128, description="e.g. 1.0.0")],
 ) -> ArtifactOut:
@@ -78,25 +92,43 @@ async def upload_artifact(
     try:
         if size == 0:
             raise Unprocessable("the file is empty", [field_error("file", "empty file")])
-        existing = session.scalar(select(Artifact).where(
-            Artifact.client_id == client.id, Artifact.name == name, Artifact.version == version))
+        existing = session.scalar(
+            select(Artifact).where(
+                Artifact.client_id == client.id, Artifact.name == name, Artifact.version == version
+            )
+        )
         if existing is not None:
             if existing.sha256 == sha:
                 response.status_code = status.HTTP_200_OK
                 return artifact_out(existing)
-            raise Conflict(f"{name} version {version} already exists with different content "
-                           f"(sha256 {existing.sha256}); artifacts are immutable, upload a new version")
+            raise Conflict(
+                f"{name} version {version} already exists with different content "
+                f"(sha256 {existing.sha256}); artifacts are immutable, upload a new version"
+            )
         try:
             entry_point = await asyncio.to_thread(validate_zip, spooled, settings)
         except ZipRejected as exc:
             raise Unprocessable(f"invalid artifact: {exc}", [field_error("file", str(exc))]) from exc
         spooled.seek(0)
-        art = Artifact(id=new_id("art"), client_id=client.id, name=name, version=version, sha256=sha,
-                       size_bytes=size, entry_point=entry_point, s3_bucket=settings.s3_bucket, s3_key="")
+        art = Artifact(
+            id=new_id("art"),
+            client_id=client.id,
+            name=name,
+            version=version,
+            sha256=sha,
+            size_bytes=size,
+            entry_point=entry_point,
+            s3_bucket=settings.s3_bucket,
+            s3_key="",
+        )
         art.s3_key = f"{client.id}/{version}/{art.id}/{name}"
         await asyncio.to_thread(
-            services.s3.upload_fileobj, spooled, art.s3_bucket, art.s3_key,
-            ExtraArgs={"ContentType": "application/zip", "Metadata": {"sha256": sha}})
+            services.s3.upload_fileobj,
+            spooled,
+            art.s3_bucket,
+            art.s3_key,
+            ExtraArgs={"ContentType": "application/zip", "Metadata": {"sha256": sha}},
+        )
     finally:
         spooled.close()
     try:
@@ -105,7 +137,9 @@ async def upload_artifact(
     except IntegrityError as exc:  # a concurrent upload of the same name+version won the race
         session.rollback()
         await asyncio.to_thread(services.s3.delete_object, Bucket=art.s3_bucket, Key=art.s3_key)
-        raise Conflict(f"{name} version {version} was uploaded concurrently; retry to compare content") from exc
+        raise Conflict(
+            f"{name} version {version} was uploaded concurrently; retry to compare content"
+        ) from exc
     except BaseException:
         await asyncio.to_thread(services.s3.delete_object, Bucket=art.s3_bucket, Key=art.s3_key)
         raise
@@ -113,8 +147,13 @@ async def upload_artifact(
 
 
 @router.get("", response_model=Page[ArtifactOut])
-def list_artifacts(client: ClientDep, session: SessionDep, limit: LimitQ = 50, cursor: CursorQ = None,
-                   name: str | None = None) -> Page[ArtifactOut]:
+def list_artifacts(
+    client: ClientDep,
+    session: SessionDep,
+    limit: LimitQ = 50,
+    cursor: CursorQ = None,
+    name: str | None = None,
+) -> Page[ArtifactOut]:
     stmt = select(Artifact).where(Artifact.client_id == client.id)
     if name:
         stmt = stmt.where(Artifact.name == name)

@@ -29,8 +29,15 @@ router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
 
 def client_out(c: Client) -> ClientOut:
-    return ClientOut(id=c.id, name=c.name, status=c.status, api_key_prefix=c.api_key_prefix,
-                     created_at=c.created_at, key_rotated_at=c.key_rotated_at, aws_configured=bool(c.role_arn))
+    return ClientOut(
+        id=c.id,
+        name=c.name,
+        status=c.status,
+        api_key_prefix=c.api_key_prefix,
+        created_at=c.created_at,
+        key_rotated_at=c.key_rotated_at,
+        aws_configured=bool(c.role_arn),
+    )
 
 
 def visible_client(session, principal, client_id: str) -> Client:
@@ -48,21 +55,27 @@ def require_admin(principal) -> None:
         raise Forbidden("only the admin key may do this")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ClientCreated,
-             summary="Create a client (admin key); the raw API key is returned once")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ClientCreated,
+    summary="Create a client (admin key); the raw API key is returned once",
+)
 def create_client(body: ClientCreate, principal: PrincipalDep, session: SessionDep) -> ClientCreated:
     require_admin(principal)
     raw = new_api_key()
-    c = Client(id=new_id("cl"), name=body.name, status="active", api_key_hash=hash_key(raw),
-               api_key_prefix=raw[:12])
+    c = Client(
+        id=new_id("cl"), name=body.name, status="active", api_key_hash=hash_key(raw), api_key_prefix=raw[:12]
+    )
     session.add(c)
     session.flush()
     return ClientCreated(id=c.id, api_key=raw, status=c.status, name=c.name)
 
 
 @router.get("", response_model=Page[ClientOut], summary="List clients (admin: all; client: itself)")
-def list_clients(principal: PrincipalDep, session: SessionDep, limit: LimitQ = 50,
-                 cursor: CursorQ = None) -> Page[ClientOut]:
+def list_clients(
+    principal: PrincipalDep, session: SessionDep, limit: LimitQ = 50, cursor: CursorQ = None
+) -> Page[ClientOut]:
     stmt = select(Client)
     if not principal.is_admin:
         stmt = stmt.where(Client.id == principal.client_id)
@@ -76,7 +89,9 @@ def get_client(client_id: str, principal: PrincipalDep, session: SessionDep) -> 
 
 
 @router.patch("/{client_id}", response_model=ClientOut, summary="Suspend/reactivate or rename (admin key)")
-def patch_client(client_id: str, body: ClientPatch, principal: PrincipalDep, session: SessionDep) -> ClientOut:
+def patch_client(
+    client_id: str, body: ClientPatch, principal: PrincipalDep, session: SessionDep
+) -> ClientOut:
     require_admin(principal)
     c = visible_client(session, principal, client_id)
     if body.status is not None:
@@ -86,8 +101,11 @@ def patch_client(client_id: str, body: ClientPatch, principal: PrincipalDep, ses
     return client_out(c)
 
 
-@router.post("/{client_id}/rotate-key", response_model=ClientCreated,
-             summary="Replace the client's API key; the old key stops working at once")
+@router.post(
+    "/{client_id}/rotate-key",
+    response_model=ClientCreated,
+    summary="Replace the client's API key; the old key stops working at once",
+)
 def rotate_key(client_id: str, principal: PrincipalDep, session: SessionDep) -> ClientCreated:
     c = visible_client(session, principal, client_id)
     raw = new_api_key()
@@ -96,15 +114,27 @@ def rotate_key(client_id: str, principal: PrincipalDep, session: SessionDep) -> 
 
 
 def aws_out(c: Client) -> AwsSettingsOut:
-    return AwsSettingsOut(client_id=c.id, role_arn=c.role_arn, external_id=c.external_id,
-                          region_default=c.region_default, session_name_template=c.session_name_template,
-                          subnet_ids=c.subnet_ids or [], security_group_ids=c.security_group_ids or [],
-                          instance_profile_arn=c.instance_profile_arn, updated_at=c.aws_updated_at)
+    return AwsSettingsOut(
+        client_id=c.id,
+        role_arn=c.role_arn,
+        external_id=c.external_id,
+        region_default=c.region_default,
+        session_name_template=c.session_name_template,
+        subnet_ids=c.subnet_ids or [],
+        security_group_ids=c.security_group_ids or [],
+        instance_profile_arn=c.instance_profile_arn,
+        updated_at=c.aws_updated_at,
+    )
 
 
-@router.put("/{client_id}/aws", response_model=AwsSettingsOut,
-            summary="Set the IAM role the orchestrator assumes in the client's account")
-def put_aws(client_id: str, body: AwsSettingsIn, principal: PrincipalDep, session: SessionDep) -> AwsSettingsOut:
+@router.put(
+    "/{client_id}/aws",
+    response_model=AwsSettingsOut,
+    summary="Set the IAM role the orchestrator assumes in the client's account",
+)
+def put_aws(
+    client_id: str, body: AwsSettingsIn, principal: PrincipalDep, session: SessionDep
+) -> AwsSettingsOut:
     c = visible_client(session, principal, client_id)
     errors = []
     partition = None
@@ -121,10 +151,15 @@ def put_aws(client_id: str, body: AwsSettingsIn, principal: PrincipalDep, sessio
     except ValueError as exc:
         errors.append(field_error("session_name_template", str(exc)))
     if body.instance_profile_arn and not v.INSTANCE_PROFILE_RE.match(body.instance_profile_arn):
-        errors.append(field_error("instance_profile_arn", "must look like arn:aws:iam::<account>:instance-profile/<name>"))
+        errors.append(
+            field_error(
+                "instance_profile_arn", "must look like arn:aws:iam::<account>:instance-profile/<name>"
+            )
+        )
     if errors:
-        raise Unprocessable("invalid AWS settings: " + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
-                            errors)
+        raise Unprocessable(
+            "invalid AWS settings: " + "; ".join(f"{e['path']}: {e['message']}" for e in errors), errors
+        )
     external_id = body.external_id or c.external_id or new_external_id()
     taken = session.scalar(select(Client.id).where(Client.external_id == external_id, Client.id != c.id))
     if taken:
@@ -148,17 +183,25 @@ def get_aws(client_id: str, principal: PrincipalDep, session: SessionDep) -> Aws
     return aws_out(c)
 
 
-@router.post("/{client_id}/aws/verify", response_model=AwsVerifyOut,
-             summary="Try STS AssumeRole with the stored settings and report what AWS said")
-async def verify_aws(client_id: str, principal: PrincipalDep, session: SessionDep,
-                     services: ServicesDep) -> AwsVerifyOut:
+@router.post(
+    "/{client_id}/aws/verify",
+    response_model=AwsVerifyOut,
+    summary="Try STS AssumeRole with the stored settings and report what AWS said",
+)
+async def verify_aws(
+    client_id: str, principal: PrincipalDep, session: SessionDep, services: ServicesDep
+) -> AwsVerifyOut:
     c = visible_client(session, principal, client_id)
     if not c.role_arn:
         raise NotFound(f"client {client_id} has no AWS settings yet; PUT them first")
     from core.aws import verify_role
     from fleets.base import AwsAccess
 
-    access = AwsAccess(role_arn=c.role_arn, external_id=c.external_id, region=c.region_default,
-                       session_name=v.render_session_name(c.session_name_template, c.id))
+    access = AwsAccess(
+        role_arn=c.role_arn,
+        external_id=c.external_id,
+        region=c.region_default,
+        session_name=v.render_session_name(c.session_name_template, c.id),
+    )
     result = await asyncio.to_thread(verify_role, access, services.settings)
     return AwsVerifyOut(**result)

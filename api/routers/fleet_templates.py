@@ -15,18 +15,31 @@ router = APIRouter(prefix="/v1/fleet-templates", tags=["fleet-templates"])
 
 
 def fleet_out(t: FleetTemplate) -> FleetTemplateOut:
-    return FleetTemplateOut(id=t.id, vcpu=t.vcpu, memory_gib=t.memory_gib, watts_50=t.watts_50,
-                            power_source=t.power_source, spot_bins=dict(t.spot_bins),
-                            spot_savings_pct=dict(t.spot_savings_pct))
+    return FleetTemplateOut(
+        id=t.id,
+        vcpu=t.vcpu,
+        memory_gib=t.memory_gib,
+        watts_50=t.watts_50,
+        power_source=t.power_source,
+        spot_bins=dict(t.spot_bins),
+        spot_savings_pct=dict(t.spot_savings_pct),
+    )
 
 
-@router.get("", response_model=Page[FleetTemplateOut], summary="List instance types (filter by family prefix)")
-def list_templates(_: PrincipalDep, prefix: Annotated[str | None, Query(max_length=32)] = None,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                   cursor: Annotated[str | None, Query(max_length=64, description="last id of the previous page")] = None,
-                   ) -> Page[FleetTemplateOut]:
-    items = [t for t in list_fleet_templates() if (not prefix or t.id.startswith(prefix))
-             and (not cursor or t.id > cursor)]
+@router.get(
+    "", response_model=Page[FleetTemplateOut], summary="List instance types (filter by family prefix)"
+)
+def list_templates(
+    _: PrincipalDep,
+    prefix: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64, description="last id of the previous page")] = None,
+) -> Page[FleetTemplateOut]:
+    items = [
+        t
+        for t in list_fleet_templates()
+        if (not prefix or t.id.startswith(prefix)) and (not cursor or t.id > cursor)
+    ]
     page = items[:limit]
     nxt = page[-1].id if len(items) > limit else None
     return Page[FleetTemplateOut](items=[fleet_out(t) for t in page], next_cursor=nxt)

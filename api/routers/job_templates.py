@@ -19,10 +19,18 @@ router = APIRouter(prefix="/v1/job-templates", tags=["job-templates"])
 
 
 def template_out(t: JobTemplate) -> JobTemplateOut:
-    return JobTemplateOut(id=t.id, name=t.name, app_artifact_id=t.app_artifact_id, default_args=t.default_args,
-                          data_uri=t.data_uri, fleet_template_id=t.fleet_template_id,
-                          expected_runtime_sec=t.expected_runtime_sec, max_runtime_sec=t.max_runtime_sec,
-                          region=t.region, created_at=t.created_at)
+    return JobTemplateOut(
+        id=t.id,
+        name=t.name,
+        app_artifact_id=t.app_artifact_id,
+        default_args=t.default_args,
+        data_uri=t.data_uri,
+        fleet_template_id=t.fleet_template_id,
+        expected_runtime_sec=t.expected_runtime_sec,
+        max_runtime_sec=t.max_runtime_sec,
+        region=t.region,
+        created_at=t.created_at,
+    )
 
 
 def owned_template(session, client_id: str, template_id: str) -> JobTemplate:
@@ -37,8 +45,12 @@ def create_template(body: JobTemplateCreate, client: ClientDep, session: Session
     owned_artifact(session, client.id, body.app_artifact_id)  # another tenant's artifact is a 404
     errors = []
     if get_fleet_template(body.fleet_template_id) is None:
-        errors.append(field_error("fleet_template_id", f"unknown fleet template {body.fleet_template_id!r}; "
-                                  "GET /v1/fleet-templates lists them"))
+        errors.append(
+            field_error(
+                "fleet_template_id",
+                f"unknown fleet template {body.fleet_template_id!r}; GET /v1/fleet-templates lists them",
+            )
+        )
     if body.region:
         try:
             check_region(body.region)
@@ -46,12 +58,21 @@ def create_template(body: JobTemplateCreate, client: ClientDep, session: Session
             errors.append(field_error("region", str(exc)))
     if errors:
         raise Unprocessable("; ".join(e["message"] for e in errors), errors)
-    t = JobTemplate(id=new_id("tpl"), client_id=client.id, name=body.name, app_artifact_id=body.app_artifact_id,
-                    default_args=dict(body.default_args), data_uri=body.data_uri,
-                    fleet_template_id=body.fleet_template_id, expected_runtime_sec=body.expected_runtime_sec,
-                    max_runtime_sec=body.max_runtime_sec, region=body.region)
-    if session.scalar(select(JobTemplate.id).where(JobTemplate.client_id == client.id,
-                                                   JobTemplate.name == body.name)):
+    t = JobTemplate(
+        id=new_id("tpl"),
+        client_id=client.id,
+        name=body.name,
+        app_artifact_id=body.app_artifact_id,
+        default_args=dict(body.default_args),
+        data_uri=body.data_uri,
+        fleet_template_id=body.fleet_template_id,
+        expected_runtime_sec=body.expected_runtime_sec,
+        max_runtime_sec=body.max_runtime_sec,
+        region=body.region,
+    )
+    if session.scalar(
+        select(JobTemplate.id).where(JobTemplate.client_id == client.id, JobTemplate.name == body.name)
+    ):
         raise Conflict(f"a job template named {body.name!r} already exists")
     try:
         session.add(t)
@@ -62,10 +83,12 @@ def create_template(body: JobTemplateCreate, client: ClientDep, session: Session
 
 
 @router.get("", response_model=Page[JobTemplateOut])
-def list_templates(client: ClientDep, session: SessionDep, limit: LimitQ = 50,
-                   cursor: CursorQ = None) -> Page[JobTemplateOut]:
-    rows, nxt = paginate(session, select(JobTemplate).where(JobTemplate.client_id == client.id),
-                         JobTemplate, limit, cursor)
+def list_templates(
+    client: ClientDep, session: SessionDep, limit: LimitQ = 50, cursor: CursorQ = None
+) -> Page[JobTemplateOut]:
+    rows, nxt = paginate(
+        session, select(JobTemplate).where(JobTemplate.client_id == client.id), JobTemplate, limit, cursor
+    )
     return Page[JobTemplateOut](items=[template_out(t) for t in rows], next_cursor=nxt)
 
 

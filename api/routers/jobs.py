@@ -19,7 +19,7 @@ from api.routers.job_templates import owned_template
 from core.planning import InfeasibleWindow, preview_plan
 from models.api import JobCreate, JobCreated, JobOut, JobType, Page
 from models.db import Job, JobTemplate, Run, new_id
-from models.workflow import TASK_QUEUE, RunInput, workflow_id_for
+from models.workflow import RunInput, workflow_id_for
 from scheduling.scoring import Weights
 
 log = logging.getLogger("orch.api")
@@ -27,9 +27,19 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 def job_out(job: Job, run_ids: list[str]) -> JobOut:
-    return JobOut(id=job.id, job_template_id=job.job_template_id, type=job.type, intended_time=job.intended_time,
-                  earliest_start=job.earliest_start, latest_finish=job.latest_finish, risk_mode=job.risk_mode,
-                  weights=job.weights, args=job.args, created_at=job.created_at, run_ids=run_ids)
+    return JobOut(
+        id=job.id,
+        job_template_id=job.job_template_id,
+        type=job.type,
+        intended_time=job.intended_time,
+        earliest_start=job.earliest_start,
+        latest_finish=job.latest_finish,
+        risk_mode=job.risk_mode,
+        weights=job.weights,
+        args=job.args,
+        created_at=job.created_at,
+        run_ids=run_ids,
+    )
 
 
 def _request_hash(body: JobCreate) -> str:
@@ -41,16 +51,29 @@ def _check_times(body: JobCreate, services: Services, session, client, template:
     settings = services.settings
     if body.type == JobType.ONE_TIME:
         if body.intended_time < now - timedelta(seconds=settings.past_tolerance_sec):
-            raise Unprocessable(f"intended_time {body.intended_time.isoformat()} is in the past",
-                                [field_error("intended_time", "must not be in the past")])
+            raise Unprocessable(
+                f"intended_time {body.intended_time.isoformat()} is in the past",
+                [field_error("intended_time", "must not be in the past")],
+            )
         return
     if body.latest_finish <= now:
-        raise Unprocessable(f"latest_finish {body.latest_finish.isoformat()} is in the past",
-                            [field_error("latest_finish", "must be in the future")])
+        raise Unprocessable(
+            f"latest_finish {body.latest_finish.isoformat()} is in the past",
+            [field_error("latest_finish", "must be in the future")],
+        )
     earliest = max(body.earliest_start, now)
     try:
-        preview_plan(session, settings, client, template, template.fleet_template_id, earliest,
-                     body.latest_finish, body.risk_mode.value, Weights(**body.weights.model_dump()))
+        preview_plan(
+            session,
+            settings,
+            client,
+            template,
+            template.fleet_template_id,
+            earliest,
+            body.latest_finish,
+            body.risk_mode.value,
+            Weights(**body.weights.model_dump()),
+        )
     except InfeasibleWindow as exc:
         raise Unprocessable(f"infeasible window: {exc}", [field_error("latest_finish", str(exc))]) from exc
 
@@ -62,21 +85,39 @@ async def start_run_workflow(services: Services, run: Run, job: Job, template: J
 
     client = await services.temporal_client()
     s = services.settings
-    inp = RunInput(run_id=run.id, client_id=run.client_id, job_id=job.id, job_template_id=template.id,
-                   fleet_template_id=run.fleet_template_id, job_type=job.type, risk_mode=job.risk_mode,
-                   intended_time=job.intended_time, earliest_start=job.earliest_start,
-                   latest_finish=job.latest_finish, max_runtime_sec=template.max_runtime_sec,
-                   replan_interval_sec=s.replan_interval_sec, monitor_poll_sec=s.monitor_poll_sec)
-    when = (f"at {job.intended_time.isoformat()}" if job.type == "ONE_TIME"
-            else f"in [{job.earliest_start.isoformat()}, {job.latest_finish.isoformat()}]")
+    inp = RunInput(
+        run_id=run.id,
+        client_id=run.client_id,
+        job_id=job.id,
+        job_template_id=template.id,
+        fleet_template_id=run.fleet_template_id,
+        job_type=job.type,
+        risk_mode=job.risk_mode,
+        intended_time=job.intended_time,
+        earliest_start=job.earliest_start,
+        latest_finish=job.latest_finish,
+        max_runtime_sec=template.max_runtime_sec,
+        replan_interval_sec=s.replan_interval_sec,
+        monitor_poll_sec=s.monitor_poll_sec,
+    )
+    when = (
+        f"at {job.intended_time.isoformat()}"
+        if job.type == "ONE_TIME"
+        else f"in [{job.earliest_start.isoformat()}, {job.latest_finish.isoformat()}]"
+    )
     try:
         await client.start_workflow(
-            "JobRunWorkflow", inp, id=run.workflow_id, task_queue=s.temporal_task_queue,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(SearchAttributeKey.for_keyword("OrchClientId"), run.client_id),
-                SearchAttributePair(SearchAttributeKey.for_keyword("OrchJobTemplateId"), template.id),
-                SearchAttributePair(SearchAttributeKey.for_keyword("OrchRunStatus"), "PENDING"),
-            ]),
+            "JobRunWorkflow",
+            inp,
+            id=run.workflow_id,
+            task_queue=s.temporal_task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SearchAttributeKey.for_keyword("OrchClientId"), run.client_id),
+                    SearchAttributePair(SearchAttributeKey.for_keyword("OrchJobTemplateId"), template.id),
+                    SearchAttributePair(SearchAttributeKey.for_keyword("OrchRunStatus"), "PENDING"),
+                ]
+            ),
             static_summary=f"{template.name} ({job.type}, {job.risk_mode}) on {run.fleet_template_id}",
             static_details=f"client {run.client_id}, job {job.id}, run {run.id}, start {when}",
         )
@@ -84,29 +125,55 @@ async def start_run_workflow(services: Services, run: Run, job: Job, template: J
         pass
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobCreated,
-             summary="Submit a job: starts one durable workflow (honours Idempotency-Key)")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobCreated,
+    summary="Submit a job: starts one durable workflow (honours Idempotency-Key)",
+)
 async def create_job(
-    body: JobCreate, client: ClientDep, session: SessionDep, services: ServicesDep, response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255, description="Same key + same body -> same job")]
-    = None,
+    body: JobCreate,
+    client: ClientDep,
+    session: SessionDep,
+    services: ServicesDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, description="Same key + same body -> same job")
+    ] = None,
 ) -> JobCreated:
     req_hash = _request_hash(body)
     if idempotency_key:
-        existing = session.scalar(select(Job).where(Job.client_id == client.id,
-                                                    Job.idempotency_key == idempotency_key))
+        existing = session.scalar(
+            select(Job).where(Job.client_id == client.id, Job.idempotency_key == idempotency_key)
+        )
         if existing is not None:
             return await _replay(existing, req_hash, session, services, response)
     template = owned_template(session, client.id, body.job_template_id)
     _check_times(body, services, session, client, template)
-    job = Job(id=new_id("job"), client_id=client.id, job_template_id=template.id, type=body.type.value,
-              intended_time=body.intended_time, earliest_start=body.earliest_start,
-              latest_finish=body.latest_finish, risk_mode=body.risk_mode.value,
-              weights=body.weights.model_dump(), args=dict(body.args or {}), idempotency_key=idempotency_key,
-              request_hash=req_hash)
+    job = Job(
+        id=new_id("job"),
+        client_id=client.id,
+        job_template_id=template.id,
+        type=body.type.value,
+        intended_time=body.intended_time,
+        earliest_start=body.earliest_start,
+        latest_finish=body.latest_finish,
+        risk_mode=body.risk_mode.value,
+        weights=body.weights.model_dump(),
+        args=dict(body.args or {}),
+        idempotency_key=idempotency_key,
+        request_hash=req_hash,
+    )
     run_id = new_id("run")
-    run = Run(id=run_id, job_id=job.id, client_id=client.id, job_template_id=template.id,
-              fleet_template_id=template.fleet_template_id, workflow_id=workflow_id_for(run_id), status="PENDING")
+    run = Run(
+        id=run_id,
+        job_id=job.id,
+        client_id=client.id,
+        job_template_id=template.id,
+        fleet_template_id=template.fleet_template_id,
+        workflow_id=workflow_id_for(run_id),
+        status="PENDING",
+    )
     try:
         session.add(job)
         session.flush()
@@ -114,24 +181,27 @@ async def create_job(
         session.commit()
     except IntegrityError:
         session.rollback()  # a concurrent request with the same Idempotency-Key won
-        existing = session.scalar(select(Job).where(Job.client_id == client.id,
-                                                    Job.idempotency_key == idempotency_key))
+        existing = session.scalar(
+            select(Job).where(Job.client_id == client.id, Job.idempotency_key == idempotency_key)
+        )
         if existing is None:
             raise
         return await _replay(existing, req_hash, session, services, response)
     try:
         await start_run_workflow(services, run, job, template)
     except Exception as exc:
-        log.warning("could not start workflow for run %s: %s", run.id, type(exc).__name__,
-                    extra={"run_id": run.id})
+        log.warning(
+            "could not start workflow for run %s: %s", run.id, type(exc).__name__, extra={"run_id": run.id}
+        )
         session.delete(run)
-        session.flush()  # the run first: without a relationship() the unit of work may delete the job first (FK)
+        session.flush()  # the run first: without a relationship() the job might go first (FK)
         session.delete(job)
         session.commit()
         if isinstance(exc, ServiceUnavailable):
             raise
-        raise ServiceUnavailable("could not start the run's workflow (Temporal unavailable); nothing was "
-                                 "created, retry later") from exc
+        raise ServiceUnavailable(
+            "could not start the run's workflow (Temporal unavailable); nothing was created, retry later"
+        ) from exc
     return JobCreated(job_id=job.id, run_id=run.id, workflow_id=run.workflow_id, status=run.status)
 
 
@@ -146,15 +216,22 @@ async def _replay(job: Job, req_hash: str, session, services: Services, response
 
 
 @router.get("", response_model=Page[JobOut])
-def list_jobs(client: ClientDep, session: SessionDep, limit: LimitQ = 50, cursor: CursorQ = None,
-              job_template_id: str | None = None) -> Page[JobOut]:
+def list_jobs(
+    client: ClientDep,
+    session: SessionDep,
+    limit: LimitQ = 50,
+    cursor: CursorQ = None,
+    job_template_id: str | None = None,
+) -> Page[JobOut]:
     stmt = select(Job).where(Job.client_id == client.id)
     if job_template_id:
         stmt = stmt.where(Job.job_template_id == job_template_id)
     rows, nxt = paginate(session, stmt, Job, limit, cursor)
     runs: dict[str, list[str]] = {}
     if rows:
-        for rid, jid in session.execute(select(Run.id, Run.job_id).where(Run.job_id.in_([j.id for j in rows]))):
+        for rid, jid in session.execute(
+            select(Run.id, Run.job_id).where(Run.job_id.in_([j.id for j in rows]))
+        ):
             runs.setdefault(jid, []).append(rid)
     return Page[JobOut](items=[job_out(j, runs.get(j.id, [])) for j in rows], next_cursor=nxt)
 
