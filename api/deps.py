@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ class Services:
     db: Database
     s3: Any
     temporal: Any = None  # temporalio.client.Client, connected lazily
+    metrics: Any = None  # api.metrics.ApiMetrics
+
+    def plan_timer(self):
+        """Context manager timing one plan into orch_plan_duration_seconds."""
+        return self.metrics.plan_latency.time() if self.metrics else contextlib.nullcontext()
 
     async def temporal_client(self):
         if self.temporal is None:

@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         svc = services or Services(settings=settings, db=Database(settings), s3=s3_client(settings))
+        svc.metrics = metrics
         app.state.services = svc
         try:
             await asyncio.to_thread(ensure_bucket, svc.s3, settings.s3_bucket)
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = FastAPI(
         title="Carbon-aware batch orchestrator", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
+    app.state.metrics = metrics
     errors.install(app)
     for r in (clients, artifacts, fleet_templates, job_templates, jobs, runs, scheduling):
         app.include_router(r.router)

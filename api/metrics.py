@@ -21,6 +21,13 @@ class ApiMetrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.plan_latency = Histogram(
+            "orch_plan_duration_seconds",
+            "Time to plan a start (forecast + prediction + scoring) in the API (preview, submission checks); "
+            "the worker's plan_schedule latency is temporal_activity_execution_latency{activity_type=...}",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         self.runs = Gauge("orch_runs", "Runs by status", ["status"], registry=self.registry)
         self.carbon_saved = Gauge(
             "orch_carbon_saved_grams_total",

@@ -182,3 +182,20 @@ def test_cancel_finished_and_unknown_runs(jobs_api, api_settings):
     _, h2 = new_client(jobs_api)
     is_problem(jobs_api.get(f"/v1/runs/{out['run_id']}", headers=h2), 404)
     is_problem(jobs_api.get(f"/v1/jobs/{out['job_id']}", headers=h2), 404)
+
+
+def test_metrics_count_requests_plans_and_runs(jobs_api):
+    _, h, tpl = setup_template(jobs_api)
+    now = datetime.now(UTC)
+    r = jobs_api.post(
+        "/v1/schedules/preview",
+        headers=h,
+        json={"job_template_id": tpl, "earliest_start": iso(now), "latest_finish": iso(now + timedelta(hours=12))},
+    )
+    assert r.status_code == 200, r.text
+    assert jobs_api.post("/v1/jobs", json=reschedulable(tpl), headers=h).status_code == 201
+    text = jobs_api.get("/metrics").text
+    assert 'orch_http_requests_total{method="POST",route="/v1/schedules/preview",status="200"}' in text
+    plans = [ln for ln in text.splitlines() if ln.startswith("orch_plan_duration_seconds_count")]
+    assert plans and float(plans[0].split()[-1]) >= 2
+    assert 'orch_runs{status="PENDING"}' in text and "orch_carbon_saved_grams_total" in text

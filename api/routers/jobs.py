@@ -63,17 +63,18 @@ def _check_times(body: JobCreate, services: Services, session, client, template:
         )
     earliest = max(body.earliest_start, now)
     try:
-        preview_plan(
-            session,
-            settings,
-            client,
-            template,
-            template.fleet_template_id,
-            earliest,
-            body.latest_finish,
-            body.risk_mode.value,
-            Weights(**body.weights.model_dump()),
-        )
+        with services.plan_timer():
+            preview_plan(
+                session,
+                settings,
+                client,
+                template,
+                template.fleet_template_id,
+                earliest,
+                body.latest_finish,
+                body.risk_mode.value,
+                Weights(**body.weights.model_dump()),
+            )
     except InfeasibleWindow as exc:
         raise Unprocessable(f"infeasible window: {exc}", [field_error("latest_finish", str(exc))]) from exc
 

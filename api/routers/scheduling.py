@@ -49,17 +49,18 @@ def preview(
     template = owned_template(session, client.id, body.job_template_id)
     fleet_id = _fleet(body.fleet_template_id or template.fleet_template_id)
     try:
-        plan = preview_plan(
-            session,
-            services.settings,
-            client,
-            template,
-            fleet_id,
-            body.earliest_start,
-            body.latest_finish,
-            body.risk_mode.value,
-            Weights(**body.weights.model_dump()),
-        )
+        with services.plan_timer():
+            plan = preview_plan(
+                session,
+                services.settings,
+                client,
+                template,
+                fleet_id,
+                body.earliest_start,
+                body.latest_finish,
+                body.risk_mode.value,
+                Weights(**body.weights.model_dump()),
+            )
     except InfeasibleWindow as exc:
         raise Unprocessable(f"infeasible window: {exc}", [field_error("latest_finish", str(exc))]) from exc
     if format == "svg":
