@@ -190,7 +190,12 @@ def test_metrics_count_requests_plans_and_runs(jobs_api):
     r = jobs_api.post(
         "/v1/schedules/preview",
         headers=h,
-        json={"job_template_id": tpl, "earliest_start": iso(now), "latest_finish": iso(now + timedelta(hours=12))},
+        json={
+            "job_template_id": tpl,
+            "earliest_start": iso(now),
+            "latest_finish": iso(now + timedelta(hours=9)),
+        }
+        | {"risk_mode": "NEUTRAL"},
     )
     assert r.status_code == 200, r.text
     assert jobs_api.post("/v1/jobs", json=reschedulable(tpl), headers=h).status_code == 201
