@@ -236,7 +236,11 @@ def _watttime_token(http: httpx.Client, cfg: CarbonProviderConfig, fresh: bool =
 def fetch_watttime(http: httpx.Client, cfg: CarbonProviderConfig, region: str) -> CarbonSeries:
     """WattTime v3 ``co2_moer`` forecast for a WattTime region, converted to g/kWh."""
     url = f"{cfg.watttime_url.rstrip('/')}/v3/forecast"
-    params = {"region": region, "signal_type": "co2_moer", "horizon_hours": cfg.carbon_horizon_hours}
+    params: dict[str, str | int] = {
+        "region": region,
+        "signal_type": "co2_moer",
+        "horizon_hours": cfg.carbon_horizon_hours,
+    }
     token = _watttime_token(http, cfg)
     r = http.get(url, params=params, headers={"Authorization": f"Bearer {token}"})
     if r.status_code == 401:  # expired token: log in again once

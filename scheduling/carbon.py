@@ -239,6 +239,7 @@ def parse_timestamp(text: str) -> datetime:
     s = text.strip()
     if not s:
         raise ValueError("empty timestamp")
+    t: datetime | None
     try:
         t = datetime.fromisoformat(s[:-1] + "+00:00" if s[-1] in "zZ" else s)
     except ValueError:

@@ -23,10 +23,11 @@ def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: da
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.dates import date2num
     from matplotlib.figure import Figure
 
-    def naive(t: datetime) -> datetime:  # matplotlib date axes: naive UTC
-        return t.astimezone(UTC).replace(tzinfo=None)
+    def naive(t: datetime) -> float:  # matplotlib date number of the UTC time
+        return float(date2num(t.astimezone(UTC).replace(tzinfo=None)))
 
     end = latest or plan.chosen.finish_p90
     margin = max((end - earliest) * 0.03, timedelta(minutes=15))
@@ -34,7 +35,7 @@ def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: da
     hi = min(series.end, max(end, plan.chosen.finish_p90) + margin)
     i0 = max(0, series.index_of(lo))
     i1 = min(len(series), series.index_of(hi) + 1)
-    times = [naive(series.start + i * series.step) for i in range(i0, i1 + 1)]
+    times = np.array([naive(series.start + i * series.step) for i in range(i0, i1 + 1)])
     vals = np.asarray(series.values[i0:i1])
 
     with _LOCK, matplotlib.rc_context({"svg.hashsalt": "orch-preview", "svg.fonttype": "none"}):
@@ -72,6 +73,7 @@ def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: da
         ax.set_ylabel("gCO2e/kWh")
         ax.set_xlabel("UTC")
         ax.set_ylim(bottom=0)
+        ax.xaxis_date()
         ax.set_title(
             f"{plan.risk_mode}: {plan.feasible_count} of {plan.total_count} starts feasible; "
             f"saving {ch.saving_vs_earliest_pct:.0f}% vs earliest_start",
