@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import Forbidden, ServiceUnavailable, Unauthorized
+from api.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from core.db import Database
 from core.security import hash_key, key_matches
 from core.settings import Settings
@@ -109,3 +109,12 @@ def require_client(principal: PrincipalDep) -> Client:
 
 
 ClientDep = Annotated[Client, Depends(require_client)]
+
+
+def owned(session: Session, model, obj_id: str, client: Client, what: str):
+    """The row ``obj_id`` of ``model`` if it belongs to ``client``; otherwise 404 (never 403: a tenant
+    must not learn that another tenant's id exists)."""
+    obj = session.get(model, obj_id)
+    if obj is None or obj.client_id != client.id:
+        raise NotFound(f"{what} {obj_id} not found")
+    return obj

@@ -13,8 +13,8 @@ from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import ClientDep, ServicesDep, SessionDep
-from api.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, field_error
+from api.deps import ClientDep, ServicesDep, SessionDep, owned
+from api.errors import Conflict, PayloadTooLarge, Unprocessable, field_error
 from api.pagination import CursorQ, LimitQ, paginate
 from models.api import ArtifactOut, Page
 from models.db import Artifact, new_id
@@ -36,13 +36,6 @@ def artifact_out(a: Artifact) -> ArtifactOut:
         entry_point=a.entry_point,
         created_at=a.created_at,
     )
-
-
-def owned_artifact(session, client_id: str, artifact_id: str) -> Artifact:
-    a = session.get(Artifact, artifact_id)
-    if a is None or a.client_id != client_id:
-        raise NotFound(f"artifact {artifact_id} not found")
-    return a
 
 
 def _spool(upload: UploadFile, limit: int) -> tuple[tempfile.SpooledTemporaryFile, str, int]:
@@ -163,4 +156,4 @@ def list_artifacts(
 
 @router.get("/{artifact_id}", response_model=ArtifactOut)
 def get_artifact(artifact_id: str, client: ClientDep, session: SessionDep) -> ArtifactOut:
-    return artifact_out(owned_artifact(session, client.id, artifact_id))
+    return artifact_out(owned(session, Artifact, artifact_id, client, "artifact"))

@@ -6,13 +6,12 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import ClientDep, SessionDep
-from api.errors import Conflict, NotFound, Unprocessable, field_error
+from api.deps import ClientDep, SessionDep, owned
+from api.errors import Conflict, Unprocessable, field_error
 from api.pagination import CursorQ, LimitQ, paginate
-from api.routers.artifacts import owned_artifact
 from core.aws_validation import check_region
 from models.api import JobTemplateCreate, JobTemplateOut, Page
-from models.db import JobTemplate, new_id
+from models.db import Artifact, JobTemplate, new_id
 from scheduling.catalog import get_fleet_template
 
 router = APIRouter(prefix="/v1/job-templates", tags=["job-templates"])
@@ -33,16 +32,9 @@ def template_out(t: JobTemplate) -> JobTemplateOut:
     )
 
 
-def owned_template(session, client_id: str, template_id: str) -> JobTemplate:
-    t = session.get(JobTemplate, template_id)
-    if t is None or t.client_id != client_id:
-        raise NotFound(f"job template {template_id} not found")
-    return t
-
-
 @router.post("", response_model=JobTemplateOut, status_code=status.HTTP_201_CREATED)
 def create_template(body: JobTemplateCreate, client: ClientDep, session: SessionDep) -> JobTemplateOut:
-    owned_artifact(session, client.id, body.app_artifact_id)  # another tenant's artifact is a 404
+    owned(session, Artifact, body.app_artifact_id, client, "artifact")  # another tenant's: a 404
     errors = []
     if get_fleet_template(body.fleet_template_id) is None:
         errors.append(
@@ -94,4 +86,4 @@ def list_templates(
 
 @router.get("/{template_id}", response_model=JobTemplateOut)
 def get_template(template_id: str, client: ClientDep, session: SessionDep) -> JobTemplateOut:
-    return template_out(owned_template(session, client.id, template_id))
+    return template_out(owned(session, JobTemplate, template_id, client, "job template"))

@@ -12,10 +12,9 @@ from fastapi import APIRouter, Header, Response, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import ClientDep, Services, ServicesDep, SessionDep
-from api.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable, field_error
+from api.deps import ClientDep, Services, ServicesDep, SessionDep, owned
+from api.errors import Conflict, ServiceUnavailable, Unprocessable, field_error
 from api.pagination import CursorQ, LimitQ, paginate
-from api.routers.job_templates import owned_template
 from core.planning import InfeasibleWindow, preview_plan
 from models.api import JobCreate, JobCreated, JobOut, JobType, Page
 from models.db import Job, JobTemplate, Run, new_id
@@ -149,7 +148,7 @@ async def create_job(
         )
         if existing is not None:
             return await _replay(existing, req_hash, session, services, response)
-    template = owned_template(session, client.id, body.job_template_id)
+    template = owned(session, JobTemplate, body.job_template_id, client, "job template")
     _check_times(body, services, session, client, template)
     job = Job(
         id=new_id("job"),
@@ -239,8 +238,6 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, client: ClientDep, session: SessionDep) -> JobOut:
-    job = session.get(Job, job_id)
-    if job is None or job.client_id != client.id:
-        raise NotFound(f"job {job_id} not found")
+    job = owned(session, Job, job_id, client, "job")
     run_ids = list(session.scalars(select(Run.id).where(Run.job_id == job.id)))
     return job_out(job, run_ids)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from sqlalchemy import select, update
 
-from api.deps import ClientDep, ServicesDep, SessionDep
+from api.deps import ClientDep, ServicesDep, SessionDep, owned
 from api.errors import Conflict, NotFound, ServiceUnavailable
 from api.pagination import CursorQ, LimitQ, paginate
 from models.api import TERMINAL, CancelIn, CarbonOut, LogsOut, Page, RunOut, RunStatus
@@ -50,13 +50,6 @@ def run_out(r: Run) -> RunOut:
     )
 
 
-def owned_run(session, client_id: str, run_id: str) -> Run:
-    r = session.get(Run, run_id)
-    if r is None or r.client_id != client_id:
-        raise NotFound(f"run {run_id} not found")
-    return r
-
-
 @router.get("", response_model=Page[RunOut], summary="List runs, newest first, with filters")
 def list_runs(
     client: ClientDep,
@@ -80,7 +73,7 @@ def list_runs(
 
 @router.get("/{run_id}", response_model=RunOut)
 def get_run(run_id: str, client: ClientDep, session: SessionDep) -> RunOut:
-    return run_out(owned_run(session, client.id, run_id))
+    return run_out(owned(session, Run, run_id, client, "run"))
 
 
 @router.post(
@@ -92,7 +85,7 @@ def get_run(run_id: str, client: ClientDep, session: SessionDep) -> RunOut:
 async def cancel_run(
     run_id: str, client: ClientDep, session: SessionDep, services: ServicesDep, body: CancelIn | None = None
 ) -> RunOut:
-    r = owned_run(session, client.id, run_id)
+    r = owned(session, Run, run_id, client, "run")
     if r.status in TERMINAL:
         raise Conflict(f"run {run_id} already finished with status {r.status}; nothing to cancel")
     temporal = await services.temporal_client()
@@ -119,7 +112,7 @@ async def run_logs(
     services: ServicesDep,
     tail_bytes: Annotated[int, Query(ge=1, le=1024 * 1024)] = 65536,
 ) -> LogsOut:
-    r = owned_run(session, client.id, run_id)
+    r = owned(session, Run, run_id, client, "run")
     if not r.fleet:
         raise NotFound(f"run {run_id} has no logs yet (status {r.status})")
     from fleets import get_driver

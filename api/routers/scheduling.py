@@ -6,9 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import ClientDep, ServicesDep, SessionDep
+from api.deps import ClientDep, ServicesDep, SessionDep, owned
 from api.errors import Unprocessable, field_error
-from api.routers.job_templates import owned_template
 from core.planning import (
     InfeasibleWindow,
     candidate_doc,
@@ -18,6 +17,7 @@ from core.planning import (
     runtime_prediction,
 )
 from models.api import CandidateOut, PredictionOut, PreviewOut, PreviewRequest
+from models.db import JobTemplate
 from scheduling.catalog import get_fleet_template
 from scheduling.scoring import Weights
 
@@ -46,7 +46,7 @@ def preview(
     services: ServicesDep,
     format: Annotated[Literal["json", "svg"], Query(description="svg: chart of the window")] = "json",
 ):
-    template = owned_template(session, client.id, body.job_template_id)
+    template = owned(session, JobTemplate, body.job_template_id, client, "job template")
     fleet_id = _fleet(body.fleet_template_id or template.fleet_template_id)
     try:
         with services.plan_timer():
@@ -100,7 +100,7 @@ def predict(
     job_template_id: Annotated[str, Query(min_length=1, max_length=40)],
     fleet_template_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> PredictionOut:
-    template = owned_template(session, client.id, job_template_id)
+    template = owned(session, JobTemplate, job_template_id, client, "job template")
     fleet_id = _fleet(fleet_template_id or template.fleet_template_id)
     p = runtime_prediction(session, services.settings, template.id, fleet_id)
     if not p.available:
