@@ -1,0 +1,9 @@
+"""The scheduling brain: pure numpy, no I/O beyond the packaged data in ``scheduling/data``.
+
+- ``carbon``: :class:`~scheduling.carbon.CarbonSeries`, CSV parsing, the embedded provider.
+- ``forecast``: the seasonal forecaster (and the naive baseline it is measured against).
+- ``catalog``: EC2 fleet templates with power draw and spot-interruption data.
+- ``prediction``: runtime p50/p90 from past runs.
+- ``scoring``: :func:`~scheduling.scoring.plan_schedule`, the choice of a start time.
+- ``chart``: the SVG preview; ``backtest``: replaying submissions against a series.
+"""
