@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,7 +71,30 @@ class Settings(BaseSettings):
     local_start_timeout_sec: int = 30
 
     # Scheduling
-    carbon_provider: str = "embedded"
+    carbon_provider: str = Field(
+        "embedded", description="embedded | csv | electricitymaps | watttime | carbon-aware-sdk"
+    )
+    electricitymaps_api_key: SecretStr | None = None
+    electricitymaps_url: str = "https://api.electricitymap.org"
+    watttime_username: str | None = None
+    watttime_password: SecretStr | None = None
+    watttime_url: str = "https://api.watttime.org"
+    carbon_aware_sdk_url: str | None = Field(
+        None, description="Base URL of a self-hosted GSF Carbon Aware WebAPI"
+    )
+    electricitymaps_zones: dict[str, str] = Field(
+        default_factory=dict, description="AWS region -> zone overrides"
+    )
+    watttime_regions: dict[str, str] = Field(
+        default_factory=dict, description="AWS region -> WattTime region"
+    )
+    carbon_aware_sdk_locations: dict[str, str] = Field(
+        default_factory=dict, description="AWS region -> location"
+    )
+    carbon_cache_ttl_sec: int = Field(900, description="How long a provider forecast is reused (DB cache)")
+    carbon_http_timeout_sec: float = 10.0
+    carbon_horizon_hours: int = 72
+    carbon_csv_path: str | None = Field(None, description="csv provider: file of `timestamp, g/kWh`")
     forecast_step_min: int = 15
     replan_interval_sec: int = 3600
     default_runtime_sec: int = Field(

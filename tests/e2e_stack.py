@@ -3,6 +3,7 @@ SeaweedFS and a DB, with the local fleet driver. Used by the end-to-end and chao
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -42,8 +43,11 @@ sys.exit(int(args.get("exit", 0)))
 def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"ORCH_{name.upper()}"] = str(value)
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"ORCH_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     return env
 
 
