@@ -184,7 +184,21 @@ class RunActivities:
     async def terminate_fleet(self, ref: FleetRef) -> FleetResult:
         _bind(ref.run_id)
         activity.heartbeat("terminating")
-        st = await asyncio.to_thread(self.driver.terminate, _handle(ref))
+        handle = _handle(ref)
+        if not handle.ref:  # the workflow never got the launch's handle: rebuild what the driver needs
+            handle.driver = self.driver.name
+            spec = await asyncio.to_thread(self._spec, LaunchRequest(run_id=ref.run_id, attempt=ref.attempt))
+            if spec.aws is not None:
+                a = spec.aws
+                handle.ref = {
+                    "aws": {
+                        "role_arn": a.role_arn,
+                        "external_id": a.external_id,
+                        "session_name": a.session_name,
+                        "region": a.region,
+                    }
+                }
+        st = await asyncio.to_thread(self.driver.terminate, handle)
         return FleetResult(**{k: v for k, v in asdict(st).items() if k != "state"}, state=st.state.value)
 
     def all(self) -> list:

@@ -7,9 +7,11 @@ a worker restart mid-wait. The real activities are exercised end-to-end in test_
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio import activity
@@ -144,6 +146,13 @@ def worker(env, fake: FakeFleet, **kw) -> Worker:
     )
 
 
+async def keep_history(handle, name: str) -> None:
+    """With RECORD_HISTORIES=1, keep this run's history in tests/histories/ for the replay test."""
+    if os.environ.get("RECORD_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        (Path(__file__).parent / "histories" / f"{name}.json").write_text(history.to_json())
+
+
 async def start(env, inp: RunInput):
     return await env.client.start_workflow(JobRunWorkflow.run, inp, id=f"run-{inp.run_id}", task_queue=QUEUE)
 
@@ -165,7 +174,9 @@ async def test_start_days_away_completes_in_seconds(env):
     inp = await run_input(env)
     wall = asyncio.get_running_loop().time()
     async with worker(env, fake):
-        result = await (await start(env, inp)).result()
+        handle = await start(env, inp)
+        result = await handle.result()
+        await keep_history(handle, "reschedulable_three_days_replanned")
     assert result.status == "SUCCEEDED"
     assert asyncio.get_running_loop().time() - wall < 30
     assert fake.statuses[:4] == ["SCHEDULED", "LAUNCHING", "RUNNING"][:3] + fake.statuses[3:4]
@@ -288,3 +299,34 @@ async def test_hard_limit_times_out(env):
     async with worker(env, fake):
         result = await (await start(env, await run_input(env, max_runtime_sec=2))).result()
     assert result.status == "TIMED_OUT" and fake.calls["terminate_fleet"] == 1
+
+
+async def test_cancel_while_launching_terminates_the_attempt(env):
+    """Cancel arrives while launch_fleet still runs: the attempt is terminated by run id + attempt."""
+    gate = asyncio.Event()
+    fake = FakeFleet(start_in=timedelta(0))
+    acts = fake.activities()
+    terminated: list[FleetRef] = []
+
+    @activity.defn(name="launch_fleet")
+    async def slow_launch(req: LaunchRequest) -> FleetRef:
+        gate.set()
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(0.05)
+
+    @activity.defn(name="terminate_fleet")
+    async def terminate(ref: FleetRef) -> FleetResult:
+        terminated.append(ref)
+        return FleetResult(state="TERMINATED")
+
+    acts[3], acts[5] = slow_launch, terminate
+    async with Worker(env.client, task_queue=QUEUE, workflows=[JobRunWorkflow], activities=acts):
+        handle = await start(env, await run_input(env))
+        await asyncio.wait_for(gate.wait(), 20)
+        await handle.signal(JobRunWorkflow.cancel, CancelRequest(reason="stop"))
+        result = await handle.result()
+        await keep_history(handle, "cancelled_while_launching")
+    assert result.status == "CANCELLED"
+    assert [(t.run_id, t.attempt) for t in terminated] == [(result.run_id, 1)]
+    assert "CANCELLING" in fake.statuses

@@ -59,6 +59,7 @@ class JobRunWorkflow:
         self._cancel_requested = False
         self._native_cancel = False
         self._fleet: FleetRef | None = None
+        self._launching: int | None = None  # attempt whose launch_fleet has not returned yet
 
     # ---------- messages ----------
     @workflow.signal
@@ -115,6 +116,7 @@ class JobRunWorkflow:
                     attempts=self._attempt,
                     capacity=capacity,
                 )
+                self._launching = self._attempt
                 try:
                     self._fleet = await self._cancellable(
                         workflow.execute_activity(
@@ -140,6 +142,7 @@ class JobRunWorkflow:
                         self._reason = f"attempt {self._attempt} got no capacity; retrying on-demand"
                         continue
                     raise
+                self._launching = None
                 attempt_start = workflow.now()
                 started_at = started_at or attempt_start
                 await self._set_status(
@@ -319,6 +322,14 @@ class JobRunWorkflow:
         self, status: str, reason: str | None, started_at: datetime | None, exit_code: int | None
     ) -> RunState:
         """Stop the fleet, then record the final status (so CANCELLED means the app is gone)."""
+        if (
+            self._fleet is None
+            and self._launching is not None
+            and workflow.patched("terminate-attempt-interrupted-in-launch")
+        ):
+            # stopped while launch_fleet ran: the attempt may exist without us holding its handle; drivers
+            # find it by run id + attempt (and make sure a late launch never starts it)
+            self._fleet = FleetRef(driver="unknown", run_id=self._input.run_id, attempt=self._launching)
         if status == "CANCELLED" and self._fleet is not None:
             await self._set_status("CANCELLING", reason)
         await self._terminate()
