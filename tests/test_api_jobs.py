@@ -204,3 +204,100 @@ def test_metrics_count_requests_plans_and_runs(jobs_api):
     plans = [ln for ln in text.splitlines() if ln.startswith("orch_plan_duration_seconds_count")]
     assert plans and float(plans[0].split()[-1]) >= 2
     assert 'orch_runs{status="PENDING"}' in text and "orch_carbon_saved_grams_total" in text
+
+
+def _preview_body(tpl: str, hours: float = 24, **over) -> dict:
+    now = datetime.now(UTC)
+    return {
+        "job_template_id": tpl,
+        "fleet_template_id": "m5.4xlarge",
+        "earliest_start": iso(now),
+        "latest_finish": iso(now + timedelta(hours=hours)),
+        "risk_mode": "NEUTRAL",
+    } | over
+
+
+def test_preview_seed_shape_svg_and_no_side_effects(jobs_api, api_settings):
+    cid, h, tpl = setup_template(jobs_api, region="eu-west-2")
+    before = (count(api_settings, Job, client_id=cid), count(api_settings, Run, client_id=cid))
+    r = jobs_api.post("/v1/schedules/preview", json=_preview_body(tpl), headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {"candidates", "chosen", "rationale"} <= set(body)
+    for c in [body["chosen"], *body["candidates"]]:
+        assert {"proposed_start", "estimated_finish_p50", "estimated_finish_p90", "scores"} <= set(c)
+        assert set(c["scores"]) == {"carbon", "risk", "slack"}
+        assert all(0 <= v <= 1 for v in c["scores"].values())
+        assert c["estimated_gco2e"] > 0
+    assert body["chosen"] == body["candidates"][0]
+    assert body["chosen"]["estimated_gco2e"] <= body["baseline"]["estimated_gco2e"]
+    assert "NEUTRAL" in body["rationale"]
+    svg = jobs_api.post("/v1/schedules/preview?format=svg", json=_preview_body(tpl), headers=h)
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.lstrip().startswith(("<?xml", "<svg"))
+    assert (count(api_settings, Job, client_id=cid), count(api_settings, Run, client_id=cid)) == before
+
+
+def test_preview_infeasible_window_names_the_numbers(jobs_api):
+    _, h, tpl = setup_template(jobs_api)  # expected runtime 1800 s -> p90 2700 s
+    r = jobs_api.post(
+        "/v1/schedules/preview", json=_preview_body(tpl, hours=0.5, risk_mode="CONSERVATIVE"), headers=h
+    )
+    body = is_problem(r, 422)
+    assert any(ch.isdigit() for ch in body["detail"]), body["detail"]
+
+
+def test_predictions_from_succeeded_runs(jobs_api, api_settings):
+    from sqlalchemy import create_engine
+
+    from core.db import normalise_url
+    from models.db import new_id
+
+    cid, h, tpl = setup_template(jobs_api)
+    url = f"/v1/predictions/runtime?job_template_id={tpl}&fleet_template_id=m5.4xlarge"
+    assert jobs_api.get(url, headers=h).json() == {"available": False, "notes": "insufficient history"}
+    eng = create_engine(normalise_url(api_settings.db_url))
+    now = datetime.now(UTC)
+    with eng.begin() as c:
+        job_id = new_id("job")
+        c.execute(
+            Job.__table__.insert().values(
+                id=job_id,
+                client_id=cid,
+                job_template_id=tpl,
+                type="ONE_TIME",
+                intended_time=now,
+                risk_mode="NEUTRAL",
+                weights={},
+                args={},
+                request_hash="x",
+                created_at=now,
+            )
+        )
+        for i, sec in enumerate([1700, 1800, 1900, 2000, 1750, 1850]):
+            rid = new_id("run")
+            c.execute(
+                Run.__table__.insert().values(
+                    id=rid,
+                    job_id=job_id,
+                    client_id=cid,
+                    job_template_id=tpl,
+                    fleet_template_id="m5.4xlarge",
+                    workflow_id=f"run-{rid}",
+                    status="SUCCEEDED",
+                    runtime_sec=sec,
+                    attempts=1,
+                    created_at=now,
+                    updated_at=now,
+                    finished_at=now - timedelta(hours=i),
+                )
+            )
+    eng.dispose()
+    got = jobs_api.get(url, headers=h).json()
+    assert got["available"] is True and got["sample_size"] == 6
+    assert 1700 <= got["p50_sec"] <= 2000 and got["p90_sec"] >= got["p50_sec"]
+    assert 0 < got["confidence"] <= 1
+    # another fleet template has no history; another tenant cannot ask
+    assert jobs_api.get(url.replace("m5.4xlarge", "m5.large"), headers=h).json()["available"] is False
+    _, h2 = new_client(jobs_api)
+    is_problem(jobs_api.get(url, headers=h2), 404)
