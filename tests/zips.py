@@ -18,5 +18,6 @@ def make_zip(files: dict[str, str | bytes] | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, content in files.items():
-            z.writestr(name, content)
+            # a fixed timestamp: the same files always make the same bytes (artifacts are content-addressed)
+            z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), content, zipfile.ZIP_DEFLATED)
     return buf.getvalue()
