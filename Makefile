@@ -23,6 +23,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check core scheduling api models workflows activities
+	$(VENV)/bin/mypy scheduling core
 
 bench: $(STAMP)
 	$(PY) bench/bench_plan.py

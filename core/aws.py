@@ -53,8 +53,11 @@ class AssumedCredentials:
     assumed_role_arn: str = ""
 
     def boto_kwargs(self) -> dict[str, str]:
-        return {"aws_access_key_id": self.access_key_id, "aws_secret_access_key": self.secret_access_key,
-                "aws_session_token": self.session_token}
+        return {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "aws_session_token": self.session_token,
+        }
 
 
 _cache: dict[tuple[str, ...], AssumedCredentials] = {}
@@ -83,11 +86,13 @@ def check_access(access: AwsAccess) -> None:
 def _base_client(service: str, region: str, settings: Any, config: Config = _CONFIG):
     """A client with the orchestrator's own identity (default credential chain)."""
     return boto3.session.Session().client(
-        service, region_name=region, endpoint_url=getattr(settings, "aws_endpoint_url", None), config=config)
+        service, region_name=region, endpoint_url=getattr(settings, "aws_endpoint_url", None), config=config
+    )
 
 
-def assume_role(access: AwsAccess, settings: Any, *, use_cache: bool = True,
-                _config: Config = _CONFIG) -> AssumedCredentials:
+def assume_role(
+    access: AwsAccess, settings: Any, *, use_cache: bool = True, _config: Config = _CONFIG
+) -> AssumedCredentials:
     """Temporary credentials for the client's role (STS AssumeRole in ``access.region``).
 
     Cached until ``aws_credential_refresh_margin_sec`` (default 300 s) before expiry; sessions last
@@ -115,10 +120,20 @@ def assume_role(access: AwsAccess, settings: Any, *, use_cache: bool = True,
     c = resp["Credentials"]
     exp = c["Expiration"]
     exp = exp.astimezone(UTC) if exp.tzinfo else exp.replace(tzinfo=UTC)
-    creds = AssumedCredentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], exp,
-                               resp.get("AssumedRoleUser", {}).get("Arn", ""))
-    log.info("assumed role %s as session %s in %s (expires %s)", access.role_arn, access.session_name,
-             access.region, exp.isoformat())
+    creds = AssumedCredentials(
+        c["AccessKeyId"],
+        c["SecretAccessKey"],
+        c["SessionToken"],
+        exp,
+        resp.get("AssumedRoleUser", {}).get("Arn", ""),
+    )
+    log.info(
+        "assumed role %s as session %s in %s (expires %s)",
+        access.role_arn,
+        access.session_name,
+        access.region,
+        exp.isoformat(),
+    )
     with _lock:
         _cache[key] = creds
     return creds
@@ -142,8 +157,9 @@ def client(service: str, access: AwsAccess, settings: Any, *, region: str | None
         if hit is not None:
             _clients.move_to_end(key)
             return hit
-    made = boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint, config=_CONFIG,
-                                          **creds.boto_kwargs())
+    made = boto3.session.Session().client(
+        service, region_name=region, endpoint_url=endpoint, config=_CONFIG, **creds.boto_kwargs()
+    )
     with _lock:
         _clients[key] = made
         while len(_clients) > _CLIENT_CACHE_SIZE:
@@ -152,35 +168,44 @@ def client(service: str, access: AwsAccess, settings: Any, *, region: str | None
 
 
 # --- verify -----------------------------------------------------------------------------------------------
-_PERMISSION_HINT = ("The role was assumed but lacks {action}. Attach the permission policy from docs/aws.md "
-                    "(section 'Permission policy') to the role.")
+_PERMISSION_HINT = (
+    "The role was assumed but lacks {action}. Attach the permission policy from docs/aws.md "
+    "(section 'Permission policy') to the role."
+)
 
 _HINTS = {
     "AccessDenied": (
         "AWS refused sts:AssumeRole. Check (1) the role ARN is right (AWS answers AccessDenied for a role "
         "that does not exist), (2) the role's trust policy lets the orchestrator's principal{principal} "
         "call sts:AssumeRole, (3) its sts:ExternalId condition equals this client's external ID exactly. "
-        "docs/aws.md has the trust policy to copy."),
+        "docs/aws.md has the trust policy to copy."
+    ),
     "ValidationError": (
         "The request was malformed: role ARN must look like arn:aws:iam::123456789012:role/name, the session "
         "name must be 2-64 characters of letters, digits and +=,.@_-, and the requested session duration "
-        "must not exceed the role's maximum session duration."),
+        "must not exceed the role's maximum session duration."
+    ),
     "RegionDisabledException": (
         "STS is not activated in this region for the client's account: activate it in IAM > Account "
-        "settings, or use another region."),
+        "settings, or use another region."
+    ),
     "InvalidClientTokenId": (
-        "The orchestrator's own AWS credentials are not valid (an operator problem, not the client's role)."),
+        "The orchestrator's own AWS credentials are not valid (an operator problem, not the client's role)."
+    ),
     "SignatureDoesNotMatch": (
-        "The orchestrator's own AWS secret key is wrong (an operator problem, not the client's role)."),
+        "The orchestrator's own AWS secret key is wrong (an operator problem, not the client's role)."
+    ),
     "ExpiredToken": "The orchestrator's own AWS credentials have expired (an operator problem).",
     "UnrecognizedClientException": "The orchestrator's own AWS credentials are not recognised (an operator "
-                                   "problem, not the client's role).",
+    "problem, not the client's role).",
     "NoCredentials": (
         "The orchestrator has no AWS credentials of its own (environment, profile or instance role), so it "
-        "cannot call STS. An operator must configure them."),
+        "cannot call STS. An operator must configure them."
+    ),
     "EndpointConnectionError": (
         "Could not reach the AWS STS endpoint for this region: check the region name, the network, and "
-        "ORCH_AWS_ENDPOINT_URL if set."),
+        "ORCH_AWS_ENDPOINT_URL if set."
+    ),
 }
 
 
@@ -192,8 +217,10 @@ def hint_for(error_code: str, stage: str = "assume_role", principal: str | None 
     hint = _HINTS.get(error_code)
     if hint:
         return hint.format(principal=f" ({principal})" if principal else "")
-    return ("See AWS's message above; docs/aws.md lists the trust policy and the permission policy the role "
-            "needs.")
+    return (
+        "See AWS's message above; docs/aws.md lists the trust policy and the permission policy the role "
+        "needs."
+    )
 
 
 def _error_code(exc: Exception) -> tuple[str, str]:
@@ -215,8 +242,10 @@ def _own_principal(region: str, settings: Any) -> str | None:
 
 
 # DryRun probes of what the drivers need most; "DryRunOperation" is AWS's "you would be allowed".
-_PROBES = (("ec2", "describe_instances", "ec2:DescribeInstances"),
-           ("ec2", "describe_launch_templates", "ec2:DescribeLaunchTemplates"))
+_PROBES = (
+    ("ec2", "describe_instances", "ec2:DescribeInstances"),
+    ("ec2", "describe_launch_templates", "ec2:DescribeLaunchTemplates"),
+)
 
 
 def verify_role(access: AwsAccess, settings: Any) -> dict[str, Any]:
@@ -228,36 +257,51 @@ def verify_role(access: AwsAccess, settings: Any) -> dict[str, Any]:
     try:
         check_access(access)
     except ValueError as exc:
-        return {"ok": False, "error_code": "ValidationError", "message": str(exc),
-                "hint": hint_for("ValidationError")}
+        return {
+            "ok": False,
+            "error_code": "ValidationError",
+            "message": str(exc),
+            "hint": hint_for("ValidationError"),
+        }
     try:
         creds = assume_role(access, settings, use_cache=False, _config=_VERIFY_CONFIG)
     except (BotoCoreError, ClientError) as exc:
         code, message = _error_code(exc)
         principal = _own_principal(access.region, settings) if code == "AccessDenied" else None
         log.info("verify role %s: AssumeRole failed with %s", access.role_arn, code)
-        return {"ok": False, "error_code": code, "message": message,
-                "hint": hint_for(code, principal=principal)}
+        return {
+            "ok": False,
+            "error_code": code,
+            "message": message,
+            "hint": hint_for(code, principal=principal),
+        }
     endpoint = getattr(settings, "aws_endpoint_url", None)
     session = boto3.session.Session(**creds.boto_kwargs())
     try:
-        ident = session.client("sts", region_name=access.region, endpoint_url=endpoint,
-                               config=_VERIFY_CONFIG).get_caller_identity()
+        ident = session.client(
+            "sts", region_name=access.region, endpoint_url=endpoint, config=_VERIFY_CONFIG
+        ).get_caller_identity()
     except (BotoCoreError, ClientError) as exc:
         code, message = _error_code(exc)
         return {"ok": False, "error_code": code, "message": message, "hint": hint_for(code)}
     for service, op, action in _PROBES:
         try:
-            probe = session.client(service, region_name=access.region, endpoint_url=endpoint,
-                                   config=_VERIFY_CONFIG)
+            probe = session.client(
+                service, region_name=access.region, endpoint_url=endpoint, config=_VERIFY_CONFIG
+            )
             getattr(probe, op)(DryRun=True)
         except ClientError as exc:
             code, message = _error_code(exc)
             if code == "DryRunOperation":
                 continue
-            return {"ok": False, "error_code": code, "message": message,
-                    "hint": _PERMISSION_HINT.format(action=action)
-                    if code in ("UnauthorizedOperation", "AccessDenied") else hint_for(code)}
+            return {
+                "ok": False,
+                "error_code": code,
+                "message": message,
+                "hint": _PERMISSION_HINT.format(action=action)
+                if code in ("UnauthorizedOperation", "AccessDenied")
+                else hint_for(code),
+            }
         except BotoCoreError as exc:
             code, message = _error_code(exc)
             return {"ok": False, "error_code": code, "message": message, "hint": hint_for(code)}

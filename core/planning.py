@@ -45,8 +45,8 @@ def runtime_prediction(
         .limit(HISTORY_LIMIT)
     ).all()
     now = now or datetime.now().astimezone()
-    durations = [float(r[0]) for r in rows]
-    ages = [max(0.0, (now - r[1]).total_seconds()) for r in rows]
+    durations = [float(r[0] or 0.0) for r in rows]  # the query excludes NULLs; this satisfies the type
+    ages = [max(0.0, (now - r[1]).total_seconds()) if r[1] else 0.0 for r in rows]
     return predict_runtime(durations, ages, min_samples=settings.prediction_min_samples)
 
 
@@ -54,7 +54,7 @@ def _runtime(
     session, settings, template: JobTemplate, fleet_template_id: str
 ) -> tuple[float, float, list[str]]:
     pred = runtime_prediction(session, settings, template.id, fleet_template_id)
-    if pred.available:
+    if pred.available and pred.p50_sec is not None and pred.p90_sec is not None:
         return (
             pred.p50_sec,
             pred.p90_sec,
@@ -185,7 +185,7 @@ def preview_plan(
 
 def _latest_start(job: Job, risk_mode: str, p50: float, p90: float, settings: Settings) -> datetime | None:
     if job.latest_finish is None:
-        if job.type == "ONE_TIME":
+        if job.intended_time is not None:
             return job.intended_time + timedelta(seconds=settings.start_tolerance_sec)
         return None
     need = p90 if risk_mode == "CONSERVATIVE" else p50
@@ -206,36 +206,22 @@ def plan_for_run(
     weights = Weights(**job.weights) if job.weights else Weights()
     runtime = _runtime(session, settings, template, run.fleet_template_id)
     p50, p90, _ = runtime
-    if job.type == "ONE_TIME":
-        start = max(job.intended_time, not_before)
-        plan, _, _ = _plan(
-            session,
-            settings,
-            template,
-            client,
-            run.fleet_template_id,
-            start,
-            job.latest_finish,
-            job.risk_mode,
-            weights,
-            fixed_start=True,
-            runtime=runtime,
-        )
-    else:
-        earliest = max(job.earliest_start, not_before)
-        plan, _, _ = _plan(
-            session,
-            settings,
-            template,
-            client,
-            run.fleet_template_id,
-            earliest,
-            job.latest_finish,
-            job.risk_mode,
-            weights,
-            fixed_start=False,
-            runtime=runtime,
-        )
+    window_start = job.intended_time if job.type == "ONE_TIME" else job.earliest_start
+    if window_start is None:
+        raise ValueError(f"job {job.id} has no start time")
+    plan, _, _ = _plan(
+        session,
+        settings,
+        template,
+        client,
+        run.fleet_template_id,
+        max(window_start, not_before),
+        job.latest_finish,
+        job.risk_mode,
+        weights,
+        fixed_start=job.type == "ONE_TIME",  # a ONE_TIME job starts at intended_time, no shifting
+        runtime=runtime,
+    )
     moved = True
     if current_start is not None and current_start >= not_before:
         current, _, _ = _plan(
