@@ -59,7 +59,9 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
         yield s
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit when the endpoint returns, before the response is sent, so a failing commit is an
+# error answer rather than a 2xx for a change that was never stored (the default scope commits after sending).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Client or admin API key")
 
