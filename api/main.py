@@ -72,6 +72,27 @@ class _TooLarge(Exception):
     pass
 
 
+class RefuseNul:
+    """NUL (U+0000) is never valid in a path or a query string, and PostgreSQL cannot compare or store it:
+    refuse it up front (422) instead of failing in the database."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            where = "path" if "\x00" in scope["path"] else None
+            if b"%00" in query or b"\x00" in query:
+                where = "query"
+            if where:
+                message = "NUL characters (U+0000) are not allowed"
+                await problem(422, "Validation failed", f"{where}: {message}",
+                              errors=[{"path": where, "message": message}])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = ApiMetrics()
@@ -96,6 +117,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     errors.install(app)
     for r in (clients, artifacts, fleet_templates, job_templates, jobs, runs, scheduling):
         app.include_router(r.router)
+    app.add_middleware(RefuseNul)
     app.add_middleware(UploadLimit, limit=settings.max_artifact_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

@@ -24,8 +24,28 @@ T = TypeVar("T")
 ARG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class Strict(BaseModel):
+    """Request bodies: unknown fields are refused, and so is NUL (U+0000) in any text: PostgreSQL cannot
+    store it, and no name, id or argument needs it."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL (U+0000) characters")
+        return data
 
 
 def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
