@@ -184,7 +184,8 @@ CONFIG = schemathesis.Config.from_dict(
         ],
     }
 )
-_schema_app = create_app(Settings(data_dir=Path(tempfile.gettempdir()) / "orch-openapi-only"))
+# model_construct: defaults only, no ORCH_* environment read at import time
+_schema_app = create_app(Settings.model_construct(data_dir=Path(tempfile.gettempdir()) / "orch-openapi-only"))
 schema = schemathesis.openapi.from_dict(_schema_app.openapi(), config=CONFIG)
 schema.app = _schema_app  # ASGI transport; every call passes ``app=`` the live app of the fixture
 CURRENT: dict[str, Any] = {}  # the world and live app of the database being fuzzed (read at draw time)
