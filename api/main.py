@@ -87,8 +87,12 @@ class RefuseNul:
                 where = "query"
             if where:
                 message = "NUL characters (U+0000) are not allowed"
-                await problem(422, "Validation failed", f"{where}: {message}",
-                              errors=[{"path": where, "message": message}])(scope, receive, send)
+                await problem(
+                    422,
+                    "Validation failed",
+                    f"{where}: {message}",
+                    errors=[{"path": where, "message": message}],
+                )(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
