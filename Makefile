@@ -3,7 +3,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test install lint bench fuzz compose-check clean
+.PHONY: dev test install lint bench fuzz load compose-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,14 @@ bench: $(STAMP)
 ## Validate docker-compose.yml without a Docker engine (Compose schema + our own rules)
 compose-check: $(STAMP)
 	$(PY) scripts/compose_check.py docker-compose.yml
+
+## Longer schemathesis run (override FUZZ_EXAMPLES / FUZZ_STEPS)
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} FUZZ_STEPS=$${FUZZ_STEPS:-20} $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_api.py
+
+## 1,000 submissions through the API on a stack of its own; prints a JSON summary
+load: $(STAMP)
+	$(PY) bench/load_jobs.py --jobs 1000
 
 clean:
 	rm -rf .data

@@ -104,6 +104,25 @@ def inspect_zip(zf: zipfile.ZipFile, settings: Any) -> str:
     raise ZipRejected(f"zip has no entry point: run.sh or main.py must be at the zip's root{hint}")
 
 
+def _check_contents(zf: zipfile.ZipFile) -> None:
+    """Decompress every entry once, streaming: refuse entries that expand beyond the size their header
+    declares (headers can lie: the declared sizes are what the bomb guards checked) and corrupt data (CRC).
+    Bounded: never more than the declared total, which inspect_zip already capped."""
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        seen = 0
+        try:
+            with zf.open(info) as f:
+                while chunk := f.read(1 << 20):
+                    seen += len(chunk)
+                    if seen > info.file_size:
+                        raise ZipRejected(f"zip entry {info.filename!r} expands beyond its declared size "
+                                          f"of {info.file_size} bytes (zip bomb guard)")
+        except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+            raise ZipRejected(f"zip entry {info.filename!r} is corrupt or unsupported ({exc})") from None
+
+
 def _open(path_or_fileobj: str | os.PathLike[str] | IO[bytes]) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path_or_fileobj)  # type: ignore[arg-type]
@@ -124,7 +143,9 @@ def validate_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], settings: 
     pos = path_or_fileobj.tell() if hasattr(path_or_fileobj, "tell") else None
     try:
         with _open(path_or_fileobj) as zf:
-            return inspect_zip(zf, settings)
+            entry = inspect_zip(zf, settings)
+            _check_contents(zf)
+            return entry
     finally:
         if pos is not None:
             path_or_fileobj.seek(pos)  # type: ignore[union-attr]

@@ -176,3 +176,32 @@ def test_extract_stops_at_lying_headers(settings, tmp_path):
     with pytest.raises(ZipRejected):
         extract_zip(io.BytesIO(bytes(data)), tmp_path / "out", settings)
     assert not (Path(tmp_path / "out" / "big").exists() and (tmp_path / "out" / "big").stat().st_size > 10)
+
+
+def test_lying_header_sizes_are_refused(tmp_path):
+    """A zip whose central directory understates an entry's size must not pass validation."""
+    import io
+    import struct
+    import zipfile
+    from types import SimpleNamespace
+
+    from fleets.archive import ZipRejected, validate_zip
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("main.py", "print(1)\n")
+        z.writestr("blob.bin", b"\0" * 100_000)
+    data = bytearray(buf.getvalue())
+    # rewrite blob.bin's uncompressed size to 10 bytes in both its local header and the central directory
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        start = 0
+        while (i := data.find(sig, start)) >= 0:
+            name_len_off = 26 if sig == b"PK\x03\x04" else 28
+            name_start = i + (30 if sig == b"PK\x03\x04" else 46)
+            n = struct.unpack_from("<H", data, i + name_len_off)[0]
+            if bytes(data[name_start:name_start + n]) == b"blob.bin":
+                struct.pack_into("<I", data, i + off, 10)
+            start = i + 4
+    settings = SimpleNamespace(max_unzipped_bytes=10**9, max_zip_ratio=200.0, max_zip_entries=100)
+    with pytest.raises(ZipRejected, match="declared size|corrupt"):
+        validate_zip(io.BytesIO(bytes(data)), settings)
