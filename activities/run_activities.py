@@ -31,6 +31,20 @@ log = logging.getLogger("orch.activities")
 DONE_STATES = {FleetState.SUCCEEDED, FleetState.FAILED, FleetState.INTERRUPTED, FleetState.TERMINATED}
 
 
+HEARTBEAT_EVERY_SEC = 5.0
+
+
+async def _heartbeating(what: str, fn, *args):
+    """Run blocking driver code in a thread, heartbeating meanwhile: a dead worker is noticed within the
+    heartbeat timeout (not the much longer start-to-close), and cancellation can reach the activity."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_SEC)
+        if done:
+            return task.result()
+        activity.heartbeat(what)
+
+
 def _bind(run_id: str) -> None:
     """Every log line of this activity (and the driver code it calls) carries run_id and workflow_id."""
     info = activity.info()
@@ -121,7 +135,7 @@ class RunActivities:
         spec = await asyncio.to_thread(self._spec, req)
         activity.heartbeat("launching")
         try:
-            handle = await asyncio.to_thread(self.driver.launch, spec)
+            handle = await _heartbeating("launching", self.driver.launch, spec)
         except FleetLaunchError as exc:  # no capacity for this attempt: the workflow decides on a new one
             raise ApplicationError(str(exc), type="FleetLaunchError", non_retryable=True) from exc
         except ValueError as exc:  # an unusable spec will not get better by retrying
@@ -198,7 +212,7 @@ class RunActivities:
                         "region": a.region,
                     }
                 }
-        st = await asyncio.to_thread(self.driver.terminate, handle)
+        st = await _heartbeating("terminating", self.driver.terminate, handle)
         return FleetResult(**{k: v for k, v in asdict(st).items() if k != "state"}, state=st.state.value)
 
     def all(self) -> list:

@@ -115,3 +115,21 @@ def test_api_killed_during_submissions(chaos_stack, tmp_path):
         final = st.wait_status(h, r["run_id"], {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}, timeout=120)
         assert final["status"] == "SUCCEEDED", final
     assert len(count.read_text().splitlines()) == n, "some app ran twice or not at all"
+
+
+def test_worker_killed_during_launch(chaos_stack, tmp_path):
+    """SIGKILL the worker as soon as the run is launching (or just launched); a new worker finishes it and
+    the app has started exactly once: the launch is idempotent by run id + attempt."""
+    st = chaos_stack
+    h = st.client()
+    count = tmp_path / "count"
+    job = st.submit(h, st.template(h, args={"sleep": 2, "count_file": str(count)}))
+    st.wait_status(h, job["run_id"], {"LAUNCHING", "RUNNING"})
+    for w in [w for w in st.workers if w.alive()]:
+        st.kill_worker(w)
+    st.start_worker()
+    run = st.wait_status(h, job["run_id"], {"SUCCEEDED", "FAILED"}, timeout=120)
+    assert run["status"] == "SUCCEEDED", run
+    starts = count.read_text().splitlines()
+    assert len(starts) == 1, f"the app started {len(starts)} times"
+    assert not alive(int(starts[0].split()[1]))

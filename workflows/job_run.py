@@ -124,7 +124,7 @@ class JobRunWorkflow:
                             LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity),
                             result_type=FleetRef,
                             start_to_close_timeout=timedelta(minutes=10),
-                            heartbeat_timeout=timedelta(minutes=2),
+                            heartbeat_timeout=timedelta(seconds=30),
                             retry_policy=RetryPolicy(
                                 initial_interval=timedelta(seconds=2),
                                 maximum_interval=timedelta(minutes=1),
