@@ -1,6 +1,6 @@
 """Out-of-sample check on data the product never saw (not shipped, not used for tuning).
 
-    .venv/bin/python bench/bench_holdout.py ../shared/holdout-eval
+    .venv/bin/python bench/bench_holdout.py HOLDOUT_DIR
 
 Runs the scheduling-value comparison of ``bench_forecast.py`` (daily 1-h job at every hour, +-8 h window,
 seasonal vs naive forecaster, share of the oracle's saving) on every CSV under ``PATH/carbon``:

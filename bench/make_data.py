@@ -1,6 +1,6 @@
 """Rebuild ``scheduling/data/`` from the public source files (run by hand, never at run time).
 
-    .venv/bin/python bench/make_data.py ../shared/data
+    .venv/bin/python bench/make_data.py SOURCE_DIR   # the folder with carbon/ and ec2/ source files
 
 The directory is flat because setuptools package-data ``"*"`` does not recurse. Writes compact,
 compressed copies of only what the product reads:
@@ -68,6 +68,8 @@ def build_ec2(src: Path) -> None:
 
 
 if __name__ == "__main__":
-    source = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
+    if len(sys.argv) != 2:
+        sys.exit("usage: bench/make_data.py SOURCE_DIR  (the folder holding carbon/ and ec2/)")
+    source = Path(sys.argv[1])
     build_carbon(source)
     build_ec2(source)

@@ -242,7 +242,10 @@ class LocalFleetDriver:
 
     def _dir(self, handle: FleetHandle) -> Path:
         ref_dir = handle.ref.get("dir") if handle.ref else None
-        return Path(ref_dir) if ref_dir else self.attempt_dir(handle.run_id, handle.attempt)
+        if not ref_dir:
+            return self.attempt_dir(handle.run_id, handle.attempt)
+        # relative to runs_dir (what launch stores, so history and DB name no host path); absolute accepted
+        return Path(ref_dir) if Path(ref_dir).is_absolute() else self.runs_dir / ref_dir
 
     # --- FleetDriver ----------------------------------------------------------------------------------
     def launch(self, spec: LaunchSpec) -> FleetHandle:
@@ -252,7 +255,8 @@ class LocalFleetDriver:
         refused zip are recorded as this attempt's FAILED outcome instead.
         """
         d = self.attempt_dir(spec.run_id, spec.attempt)
-        handle = FleetHandle(driver=self.name, run_id=spec.run_id, attempt=spec.attempt, ref={"dir": str(d)})
+        handle = FleetHandle(driver=self.name, run_id=spec.run_id, attempt=spec.attempt,
+                             ref={"dir": str(d.relative_to(self.runs_dir))})
         d.mkdir(parents=True, exist_ok=True)
         if (d / "launched").exists():
             self._wait_started(d)

@@ -208,7 +208,7 @@ def test_terminate_kills_the_whole_group(driver, upload_app, tmp_path):  # noqa:
     child_file = tmp_path / "child.pid"
     handle = driver.launch(upload_app(GROUP_APP, args={"child": str(child_file)}))
     child = int(wait_until(lambda: child_file.exists() and child_file.read_text().strip(), 10, "child pid"))
-    pid = json.loads((Path(handle.ref["dir"]) / "pid").read_text())["pid"]
+    pid = json.loads((driver.attempt_dir(handle.run_id, handle.attempt) / "pid").read_text())["pid"]
     assert alive(pid) and alive(child)
     assert os.getpgid(child) == pid  # same group as the app's leader, which is not ours
     assert os.getpgid(pid) != os.getpgid(0)
@@ -239,7 +239,7 @@ def test_terminate_before_launch_prevents_start(driver, upload_app, tmp_path):  
     handle = FleetHandle("local", spec.run_id, spec.attempt, {})
     assert driver.terminate(handle).state == FleetState.TERMINATED
     assert driver.launch(spec) == FleetHandle("local", spec.run_id, spec.attempt,
-                                              {"dir": str(driver.attempt_dir(spec.run_id, spec.attempt))})
+                                              {"dir": f"{spec.run_id}/{spec.attempt}"})
     assert driver.poll(handle).state == FleetState.TERMINATED
     assert not counter.exists()
 
