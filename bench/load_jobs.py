@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.devstack import Server, free_port, port_open, start_seaweedfs, start_temporal, wait_for  # noqa: E402
+from core.devstack import Server, free_port, port_open, spawn, start_seaweedfs, start_temporal, wait_for  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 S3_ACCESS, S3_SECRET = "orchbench", "orchbench-" + secrets.token_hex(8)
@@ -164,18 +163,7 @@ class Bench:
         log(f"stack up: API {self.base}, Temporal :{temporal_port}, S3 :{s3_port}, DB {self.args.db}")
 
     def _spawn(self, name: str, env: dict[str, str]) -> Server:
-        path = self.tmp / f"{name}.log"
-        f = open(path, "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", name],
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-            cwd=ROOT,
-        )
-        server = Server(name, proc, path)
+        server = spawn(name, [sys.executable, "-m", "cli", name], self.tmp / f"{name}.log", env, cwd=ROOT)
         self.servers.append(server)
         return server
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
-from pathlib import Path
 from urllib.parse import urlparse
 
-from core.devstack import Server, port_open, start_seaweedfs, start_temporal, wait_for
+from core.devstack import Server, port_open, spawn, start_seaweedfs, start_temporal, wait_for
 from core.migrate import upgrade
 from core.settings import Settings
 
@@ -33,15 +31,6 @@ def _port(url_or_addr: str) -> int:
     if "://" in url_or_addr:
         return urlparse(url_or_addr).port or 80
     return int(url_or_addr.rsplit(":", 1)[1])
-
-
-def _child(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Server:
-    log = log_dir / f"{name}.log"
-    f = open(log, "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
-    )
-    return Server(name, proc, log)
 
 
 def run_dev_stack(settings: Settings | None = None) -> int:
@@ -84,8 +73,8 @@ def run_dev_stack(settings: Settings | None = None) -> int:
             start_temporal(data / "temporal.db", t_port, settings.temporal_ui_port, logs / "temporal.log")
         )
         py = sys.executable
-        servers.append(_child("worker", [py, "-m", "cli", "worker"], env, logs))
-        servers.append(_child("api", [py, "-m", "cli", "api"], env, logs))
+        servers.append(spawn("worker", [py, "-m", "cli", "worker"], logs / "worker.log", env))
+        servers.append(spawn("api", [py, "-m", "cli", "api"], logs / "api.log", env))
         wait_for(lambda: port_open(settings.api_port) or not servers[-1].alive(), 60, "the API")
         if not servers[-1].alive():
             print(f"the API exited:\n{servers[-1].log_tail()}", file=sys.stderr)

@@ -107,17 +107,23 @@ class Server:
             return ""
 
 
-def _spawn(name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(
+    name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Server:
+    """Start a child in its own session (so a stop reaches its whole process group), output appended to
+    ``log_path``. ``env`` is the child's whole environment (default: this process's)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(
-        argv,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env if env is not None else dict(os.environ),
+            cwd=cwd,
+        )
+    return Server(name, proc, log_path)
 
 
 def _started(server: Server, port: int, timeout: float) -> Server:
@@ -186,9 +192,8 @@ def start_seaweedfs(
         "-master.telemetry=false",
     ]
     (data_dir / "store").mkdir(exist_ok=True)
-    server = Server(
-        "seaweedfs", _spawn("seaweedfs", argv, data_dir / "weed.log"), data_dir / "weed.log", {"s3": s3_port}
-    )
+    server = spawn("seaweedfs", argv, data_dir / "weed.log")
+    server.ports = {"s3": s3_port}
     return _started(server, s3_port, timeout)
 
 
@@ -219,14 +224,14 @@ def start_temporal(
     argv += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
     for k, v in SEARCH_ATTRIBUTES.items():
         argv += ["--search-attribute", f"{k}={v}"]
-    server = Server(
-        "temporal", _spawn("temporal", argv, log_path), log_path, {"grpc": port, "ui": ui_port or 0}
-    )
+    server = spawn("temporal", argv, log_path)
+    server.ports = {"grpc": port, "ui": ui_port or 0}
     return _started(server, port, timeout)
 
 
 def start_moto(port: int, log_path: Path, timeout: float = 30.0) -> Server:
     """moto's standalone server: the STS/EC2 control plane for ec2-driver tests."""
     argv = [find_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    server = Server("moto", _spawn("moto", argv, log_path), log_path, {"http": port})
+    server = spawn("moto", argv, log_path)
+    server.ports = {"http": port}
     return _started(server, port, timeout)

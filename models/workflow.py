@@ -8,8 +8,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-TASK_QUEUE = "orchestrator"
-
 
 def workflow_id_for(run_id: str) -> str:
     return f"run-{run_id}"
@@ -105,7 +103,6 @@ class FinishRequest(BaseModel):
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime
-    succeeded: bool = False
 
 
 class CancelRequest(BaseModel):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from core.devstack import Server, free_port, port_open, wait_for
+from core.devstack import Server, free_port, port_open, spawn, wait_for
 from core.settings import Settings
 from tests.zips import make_zip
 
@@ -62,16 +61,7 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> Server:
         log = self.log_dir / f"{name}-{len(self.workers)}-{time.monotonic_ns()}.log"
-        f = open(log, "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            argv,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=self.env,
-        )
-        return Server(name, proc, log)
+        return spawn(name, argv, log, self.env)
 
     def start_worker(self) -> Server:
         w = self._spawn("worker", [sys.executable, "-m", "cli", "worker"])

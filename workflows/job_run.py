@@ -345,7 +345,6 @@ class JobRunWorkflow:
                     attempts=self._attempt,
                     started_at=started_at,
                     finished_at=workflow.now(),
-                    succeeded=status == "SUCCEEDED",
                 ),
                 **SHORT,
             )
