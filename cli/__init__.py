@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import typer
+from typer.core import TyperOption
+
+# typer >= 0.2x labels on/off flags as "<bool>" in --help, which reads as if they took a value; a flag has no
+# metavar.
+_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)  # type: ignore[method-assign]
 
 app = typer.Typer(help="Carbon-aware batch orchestrator", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
@@ -54,7 +60,12 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 def _register_optional() -> None:
+    from cli.client import jobs_app, preview, runs_app
     from cli.demo import demo
+
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(runs_app, name="runs")
+    app.command("preview")(preview)
 
     app.command("demo")(demo)
     try:

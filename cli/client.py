@@ -1,0 +1,463 @@
+"""``orch jobs|runs|preview``: the client CLI for people who submit jobs, over the REST API.
+
+Configuration comes from the environment: ``ORCH_URL`` (default ``http://127.0.0.1:8000``) and
+``ORCH_API_KEY`` (a client key). Every command prints a rich table for people, or the API's JSON with
+``--json`` for scripts.
+
+Exit codes scripts can rely on:
+
+- 0: done (``runs watch``: the run SUCCEEDED)
+- 1: the run ended but not SUCCEEDED (FAILED, CANCELLED, EXPIRED, TIMED_OUT)
+- 2: bad usage (unknown option, unreadable file, bad time)
+- 3: the API refused the request (4xx; its problem detail is printed)
+- 4: the API is unreachable or failed (5xx)
+- 124: ``--timeout`` passed before the run finished
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import webbrowser
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from models.domain import TERMINAL_STATUSES
+
+OK, RUN_UNSUCCESSFUL, USAGE, REFUSED, UNAVAILABLE, TIMEOUT = 0, 1, 2, 3, 4, 124
+
+jobs_app = typer.Typer(help="Submit and read jobs", no_args_is_help=True)
+runs_app = typer.Typer(help="List, follow and cancel runs", no_args_is_help=True)
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print the API's JSON instead of a table")
+
+
+# ---------- plumbing ----------
+class Api:
+    """A thin httpx client for ORCH_URL with the key from ORCH_API_KEY; errors become exit codes."""
+
+    def __init__(self) -> None:
+        self.base = os.environ.get("ORCH_URL", "http://127.0.0.1:8000").rstrip("/")
+        key = os.environ.get("ORCH_API_KEY")
+        if not key:
+            err.print("[red]set ORCH_API_KEY to your client API key[/red] (and ORCH_URL if it is not local)")
+            raise typer.Exit(USAGE)
+        self.http = httpx.Client(base_url=self.base, headers={"X-API-Key": key}, timeout=30)
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            err.print(f"[red]cannot reach the API at {self.base}: {exc}[/red]")
+            raise typer.Exit(UNAVAILABLE) from exc
+        if r.status_code >= 400:
+            err.print(f"[red]{method} {path}: {r.status_code} {_problem(r)}[/red]")
+            raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
+        return r
+
+    def json(self, method: str, path: str, **kw: Any) -> Any:
+        return self.request(method, path, **kw).json()
+
+
+def _problem(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text[:500]
+    detail = body.get("detail") or body.get("title") or ""
+    fields = [f"{e.get('path')}: {e.get('message')}" for e in body.get("errors") or []]
+    return "; ".join([str(detail), *fields]) if fields else str(detail)
+
+
+def _dump(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _when(text: str | None) -> str:
+    """An ISO timestamp shown to a person: UTC, to the second."""
+    if not text:
+        return "-"
+    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90m``, ``24h``, ``1d12h``, ``45s``."""
+    m = _DURATION.match(text.strip().lower())
+    if not m or not any(m.groups()):
+        raise typer.BadParameter(f"{text!r} is not a duration like 30m, 24h or 1d12h")
+    d, h, mi, s = (int(g or 0) for g in m.groups())
+    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """``now``, ``+2h`` (from now), or an ISO 8601 time with an offset (``2026-12-01T01:00:00Z``)."""
+    now = now or datetime.now(UTC)
+    t = text.strip()
+    if t == "now":
+        return now
+    if t.startswith("+"):
+        return now + parse_duration(t[1:])
+    try:
+        value = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a time: use now, +2h or 2026-12-01T01:00:00Z") from exc
+    if value.tzinfo is None:
+        raise typer.BadParameter(f"{text!r} has no UTC offset: add Z or +01:00")
+    return value
+
+
+def _kv(items: list[str], what: str) -> dict[str, Any]:
+    """``key=value`` pairs; values that parse as JSON numbers/booleans keep their type."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{what} {item!r} must look like key=value")
+        try:
+            parsed = json.loads(value)
+            result[key] = parsed if isinstance(parsed, int | float | bool) else value
+        except ValueError:
+            result[key] = value
+    return result
+
+
+def _status_style(status: str) -> str:
+    return {
+        "SUCCEEDED": "green",
+        "FAILED": "red",
+        "TIMED_OUT": "red",
+        "EXPIRED": "yellow",
+        "CANCELLED": "yellow",
+        "CANCELLING": "yellow",
+    }.get(status, "cyan")
+
+
+def _saving(run: dict) -> str:
+    pct = (run.get("carbon") or {}).get("saved_pct")
+    return "-" if pct is None else f"{pct:.1f} %"
+
+
+def _run_table(runs: list[dict]) -> Table:
+    t = Table("run", "status", "template", "planned start", "started", "finished", "exit", "saving")
+    for r in runs:
+        st = r["status"]
+        t.add_row(
+            r["run_id"],
+            f"[{_status_style(st)}]{st}[/]",
+            r["job_template_id"],
+            _when(r.get("planned_start")),
+            _when(r.get("started_at")),
+            _when(r.get("finished_at")),
+            "-" if r.get("exit_code") is None else str(r["exit_code"]),
+            _saving(r),
+        )
+    return t
+
+
+def _run_detail(r: dict) -> Table:
+    t = Table(show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    st, reason = r["status"], r.get("status_reason")
+    rows = [
+        ("run", r["run_id"]),
+        ("status", f"[{_status_style(st)}]{st}[/]" + (f"  ({reason})" if reason else "")),
+        ("job", r["job_id"]),
+        ("template", f"{r['job_template_id']} on {r['fleet_template_id']}"),
+        ("workflow", r["workflow_id"]),
+        ("created", _when(r.get("created_at"))),
+        ("planned start", _when(r.get("planned_start"))),
+        ("started", _when(r.get("started_at"))),
+        ("finished", _when(r.get("finished_at"))),
+        ("attempts", str(r.get("attempts", 0))),
+        ("capacity", r.get("capacity") or "-"),
+        ("exit code", "-" if r.get("exit_code") is None else str(r["exit_code"])),
+        ("saving", _saving(r)),
+    ]
+    rationale = (r.get("plan") or {}).get("rationale")
+    if rationale:
+        rows.append(("why", rationale))
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def _run_exit(status: str) -> int:
+    return OK if status == "SUCCEEDED" else RUN_UNSUCCESSFUL
+
+
+def _watch(api: Api, run_id: str, timeout: float | None, interval: float, as_json: bool) -> int:
+    """Follow a run through its states until it finishes; the exit code tells how it ended."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    run = api.json("GET", f"/v1/runs/{run_id}")
+    seen = [run["status"]]
+    console = err if as_json else out
+    with Live(_run_detail(run), console=console, transient=as_json, auto_refresh=False) as live:
+        while run["status"] not in TERMINAL_STATUSES:
+            if deadline is not None and time.monotonic() >= deadline:
+                err.print(f"[yellow]run {run_id} is still {run['status']} after {timeout:g} s[/yellow]")
+                return TIMEOUT
+            time.sleep(interval)
+            run = api.json("GET", f"/v1/runs/{run_id}")
+            if run["status"] != seen[-1]:
+                seen.append(run["status"])
+            live.update(_run_detail(run), refresh=True)
+    if as_json:
+        _dump(run)
+    else:
+        out.print(" -> ".join(seen))
+    return _run_exit(run["status"])
+
+
+# ---------- jobs ----------
+@jobs_app.command("submit")
+def jobs_submit(
+    template: str = typer.Option(None, "--template", "-t", help="Job template id"),
+    type_: str = typer.Option(None, "--type", help="ONE_TIME or RESCHEDULABLE (default: ONE_TIME with --at)"),
+    at: str = typer.Option(None, "--at", help="ONE_TIME: when (now, +2h or ISO time)"),
+    earliest: str = typer.Option(None, "--earliest", help="RESCHEDULABLE: earliest start (default now)"),
+    latest: str = typer.Option(None, "--latest", help="RESCHEDULABLE: latest finish (ISO time or +24h)"),
+    within: str = typer.Option(None, "--within", help="latest finish, as a duration after --earliest"),
+    risk_mode: str = typer.Option(None, "--risk-mode", help="CONSERVATIVE, NEUTRAL or AGGRESSIVE"),
+    weight: list[str] = typer.Option([], "--weight", help="carbon=0.5 (repeatable: carbon, risk, slack)"),
+    arg: list[str] = typer.Option([], "--arg", help="Override an app argument: key=value (repeatable)"),
+    file: Path = typer.Option(None, "--file", "-f", help="A JSON job request; flags override its fields"),
+    idempotency_key: str = typer.Option(None, "--idempotency-key", help="Same key + same body = same job"),
+    watch: bool = typer.Option(False, "--watch", help="Follow the run to its end (exit code as runs watch)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Submit a job: ONE_TIME at a time, or RESCHEDULABLE anywhere in a window."""
+    body: dict[str, Any] = {}
+    if file:
+        try:
+            body = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
+        if not isinstance(body, dict):
+            raise typer.BadParameter(f"{file} must hold a JSON object (a job request)")
+    if template:
+        body["job_template_id"] = template
+    if "job_template_id" not in body:
+        raise typer.BadParameter("give --template (or job_template_id in --file)")
+    now = datetime.now(UTC)
+    if type_:
+        body["type"] = type_.upper()
+    elif "type" not in body:
+        body["type"] = "ONE_TIME" if at else "RESCHEDULABLE"
+    if body["type"] == "ONE_TIME":
+        if at or "intended_time" not in body:
+            body["intended_time"] = parse_time(at or "now", now).isoformat()
+    else:
+        start = parse_time(earliest, now) if earliest else None
+        if start or "earliest_start" not in body:
+            body["earliest_start"] = (start or now).isoformat()
+        begin = datetime.fromisoformat(body["earliest_start"])
+        if latest:
+            body["latest_finish"] = parse_time(latest, now).isoformat()
+        elif within:
+            body["latest_finish"] = (begin + parse_duration(within)).isoformat()
+        elif "latest_finish" not in body:
+            raise typer.BadParameter("a RESCHEDULABLE job needs --latest or --within")
+    if risk_mode:
+        body["risk_mode"] = risk_mode.upper()
+    if weight:
+        body["weights"] = {**body.get("weights", {}), **_kv(weight, "--weight")}
+    if arg:
+        body["args"] = {**(body.get("args") or {}), **_kv(arg, "--arg")}
+    api = Api()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    created = api.json("POST", "/v1/jobs", json=body, headers=headers)
+    if as_json and not watch:
+        _dump(created)
+    elif not as_json:
+        out.print(f"job [bold]{created['job_id']}[/]  run [bold]{created['run_id']}[/]  {created['status']}")
+        out.print(f"follow it: orch runs watch {created['run_id']}")
+    if watch:
+        raise typer.Exit(_watch(api, created["run_id"], None, 1.0, as_json))
+
+
+@jobs_app.command("get")
+def jobs_get(job_id: str, as_json: bool = JsonOpt) -> None:
+    """One job and its runs."""
+    job = Api().json("GET", f"/v1/jobs/{job_id}")
+    if as_json:
+        return _dump(job)
+    t = Table(show_header=False, box=None)
+    keys = ("id", "job_template_id", "type", "intended_time", "earliest_start", "latest_finish", "risk_mode")
+    for k in keys:
+        v = job.get(k)
+        t.add_row(k, _when(v) if k.endswith(("_time", "_start", "_finish")) else str(v))
+    t.add_row("runs", ", ".join(job["run_ids"]))
+    out.print(t)
+
+
+@jobs_app.command("list")
+def jobs_list(limit: int = typer.Option(20, help="How many, newest first"), as_json: bool = JsonOpt) -> None:
+    """Your jobs, newest first."""
+    page = Api().json("GET", "/v1/jobs", params={"limit": limit})
+    if as_json:
+        return _dump(page)
+    t = Table("job", "type", "template", "window / time", "runs")
+    for j in page["items"]:
+        when = (
+            _when(j["intended_time"])
+            if j["type"] == "ONE_TIME"
+            else f"{_when(j['earliest_start'])} .. {_when(j['latest_finish'])}"
+        )
+        t.add_row(j["id"], j["type"], j["job_template_id"], when, ", ".join(j["run_ids"]))
+    out.print(t)
+
+
+# ---------- runs ----------
+@runs_app.command("list")
+def runs_list(
+    status: str = typer.Option(None, help="Only runs in this status (e.g. RUNNING)"),
+    template: str = typer.Option(None, "--template", "-t", help="Only runs of this job template"),
+    job: str = typer.Option(None, help="Only runs of this job"),
+    limit: int = typer.Option(20, help="How many, newest first"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Your runs, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status.upper()
+    if template:
+        params["job_template_id"] = template
+    if job:
+        params["job_id"] = job
+    page = Api().json("GET", "/v1/runs", params=params)
+    if as_json:
+        return _dump(page)
+    out.print(_run_table(page["items"]))
+
+
+@runs_app.command("get")
+def runs_get(run_id: str, as_json: bool = JsonOpt) -> None:
+    """One run: status, plan, times, exit code, carbon."""
+    run = Api().json("GET", f"/v1/runs/{run_id}")
+    if as_json:
+        return _dump(run)
+    out.print(_run_detail(run))
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: str,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Print new output until the run finishes"),
+    interval: float = typer.Option(1.0, help="Seconds between polls with --follow"),
+) -> None:
+    """The app's log (latest attempt)."""
+    api = Api()
+    printed = 0
+    while True:
+        run = api.json("GET", f"/v1/runs/{run_id}")
+        r = api.http.get(f"/v1/runs/{run_id}/logs")
+        if r.status_code == 200:
+            text = r.json()["text"]
+            # the API serves a tail; print what is new since the last poll
+            if len(text) >= printed:
+                sys.stdout.write(text[printed:])
+                sys.stdout.flush()
+                printed = len(text)
+        elif r.status_code != 404 or not follow:
+            err.print(f"[red]{r.status_code} {_problem(r)}[/red]")
+            raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
+        if not follow or run["status"] in TERMINAL_STATUSES:
+            raise typer.Exit(_run_exit(run["status"]) if follow else OK)
+        time.sleep(interval)
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: str, reason: str = typer.Option(None, help="Why (kept in status_reason)"), as_json: bool = JsonOpt
+) -> None:
+    """Cancel a run (best effort: it ends CANCELLED; the fleet is always terminated)."""
+    run = Api().json("POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason} if reason else None)
+    if as_json:
+        return _dump(run)
+    out.print(f"run {run_id}: {run['status']}")
+
+
+@runs_app.command("watch")
+def runs_watch(
+    run_id: str,
+    timeout: float = typer.Option(None, help="Give up after this many seconds (exit 124)"),
+    interval: float = typer.Option(1.0, help="Seconds between polls"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Follow a run through its states; exit 0 if it SUCCEEDED, 1 if it ended otherwise."""
+    raise typer.Exit(_watch(Api(), run_id, timeout, interval, as_json))
+
+
+# ---------- preview ----------
+def preview(
+    template: str = typer.Option(..., "--template", "-t", help="Job template id"),
+    earliest: str = typer.Option("now", "--earliest", help="Earliest start (now, +2h or ISO time)"),
+    latest: str = typer.Option(None, "--latest", help="Latest finish (ISO time or +24h)"),
+    within: str = typer.Option("24h", "--within", help="Latest finish as a duration from --earliest"),
+    risk_mode: str = typer.Option("NEUTRAL", "--risk-mode"),
+    fleet: str = typer.Option(None, "--fleet", help="Instance type; default: the template's"),
+    top: int = typer.Option(5, help="Candidates to show"),
+    chart: Path = typer.Option(None, "--chart", help="Write the SVG chart to this file"),
+    open_chart: bool = typer.Option(False, "--open", help="Open the chart in a browser"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Where would a job in this window start, and why."""
+    now = datetime.now(UTC)
+    start = parse_time(earliest, now)
+    finish = parse_time(latest, now) if latest else start + parse_duration(within)
+    body: dict[str, Any] = {
+        "job_template_id": template,
+        "earliest_start": start.isoformat(),
+        "latest_finish": finish.isoformat(),
+        "risk_mode": risk_mode.upper(),
+    }
+    if fleet:
+        body["fleet_template_id"] = fleet
+    api = Api()
+    if chart or open_chart:
+        svg = api.request("POST", "/v1/schedules/preview", params={"format": "svg"}, json=body).text
+        path = chart or Path(tempfile.mkstemp(suffix=".svg", prefix="orch-preview-")[1])
+        path.write_text(svg)
+        err.print(f"chart written to {path}")
+        if open_chart:
+            webbrowser.open(path.resolve().as_uri())
+    data = api.json("POST", "/v1/schedules/preview", json=body)
+    if as_json:
+        return _dump(data)
+    t = Table("start", "p50 finish", "p90 finish", "gCO2e", "saving", "carbon", "risk", "slack", "objective")
+    chosen = data["chosen"]["proposed_start"]
+    for c in data["candidates"][:top]:
+        mark = " *" if c["proposed_start"] == chosen else ""
+        s = c["scores"]
+        t.add_row(
+            _when(c["proposed_start"]) + mark,
+            _when(c["estimated_finish_p50"]),
+            _when(c["estimated_finish_p90"]),
+            f"{c['estimated_gco2e']:.1f}",
+            f"{c['saving_vs_earliest_pct']:.1f} %",
+            f"{s['carbon']:.3f}",
+            f"{s['risk']:.3f}",
+            f"{s['slack']:.3f}",
+            f"{c['objective']:.3f}",
+        )
+    out.print(t)
+    out.print(f"chosen: [bold]{_when(chosen)}[/] ({data['capacity']})")
+    out.print(data["rationale"])
