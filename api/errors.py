@@ -78,6 +78,19 @@ def field_error(path: str, message: str) -> dict[str, str]:
     return {"path": path, "message": message}
 
 
+def _json_body_content_type_problem(request: Request, exc: RequestValidationError) -> str | None:
+    """A JSON endpoint got a body declared as something else (curl -d sends form encoding): FastAPI then
+    validates the raw bytes and says "Input should be a valid dictionary", which does not say what to fix."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    if not any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+        return None
+    got = f"got '{media}'" if media else "no Content-Type header was sent"
+    return f"the request body must be JSON: send the header 'Content-Type: application/json' ({got})"
+
+
 def _loc_to_path(loc: tuple) -> str:
     parts = [str(p) for p in loc if p not in ("body",)]
     return "/".join(parts) if parts else "body"
@@ -112,6 +125,7 @@ _ERROR_TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     413: "Payload too large",
+    415: "Unsupported media type",
     422: "Unprocessable content",
     503: "Service unavailable",
 }
@@ -146,7 +160,8 @@ def document_problems(app: FastAPI) -> None:
     """Make the OpenAPI document say what the API really answers on errors: every 4xx/5xx is
     ``application/problem+json`` (not FastAPI's default ``HTTPValidationError``), and each ``/v1``
     operation lists the errors it can give: 401/403 (API key), 422 (validation), 404 (it names a record),
-    400 (unparseable body, bad cursor), 413 (body size), plus DOMAIN_ERRORS (409, 503)."""
+    400 (unparseable body, bad cursor), 413 (body size), 415 (JSON body sent as
+    another media type), plus DOMAIN_ERRORS (409, 503)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -170,6 +185,8 @@ def document_problems(app: FastAPI) -> None:
                         statuses.add(404)
                     if body:  # 400: a body that is not UTF-8 JSON or not parseable multipart
                         statuses |= {400, 413}
+                        if "application/json" in body.get("content", {}):
+                            statuses.add(415)  # a JSON body sent with another Content-Type
                     if any(p["name"] == "cursor" for p in params):
                         statuses.add(400)
                     statuses |= set(DOMAIN_ERRORS.get((method, path), ()))
@@ -197,6 +214,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
+        wrong_type = _json_body_content_type_problem(request, exc)
+        if wrong_type:
+            return problem(415, "Unsupported media type", wrong_type, instance=request.url.path)
         errors = []
         for e in exc.errors():
             msg = e.get("msg", "invalid")
