@@ -18,6 +18,10 @@ from pydantic import (
 )
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# EC2 instance types are lower case ("m5.large"); AWS refuses "M5.Large": input is normalised before storing.
+InstanceType = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64)
+]
 Scalar = str | int | float | bool | None
 MAX_ARGS = 100
 T = TypeVar("T")
@@ -172,7 +176,9 @@ class JobTemplateCreate(Strict):
     data_uri: str | None = Field(
         None, max_length=2048, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
     )
-    fleet_template_id: str = Field(min_length=1, max_length=64)
+    fleet_template_id: InstanceType = Field(
+        description="EC2 instance type from GET /v1/fleet-templates (normalised to lower case)"
+    )
     expected_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
     max_runtime_sec: int | None = Field(
         None, gt=0, le=30 * 86400, description="Hard limit: stop and TIMED_OUT"
@@ -278,7 +284,7 @@ class JobOut(BaseModel):
 # ---------- schedules / predictions ----------
 class PreviewRequest(Strict):
     job_template_id: str = Field(min_length=1, max_length=40)
-    fleet_template_id: str | None = Field(None, max_length=64, description="Default: the template's")
+    fleet_template_id: InstanceType | None = Field(None, description="Default: the template's")
     earliest_start: AwareDatetime
     latest_finish: AwareDatetime
     risk_mode: RiskModeIn = RiskModeIn.NEUTRAL

@@ -30,7 +30,7 @@ def _fleet(fleet_template_id: str, path: str = "fleet_template_id") -> str:
             f"unknown fleet template {fleet_template_id!r}",
             [field_error(path, "unknown fleet template; GET /v1/fleet-templates lists them")],
         )
-    return fleet_template_id
+    return fleet_template_id.strip().lower()
 
 
 @router.post(
