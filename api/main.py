@@ -7,6 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import PlainTextResponse
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -114,7 +115,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services is None:
             svc.db.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc serve Swagger UI and ReDoc from the package, not a CDN, so they work
+    # in private networks.
+    app = FastAPIOffline(
         title="Carbon-aware batch orchestrator", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
     )
     app.state.metrics = metrics
