@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_forecast import scheduling_value  # noqa: E402
-from scheduling.carbon import load_csv_series  # noqa: E402
+from carbon.csvfile import load_csv_series  # noqa: E402
 
 LCA = "Carbon Intensity gCO₂eq/kWh (LCA)"
 

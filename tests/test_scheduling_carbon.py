@@ -1,4 +1,4 @@
-"""CarbonSeries, CSV parsing and the embedded provider."""
+"""CarbonSeries, timestamp parsing, the shipped data, CSV basics and the embedded provider."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from carbon.csvfile import load_csv_series
+from carbon.embedded import embedded_series
 from scheduling.carbon import (
     CarbonSeries,
     embedded_history,
-    embedded_series,
     embedded_zones,
-    load_csv_series,
     parse_timestamp,
     regions,
     zone_for_region,
@@ -77,7 +77,7 @@ def test_load_csv_duplicates_gaps_and_resolution():
         "2023-01-01 02:00,400\n"  # 01:00 and 01:30 missing: interpolated
         "2023-01-01 01:00,\n"  # empty value: interpolated
     )
-    s = load_csv_series(text)
+    s = load_csv_series(text, tz="UTC")
     assert s.step == timedelta(minutes=30)
     assert s.start == datetime(2023, 1, 1, tzinfo=UTC)
     np.testing.assert_allclose(s.values, [100, 250, 300, 350, 400])
@@ -85,15 +85,15 @@ def test_load_csv_duplicates_gaps_and_resolution():
 
 def test_load_csv_errors_name_the_line(tmp_path):
     with pytest.raises(ValueError, match="line 3"):
-        load_csv_series("timestamp,g\n2023-01-01 00:00,1\nnot-a-time,2\n")
+        load_csv_series("timestamp,g\n2023-01-01 00:00Z,1\nnot-a-time,2\n")
     with pytest.raises(ValueError, match="line 2.*not a number"):
-        load_csv_series("timestamp,g\n2023-01-01 00:00,abc\n2023-01-01 01:00,2\n")
+        load_csv_series("timestamp,g\n2023-01-01 00:00Z,abc\n2023-01-01 01:00Z,2\n")
     with pytest.raises(ValueError, match=">= 0"):
-        load_csv_series("timestamp,g\n2023-01-01 00:00,-5\n2023-01-01 01:00,2\n")
+        load_csv_series("timestamp,g\n2023-01-01 00:00Z,-5\n2023-01-01 01:00Z,2\n")
     with pytest.raises(ValueError):
         load_csv_series(b"")
     p = tmp_path / "one.csv"
-    p.write_text("timestamp,g\n2023-01-01 00:00,1\n")
+    p.write_text("timestamp,g\n2023-01-01 00:00Z,1\n")
     with pytest.raises(ValueError, match="at least 2"):
         load_csv_series(p)
 
