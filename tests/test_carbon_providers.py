@@ -368,7 +368,9 @@ def test_settings_from_env_drive_the_providers(monkeypatch):
     monkeypatch.setenv("ORCH_WATTTIME_REGIONS", '{"US-West-1": "CAISO_NORTH"}')
     monkeypatch.setenv("ORCH_CARBON_AWARE_SDK_LOCATIONS", '{"us-east-1": "eastus"}')
     monkeypatch.setenv("ORCH_CARBON_CACHE_TTL_SEC", "120")
-    s = Settings(_env_file=None, watttime_username="u", watttime_password="p", carbon_aware_sdk_url="http://x")
+    s = Settings(
+        _env_file=None, watttime_username="u", watttime_password="p", carbon_aware_sdk_url="http://x"
+    )
     assert s.carbon_cache_ttl_sec == 120
     assert cc.WattTime(s).target("us-west-1") == "CAISO_NORTH"
     assert cc.CarbonAwareSdk(s).target("us-east-1") == "eastus"
