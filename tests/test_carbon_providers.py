@@ -1,4 +1,4 @@
-"""Keyed HTTP carbon providers (carbon/keyed.py) against documented-shape responses via httpx.MockTransport."""
+"""Keyed carbon providers (carbon/keyed.py) against documented-shape responses via httpx.MockTransport."""
 
 from __future__ import annotations
 
