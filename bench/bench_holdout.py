@@ -27,7 +27,7 @@ def load(path: Path):
     with path.open(encoding="utf-8-sig") as f:
         header = next(csv.reader(f))
     col = LCA if LCA in header else ("Carbon Intensity" if "Carbon Intensity" in header else 1)
-    return load_csv_series(path, value_column=col)
+    return load_csv_series(path, value_column=col, tz="UTC")  # both export formats are in UTC
 
 
 def main() -> None:

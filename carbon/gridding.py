@@ -42,7 +42,7 @@ def _dt(sec: float) -> datetime:
     return _EPOCH + timedelta(seconds=float(sec))
 
 
-def row_segments(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def row_segments(t: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Durations of rows at sorted, distinct epoch seconds ``t`` and the preferred grid step (seconds).
 
     Regular resolutions are the spacings that repeat back to back; the grid step is the one covering the

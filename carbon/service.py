@@ -260,7 +260,6 @@ class CarbonService:
         idx = np.arange(hist_n)
         hist = np.interp(idx, idx[hk], hist[hk])
         history = CarbonSeries(hist_start, step, hist, signal=signal)
-        hist_end = history.end
         # --- the profile that continues the live data
         first = int(np.argmax(known)) if known.any() else n
         last = int(n - 1 - np.argmax(known[::-1])) if known.any() else -1
@@ -273,16 +272,16 @@ class CarbonService:
         else:
             t_idx = np.array([g0 + i * step < history.start for i in range(n)])
             before, after, interior = t_idx, ~t_idx, np.zeros(n, bool)
-        out_v[after], out_s[after] = prof.values[after], prof.sigma[after]
+        prof_sigma = prof.sigma if prof.sigma is not None else prof.values * splice_rel
+        out_v[after], out_s[after] = prof.values[after], prof_sigma[after]
         if before.any():  # before the live data (a past interval)
-            out_v[before], out_s[before] = prof.values[before], prof.sigma[before]
+            out_v[before], out_s[before] = prof.values[before], prof_sigma[before]
         if interior.any():
             ii = np.arange(n)
             out_v[interior] = np.interp(ii[interior], ii[known], vals[known])
             out_s[interior] = out_v[interior] * splice_rel
         seam_sigma = np.where(np.isnan(out_s), out_v * splice_rel, out_s)
         note = f"{span}; beyond it {how}, with a wider uncertainty (+-{splice_rel:.0%})"
-        del hist_end
         return CarbonSeries(g0, step, out_v, sigma=seam_sigma, signal=signal), note
 
     def _profile(

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     ec2_missing_instance_grace_sec: int = 600
     local_start_timeout_sec: int = 30
 
-    # Carbon providers (read only by the carbon/ package; adding a provider touches only carbon/ and this block)
+    # Carbon providers (read only by carbon/; adding a provider touches only carbon/ and this block)
     carbon_provider: str = Field(
         "auto",
         description="auto | embedded | csv | electricitymaps | watttime | carbon-aware-sdk | "
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         "https://api.carbonintensity.org.uk", description="National Grid ESO Carbon Intensity API (no key)"
     )
     uk_carbon_intensity_regions: dict[str, int | None] = Field(
-        default_factory=lambda: {"eu-west-2": None},
+        default_factory=lambda: dict[str, int | None]({"eu-west-2": None}),
         description="AWS region -> GB region id (null = national, 13 = London)",
     )
     energy_charts_url: str = Field(
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     carbon_cache_ttl_sec: int = Field(900, description="How long a provider forecast is reused (DB cache)")
     carbon_http_timeout_sec: float = Field(3.0, description="Per-request timeout of a carbon provider")
     carbon_horizon_hours: int = 72
-    carbon_actuals_days: int = Field(7, description="Days of recent actuals fetched where a provider has them")
+    carbon_actuals_days: int = Field(7, description="Days of recent actuals to fetch")
     carbon_splice_sigma_pct: float = Field(
         30.0, description="Relative 1-sigma error (%) of the profile that continues a live forecast"
     )
