@@ -60,6 +60,7 @@ def _uk_points(rows: list, field: str) -> tuple[list[datetime], list[float], lis
 @register
 class UkCarbonIntensity(LiveProvider):
     name = "uk-carbon-intensity"
+    attribution = "National Grid ESO Carbon Intensity API (CC BY 4.0)"
     SIGMA0, SIGMA_PER_HOUR = 0.08, 0.004  # NESO's published forecast error is roughly 10 % day-ahead
 
     def _regions(self) -> dict:
@@ -124,6 +125,7 @@ class UkCarbonIntensity(LiveProvider):
 @register
 class EnergyCharts(LiveProvider):
     name = "energy-charts"
+    attribution = "Energy-Charts (Fraunhofer ISE)"
     SIGMA0, SIGMA_PER_HOUR = 0.08, 0.004
 
     def target(self, region: str) -> str:

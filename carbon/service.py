@@ -179,7 +179,9 @@ class CarbonService:
         prov = REGISTRY[name](self.settings)
         target = prov.target(region)
         live = self._fetch_cached(prov, target)
-        return self._assemble(live, prov.relative_sigma, region, g0, g1, step, f"{name} for {target}")
+        series, note = self._assemble(live, prov.relative_sigma, region, g0, g1, step, f"{name} for {target}")
+        credit = getattr(prov, "attribution", "")
+        return series, f"{note}; data: {credit}" if credit else note
 
     def _fetch_cached(self, prov: Any, target: str) -> LiveData:
         key = f"carbon:v2:{prov.name}:{target}"
