@@ -119,3 +119,21 @@ def test_embedded_series_any_time_and_flat_fallback():
     assert np.all(flat.values == 8.0) and "no time-shifting benefit" in note
     with pytest.raises(ValueError, match="unknown AWS region"):
         embedded_series("mars-north-1", start, end)
+
+
+def test_sigma_and_signal_follow_every_transform():
+    s = CarbonSeries(T0, H, np.array([100.0, 200.0, 300.0, 400.0]), sigma=np.array([0, 10, 20, 30.0]))
+    assert s.signal == "average" and not s.sigma.flags.writeable
+    q = s.resample(timedelta(minutes=30))
+    assert list(q.sigma[:4]) == [0, 0, 10, 10]
+    c = s.resample(2 * H)
+    assert list(c.sigma) == [5, 25] and list(c.values) == [150, 350]
+    g = s.regrid(T0 + timedelta(minutes=30), T0 + 2 * H, H)
+    np.testing.assert_allclose(g.sigma, [5, 15])
+    assert list(s.slice(T0 + H, T0 + 3 * H).sigma) == [10, 20]
+    m = CarbonSeries(T0, H, np.ones(2), signal="marginal")
+    assert m.shift(H).signal == "marginal" and m.resample(2 * H).signal == "marginal" and m.sigma is None
+    with pytest.raises(ValueError, match="sigma has shape"):
+        CarbonSeries(T0, H, np.ones(2), sigma=np.ones(3))
+    with pytest.raises(ValueError, match="signal"):
+        CarbonSeries(T0, H, np.ones(2), signal="median")
