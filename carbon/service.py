@@ -166,7 +166,10 @@ class CarbonService:
         path = s.carbon_csv_path
         if not path:
             raise NotCovered("carbon_csv_path is not configured")
-        data = _load_csv_cached(str(path), s.carbon_csv_tz, int(s.carbon_csv_max_gap_min))
+        try:
+            data = _load_csv_cached(str(path), s.carbon_csv_tz, int(s.carbon_csv_max_gap_min))
+        except OSError as e:
+            raise NotCovered(f"cannot read {Path(path).name}: {e.strerror or type(e).__name__}") from None
         label = f"csv {Path(path).name}"
         if data.covers(g0, g1):
             return data.regrid(g0, g1, step), f"{label}: intensity from the file"

@@ -177,3 +177,10 @@ def test_csv_ending_before_the_window_gives_recent_profile_and_anomaly(tmp_path)
     future = clim.values[clim.index_of(t_end) :]
     assert s.values.mean() > 1.6 * future.mean()
     assert s.sigma is not None and np.all(s.sigma > 0)
+
+
+def test_csv_provider_missing_file_falls_back(tmp_path):
+    s = Settings(_env_file=None, carbon_provider="csv", carbon_csv_path=str(tmp_path / "gone.csv"))
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    _, notes = CarbonService(s, cache=MemoryTTLCache()).get_series("eu-west-2", t0, t0 + H)
+    assert notes[0].startswith("csv unavailable (cannot read gone.csv") and str(tmp_path) not in notes[0]
