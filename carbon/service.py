@@ -173,6 +173,12 @@ class CarbonService:
         label = f"csv {Path(path).name}"
         if data.covers(g0, g1):
             return data.regrid(g0, g1, step), f"{label}: intensity from the file"
+        stale = g0 - data.end
+        if stale > timedelta(days=max(1, int(s.carbon_actuals_days))) or g1 <= data.start:
+            raise NotCovered(
+                f"carbon CSV covers [{_iso(data.start)}, {_iso(data.end)}), not [{_iso(g0)}, {_iso(g1)}), "
+                "nor recent days before it"
+            )
         live = LiveData(label, data.end, forecast=None, actuals=data)
         return self._assemble(live, None, region, g0, g1, step, label)
 

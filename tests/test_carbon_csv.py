@@ -184,3 +184,11 @@ def test_csv_provider_missing_file_falls_back(tmp_path):
     t0 = datetime(2026, 1, 5, tzinfo=UTC)
     _, notes = CarbonService(s, cache=MemoryTTLCache()).get_series("eu-west-2", t0, t0 + H)
     assert notes[0].startswith("csv unavailable (cannot read gone.csv") and str(tmp_path) not in notes[0]
+
+
+def test_csv_provider_stale_file_is_not_used_as_recent_actuals(tmp_path):
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    text = csv(*(f"{t0 + i * H:%Y-%m-%dT%H:%MZ},{100 + i}" for i in range(48)))
+    later = t0 + timedelta(days=30)
+    _, notes = provider(tmp_path, text).get_series("eu-west-2", later, later + H)
+    assert "nor recent days before it" in notes[0] and "embedded: 2023 climatology" in notes[1]
