@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carbon import CarbonService, MemoryTTLCache
 from carbon.embedded import embedded_series
@@ -126,3 +128,40 @@ def test_short_live_forecast_scaled_climatology_keeps_the_level(api):
     ratio = series.values[i:] / clim.values[i:]
     assert ratio.min() == pytest.approx(ratio.max()) and ratio[0] > 2
     assert series.sigma[i] >= 0.3 * series.values[i] - 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offset_q=st.integers(-8, 8),
+    hours=st.sampled_from([1, 3, 12, 24, 48]),
+    step_min=st.sampled_from([5, 15, 30, 60]),
+    actual_hours=st.sampled_from([0, 2, 30, 100]),
+    signal=st.sampled_from(["average", "marginal"]),
+    g0_q=st.integers(-400, 400),
+    len_q=st.integers(1, 400),
+    region=st.sampled_from(["eu-west-2", "eu-north-1", "us-east-1"]),
+)
+def test_any_live_shape_gives_a_finite_series_on_exactly_the_window(
+    offset_q, hours, step_min, actual_hours, signal, g0_q, len_q, region
+):
+    from carbon.base import LiveData
+    from carbon.keyless import UkCarbonIntensity
+
+    s = Settings(_env_file=None, carbon_provider="embedded")
+    fstart = T0 + offset_q * STEP
+    step = timedelta(minutes=step_min)
+    n = int(timedelta(hours=hours) / step)
+    fc = CarbonSeries(fstart, step, 300 + 50 * np.sin(np.arange(n)), signal=signal)
+    act = None
+    if actual_hours:
+        h = timedelta(hours=1)
+        act = CarbonSeries(fstart - actual_hours * h, h, np.full(actual_hours, 200.0), signal=signal)
+    g0 = T0 + g0_q * STEP
+    g1 = g0 + len_q * STEP
+    svc = CarbonService(s, cache=MemoryTTLCache(), now=T0)
+    out, _ = svc._assemble(
+        LiveData("x", T0, fc, act), UkCarbonIntensity(s).relative_sigma, region, g0, g1, STEP, "x"
+    )
+    assert out.start == g0 and out.end == g1 and out.signal == signal
+    assert np.isfinite(out.values).all() and np.all(out.values >= 0)
+    assert out.sigma is not None and np.isfinite(out.sigma).all() and np.all(out.sigma >= 0)
