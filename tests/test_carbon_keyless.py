@@ -255,3 +255,20 @@ def test_planning_glue_uses_auto_and_db_cache(api, tmp_path):
         assert sum(p.endswith("/fw48h") for p in api.paths()) == 1  # one call, then the DB cache
     finally:
         db.dispose()
+
+
+def test_energy_charts_actuals_only_forecast_from_recent_profile_and_anomaly(api):
+    """Item 3: with recent actuals but no published forecast, the forecast is the recent daily profile plus
+    the decaying anomaly, at the recent level, not 2023's climatology."""
+    body = fixture("energy_charts_co2eq_de.json")
+    body = {
+        "unix_seconds": body["unix_seconds"],
+        "co2eq": [None if v is None else 2 * v for v in body["co2eq"]],
+    }
+    ec_routes(api, body)
+    s, notes = service(api).get_series("eu-central-1", T0, T0 + timedelta(hours=24), STEP)
+    assert "beyond it the daily profile + decaying anomaly of the last 48 h" in notes[0]
+    from carbon.embedded import embedded_series
+
+    clim, _ = embedded_series("eu-central-1", T0, T0 + timedelta(hours=24), STEP)
+    assert s.values.mean() > 1.5 * clim.values.mean() and np.all(s.sigma > 0)
