@@ -23,8 +23,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check core scheduling api models workflows activities
-	$(VENV)/bin/mypy scheduling core
+	$(VENV)/bin/ruff format --check core scheduling carbon api models workflows activities
+	$(VENV)/bin/mypy scheduling core carbon
 
 bench: $(STAMP)
 	$(PY) bench/bench_plan.py

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_forecast import scheduling_value  # noqa: E402
-from scheduling.carbon import load_csv_series  # noqa: E402
+from carbon.csvfile import load_csv_series  # noqa: E402
 
 LCA = "Carbon Intensity gCO₂eq/kWh (LCA)"
 
@@ -27,7 +27,7 @@ def load(path: Path):
     with path.open(encoding="utf-8-sig") as f:
         header = next(csv.reader(f))
     col = LCA if LCA in header else ("Carbon Intensity" if "Carbon Intensity" in header else 1)
-    return load_csv_series(path, value_column=col)
+    return load_csv_series(path, value_column=col, tz="UTC")  # both export formats are in UTC
 
 
 def main() -> None:

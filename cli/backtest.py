@@ -6,8 +6,18 @@ Example::
         --forecast perfect --json
 
 prints one JSON object: ``submissions, skipped, baseline_g, chosen_g, oracle_g, savings_pct,
-oracle_savings_pct, share_of_oracle (fraction: 1.0 = the oracle's whole saving), deadline_misses`` plus the
-settings used. Without ``--json`` a short table. See ``scheduling/backtest.py`` for the exact model.
+oracle_savings_pct, share_of_oracle (fraction: 1.0 = the oracle's whole saving), deadline_misses,
+stayed_at_baseline, no_skill`` plus the settings used. Without ``--json`` a short table. See
+``scheduling/backtest.py`` for the exact model.
+
+What the product really does::
+
+    orch backtest --forecast embedded --region eu-central-1 --carbon-csv actual-2024.csv --tz UTC ...
+
+decides every submission with the product's ``embedded`` provider for that region, through the same code a
+run uses (``carbon.get_series`` at the submission's decision time, then ``plan_schedule``), and scores the
+choices against the CSV's actual series. ``embedded`` is what ``auto`` (the default) uses for regions
+without a live source, and what every region falls back to.
 """
 
 from __future__ import annotations
@@ -19,15 +29,14 @@ from typing import Annotated
 
 import typer
 
-from scheduling.backtest import BacktestConfig, daily_submissions, parse_submissions, run_backtest
-from scheduling.carbon import (
-    CarbonSeries,
-    embedded_history,
-    embedded_zones,
-    load_csv_series,
-    regions,
-    zone_for_region,
+from scheduling.backtest import (
+    BacktestConfig,
+    daily_submissions,
+    parse_forecast_mode,
+    parse_submissions,
+    run_backtest,
 )
+from scheduling.carbon import CarbonSeries, embedded_history, embedded_zones, regions, zone_for_region
 from scheduling.scoring import RiskMode, Weights
 
 __all__ = ["backtest"]
@@ -38,16 +47,26 @@ def _fail(msg: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _load_series(carbon_csv: Path | None, region: str | None) -> tuple[CarbonSeries, str]:
-    if (carbon_csv is None) == (region is None):
+def _load_series(
+    carbon_csv: Path | None, region: str | None, tz: str | None = None, product: bool = False
+) -> tuple[CarbonSeries, str]:
+    if product:
+        if region is None:
+            raise _fail("--forecast embedded decides with the product's provider for a region: give --region")
+    elif (carbon_csv is None) == (region is None):
         raise _fail("give exactly one of --carbon-csv FILE and --region REGION")
     if carbon_csv is not None:
+        from carbon.csvfile import load_csv
+
         try:
-            return load_csv_series(carbon_csv), str(carbon_csv)
+            loaded = load_csv(carbon_csv, tz=tz)
         except OSError as e:
             raise _fail(f"cannot read {carbon_csv}: {e.strerror or e}") from None
         except ValueError as e:
             raise _fail(f"{carbon_csv}: {e}") from None
+        for w in loaded.warnings:
+            typer.echo(f"warning: {carbon_csv}: {w}", err=True)
+        return loaded.series, str(carbon_csv)
     assert region is not None
     zone = zone_for_region(region)
     if zone is None or zone not in embedded_zones():
@@ -61,10 +80,20 @@ def _load_series(carbon_csv: Path | None, region: str | None) -> tuple[CarbonSer
 
 def backtest(
     carbon_csv: Annotated[
-        Path | None, typer.Option("--carbon-csv", help="CSV `timestamp, g/kWh` with a header (naive = UTC)")
+        Path | None,
+        typer.Option("--carbon-csv", help="actual series: CSV `timestamp, g/kWh` with a header row"),
+    ] = None,
+    tz: Annotated[
+        str | None,
+        typer.Option("--tz", help="time zone of CSV timestamps without an offset (else they are refused)"),
     ] = None,
     region: Annotated[
-        str | None, typer.Option("--region", help="AWS region of the embedded 2023 data, e.g. eu-west-2")
+        str | None,
+        typer.Option(
+            "--region",
+            help="AWS region, e.g. eu-west-2: its embedded 2023 data as the actuals (without --carbon-csv), "
+            "and the region whose provider decides with --forecast embedded",
+        ),
     ] = None,
     daily_at: Annotated[
         str | None, typer.Option("--daily-at", help="submit every day at HH:MM UTC (nominal start)")
@@ -92,7 +121,12 @@ def backtest(
         typer.Option("--weights", help="carbon=..,risk=..,slack=.. (default carbon-only: the oracle's goal)"),
     ] = "carbon=1,risk=0,slack=0",
     forecast: Annotated[
-        str, typer.Option("--forecast", help="perfect | seasonal | naive | noisy:<relative sigma>")
+        str,
+        typer.Option(
+            "--forecast",
+            help="perfect | embedded (the product's provider for --region) | seasonal | naive | "
+            "noisy:<relative sigma>",
+        ),
     ] = "perfect",
     step_minutes: Annotated[float, typer.Option("--step-minutes", help="candidate start grid")] = 15.0,
     power_kw: Annotated[float, typer.Option("--power-kw", help="fleet power incl. PUE, kW")] = 1.0,
@@ -104,7 +138,12 @@ def backtest(
     details: Annotated[bool, typer.Option("--details", help="with --json: every submission too")] = False,
 ) -> None:
     """Replay job submissions against a carbon series: baseline vs chosen vs oracle emissions."""
-    series, source = _load_series(carbon_csv, region)
+    try:
+        mode, _ = parse_forecast_mode(forecast)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    product = mode == "embedded"
+    series, source = _load_series(carbon_csv, region, tz, product)
 
     if job_minutes is not None:
         if p50_minutes is not None or p90_minutes is not None:
@@ -150,7 +189,16 @@ def backtest(
     except ValueError as e:
         raise _fail(str(e)) from None
 
-    result = run_backtest(series, subs, config)
+    forecaster = None
+    if product:
+        assert region is not None
+        forecaster = _product_forecaster(region, config.step)
+        try:
+            forecaster(series.start, series.start, series.start + config.step)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        source += f"; decisions: the product's embedded provider for {region}"
+    result = run_backtest(series, subs, config, forecaster)
     if json_output:
         out = result.to_dict(details=details)
         out["source"] = source
@@ -168,10 +216,36 @@ def backtest(
         ("oracle gCO2e", f"{result.oracle_g:,.1f}  ({result.oracle_savings_pct:.1f}% saved)"),
         ("share of oracle's saving", share),
         ("deadline misses", str(result.deadline_misses)),
+        ("stayed at the baseline", _stayed(result)),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         typer.echo(f"{k.ljust(width)}  {v}")
+
+
+def _stayed(result) -> str:
+    n = max(result.submissions, 1)
+    out = f"{result.stayed_at_baseline} ({result.stayed_at_baseline / n:.0%})"
+    if result.no_skill is not None:
+        out += f", {result.no_skill} for lack of forecast skill"
+    return out
+
+
+def _product_forecaster(region: str, step: timedelta):
+    """The series a run in ``region`` would be planned with by the ``embedded`` provider, decided at the
+    submission's time (``carbon.get_series``: the product's own code path and settings)."""
+    from carbon import CarbonService, MemoryTTLCache
+    from core.settings import Settings
+
+    settings = Settings(carbon_provider="embedded")
+    cache = MemoryTTLCache()
+
+    def forecast(decided_at, earliest, latest) -> CarbonSeries:
+        svc = CarbonService(settings, cache=cache, now=decided_at)
+        series, _ = svc.get_series(region, earliest, latest + step, step)
+        return series
+
+    return forecast
 
 
 if __name__ == "__main__":

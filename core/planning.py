@@ -86,24 +86,10 @@ def carbon_series(
     step = timedelta(minutes=settings.forecast_step_min)
     start = start - timedelta(seconds=start.timestamp() % step.total_seconds())  # align to the grid
     end = end + step
-    if settings.carbon_provider != "embedded":
-        from core.carbon import get_series
-        from core.carbon_cache import DbCarbonCache
+    from carbon import get_series
 
-        series, notes = get_series(
-            settings.carbon_provider,
-            region,
-            start,
-            end,
-            step,
-            settings=settings,
-            cache=DbCarbonCache(session) if session is not None else None,
-        )
-        return series, list(notes)
-    from scheduling.carbon import embedded_series
-
-    series, note = embedded_series(region, start, end, step)
-    return series, [note] if note else []
+    series, notes = get_series(region, start, end, step, settings=settings, session=session)
+    return series, list(notes)
 
 
 def _plan(

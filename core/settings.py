@@ -70,9 +70,12 @@ class Settings(BaseSettings):
     ec2_missing_instance_grace_sec: int = 600
     local_start_timeout_sec: int = 30
 
-    # Scheduling
+    # Carbon providers (read only by carbon/; adding a provider touches only carbon/ and this block)
     carbon_provider: str = Field(
-        "embedded", description="embedded | csv | electricitymaps | watttime | carbon-aware-sdk"
+        "auto",
+        description="auto | embedded | csv | electricitymaps | watttime | carbon-aware-sdk | "
+        "uk-carbon-intensity | energy-charts; auto = a configured keyed provider, else a keyless public "
+        "forecast for the region, else embedded",
     )
     electricitymaps_api_key: SecretStr | None = None
     electricitymaps_url: str = "https://api.electricitymap.org"
@@ -91,10 +94,42 @@ class Settings(BaseSettings):
     carbon_aware_sdk_locations: dict[str, str] = Field(
         default_factory=dict, description="AWS region -> location"
     )
+    uk_carbon_intensity_url: str = Field(
+        "https://api.carbonintensity.org.uk", description="National Grid ESO Carbon Intensity API (no key)"
+    )
+    uk_carbon_intensity_regions: dict[str, int | None] = Field(
+        default_factory=lambda: dict[str, int | None]({"eu-west-2": None}),
+        description="AWS region -> GB region id (null = national, 13 = London)",
+    )
+    energy_charts_url: str = Field(
+        "https://api.energy-charts.info", description="Fraunhofer ISE Energy-Charts API (no key)"
+    )
+    energy_charts_countries: dict[str, str] = Field(
+        default_factory=lambda: {
+            "eu-central-1": "de",
+            "eu-west-3": "fr",
+            "eu-south-1": "it",
+            "eu-south-2": "es",
+            "eu-north-1": "se",
+            "eu-central-2": "ch",
+            "eu-west-1": "ie",
+        },
+        description="AWS region -> Energy-Charts country code",
+    )
     carbon_cache_ttl_sec: int = Field(900, description="How long a provider forecast is reused (DB cache)")
-    carbon_http_timeout_sec: float = 10.0
+    carbon_http_timeout_sec: float = Field(3.0, description="Per-request timeout of a carbon provider")
     carbon_horizon_hours: int = 72
+    carbon_actuals_days: int = Field(7, description="Days of recent actuals to fetch")
+    carbon_splice_sigma_pct: float = Field(
+        30.0, description="Relative 1-sigma error (%) of the profile that continues a live forecast"
+    )
     carbon_csv_path: str | None = Field(None, description="csv provider: file of `timestamp, g/kWh`")
+    carbon_csv_tz: str | None = Field(
+        None, description="csv provider: IANA zone of timestamps without an offset (else they are refused)"
+    )
+    carbon_csv_max_gap_min: int = Field(180, description="csv: longest gap interpolated; longer is refused")
+
+    # Scheduling
     forecast_step_min: int = 15
     replan_interval_sec: int = 3600
     default_runtime_sec: int = Field(

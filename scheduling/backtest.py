@@ -5,7 +5,9 @@ For each submission at nominal time ``T``:
 - Window: ``--window-hours H`` lets the job start anywhere in ``[T - H, T + H]`` (``latest_finish`` =
   ``T + H + p90``, so a start at ``T + H`` still finishes by its p90); the baseline starts at ``T``.
   Or ``--deadline-hours D``: start at or after ``T``, finish by ``T + D``; the baseline starts at ``T``.
-- Forecast given to the planner: ``perfect`` (the actual series), ``seasonal`` (the product's
+- Forecast given to the planner: ``perfect`` (the actual series), ``embedded`` (whatever the injected
+  ``forecaster(decided_at, earliest, latest)`` returns: ``orch backtest`` passes the product's own embedded
+  provider from the ``carbon`` package), ``seasonal`` (the product's
   :class:`~scheduling.forecast.SeasonalForecaster`, fed only with the actual series *before* the window
   opens), ``naive`` (mean of the same hour over the previous 28 days, the benchmark baseline), or
   ``noisy:<sigma>`` (actual x (1 + sigma x N(0, 1)), seeded, clipped at 0).
@@ -23,7 +25,7 @@ exactly; pass the product's weights to see what slack and risk preferences cost 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -48,9 +50,9 @@ CARBON_ONLY = Weights(carbon=1.0, risk=0.0, slack=0.0)
 
 
 def parse_forecast_mode(text: str) -> tuple[str, float]:
-    """``perfect`` | ``seasonal`` | ``naive`` | ``noisy:<relative sigma>`` -> (mode, sigma)."""
+    """``perfect`` | ``embedded`` | ``seasonal`` | ``naive`` | ``noisy:<relative sigma>`` -> (mode, sigma)."""
     t = text.strip().lower()
-    if t in ("perfect", "seasonal", "naive"):
+    if t in ("perfect", "embedded", "seasonal", "naive"):
         return t, 0.0
     if t.startswith("noisy:"):
         try:
@@ -60,7 +62,7 @@ def parse_forecast_mode(text: str) -> tuple[str, float]:
         if not (math.isfinite(sigma) and sigma >= 0):
             raise ValueError("noisy sigma must be >= 0")
         return "noisy", sigma
-    raise ValueError(f"unknown forecast {text!r}: use perfect, seasonal, naive or noisy:<sigma>")
+    raise ValueError(f"unknown forecast {text!r}: use perfect, embedded, seasonal, naive or noisy:<sigma>")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class SubmissionResult:
     oracle_g: float
     runtime_sec: float
     missed: bool
+    kept_baseline: bool = False  # chosen start == the nominal (baseline) start
+    no_skill: bool | None = None  # the planner said it kept the baseline for lack of forecast skill
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,17 @@ class BacktestResult:
     config: BacktestConfig
     results: list[SubmissionResult] = field(default_factory=list)
 
+    @property
+    def stayed_at_baseline(self) -> int:
+        """Submissions whose chosen start was the baseline (nominal) start."""
+        return sum(r.kept_baseline for r in self.results)
+
+    @property
+    def no_skill(self) -> int | None:
+        """Submissions the planner kept at its baseline for lack of forecast skill (None: it does not say)."""
+        flags = [r.no_skill for r in self.results if r.no_skill is not None]
+        return sum(flags) if flags else None
+
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         c = self.config
         out: dict[str, Any] = {
@@ -139,6 +154,8 @@ class BacktestResult:
             "oracle_savings_pct": round(self.oracle_savings_pct, 3),
             "share_of_oracle": None if self.share_of_oracle is None else round(self.share_of_oracle, 4),
             "deadline_misses": self.deadline_misses,
+            "stayed_at_baseline": self.stayed_at_baseline,
+            "no_skill": self.no_skill,
             "forecast": c.forecast,
             "risk_mode": str(c.risk_mode),
             "weights": c.weights.to_dict(),
@@ -159,6 +176,7 @@ class BacktestResult:
                     "oracle_g": r.oracle_g,
                     "runtime_sec": r.runtime_sec,
                     "missed": r.missed,
+                    "kept_baseline": r.kept_baseline,
                 }
                 for r in self.results
             ]
@@ -206,15 +224,31 @@ def daily_submissions(series: CarbonSeries, at: time | str) -> list[datetime]:
     return out
 
 
+def _no_skill_flag(plan: Any) -> bool | None:
+    """The planner's own statement that it kept the baseline for lack of skill, if it makes one."""
+    for name in ("no_skill", "baseline_kept", "kept_baseline"):
+        v = getattr(plan, name, None)
+        if isinstance(v, bool):
+            return v
+    return None
+
+
 def _emissions(actual: CarbonSeries, start: datetime, dur: timedelta, power_kw: float) -> float:
     return power_kw * actual.integral(start, start + dur)
 
 
 def run_backtest(
-    actual: CarbonSeries, submissions: Sequence[datetime], config: BacktestConfig
+    actual: CarbonSeries,
+    submissions: Sequence[datetime],
+    config: BacktestConfig,
+    forecaster: Callable[[datetime, datetime, datetime], CarbonSeries] | None = None,
 ) -> BacktestResult:
-    """Replay every submission (see the module docstring); pure and deterministic for a given seed."""
+    """Replay every submission (see the module docstring); pure and deterministic for a given seed.
+
+    ``forecaster(decided_at, earliest, latest)``: the series the product would plan with, for ``embedded``."""
     mode, sigma = parse_forecast_mode(config.forecast)
+    if mode == "embedded" and forecaster is None:
+        raise ValueError("forecast 'embedded' needs the product's provider: use orch backtest --region R")
     rng = np.random.default_rng(config.seed)
     seasonal, naive = SeasonalForecaster(), NaiveForecaster()
     dur = timedelta(seconds=config.p50_sec)
@@ -229,6 +263,9 @@ def run_backtest(
             continue
         if mode == "perfect":
             fc = actual
+        elif mode == "embedded":
+            assert forecaster is not None
+            fc = forecaster(min(E, nominal), E, L)
         elif mode == "noisy":
             sl = actual.slice(E, L)
             noise = 1.0 + sigma * rng.standard_normal(len(sl))
@@ -284,6 +321,8 @@ def run_backtest(
                 oracle_g=_emissions(actual, oracle.chosen.start, dur, config.power_kw),
                 runtime_sec=runtime,
                 missed=chosen + timedelta(seconds=runtime) > L,
+                kept_baseline=chosen == base_start,
+                no_skill=_no_skill_flag(plan),
             )
         )
     base = float(sum(r.baseline_g for r in results))

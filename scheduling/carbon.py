@@ -1,12 +1,13 @@
-"""Carbon-intensity series: one regular UTC grid of g/kWh values, parsing, and the embedded provider.
+"""Carbon-intensity series: one regular UTC grid of g/kWh values, timestamp parsing, the shipped tables.
 
 A :class:`CarbonSeries` is a step function: ``values[i]`` is the mean intensity (gCO2e/kWh) over
 ``[start + i*step, start + (i+1)*step)``. Integrals, slices and resampling all preserve that meaning, so the
-energy-weighted emissions of a job never depend on the grid it is read on.
+energy-weighted emissions of a job never depend on the grid it is read on. It may carry ``sigma`` (1-sigma
+forecast error per point) and says which ``signal`` it is (average or marginal).
 
-Providers here are pure (no network): ``embedded`` (the packaged Electricity Maps 2023 hourly series turned
-into a seasonal forecast, or a flat CCF factor) and ``csv`` (a user's file). The HTTP providers live in
-``core/carbon.py`` and return the same type.
+No I/O here beyond reading the package's own data (``scheduling/data``: region tables and the 2023 hourly
+series). Every provider, including ``embedded`` (which turns those series into a forecast) and the user's
+CSV files, lives in the ``carbon`` package and returns this type.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
@@ -28,9 +28,7 @@ __all__ = [
     "CarbonSeries",
     "ccf_factor",
     "embedded_history",
-    "embedded_series",
     "embedded_zones",
-    "load_csv_series",
     "parse_timestamp",
     "regions",
     "series_from_points",
@@ -71,6 +69,10 @@ class CarbonSeries:
     start: datetime
     step: timedelta
     values: np.ndarray
+    #: 1-sigma forecast error (g/kWh) per point, same length as ``values``; None = unknown.
+    sigma: np.ndarray | None = None
+    #: "average" (grid mix) or "marginal" (e.g. WattTime MOER): never mix the two in one series.
+    signal: str = "average"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", _as_utc(self.start, "series start"))
@@ -83,6 +85,21 @@ class CarbonSeries:
         if v.ndim != 1 or v.size == 0:
             raise ValueError("series values must be a non-empty 1-D array")
         object.__setattr__(self, "values", v)
+        if self.sigma is not None:
+            sg = np.array(self.sigma, dtype=np.float64)
+            if sg.shape != v.shape:
+                raise ValueError(f"sigma has shape {sg.shape}, values {v.shape}")
+            sg.setflags(write=False)
+            object.__setattr__(self, "sigma", sg)
+        if self.signal not in ("average", "marginal"):
+            raise ValueError(f"signal must be 'average' or 'marginal', got {self.signal!r}")
+
+    def _like(self, start: datetime, step: timedelta, values: np.ndarray, how=None) -> CarbonSeries:
+        """A derived series with this one's signal; ``how(series)`` applies the same transform to sigma."""
+        sigma = None
+        if self.sigma is not None and how is not None:
+            sigma = how(CarbonSeries(self.start, self.step, self.sigma)).values
+        return CarbonSeries(start, step, values, sigma=sigma, signal=self.signal)
 
     # ----------------------------------------------------------------- basics
     def __len__(self) -> int:
@@ -138,7 +155,9 @@ class CarbonSeries:
             )
         i0 = (start - self.start) // self.step
         i1 = -((self.start - end) // self.step)  # ceil
-        return CarbonSeries(self.start + i0 * self.step, self.step, self.values[i0:i1])
+        return self._like(
+            self.start + i0 * self.step, self.step, self.values[i0:i1], lambda x: x.slice(start, end)
+        )
 
     def resample(self, step: timedelta) -> CarbonSeries:
         """Same intensity on a grid of ``step`` starting at ``self.start``, preserving integrals.
@@ -152,16 +171,19 @@ class CarbonSeries:
             return self
         dt = self.step
         if dt % step == timedelta(0):
-            return CarbonSeries(self.start, step, np.repeat(self.values, dt // step))
+            return self._like(
+                self.start, step, np.repeat(self.values, dt // step), lambda x: x.resample(step)
+            )
         n_new = (dt * len(self)) // step
         if n_new < 1:
             raise ValueError(f"series of {dt * len(self)} is shorter than one step of {step}")
         if step % dt == timedelta(0):
             k = step // dt
-            return CarbonSeries(self.start, step, self.values[: n_new * k].reshape(n_new, k).mean(axis=1))
+            vals = self.values[: n_new * k].reshape(n_new, k).mean(axis=1)
+            return self._like(self.start, step, vals, lambda x: x.resample(step))
         edges = np.arange(n_new + 1, dtype=np.float64) * step.total_seconds()
         cum = self.cumulative(edges)
-        return CarbonSeries(self.start, step, np.diff(cum) / step.total_seconds())
+        return self._like(self.start, step, np.diff(cum) / step.total_seconds(), lambda x: x.resample(step))
 
     def regrid(self, start: datetime, end: datetime, step: timedelta) -> CarbonSeries:
         """Time-weighted mean intensity on the grid ``start + k*step`` covering ``[start, end)``.
@@ -181,14 +203,15 @@ class CarbonSeries:
             )
         if step == self.step and (start - self.start) % step == timedelta(0):
             i0 = (start - self.start) // step
-            return CarbonSeries(start, step, self.values[i0 : i0 + n])
+            return self._like(start, step, self.values[i0 : i0 + n], lambda x: x.regrid(start, end, step))
         off = (start - self.start).total_seconds()
         edges = off + np.arange(n + 1, dtype=np.float64) * step.total_seconds()
-        return CarbonSeries(start, step, np.diff(self.cumulative(edges)) / step.total_seconds())
+        vals = np.diff(self.cumulative(edges)) / step.total_seconds()
+        return self._like(start, step, vals, lambda x: x.regrid(start, end, step))
 
     def shift(self, delta: timedelta) -> CarbonSeries:
         """The same values, ``delta`` later."""
-        return CarbonSeries(self.start + delta, self.step, self.values)
+        return CarbonSeries(self.start + delta, self.step, self.values, sigma=self.sigma, signal=self.signal)
 
     # ------------------------------------------------------------- integrals
     def prefix(self) -> np.ndarray:
@@ -315,76 +338,6 @@ def series_from_points(
     return CarbonSeries(_EPOCH + timedelta(seconds=t0), step, out)
 
 
-def load_csv_series(
-    path_or_text: str | Path | bytes,
-    *,
-    time_column: int | str = 0,
-    value_column: int | str = 1,
-    step: timedelta | None = None,
-) -> CarbonSeries:
-    """Read a ``timestamp, g/kWh`` CSV (with a header row) into a regular :class:`CarbonSeries`.
-
-    ``path_or_text``: a path, or the CSV text itself (str containing a newline, or bytes).
-    Columns default to the first two; pass a header name or index to pick others.
-    Timestamps: see :func:`parse_timestamp` (naive = UTC). Any regular resolution is accepted; the step is
-    the most common spacing. Duplicate timestamps are averaged; gaps and empty values are filled by linear
-    interpolation (see :func:`series_from_points`). Raises ValueError naming the line for unparseable rows.
-    """
-    if isinstance(path_or_text, bytes):
-        text = path_or_text.decode("utf-8-sig")
-    elif isinstance(path_or_text, Path) or "\n" not in path_or_text:
-        p = Path(path_or_text)
-        raw = p.read_bytes()
-        if p.suffix == ".gz":
-            raw = gzip.decompress(raw)
-        text = raw.decode("utf-8-sig")
-    else:
-        text = path_or_text
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ValueError("empty CSV: expected a header row and `timestamp, g/kWh` rows") from None
-    header = [h.strip() for h in header]
-
-    def col(c: int | str) -> int:
-        if isinstance(c, int):
-            if c >= len(header):
-                raise ValueError(f"CSV has {len(header)} columns, column {c} requested")
-            return c
-        if c not in header:
-            raise ValueError(f"column {c!r} not in CSV header {header}")
-        return header.index(c)
-
-    ti, vi = col(time_column), col(value_column)
-    times: list[datetime] = []
-    vals: list[float] = []
-    for lineno, row in enumerate(reader, start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if max(ti, vi) >= len(row):
-            raise ValueError(f"line {lineno}: expected at least {max(ti, vi) + 1} columns, got {len(row)}")
-        try:
-            t = parse_timestamp(row[ti])
-        except ValueError as e:
-            raise ValueError(f"line {lineno}: {e}") from None
-        cell = row[vi].strip()
-        if cell == "":
-            v = math.nan
-        else:
-            try:
-                v = float(cell.replace(",", ".")) if cell.count(",") == 1 and "." not in cell else float(cell)
-            except ValueError:
-                raise ValueError(f"line {lineno}: intensity {row[vi]!r} is not a number (g/kWh)") from None
-            if not math.isfinite(v) or v < 0:
-                raise ValueError(f"line {lineno}: intensity {row[vi]!r} must be a finite number >= 0")
-        times.append(t)
-        vals.append(v)
-    if len(times) < 2:
-        raise ValueError(f"CSV has {len(times)} data rows; a series needs at least 2")
-    return series_from_points(times, vals, step)
-
-
 # --------------------------------------------------------------------------- embedded data
 
 
@@ -433,44 +386,12 @@ def embedded_history(zone: str) -> CarbonSeries:
     """The packaged 2023 hourly LCA series (gCO2e/kWh, UTC) of an Electricity Maps zone."""
     if zone not in embedded_zones():
         raise ValueError(f"no embedded series for zone {zone!r}; have {embedded_zones()}")
-    return load_csv_series(_data_bytes(f"em2023_{zone}.csv.gz"), step=timedelta(hours=1))
+    return _packaged_series(_data_bytes(f"em2023_{zone}.csv.gz"))
 
 
-def embedded_series(
-    region: str,
-    start: datetime,
-    end: datetime,
-    step: timedelta = timedelta(minutes=15),
-) -> tuple[CarbonSeries, str]:
-    """Forecast of intensity for an AWS region over ``[start, end)`` from the packaged data, and a note.
-
-    Regions with an hourly series: the seasonal forecaster (``scheduling.forecast``) applied to the 2023
-    data read as a repeating 364-day year (weekdays line up), so any date works. It is a climatology, not
-    a live forecast: only the daily and weekly shape of that time of year. Regions without one: a flat
-    series at the CCF annual factor; the note says no time-shifting benefit can be claimed there.
-    The grid is aligned to UTC multiples of ``step`` and covers ``[start, end)``. Unknown region: ValueError.
-    """
-    from scheduling.forecast import climatology_forecast  # local: forecast imports this module
-
-    start, end = _as_utc(start, "start"), _as_utc(end, "end")
-    if end <= start:
-        raise ValueError(f"end {end.isoformat()} must be after start {start.isoformat()}")
-    key = region.strip().lower()
-    zone = zone_for_region(key)
-    g0, g1 = floor_time(start, step), ceil_time(end, step)
-    if zone is not None and zone in embedded_zones():
-        series = climatology_forecast(embedded_history(zone), g0, g1, step)
-        note = (
-            f"embedded: seasonal forecast for {key} (Electricity Maps zone {zone}, 2023 hourly data, ODbL; "
-            "daily and weekly profile of that time of year, not a live forecast)"
-        )
-        return series, note
-    factor = ccf_factor(key)
-    if factor is None:
-        raise ValueError(f"unknown AWS region {region!r}; known: {', '.join(regions())}")
-    n = (g1 - g0) // step
-    note = (
-        f"{key} has no hourly carbon series: flat CCF annual factor {factor:g} g/kWh, "
-        "so no time-shifting benefit can be claimed there"
-    )
-    return CarbonSeries(g0, step, np.full(n, factor)), note
+def _packaged_series(raw: bytes) -> CarbonSeries:
+    """The shipped ``timestamp,g_per_kwh`` files (UTC ISO timestamps, hourly, complete)."""
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))[1:]
+    times = [parse_timestamp(r[0]) for r in rows if r]
+    values = [float(r[1]) for r in rows if r]
+    return series_from_points(times, values, step=timedelta(hours=1))

@@ -65,6 +65,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
     for k in list(os.environ):
         if k.startswith("ORCH_"):
             os.environ.pop(k)
+    overrides.setdefault("carbon_provider", "embedded")  # the default `auto` would call public APIs
     return Settings(data_dir=tmp_path, **overrides)
 
 

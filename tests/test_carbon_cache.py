@@ -6,10 +6,9 @@ from datetime import timedelta
 
 import httpx
 
-from core.carbon import get_series
-from core.carbon_cache import DbCarbonCache
+from carbon import DbCarbonCache
 from core.db import Database
-from tests.test_carbon_providers import CFG, STEP, T0, Recorder, client, fixture
+from tests.test_carbon_providers import CFG, STEP, T0, Recorder, client, fixture, get_series
 
 
 def test_provider_called_once_across_sessions(api_settings):

@@ -1,4 +1,4 @@
-"""HTTP carbon providers (core/carbon.py) against recorded-shape responses via httpx.MockTransport."""
+"""Keyed carbon providers (carbon/keyed.py) against documented-shape responses via httpx.MockTransport."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ import httpx
 import numpy as np
 import pytest
 
-from core import carbon as cc
-from core.carbon import (
-    CarbonProviderConfig,
-    CarbonProviderError,
-    MemoryTTLCache,
-    get_series,
-)
+from carbon import CarbonProviderError, MemoryTTLCache
+from carbon import get_series as _get_series
+from carbon import keyed as cc
+from core.settings import Settings
 
 FIX = Path(__file__).parent / "fixtures" / "carbon"
 T0 = datetime(2026, 11, 25, 18, tzinfo=UTC)
@@ -53,7 +50,12 @@ def client(handler) -> httpx.Client:
     return httpx.Client(transport=httpx.MockTransport(handler))
 
 
-CFG = CarbonProviderConfig(
+def cfg(**kw) -> Settings:
+    """Settings for the provider tests (nothing from the environment)."""
+    return Settings(_env_file=None, **{"carbon_provider": "embedded", **kw})
+
+
+CFG = cfg(
     electricitymaps_api_key="em-key",
     watttime_username="user",
     watttime_password="pass",
@@ -61,6 +63,12 @@ CFG = CarbonProviderConfig(
     watttime_regions={"us-west-1": "CAISO_NORTH"},
     carbon_aware_sdk_locations={"us-east-1": "eastus"},
 )
+
+
+def get_series(provider, region, start, end, step, *, config=CFG, **kw):
+    """The product's entry point with an explicit provider (the old call shape of these tests)."""
+    kw.setdefault("now", T0)
+    return _get_series(region, start, end, step, settings=config, provider=provider, **kw)
 
 
 def test_electricitymaps_forecast_auth_zone_mapping_and_values():
@@ -83,7 +91,7 @@ def test_electricitymaps_forecast_auth_zone_mapping_and_values():
     raw = fixture("electricitymaps_forecast_DE.json")["forecast"]
     assert series.start == T0 and series.step == STEP and len(series) == 96
     assert series.values[0] == raw[0]["carbonIntensity"] and series.values[4] == raw[1]["carbonIntensity"]
-    assert "electricitymaps forecast for DE" in notes[0]
+    assert "electricitymaps for DE (covers the window)" in notes[0]
 
 
 def test_watttime_login_bearer_and_unit_conversion():
@@ -228,7 +236,7 @@ def test_custom_cache_object_is_used():
         config=CFG,
     )
     (key,) = cache.d
-    assert key == "carbon:v1:electricitymaps:DE" and cache.ttls[key] == 900
+    assert key == "carbon:v2:electricitymaps:DE" and cache.ttls[key] == 900
     # a second service with the same cache does not call the provider
     rec2 = Recorder({})
     s, _ = get_series(
@@ -257,7 +265,7 @@ def test_provider_failure_falls_back_to_embedded_with_note():
         http=client(rec),
         config=CFG,
     )
-    assert "electricitymaps unavailable (HTTP 503" in notes[0] and "embedded" in notes[0]
+    assert "electricitymaps unavailable (HTTP 503" in notes[0] and "using the embedded data" in notes[0]
     assert series.covers(T0, T0 + timedelta(hours=6)) and series.values.std() >= 0
     # the failure is cached briefly: no second call during an outage
     get_series(
@@ -294,7 +302,7 @@ def test_bad_shape_and_missing_credentials_fall_back():
         STEP,
         cache=MemoryTTLCache(),
         http=client(Recorder({})),
-        config=CarbonProviderConfig(),
+        config=cfg(),
     )
     assert "not configured" in notes[0]
 
@@ -335,7 +343,7 @@ def test_window_longer_than_forecast_is_spliced_with_embedded():
     assert series.covers(T0 - timedelta(hours=1), end)
     raw = fixture("electricitymaps_forecast_DE.json")["forecast"]
     assert series.value_at(T0) == raw[0]["carbonIntensity"]
-    assert "embedded seasonal forecast fills the rest" in notes[0]
+    assert "beyond it" in notes[0] and "wider uncertainty" in notes[0]
 
 
 def test_embedded_and_csv_providers_and_errors(tmp_path):
@@ -343,30 +351,28 @@ def test_embedded_and_csv_providers_and_errors(tmp_path):
     assert len(s) == 16 and "FR" in notes[0]
     p = tmp_path / "grid.csv"
     p.write_text("timestamp,g\n" + "\n".join(f"2026-11-25T{h:02d}:00Z,{100 + h}" for h in range(24)))
-    cfg = CarbonProviderConfig(carbon_csv_path=str(p))
     s, _ = get_series(
         "csv",
         "anywhere",
         datetime(2026, 11, 25, 2, tzinfo=UTC),
         datetime(2026, 11, 25, 4, tzinfo=UTC),
         STEP,
-        config=cfg,
+        config=cfg(carbon_csv_path=str(p)),
     )
     assert list(s.values) == [102.0] * 4 + [103.0] * 4
     with pytest.raises(ValueError, match="unknown carbon provider"):
         get_series("nope", "eu-west-3", T0, T0 + STEP, STEP, config=CFG)
 
 
-def test_config_from_settings_and_env(monkeypatch):
-    class S:
-        electricitymaps_api_key = "from-settings"
-        watttime_regions = {"US-West-1": "CAISO_NORTH"}
-
-    monkeypatch.setenv("ORCH_CARBON_CACHE_TTL_SEC", "120")
+def test_settings_from_env_drive_the_providers(monkeypatch):
+    monkeypatch.setenv("ORCH_WATTTIME_REGIONS", '{"US-West-1": "CAISO_NORTH"}')
     monkeypatch.setenv("ORCH_CARBON_AWARE_SDK_LOCATIONS", '{"us-east-1": "eastus"}')
-    cfg = CarbonProviderConfig.from_settings(S())
-    assert cfg.electricitymaps_api_key == "from-settings" and cfg.carbon_cache_ttl_sec == 120
-    assert cfg.provider_region("watttime", "us-west-1") == "CAISO_NORTH"
-    assert cfg.provider_region("carbon-aware-sdk", "us-east-1") == "eastus"
-    assert cfg.provider_region("carbon-aware-sdk", "westeurope") == "westeurope"
-    assert cfg.provider_region("electricitymaps", "eu-west-2") == "GB"
+    monkeypatch.setenv("ORCH_CARBON_CACHE_TTL_SEC", "120")
+    s = Settings(
+        _env_file=None, watttime_username="u", watttime_password="p", carbon_aware_sdk_url="http://x"
+    )
+    assert s.carbon_cache_ttl_sec == 120
+    assert cc.WattTime(s).target("us-west-1") == "CAISO_NORTH"
+    assert cc.CarbonAwareSdk(s).target("us-east-1") == "eastus"
+    assert cc.CarbonAwareSdk(s).target("westeurope") == "westeurope"
+    assert cc.ElectricityMaps(cfg(electricitymaps_api_key="k")).target("eu-west-2") == "GB"

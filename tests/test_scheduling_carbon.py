@@ -1,4 +1,4 @@
-"""CarbonSeries, CSV parsing and the embedded provider."""
+"""CarbonSeries, timestamp parsing, the shipped data, CSV basics and the embedded provider."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from carbon.csvfile import load_csv_series
+from carbon.embedded import embedded_series
 from scheduling.carbon import (
     CarbonSeries,
     embedded_history,
-    embedded_series,
     embedded_zones,
-    load_csv_series,
     parse_timestamp,
     regions,
     zone_for_region,
@@ -77,7 +77,7 @@ def test_load_csv_duplicates_gaps_and_resolution():
         "2023-01-01 02:00,400\n"  # 01:00 and 01:30 missing: interpolated
         "2023-01-01 01:00,\n"  # empty value: interpolated
     )
-    s = load_csv_series(text)
+    s = load_csv_series(text, tz="UTC")
     assert s.step == timedelta(minutes=30)
     assert s.start == datetime(2023, 1, 1, tzinfo=UTC)
     np.testing.assert_allclose(s.values, [100, 250, 300, 350, 400])
@@ -85,15 +85,15 @@ def test_load_csv_duplicates_gaps_and_resolution():
 
 def test_load_csv_errors_name_the_line(tmp_path):
     with pytest.raises(ValueError, match="line 3"):
-        load_csv_series("timestamp,g\n2023-01-01 00:00,1\nnot-a-time,2\n")
+        load_csv_series("timestamp,g\n2023-01-01 00:00Z,1\nnot-a-time,2\n")
     with pytest.raises(ValueError, match="line 2.*not a number"):
-        load_csv_series("timestamp,g\n2023-01-01 00:00,abc\n2023-01-01 01:00,2\n")
+        load_csv_series("timestamp,g\n2023-01-01 00:00Z,abc\n2023-01-01 01:00Z,2\n")
     with pytest.raises(ValueError, match=">= 0"):
-        load_csv_series("timestamp,g\n2023-01-01 00:00,-5\n2023-01-01 01:00,2\n")
+        load_csv_series("timestamp,g\n2023-01-01 00:00Z,-5\n2023-01-01 01:00Z,2\n")
     with pytest.raises(ValueError):
         load_csv_series(b"")
     p = tmp_path / "one.csv"
-    p.write_text("timestamp,g\n2023-01-01 00:00,1\n")
+    p.write_text("timestamp,g\n2023-01-01 00:00Z,1\n")
     with pytest.raises(ValueError, match="at least 2"):
         load_csv_series(p)
 
@@ -119,3 +119,21 @@ def test_embedded_series_any_time_and_flat_fallback():
     assert np.all(flat.values == 8.0) and "no time-shifting benefit" in note
     with pytest.raises(ValueError, match="unknown AWS region"):
         embedded_series("mars-north-1", start, end)
+
+
+def test_sigma_and_signal_follow_every_transform():
+    s = CarbonSeries(T0, H, np.array([100.0, 200.0, 300.0, 400.0]), sigma=np.array([0, 10, 20, 30.0]))
+    assert s.signal == "average" and not s.sigma.flags.writeable
+    q = s.resample(timedelta(minutes=30))
+    assert list(q.sigma[:4]) == [0, 0, 10, 10]
+    c = s.resample(2 * H)
+    assert list(c.sigma) == [5, 25] and list(c.values) == [150, 350]
+    g = s.regrid(T0 + timedelta(minutes=30), T0 + 2 * H, H)
+    np.testing.assert_allclose(g.sigma, [5, 15])
+    assert list(s.slice(T0 + H, T0 + 3 * H).sigma) == [10, 20]
+    m = CarbonSeries(T0, H, np.ones(2), signal="marginal")
+    assert m.shift(H).signal == "marginal" and m.resample(2 * H).signal == "marginal" and m.sigma is None
+    with pytest.raises(ValueError, match="sigma has shape"):
+        CarbonSeries(T0, H, np.ones(2), sigma=np.ones(3))
+    with pytest.raises(ValueError, match="signal"):
+        CarbonSeries(T0, H, np.ones(2), signal="median")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from scheduling.carbon import embedded_series
+from carbon.embedded import embedded_series
 from scheduling.chart import preview_svg
 from scheduling.scoring import RiskMode, Weights, plan_schedule
 
