@@ -8,7 +8,6 @@ SUCCEEDED and says where to look in the Temporal Web UI.
 from __future__ import annotations
 
 import io
-import json
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import typer
+
+from models.domain import TERMINAL_STATUSES
 
 SAMPLE_MAIN = '''\
 """Sample app: counts words of a generated text; prints its args and the orchestrator's environment."""
@@ -28,8 +29,6 @@ for i in range(3):
     time.sleep(float(args.get("step_seconds", "1")))
 print("word count:", len(words))
 '''
-
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"}
 
 
 def sample_zip() -> bytes:
@@ -46,11 +45,27 @@ def _check(r: httpx.Response, what: str) -> dict:
     return r.json()
 
 
+DEMO_REGIONS = ("us-west-1", "eu-west-2", "eu-central-1", "eu-south-2")
+
+
+def _t(text: str | None) -> str:
+    """A time for people: UTC, to the second."""
+    return "-" if not text else datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _saving_text(c: dict) -> str:
+    pct = c.get("expected_saving_pct", c.get("saving_vs_earliest_pct"))
+    sigma = c.get("saving_sigma_pct")
+    return f"{pct:.1f} %" + (f" +- {sigma:.1f} %" if sigma is not None else "")
+
+
 def demo(
     api: str = typer.Option("http://127.0.0.1:8000", help="API base URL"),
     admin_key: str = typer.Option(None, envvar="ORCH_ADMIN_API_KEY", help="Default: .data/admin_api_key"),
     ui: str = typer.Option("http://127.0.0.1:8233", help="Temporal Web UI base URL"),
-    region: str = typer.Option("eu-west-2", help="AWS region whose grid the job runs on"),
+    region: str = typer.Option(
+        "auto", help="AWS region whose grid the job runs on; auto: the one where shifting pays most now"
+    ),
     timeout: float = typer.Option(300, help="Seconds to wait for the run to finish"),
 ) -> None:
     """Walk through the product end to end against a running `make dev`."""
@@ -67,7 +82,8 @@ def demo(
         "creating a client",
     )
     h = {"X-API-Key": client["api_key"]}
-    say(f"1. client {client['id']} created (its API key is shown once; only a hash is stored)")
+    say(f"1. client {client['id']} created; its API key (shown once, only a hash is stored):")
+    say(f"   {client['api_key']}")
     art = _check(
         http.post(
             "/v1/artifacts/upload",
@@ -78,43 +94,49 @@ def demo(
         "upload",
     )
     say(f"2. sample app uploaded: {art['s3_uri']} (sha256 {art['sha256'][:12]}...)")
-    tpl = _check(
-        http.post(
-            "/v1/job-templates",
-            headers=h,
-            json={
-                "name": "wordcount",
-                "app_artifact_id": art["artifact_id"],
-                "default_args": {"repeat": 5000},
-                "data_uri": "s3://demo-bucket/input",
-                "fleet_template_id": "m5.xlarge",
-                "expected_runtime_sec": 60,
-                "region": region,
-            },
-        ),
-        "creating a template",
-    )
-    say(f"3. job template {tpl['id']} (m5.xlarge in {region})")
 
     now = datetime.now(UTC)
-    preview = _check(
-        http.post(
-            "/v1/schedules/preview",
-            headers=h,
-            json={
-                "job_template_id": tpl["id"],
-                "earliest_start": now.isoformat(),
-                "latest_finish": (now + timedelta(hours=24)).isoformat(),
-                "risk_mode": "NEUTRAL",
-            },
-        ),
-        "preview",
-    )
+    window = {"earliest_start": now.isoformat(), "latest_finish": (now + timedelta(hours=24)).isoformat()}
+    best: tuple[float, dict, dict] | None = None
+    for r in DEMO_REGIONS if region == "auto" else (region,):
+        tpl = _check(
+            http.post(
+                "/v1/job-templates",
+                headers=h,
+                json={
+                    "name": f"wordcount-{r}",
+                    "app_artifact_id": art["artifact_id"],
+                    "default_args": {"repeat": 5000},
+                    "data_uri": "s3://demo-bucket/input",
+                    "fleet_template_id": "m5.xlarge",
+                    "expected_runtime_sec": 3600,
+                    "region": r,
+                },
+            ),
+            "creating a template",
+        )
+        preview = _check(
+            http.post(
+                "/v1/schedules/preview",
+                headers=h,
+                json={"job_template_id": tpl["id"], "risk_mode": "NEUTRAL", **window},
+            ),
+            "preview",
+        )
+        saving = preview["chosen"].get("expected_saving_pct", preview["chosen"]["saving_vs_earliest_pct"])
+        if best is None or saving > best[0]:
+            best = (saving, tpl, preview)
+    assert best is not None
+    _, tpl, preview = best
+    region = tpl["region"]
     chosen = preview["chosen"]
-    say("4. preview: this job may run anywhere in the next 24 hours; where is the grid cleanest?")
+    say(f"3. job template {tpl['id']}: a 1-hour job on m5.xlarge in {region}")
+    if len(DEMO_REGIONS) > 1 and region in DEMO_REGIONS:
+        say(f"   (previewed {', '.join(DEMO_REGIONS)}; {region} is where moving the start pays most today)")
+    say("4. preview: this job may run anywhere in the next 24 hours; when is the grid cleanest?")
     say(
-        f"   chosen start {chosen['proposed_start']}: {chosen['estimated_gco2e']:.3g} gCO2e, "
-        f"{chosen['saving_vs_earliest_pct']:.1f}% less than starting now"
+        f"   start {_t(chosen['proposed_start'])}: {chosen['estimated_gco2e']:.0f} gCO2e, "
+        f"{_saving_text(chosen)} less than starting now ({preview['baseline']['estimated_gco2e']:.0f} gCO2e)"
     )
     say(f"   {preview['rationale']}")
 
@@ -124,27 +146,26 @@ def demo(
             headers=h,
             json={
                 "job_template_id": tpl["id"],
-                "type": "RESCHEDULABLE",
-                "earliest_start": now.isoformat(),
-                "latest_finish": (now + timedelta(minutes=5)).isoformat(),
+                "type": "ONE_TIME",
+                "intended_time": now.isoformat(),
                 "risk_mode": "NEUTRAL",
                 "args": {"step_seconds": 1},
             },
         ),
         "submitting",
     )
-    say("5. for the demo, a window that starts now and closes in 5 minutes, so it runs right away:")
-    say(f"   submitted job {job['job_id']}: run {job['run_id']}, workflow {job['workflow_id']}")
+    say("5. so that you see one finish now, a ONE_TIME run of it starts right away:")
+    say(f"   job {job['job_id']}, run {job['run_id']}")
     say(f"   Temporal Web UI: {ui}/namespaces/default/workflows/{job['workflow_id']}")
 
     last, deadline, run = None, time.monotonic() + timeout, {}
     while time.monotonic() < deadline:
         run = _check(http.get(f"/v1/runs/{job['run_id']}", headers=h), "reading the run")
         if run["status"] != last:
-            extra = f" (planned start {run['planned_start']})" if run["status"] == "SCHEDULED" else ""
+            extra = f" (planned start {_t(run['planned_start'])})" if run["status"] == "SCHEDULED" else ""
             say(f"   {datetime.now(UTC):%H:%M:%S} {run['status']}{extra}")
             last = run["status"]
-        if run["status"] in TERMINAL:
+        if run["status"] in TERMINAL_STATUSES:
             break
         time.sleep(0.5)  # polling interval of a progress display
     if run.get("status") != "SUCCEEDED":
@@ -154,9 +175,19 @@ def demo(
     for line in logs.strip().splitlines()[-5:]:
         say(f"   | {line}")
     c = run["carbon"]
+    say("")
     say(
-        f"7. done in {run['runtime_sec']:.1f} s; estimated {c['realised_gco2e']:.2f} gCO2e while it ran."
+        f"Summary: run {run['run_id']} {run['status']} in {run['runtime_sec']:.1f} s "
+        f"(estimated {c['realised_gco2e']:.2f} gCO2e while it ran)."
     )
-    if c.get("saved_pct") is not None:
-        say(f"   The chosen start saved {c['saved_pct']:.1f}% against starting at earliest_start.")
-    say(json.dumps({"run_id": job["run_id"], "status": run["status"], "carbon": c}))
+    say(
+        f"Had the job been free to run within 24 hours in {region}, the planner would start it at "
+        f"{_t(chosen['proposed_start'])} and emit {_saving_text(chosen)} less."
+    )
+    say("")
+    say("Next, as this client:")
+    say(f"   export ORCH_URL={api} ORCH_API_KEY={client['api_key']}")
+    say(f"   orch runs get {run['run_id']}")
+    say(f"   orch preview --template {tpl['id']} --within 24h")
+    say(f"   orch jobs submit --template {tpl['id']} --within 24h --watch")
+    say(f'   curl -s {api}/v1/runs -H "X-API-Key: $ORCH_API_KEY"')

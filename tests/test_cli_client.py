@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -152,3 +153,28 @@ def test_help_shows_no_metavar_for_flags():
     json_line = next(line for line in r.stdout.splitlines() if "--json" in line)
     assert "<bool>" not in json_line
     assert "<float>" in next(line for line in r.stdout.splitlines() if "--timeout" in line)
+
+
+def test_demo_prints_key_next_steps_and_a_human_summary(stack):
+    from tests.e2e_stack import ADMIN
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")} | {"COLUMNS": "200"}
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", "demo", "--api", stack.base, "--admin-key", ADMIN, "--timeout", "120"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    key = out.splitlines()[
+        out.splitlines().index(next(s for s in out.splitlines() if "API key" in s)) + 1
+    ].strip()
+    assert key.startswith("orch_") and f"ORCH_API_KEY={key}" in out
+    assert "Summary: run" in out and "SUCCEEDED" in out and "word count: 15000" in out
+    assert "orch runs get run_" in out
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", out), "times are printed to the second"
+    assert not out.rstrip().endswith("}"), "ends with a summary, not a JSON dump"
+    # the key it printed works
+    assert orch(stack, key, "runs", "list", "--json").returncode == 0
