@@ -9,7 +9,7 @@ import sys
 import threading
 from urllib.parse import urlparse
 
-from core.devstack import Server, port_open, spawn, start_seaweedfs, start_temporal, wait_for
+from cli.devstack import Server, port_open, spawn, start_seaweedfs, start_temporal, wait_for
 from core.migrate import upgrade
 from core.settings import Settings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from core.devstack import free_ports, port_open, wait_for
+from cli.devstack import free_ports, port_open, wait_for
 from tests.zips import make_zip
 
 
