@@ -1,10 +1,10 @@
 """``orch dev`` / ``make dev``: the embedded stack in one command, persistent under ORCH_DATA_DIR.
 
 Before starting anything it checks that no earlier stack from this data dir is still alive (the pidfile
-``<data_dir>/devstack.pid``) and that every port it needs is free; each problem is one line that says what to
-do. Every child dies with this process (parent-death signal, see ``cli.devstack.spawn``), and SIGINT, SIGTERM
-and SIGHUP all stop the whole stack cleanly. Logs of this start are in ``<data_dir>/logs/<name>.log`` (the
-previous start's in ``<name>.log.1``).
+``<data_dir>/devstack.pid``) and that every port it needs is free; each problem is one line that says what
+to do. Every child dies with this process (parent-death signal, see ``cli.devstack.spawn``), and SIGINT,
+SIGTERM and SIGHUP all stop the whole stack cleanly; run by ``make dev``, it also stops when make dies.
+Logs of this start are in ``<data_dir>/logs/<name>.log`` (the previous start's in ``<name>.log.1``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from cli.devstack import (
     Server,
     StartError,
+    die_with_parent,
     pid_alive,
     port_free,
     port_open,
@@ -281,6 +282,8 @@ def run_dev_stack(settings: Settings | None = None, *, kill_stale: bool = False)
     # SIGTERM and SIGHUP (terminal closed) stop the stack exactly like Ctrl-C
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_keyboard_interrupt)
+    if "MAKELEVEL" in os.environ:  # run by `make dev`: killing make (even SIGKILL) stops the stack too
+        die_with_parent()
     try:
         try:
             settings = settings or Settings()

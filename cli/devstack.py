@@ -125,15 +125,19 @@ _PR_SET_PDEATHSIG = 1
 _libc = None
 
 
-def _die_with_parent_preexec(parent_pid: int) -> Callable[[], None]:
-    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent thread dies (Linux
-    PR_SET_PDEATHSIG). libc is loaded before the fork; the child only makes the prctl call."""
+def _get_libc():
     global _libc
     if _libc is None:
         import ctypes
 
         _libc = ctypes.CDLL(None, use_errno=True)
-    libc = _libc
+    return _libc
+
+
+def _die_with_parent_preexec(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent thread dies (Linux
+    PR_SET_PDEATHSIG). libc is loaded before the fork; the child only makes the prctl call."""
+    libc = _get_libc()
 
     def preexec() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -141,6 +145,17 @@ def _die_with_parent_preexec(parent_pid: int) -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return preexec
+
+
+def die_with_parent() -> bool:
+    """Ask the kernel to send this process SIGTERM when its parent dies (Linux only; False elsewhere)."""
+    if sys.platform != "linux":
+        return False
+    parent = os.getppid()
+    _get_libc().prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -360,6 +361,43 @@ def test_sigkill_of_dev_stops_every_child_and_frees_the_ports(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_sigkill_of_make_dev_stops_the_whole_stack(tmp_path):
+    """`make dev` killed hard: `cli dev` (a child of make) gets SIGTERM from the kernel and stops cleanly."""
+    root = Path(__file__).resolve().parents[1]
+    ports = _ports()
+    data = tmp_path / "data"
+    out_path = tmp_path / "out.txt"
+    argv = ["make", "-s", "-C", str(root), "-o", ".venv/.installed-stamp", "dev", f"PY={sys.executable}"]
+    with open(out_path, "w") as out:
+        make = subprocess.Popen(argv, env=_env(data, ports), stdout=out, stderr=subprocess.STDOUT)
+    procs: list[tuple[int, int | None]] = []
+    try:
+        running = lambda: "is running" in out_path.read_text() or make.poll() is not None  # noqa: E731
+        wait_for(running, 180, "make dev to run")
+        assert make.poll() is None, out_path.read_text()
+        record = json.loads((data / "devstack.pid").read_text())
+        procs = [(p["pid"], p["start"]) for p in record["processes"]]
+        procs.append((record["orch_dev"]["pid"], record["orch_dev"]["start"]))
+        assert len(procs) == 5 and all(pid_alive(*p) for p in procs)
+
+        make.kill()
+        make.wait(10)
+        wait_for(lambda: not any(pid_alive(*p) for p in procs), 90, "`cli dev` and its children to exit")
+        for name, port in ports.items():
+            wait_for(lambda port=port: port_free(port), 10, f"{name} port {port} to be free")
+        assert "stopped." in out_path.read_text()
+        assert not (data / "devstack.pid").exists(), "a clean stop removes the pidfile"
+    finally:
+        for pid, start in procs:
+            if pid_alive(pid, start):
+                os.kill(pid, signal.SIGKILL)
+        if make.poll() is None:
+            make.kill()
+            make.wait()
 
 
 @pytest.mark.slow
