@@ -94,8 +94,8 @@ class PortNeed:
 
 def needed_ports(settings: Settings) -> list[PortNeed]:
     """Every fixed port the dev stack listens on, with what it is for and the setting that moves it.
-    (Internal ports - Temporal's HTTP API and metrics, SeaweedFS gRPC and WebDAV - are picked free at
-    start.)"""
+    (Internal ports - Temporal's HTTP API, metrics and services, SeaweedFS gRPC, WebDAV and admin - are
+    picked free at start.)"""
     needs = [
         PortNeed(settings.api_port, "API", "ORCH_API_PORT", settings.api_host),
         PortNeed(
@@ -180,8 +180,10 @@ def stale_processes(path: Path) -> tuple[dict | None, list[dict]]:
     except (OSError, ValueError, AttributeError):
         path.unlink(missing_ok=True)
         return None, []
-    main_alive = isinstance(main.get("pid"), int) and pid_alive(main["pid"], main.get("start"))
-    alive = [p for p in procs if pid_alive(p["pid"], p.get("start"))]
+    main_alive = isinstance(main.get("pid"), int) and main.get("start") is not None
+    main_alive = main_alive and pid_alive(main["pid"], main["start"])
+    # a process recorded without its start time (it had already exited) could be a reused pid: ignored
+    alive = [p for p in procs if p.get("start") is not None and pid_alive(p["pid"], p["start"])]
     if not main_alive and not alive:
         path.unlink(missing_ok=True)
     return (main if main_alive else None), alive
@@ -228,9 +230,9 @@ def _check_stale(path: Path, kill: bool) -> None:
         lines.append(f"a dev stack is already running from this data dir: orch dev (pid {main['pid']})")
     else:
         lines.append(f"processes of an earlier dev stack are still running (from {path}):")
-    lines += [
-        f"  {p['name']} (pid {p['pid']}) is still running, {_ports_text(p.get('ports') or {})}" for p in alive
-    ]
+    for p in alive:
+        ports = _ports_text(p.get("ports") or {})
+        lines.append(f"  {p.get('name', '?')} (pid {p['pid']}) is still running, {ports}")
     lines.append(
         f"stop {'them' if len(pids) > 1 else 'it'} with `kill {' '.join(map(str, pids))}`, "
         "or start with `orch dev --kill-stale` to stop them first"

@@ -255,8 +255,8 @@ def start_seaweedfs(
     timeout: float = 60.0,
 ) -> Server:
     """SeaweedFS ``weed mini`` with S3 on ``s3_port`` and one identity (access/secret key). Master, volume
-    and filer ports not given, and all gRPC/WebDAV ports, are free ports picked now. Log: ``log_path``
-    (default ``<data_dir>/weed.log``)."""
+    and filer ports not given, and all gRPC, WebDAV and admin ports, are free ports picked now.
+    Log: ``log_path`` (default ``<data_dir>/weed.log``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     cfg = data_dir / "s3-identities.json"
     cfg.write_text(
@@ -273,7 +273,7 @@ def start_seaweedfs(
         )
     )
     os.chmod(cfg, 0o600)
-    extra = free_ports(8)
+    extra = free_ports(10)
     master_port = master_port or extra[0]
     volume_port = volume_port or extra[1]
     filer_port = filer_port or extra[2]
@@ -295,6 +295,8 @@ def start_seaweedfs(
         "-s3.port.lance=0",
         f"-webdav.port={extra[7]}",
         "-admin.ui=false",
+        f"-admin.port={extra[8]}",  # bound even without the UI; its default (23646+) is shared by all stacks
+        f"-admin.port.grpc={extra[9]}",
         f"-s3.config={cfg}",
         "-master.volumeSizeLimitMB=64",
         "-master.telemetry=false",
