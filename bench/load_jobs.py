@@ -1,6 +1,6 @@
 """Load test: submit N RESCHEDULABLE jobs through the REST API and watch them all reach SCHEDULED.
 
-Starts its own stack on 127.0.0.1 (free ports): the Temporal dev server and SeaweedFS (core/devstack.py),
+Starts its own stack on 127.0.0.1 (free ports): the Temporal dev server and SeaweedFS (cli/devstack.py),
 a fresh SQLite file (or a fresh schema on the machine's PostgreSQL with ``--db postgresql``), the API
 (uvicorn) and one worker as subprocesses. Creates a client, an artifact and a template, then submits the jobs
 with bounded concurrency (httpx async). Each job's window starts in one day, so every run plans and then
@@ -34,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.devstack import Server, free_port, port_open, spawn, start_seaweedfs, start_temporal, wait_for  # noqa: E402
+from cli.devstack import Server, free_port, port_open, spawn, start_seaweedfs, start_temporal, wait_for  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 S3_ACCESS, S3_SECRET = "orchbench", "orchbench-" + secrets.token_hex(8)

@@ -16,11 +16,15 @@ app.add_typer(db_app, name="db")
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    kill_stale: bool = typer.Option(
+        False, "--kill-stale", help="Stop the processes of an earlier dev stack from this data dir first."
+    ),
+) -> None:
     """Run the whole embedded stack: SeaweedFS, Temporal dev server + UI, worker, API (Ctrl-C stops it)."""
     from cli.dev import run_dev_stack
 
-    raise typer.Exit(run_dev_stack())
+    raise typer.Exit(run_dev_stack(kill_stale=kill_stale))
 
 
 @app.command()

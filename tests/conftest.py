@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.devstack import Server, free_port, start_moto, start_seaweedfs, start_temporal
+from cli.devstack import Server, free_port, start_moto, start_seaweedfs, start_temporal
 from core.settings import Settings
 
 S3_ACCESS = "orchtest"

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from core.devstack import Server, free_port, port_open, spawn, wait_for
+from cli.devstack import Server, free_port, port_open, spawn, wait_for
 from core.settings import Settings
 from tests.zips import make_zip
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from cli.devstack import Server, free_port, start_moto
 from core.aws import AssumedCredentials, assume_role, client, hint_for, verify_role
-from core.devstack import Server, free_port, start_moto
 from fleets.base import AwsAccess
 from tests.conftest import make_settings
 from tests.fleet_fixtures import aws_env  # noqa: F401 - fixture

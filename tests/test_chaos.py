@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from core.devstack import free_port, start_temporal, wait_for
+from cli.devstack import free_port, start_temporal, wait_for
 from core.migrate import upgrade
 from tests.e2e_stack import Stack, make_stack_settings
 from tests.test_e2e import alive

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.devstack import find_binary, wait_for
+from cli.devstack import find_binary, wait_for
 from core.migrate import upgrade
 from tests.e2e_stack import Stack, make_stack_settings
 
@@ -245,7 +245,7 @@ def test_worker_metrics_and_json_logs_with_run_ids(stack):
     """The worker exposes the Temporal SDK's Prometheus metrics; its log lines are JSON and carry run_id."""
     import httpx
 
-    from core.devstack import free_port, port_open
+    from cli.devstack import free_port, port_open
 
     port = free_port()
     saved = stack.env

@@ -9,7 +9,7 @@ import json
 import boto3
 import pytest
 
-from core.devstack import wait_for
+from cli.devstack import wait_for
 from core.migrate import upgrade
 from core.s3 import s3_client
 from tests.e2e_stack import Stack, make_stack_settings
