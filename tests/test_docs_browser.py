@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 
 from api.main import create_app
-from core.devstack import free_port, wait_for
+from cli.devstack import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
