@@ -132,7 +132,11 @@ def test_dev_stack_end_to_end(tmp_path):
             timeout=180,
         )
         assert demo.returncode == 0, demo.stdout + demo.stderr
-        assert '"status": "SUCCEEDED"' in demo.stdout and "word count: 15000" in demo.stdout
+        assert (
+            "Summary: run" in demo.stdout
+            and "SUCCEEDED" in demo.stdout
+            and "word count: 15000" in demo.stdout
+        )
     finally:
         if proc.poll() is None:
             out = _stop(proc, ports)
