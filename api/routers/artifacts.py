@@ -11,6 +11,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile, status
 from fastapi.routing import APIRoute
+from prometheus_client import Counter, Gauge
 from sqlalchemy import select
 
 from api.deps import ClientDep, ServicesDep, SessionDep, api_key_header, authenticate, owned, require_client
@@ -55,23 +56,33 @@ class UploadGate:
     """At most ``limit`` uploads at once in this process; one more is refused at once (429), never queued.
 
     Taken before the request body is read (see :class:`GatedUploadRoute`), so a refused upload costs
-    neither disk nor memory. Event-loop only (no locking needed)."""
+    neither disk nor memory. Event-loop only (no locking needed). Exported as the Prometheus gauge
+    ``orch_uploads_in_progress`` and the counter ``orch_uploads_refused_total``."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry=None) -> None:
         self.active = 0
+        self.in_progress = Gauge(
+            "orch_uploads_in_progress", "Artifact uploads being received or processed", registry=registry
+        )
+        self.refused = Counter(
+            "orch_uploads_refused", "Artifact uploads refused (429): too many in progress", registry=registry
+        )
 
     @contextlib.contextmanager
     def slot(self, limit: int):
         if self.active >= limit:
+            self.refused.inc()
             raise TooManyRequests(
                 f"{self.active} uploads are in progress, the limit is {limit}; retry in a few seconds",
                 headers={"Retry-After": RETRY_AFTER_BUSY},
             )
         self.active += 1
+        self.in_progress.set(self.active)
         try:
             yield
         finally:
             self.active -= 1
+            self.in_progress.set(self.active)
 
 
 class GatedUploadRoute(APIRoute):
@@ -84,7 +95,8 @@ class GatedUploadRoute(APIRoute):
             app = request.app
             gate = getattr(app.state, "upload_gate", None)
             if gate is None:
-                gate = app.state.upload_gate = UploadGate()
+                metrics = getattr(app.state, "metrics", None)
+                gate = app.state.upload_gate = UploadGate(metrics.registry if metrics else None)
             with gate.slot(app.state.services.settings.max_concurrent_uploads):
                 return await handler(request)
 
