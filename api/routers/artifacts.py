@@ -11,7 +11,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile, status
 from fastapi.routing import APIRoute
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import select
 
 from api.deps import ClientDep, ServicesDep, SessionDep, api_key_header, authenticate, owned, require_client
@@ -59,7 +59,8 @@ class UploadGate:
     neither disk nor memory. Event-loop only (no locking needed). Exported as the Prometheus gauge
     ``orch_uploads_in_progress`` and the counter ``orch_uploads_refused_total``."""
 
-    def __init__(self, registry=None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()  # never the global one
         self.active = 0
         self.in_progress = Gauge(
             "orch_uploads_in_progress", "Artifact uploads being received or processed", registry=registry
@@ -117,8 +118,13 @@ async def upload_artifact(
     file: Annotated[UploadFile, File(description="The app zip: run.sh or main.py at its root")],
     version: Annotated[str, Form(max_length=128, description="e.g. 1.0.0")],
 ) -> ArtifactOut:
-    """The body has been spooled by the form parser (1 MiB in memory, the rest on disk); everything that
-    blocks (hashing, zip checks, DB, S3) runs in one worker thread so the event loop never waits on it."""
+    """Stores the zip under ``(name, version)``: 201 new, 200 when the same bytes are already stored under
+    them, 409 when different bytes are. The zip is checked first (422 naming the rule it breaks: entry
+    point, paths, zip-bomb limits, entry name length and depth). 429 + ``Retry-After`` when
+    ``ORCH_MAX_CONCURRENT_UPLOADS`` uploads are already in progress, 503 + ``Retry-After`` when S3 or the
+    database is unreachable; in both cases nothing is stored."""
+    # The form parser has spooled the body (1 MiB in memory, the rest on disk); everything that blocks
+    # (hashing, zip checks, DB, S3) runs in one worker thread: the event loop never waits on it.
     name = os.path.basename((file.filename or "").replace("\\", "/"))
     errors = []
     if not NAME_RE.match(name):
