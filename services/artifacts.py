@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
+from botocore.exceptions import ClientError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from core.s3 import is_unavailable, put_stream
+from core.s3 import ensure_bucket, is_unavailable, put_stream
 from fleets.archive import ZipRejected, validate_zip
 from models.db import Artifact, new_id
 
@@ -151,17 +152,15 @@ def _upload(
         s3_bucket=settings.s3_bucket,
         s3_key=f"{client_id}/{version}/{art_id}/{name}",
     )
-    fileobj.seek(0)
     try:
-        put_stream(
-            s3,
-            fileobj,
-            art.s3_bucket,
-            art.s3_key,
-            settings.s3_part_size_bytes,
-            content_type="application/zip",
-            metadata={"sha256": sha},
-        )
+        try:
+            _put(settings, s3, art, fileobj)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
+                raise
+            # the API started while the store was down, so the bucket was never made: make it, try again
+            ensure_bucket(s3, art.s3_bucket)
+            _put(settings, s3, art, fileobj)
     except Exception as exc:
         _discard(db, s3, art.s3_bucket, art.s3_key)  # a PUT may have landed before the error
         if is_unavailable(exc):
@@ -182,6 +181,19 @@ def _upload(
         _discard(db, s3, art.s3_bucket, art.s3_key)
         raise
     return UploadResult(art, created=True)
+
+
+def _put(settings: Any, s3: Any, art: Artifact, fileobj: BinaryIO) -> None:
+    fileobj.seek(0)
+    put_stream(
+        s3,
+        fileobj,
+        art.s3_bucket,
+        art.s3_key,
+        settings.s3_part_size_bytes,
+        content_type="application/zip",
+        metadata={"sha256": art.sha256},
+    )
 
 
 # ---------------------------------------------------------------- sweeper

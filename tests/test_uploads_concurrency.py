@@ -334,6 +334,25 @@ def test_store_outage_mid_transfer_is_503_and_the_sweeper_aborts_what_is_left(
         proxy.close()
 
 
+def test_missing_bucket_is_created_on_upload(tmp_path, s3_settings):
+    """The API started while the store was down (no bucket made at start-up): the first upload once the
+    store is back creates the bucket instead of failing every upload."""
+    settings = _settings_for(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", s3_settings)
+    s3 = s3_client(settings)
+    db = Database(settings)
+    try:
+        with db.session() as s:
+            from models.db import Client
+
+            s.add(Client(id="cli_nb", name="nb", api_key_hash="n" * 64, api_key_prefix="x"))
+        result = upload_artifact(
+            settings, db, s3, client_id="cli_nb", name="app.zip", version="1", fileobj=io.BytesIO(make_zip())
+        )
+        assert result.created and _keys(settings) == [result.artifact.s3_key]
+    finally:
+        db.dispose()
+
+
 # ---------------------------------------------------------------- sweeper
 def test_sweeper_removes_orphans_and_stale_multipart_keeps_referenced(api, api_settings):
     cid, h = new_client(api, "sweep")
