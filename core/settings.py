@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(3, description="S3 attempts per call, first included")
     s3_part_size_bytes: int = Field(8 * 1024 * 1024, description="Multipart part size of artifact uploads")
     artifact_sweep_grace_sec: int = Field(
-        3600, description="Sweeper: unreferenced artifact objects / incomplete multipart uploads older than this go"
+        3600, description="Sweeper: leaves orphan objects and incomplete multipart uploads younger than this"
     )
 
     # Fleets
