@@ -51,9 +51,23 @@ class Settings(BaseSettings):
 
     # Artifacts
     max_artifact_bytes: int = Field(200 * 1024 * 1024, description="Upload size limit (bytes)")
-    max_unzipped_bytes: int = Field(2 * 1024 * 1024 * 1024, description="Zip-bomb guard: total size")
-    max_zip_ratio: float = Field(200.0, description="Zip-bomb guard: max compression ratio per entry")
+    max_unzipped_bytes: int = Field(1024 * 1024 * 1024, description="Zip-bomb guard: total expanded size")
+    max_zip_ratio: float = Field(
+        200.0, description="Zip-bomb guard: max compression ratio, per entry and of the whole archive"
+    )
     max_zip_entries: int = 10_000
+    max_zip_name_bytes: int = Field(1024, description="Longest entry path in a zip (UTF-8 bytes)")
+    max_zip_depth: int = Field(32, description="Deepest directory nesting of a zip entry")
+    max_concurrent_uploads: int = Field(
+        4, description="Uploads processed at once per API process; more answer 429 with Retry-After"
+    )
+    s3_connect_timeout_sec: float = Field(3.0, description="S3 connect timeout (fail fast when it is down)")
+    s3_read_timeout_sec: float = Field(60.0, description="S3 read timeout")
+    s3_max_attempts: int = Field(3, description="S3 attempts per call, first included")
+    s3_part_size_bytes: int = Field(8 * 1024 * 1024, description="Multipart part size of artifact uploads")
+    artifact_sweep_grace_sec: int = Field(
+        3600, description="Sweeper: leaves orphan objects and incomplete multipart uploads younger than this"
+    )
 
     # Fleets
     fleet_driver: str = Field("local", description="local | ec2")

@@ -2,8 +2,13 @@
 
 A zip is accepted only if every entry is a plain file or directory with a relative path that stays inside
 the extraction directory (no absolute paths, no ``..``, no symlinks or device files, no duplicate names),
-it is not a zip bomb (entry count, total uncompressed bytes, per-entry compression ratio), and it has an
-entry point, ``run.sh`` or ``main.py``, at its root (``run.sh`` wins when both exist).
+it is not a zip bomb (entry count, total uncompressed bytes, per-entry and whole-archive compression ratio),
+its entry names fit any file system (<= 255 UTF-8 bytes per path component, ``max_zip_name_bytes`` in all,
+at most ``max_zip_depth`` levels deep), and it has an entry point, ``run.sh`` or ``main.py``, at its root
+(``run.sh`` wins when both exist).
+
+Every message names entries by their path inside the archive, never by a host path: they are shown to
+the tenant (upload refusals, launch failures of the local driver).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ RATIO_MIN_ENTRY_BYTES = 1024 * 1024
 
 _CHUNK = 1024 * 1024
 
+# Linux NAME_MAX: a longer path component cannot be created on the hosts that extract the zip.
+MAX_COMPONENT_BYTES = 255
+
 
 class ZipRejected(ValueError):
     """The archive is not an acceptable application zip; the message says why, for a person."""
@@ -30,16 +38,31 @@ class ZipRejected(ValueError):
 
 def _limits(settings: Any) -> tuple[int, float, int]:
     return (
-        int(getattr(settings, "max_unzipped_bytes", 2 * 1024**3)),
+        int(getattr(settings, "max_unzipped_bytes", 1024**3)),
         float(getattr(settings, "max_zip_ratio", 200.0)),
         int(getattr(settings, "max_zip_entries", 10_000)),
     )
 
 
-def _check_name(name: str) -> PurePosixPath:
+def _name_limits(settings: Any) -> tuple[int, int]:
+    return int(getattr(settings, "max_zip_name_bytes", 1024)), int(getattr(settings, "max_zip_depth", 32))
+
+
+def _show(name: str, limit: int = 80) -> str:
+    """An entry name for a message: quoted, and shortened when long (the limit messages give the length)."""
+    return repr(name if len(name) <= limit else name[: limit - 3] + "...")
+
+
+def _check_name(name: str, settings: Any = None) -> PurePosixPath:
     """The entry's path as a safe relative POSIX path, or ZipRejected."""
     if not name or "\x00" in name:
-        raise ZipRejected(f"zip entry with an empty or NUL-containing name: {name!r}")
+        raise ZipRejected(f"zip entry with an empty or NUL-containing name: {_show(name)}")
+    max_bytes, max_depth = _name_limits(settings)
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > max_bytes:
+        raise ZipRejected(
+            f"zip entry name is {size} bytes long; the limit is {max_bytes} bytes: {_show(name)}"
+        )
     norm = name.replace("\\", "/")
     if norm.startswith("/") or (len(norm) >= 2 and norm[1] == ":"):
         raise ZipRejected(f"zip entry has an absolute path: {name!r}")
@@ -48,6 +71,15 @@ def _check_name(name: str) -> PurePosixPath:
         raise ZipRejected(f"zip entry escapes the extraction directory ('..'): {name!r}")
     if not parts:
         raise ZipRejected(f"zip entry with an empty path: {name!r}")
+    for part in parts:
+        n = len(part.encode("utf-8", "surrogateescape"))
+        if n > MAX_COMPONENT_BYTES:
+            raise ZipRejected(
+                f"zip entry has a path component of {n} bytes; the limit is "
+                f"{MAX_COMPONENT_BYTES} bytes per file or directory name: {_show(name)}"
+            )
+    if len(parts) > max_depth:
+        raise ZipRejected(f"zip entry is {len(parts)} levels deep; the limit is {max_depth}: {_show(name)}")
     return PurePosixPath(*parts)
 
 
@@ -63,22 +95,32 @@ def _entry_kind(info: zipfile.ZipInfo) -> str:
     return "dir" if info.is_dir() else "file"
 
 
-def inspect_zip(zf: zipfile.ZipFile, settings: Any) -> str:
-    """Check an open zip against every rule; return its entry point (``run.sh`` or ``main.py``)."""
+def inspect_zip(zf: zipfile.ZipFile, settings: Any, archive_bytes: int | None = None) -> str:
+    """Check an open zip against every rule; return its entry point (``run.sh`` or ``main.py``).
+
+    ``archive_bytes`` is the zip file's size, for the whole-archive compression ratio (default: the sum
+    of the entries' compressed sizes). Only the central directory is read: no entry is decompressed."""
     max_total, max_ratio, max_entries = _limits(settings)
     infos = zf.infolist()
     if len(infos) > max_entries:
-        raise ZipRejected(f"zip has {len(infos)} entries; the limit is {max_entries}")
+        raise ZipRejected(f"zip has {len(infos)} entries; the limit is {max_entries} entries")
+    declared = sum(i.file_size for i in infos if not i.is_dir())
+    if declared > max_total:
+        raise ZipRejected(
+            f"zip expands to more than {max_total} bytes ({declared} declared); "
+            f"the limit is max_unzipped_bytes = {max_total} (zip bomb guard)"
+        )
     total = 0
     seen: dict[str, str] = {}
     root_files: set[str] = set()
     nested_entry: str | None = None
     for info in infos:
-        path = _check_name(info.filename)
+        path = _check_name(info.filename, settings)
         kind = _entry_kind(info)
         if kind not in ("dir", "file"):
-            raise ZipRejected(f"zip entry is a {kind}, only regular files and directories are allowed: "
-                              f"{info.filename!r}")
+            raise ZipRejected(
+                f"zip entry is a {kind}, only regular files and directories are allowed: {info.filename!r}"
+            )
         key = str(path)
         if key in seen and (kind, seen[key]) != ("dir", "dir"):
             raise ZipRejected(f"zip has the entry {info.filename!r} more than once")
@@ -91,12 +133,23 @@ def inspect_zip(zf: zipfile.ZipFile, settings: Any) -> str:
         if info.file_size >= RATIO_MIN_ENTRY_BYTES:
             ratio = info.file_size / max(info.compress_size, 1)
             if ratio > max_ratio:
-                raise ZipRejected(f"zip entry {info.filename!r} has compression ratio {ratio:.0f}:1; "
-                                  f"the limit is {max_ratio:.0f}:1 (zip bomb guard)")
+                raise ZipRejected(
+                    f"zip entry {info.filename!r} has compression ratio {ratio:.0f}:1; "
+                    f"the limit is {max_ratio:.0f}:1 (zip bomb guard)"
+                )
         if len(path.parts) == 1:
             root_files.add(key)
         elif path.name in ENTRY_POINTS and nested_entry is None:
             nested_entry = key
+    # many small entries each under the per-entry floor (2,047 x (1 MiB - 1) zeros) are judged together
+    if archive_bytes is None:
+        archive_bytes = sum(i.compress_size for i in infos)
+    whole_ratio = declared / max(archive_bytes, 1)
+    if declared >= RATIO_MIN_ENTRY_BYTES and whole_ratio > max_ratio:
+        raise ZipRejected(
+            f"zip has a whole-archive compression ratio of {whole_ratio:.0f}:1 ({declared} bytes from "
+            f"{archive_bytes}); the limit is {max_ratio:.0f}:1 (zip bomb guard)"
+        )
     for entry in ENTRY_POINTS:
         if entry in root_files:
             return entry
@@ -117,8 +170,10 @@ def _check_contents(zf: zipfile.ZipFile) -> None:
                 while chunk := f.read(1 << 20):
                     seen += len(chunk)
                     if seen > info.file_size:
-                        raise ZipRejected(f"zip entry {info.filename!r} expands beyond its declared size "
-                                          f"of {info.file_size} bytes (zip bomb guard)")
+                        raise ZipRejected(
+                            f"zip entry {_show(info.filename)} expands beyond its declared size "
+                            f"of {info.file_size} bytes (zip bomb guard)"
+                        )
         except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
             raise ZipRejected(f"zip entry {info.filename!r} is corrupt or unsupported ({exc})") from None
 
@@ -132,18 +187,38 @@ def _open(path_or_fileobj: str | os.PathLike[str] | IO[bytes]) -> zipfile.ZipFil
         raise ZipRejected("zip64 archive too large") from None
 
 
+def _size_of(path_or_fileobj: str | os.PathLike[str] | IO[bytes]) -> int | None:
+    try:
+        if hasattr(path_or_fileobj, "seek"):
+            return path_or_fileobj.seek(0, os.SEEK_END)  # type: ignore[union-attr]
+        return os.stat(path_or_fileobj).st_size  # type: ignore[arg-type]
+    except (OSError, ValueError):
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS error's reason without the file name it carries (that would be a host path)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
 def validate_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], settings: Any) -> str:
     """Validate an application zip (a path or a seekable binary file object).
 
     Returns the entry point, ``"run.sh"`` or ``"main.py"``. Raises :class:`ZipRejected` with a message
     fit for the uploader. Limits come from ``settings``: ``max_unzipped_bytes`` (bytes),
-    ``max_zip_ratio`` (uncompressed/compressed, entries >= 1 MiB), ``max_zip_entries``.
+    ``max_zip_ratio`` (uncompressed/compressed, per entry >= 1 MiB and for the whole archive once it
+    expands to >= 1 MiB), ``max_zip_entries``, ``max_zip_name_bytes``, ``max_zip_depth``.
     A file object's position is restored afterwards.
     """
     pos = path_or_fileobj.tell() if hasattr(path_or_fileobj, "tell") else None
+    size = _size_of(path_or_fileobj)
+    if pos is not None:
+        path_or_fileobj.seek(pos)  # type: ignore[union-attr]
     try:
         with _open(path_or_fileobj) as zf:
-            entry = inspect_zip(zf, settings)
+            entry = inspect_zip(zf, settings, size)
             _check_contents(zf)
             return entry
     finally:
@@ -151,8 +226,9 @@ def validate_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], settings: 
             path_or_fileobj.seek(pos)  # type: ignore[union-attr]
 
 
-def extract_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], dest: str | os.PathLike[str],
-                settings: Any) -> str:
+def extract_zip(
+    path_or_fileobj: str | os.PathLike[str] | IO[bytes], dest: str | os.PathLike[str], settings: Any
+) -> str:
     """Validate, then extract into ``dest`` (created; should be empty). Returns the entry point.
 
     Extraction counts the bytes actually written, so a zip whose headers lie about sizes is stopped at
@@ -163,16 +239,29 @@ def extract_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], dest: str |
     dest_path = Path(dest)
     dest_path.mkdir(parents=True, exist_ok=True)
     root = dest_path.resolve()
+    size = _size_of(path_or_fileobj)
+    if hasattr(path_or_fileobj, "seek"):
+        path_or_fileobj.seek(0)  # type: ignore[union-attr]
     with _open(path_or_fileobj) as zf:
-        entry = inspect_zip(zf, settings)
+        entry = inspect_zip(zf, settings, size)
         written = 0
         for info in zf.infolist():
-            rel = _check_name(info.filename)
-            target = (root / rel).resolve()
+            rel = _check_name(info.filename, settings)
+            try:
+                target = (root / rel).resolve()
+            except (OSError, RuntimeError) as exc:
+                raise ZipRejected(
+                    f"zip entry {_show(info.filename)} cannot be extracted ({_reason(exc)})"
+                ) from None
             if target != root and root not in target.parents:  # belt and braces after _check_name
                 raise ZipRejected(f"zip entry escapes the extraction directory: {info.filename!r}")
             if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
+                try:
+                    target.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # never the host path in the message: the tenant reads it
+                    raise ZipRejected(
+                        f"zip entry {_show(info.filename)} cannot be extracted ({_reason(exc)})"
+                    ) from None
                 continue
             budget = info.file_size
             try:
@@ -188,6 +277,10 @@ def extract_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], dest: str |
                 raise ZipRejected(f"zip entry {info.filename!r} conflicts with another entry") from None
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                 raise ZipRejected(f"corrupt zip entry {info.filename!r} ({exc})") from None
+            except OSError as exc:  # e.g. ENAMETOOLONG, ENOSPC: the reason, never the host path
+                raise ZipRejected(
+                    f"zip entry {_show(info.filename)} cannot be extracted ({_reason(exc)})"
+                ) from None
             mode = (info.external_attr >> 16) & 0o777 if info.create_system == 3 else 0
             os.chmod(target, 0o755 if mode & 0o111 else 0o644)
     return entry

@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import contextlib
+import functools
 import os
 import re
-import tempfile
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+import anyio.to_thread
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile, status
+from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from api.deps import ClientDep, ServicesDep, SessionDep, owned
-from api.errors import Conflict, PayloadTooLarge, Unprocessable, field_error
+from api.deps import ClientDep, ServicesDep, SessionDep, api_key_header, authenticate, owned, require_client
+from api.errors import (
+    ApiError,
+    Conflict,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unprocessable,
+    field_error,
+)
 from api.pagination import CursorQ, LimitQ, paginate
 from models.api import ArtifactOut, Page
-from models.db import Artifact, new_id
+from models.db import Artifact
+from services import artifacts as svc
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 NAME_RE = re.compile(r"^[\w][\w.+-]{0,254}$")
 VERSION_RE = re.compile(r"^[\w][\w.+-]{0,127}$")
-CHUNK = 1024 * 1024
+RETRY_AFTER_BUSY = "5"  # seconds: upload slots free up as uploads finish
+RETRY_AFTER_DOWN = "30"  # seconds: S3 or the DB is down
 
 
 def artifact_out(a: Artifact) -> ArtifactOut:
@@ -38,39 +48,83 @@ def artifact_out(a: Artifact) -> ArtifactOut:
     )
 
 
-def _spool(upload: UploadFile, limit: int) -> tuple[tempfile.SpooledTemporaryFile, str, int]:
-    """Copy the upload to a private temp file, hashing as it streams; enforce the size limit."""
-    h, size = hashlib.sha256(), 0
-    out = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller
-    while chunk := upload.file.read(CHUNK):
-        size += len(chunk)
-        if size > limit:
-            out.close()
-            raise PayloadTooLarge(f"artifact is larger than the limit of {limit} bytes")
-        h.update(chunk)
-        out.write(chunk)
-    out.seek(0)
-    return out, h.hexdigest(), size
+class TooManyRequests(ApiError):
+    status, title = 429, "Too many requests"
 
 
-@router.post(
-    "/upload",
-    response_model=ArtifactOut,
-    status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ArtifactOut, "description": "Same bytes uploaded again: existing artifact"}},
-    summary="Upload an app zip (multipart: file, version); immutable per (name, version)",
-)
+class UploadGate:
+    """At most ``limit`` uploads at once in this process; one more is refused at once (429), never queued.
+
+    Taken before the request body is read (see :class:`GatedUploadRoute`), so a refused upload costs
+    neither disk nor memory. Event-loop only (no locking needed). Exported as the Prometheus gauge
+    ``orch_uploads_in_progress`` and the counter ``orch_uploads_refused_total``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()  # never the global one
+        self.active = 0
+        self.in_progress = Gauge(
+            "orch_uploads_in_progress", "Artifact uploads being received or processed", registry=registry
+        )
+        self.refused = Counter(
+            "orch_uploads_refused", "Artifact uploads refused (429): too many in progress", registry=registry
+        )
+
+    @contextlib.contextmanager
+    def slot(self, limit: int):
+        if self.active >= limit:
+            self.refused.inc()
+            raise TooManyRequests(
+                f"{self.active} uploads are in progress, the limit is {limit}; retry in a few seconds",
+                headers={"Retry-After": RETRY_AFTER_BUSY},
+            )
+        self.active += 1
+        self.in_progress.set(self.active)
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self.in_progress.set(self.active)
+
+
+class GatedUploadRoute(APIRoute):
+    """The upload route: takes an upload slot before FastAPI reads and spools the multipart body."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def gated(request: Request):
+            app = request.app
+            gate = getattr(app.state, "upload_gate", None)
+            if gate is None:
+                metrics = getattr(app.state, "metrics", None)
+                gate = app.state.upload_gate = UploadGate(metrics.registry if metrics else None)
+            with gate.slot(app.state.services.settings.max_concurrent_uploads):
+                return await handler(request)
+
+        return gated
+
+
+def upload_client_id(services: ServicesDep, api_key: Annotated[str | None, Depends(api_key_header)]) -> str:
+    """The calling client's id, authenticated in a session of its own that is closed before the upload is
+    processed (no connection or transaction is held while the body is hashed, checked and stored)."""
+    with services.db.session() as s:
+        return require_client(authenticate(services, s, api_key)).id
+
+
 async def upload_artifact(
-    client: ClientDep,
-    session: SessionDep,
+    client_id: Annotated[str, Depends(upload_client_id)],
     services: ServicesDep,
     response: Response,
     file: Annotated[UploadFile, File(description="The app zip: run.sh or main.py at its root")],
     version: Annotated[str, Form(max_length=128, description="e.g. 1.0.0")],
 ) -> ArtifactOut:
-    from fleets.archive import ZipRejected, validate_zip
-
-    settings = services.settings
+    """Stores the zip under ``(name, version)``: 201 new, 200 when the same bytes are already stored under
+    them, 409 when different bytes are. The zip is checked first (422 naming the rule it breaks: entry
+    point, paths, zip-bomb limits, entry name length and depth). 429 + ``Retry-After`` when
+    ``ORCH_MAX_CONCURRENT_UPLOADS`` uploads are already in progress, 503 + ``Retry-After`` when S3 or the
+    database is unreachable; in both cases nothing is stored."""
+    # The form parser has spooled the body (1 MiB in memory, the rest on disk); everything that blocks
+    # (hashing, zip checks, DB, S3) runs in one worker thread: the event loop never waits on it.
     name = os.path.basename((file.filename or "").replace("\\", "/"))
     errors = []
     if not NAME_RE.match(name):
@@ -80,63 +134,46 @@ async def upload_artifact(
         errors.append(field_error("version", "version must be 1-128 characters of letters, digits and ._+-"))
     if errors:
         raise Unprocessable("; ".join(e["message"] for e in errors), errors)
+    try:
+        result = await anyio.to_thread.run_sync(
+            functools.partial(
+                svc.upload_artifact,
+                services.settings,
+                services.db,
+                services.s3,
+                client_id=client_id,
+                name=name,
+                version=version,
+                fileobj=file.file,
+            )
+        )
+    except svc.InvalidArtifact as exc:
+        raise Unprocessable(str(exc), [field_error("file", str(exc))]) from exc
+    except svc.ArtifactTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from exc
+    except svc.ArtifactConflict as exc:
+        raise Conflict(str(exc)) from exc
+    except svc.StoreUnavailable as exc:
+        raise ServiceUnavailable(str(exc), headers={"Retry-After": RETRY_AFTER_DOWN}) from exc
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return artifact_out(result.artifact)
 
-    spooled, sha, size = await asyncio.to_thread(_spool, file, settings.max_artifact_bytes)
-    try:
-        if size == 0:
-            raise Unprocessable("the file is empty", [field_error("file", "empty file")])
-        existing = session.scalar(
-            select(Artifact).where(
-                Artifact.client_id == client.id, Artifact.name == name, Artifact.version == version
-            )
-        )
-        if existing is not None:
-            if existing.sha256 == sha:
-                response.status_code = status.HTTP_200_OK
-                return artifact_out(existing)
-            raise Conflict(
-                f"{name} version {version} already exists with different content "
-                f"(sha256 {existing.sha256}); artifacts are immutable, upload a new version"
-            )
-        try:
-            entry_point = await asyncio.to_thread(validate_zip, spooled, settings)
-        except ZipRejected as exc:
-            raise Unprocessable(f"invalid artifact: {exc}", [field_error("file", str(exc))]) from exc
-        spooled.seek(0)
-        art = Artifact(
-            id=new_id("art"),
-            client_id=client.id,
-            name=name,
-            version=version,
-            sha256=sha,
-            size_bytes=size,
-            entry_point=entry_point,
-            s3_bucket=settings.s3_bucket,
-            s3_key="",
-        )
-        art.s3_key = f"{client.id}/{version}/{art.id}/{name}"
-        await asyncio.to_thread(
-            services.s3.upload_fileobj,
-            spooled,
-            art.s3_bucket,
-            art.s3_key,
-            ExtraArgs={"ContentType": "application/zip", "Metadata": {"sha256": sha}},
-        )
-    finally:
-        spooled.close()
-    try:
-        session.add(art)
-        session.flush()
-    except IntegrityError as exc:  # a concurrent upload of the same name+version won the race
-        session.rollback()
-        await asyncio.to_thread(services.s3.delete_object, Bucket=art.s3_bucket, Key=art.s3_key)
-        raise Conflict(
-            f"{name} version {version} was uploaded concurrently; retry to compare content"
-        ) from exc
-    except BaseException:
-        await asyncio.to_thread(services.s3.delete_object, Bucket=art.s3_bucket, Key=art.s3_key)
-        raise
-    return artifact_out(art)
+
+router.add_api_route(
+    "/upload",
+    upload_artifact,
+    methods=["POST"],
+    response_model=ArtifactOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": ArtifactOut, "description": "Same bytes uploaded again: existing artifact"},
+        429: {"description": "Too many uploads in progress; retry after Retry-After seconds"},
+        503: {"description": "S3 or the database is unreachable; nothing was stored, retry later"},
+    },
+    summary="Upload an app zip (multipart: file, version); immutable per (name, version)",
+    route_class_override=GatedUploadRoute,
+)
 
 
 @router.get("", response_model=Page[ArtifactOut])
