@@ -215,7 +215,7 @@ async def test_s3_down_is_503_with_retry_after_in_seconds(s3_settings, tmp_path)
 
 
 def _closed_port() -> int:
-    from core.devstack import free_port
+    from cli.devstack import free_port
 
     return free_port()
 

@@ -8,7 +8,7 @@ import threading
 import zlib
 from pathlib import Path
 
-from core.devstack import free_port
+from cli.devstack import free_port
 from core.migrate import upgrade
 from core.settings import Settings
 from tests.e2e_stack import ADMIN, Stack
