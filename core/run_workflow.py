@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client as TemporalClient
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -55,6 +57,7 @@ async def start_run_workflow(
             ),
             static_summary=f"{template.name} ({job.type}, {job.risk_mode}) on {run.fleet_template_id}",
             static_details=f"client {run.client_id}, job {job.id}, run {run.id}, start {when}",
+            rpc_timeout=timedelta(seconds=10),
         )
     except WorkflowAlreadyStartedError:
         return False
