@@ -28,7 +28,6 @@ def run_input_for(settings: Settings, run: Run, job: Job, template: JobTemplate)
         max_runtime_sec=template.max_runtime_sec,
         replan_interval_sec=settings.replan_interval_sec,
         monitor_poll_sec=settings.monitor_poll_sec,
-        history_event_limit=settings.run_history_event_limit,
     )
 
 

@@ -45,9 +45,6 @@ class Settings(BaseSettings):
         30.0, description="A run PENDING this long without a workflow is started by the reconciler"
     )
     reconcile_batch: int = Field(200, description="Runs examined per reconciler pass (rotating cursor)")
-    run_history_event_limit: int = Field(
-        1000, description="A sleeping run continues-as-new once its history reaches this many events"
-    )
 
     # S3 artifact store
     s3_endpoint_url: str | None = Field("http://127.0.0.1:8333", description="None = AWS S3")

@@ -396,6 +396,7 @@ async def test_thirty_days_of_hourly_replans_keep_history_bounded(env):
             (directory / "reschedulable_30_days_resumed_final.json").write_text(histories[-1].to_json())
     assert result.status == "SUCCEEDED" and fake.final.status == "SUCCEEDED"
     sizes = [len(h.events) for h in histories]
+    print(f"30 days, hourly re-plans: {len(histories)} histories of {sizes} events")
     assert len(histories) >= 7, sizes  # ~8,000 events of sleeping split into bounded pieces
     assert max(sizes) < HISTORY_BOUND, sizes
     assert fake.calls["plan_schedule"] >= 700  # every hourly re-plan still happened
