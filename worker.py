@@ -83,7 +83,10 @@ async def main(settings: Settings | None = None) -> None:
     )
     async with worker:
         if settings.maintenance_enabled:
-            await ensure_maintenance(client, settings)
+            try:
+                await ensure_maintenance(client, settings)
+            except Exception:  # noqa: BLE001 - runs still work; the next worker start tries again
+                log.exception("could not start the maintenance workflow")
         await stop.wait()
         log.info("worker draining (up to %s s)", settings.worker_shutdown_grace_sec)
     db.dispose()
