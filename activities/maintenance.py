@@ -183,8 +183,12 @@ async def reconcile_runs(ctx: MaintenanceContext, state: dict[str, Any]) -> tupl
     started = closed = 0
     pending = await asyncio.to_thread(_stale_pending, ctx.db, s.reconcile_grace_sec, s.reconcile_batch)
     for run_id in pending:
-        if await _describe(ctx.temporal, f"run-{run_id}") is None:
+        workflow_id = f"run-{run_id}"
+        desc = await _describe(ctx.temporal, workflow_id)
+        if desc is None:
             started += await asyncio.to_thread(_start_if_still_pending, ctx, run_id, loop)
+        elif (verdict := _verdict(desc, workflow_id)) is not None:  # closed before it even planned
+            closed += await asyncio.to_thread(_close_run, ctx.db, run_id, *verdict)
     # every non-final run, a page per pass, wrapping around: is its workflow still alive?
     page = await asyncio.to_thread(_non_final_page, ctx.db, state.get("after", ""), s.reconcile_batch)
     for run_id, workflow_id, status in page:
