@@ -19,7 +19,7 @@ from core.devstack import wait_for
 from core.migrate import upgrade
 from core.temporal import connect
 from models.db import Job, Run, new_id, utcnow
-from models.workflow import MaintenanceStats, maintenance_workflow_id, workflow_id_for
+from models.workflow import MaintenanceStats, RunInput, maintenance_workflow_id, workflow_id_for
 from tests.e2e_stack import ADMIN, Stack, make_stack_settings
 from tests.test_e2e import record_history, temporal_cli
 
@@ -152,6 +152,31 @@ async def test_run_whose_workflow_was_terminated_is_failed(stack):
     temporal_cli(stack, "workflow", "terminate", "--workflow-id", job["workflow_id"], "--reason", "ops")
     run = stack.wait_status(h, job["run_id"], {"FAILED"}, timeout=60)
     assert "TERMINATED" in run["status_reason"] and job["workflow_id"] in run["status_reason"]
+
+
+async def test_pending_run_whose_workflow_closed_before_planning_is_failed(stack, db):
+    """A workflow that never got to record anything (terminated while still PENDING) is noticed too."""
+    cid, h = new_tenant(stack, "terminated-pending")
+    tpl = stack.template(h)
+    run_id = strand(db, cid, tpl)
+    client = await connect(stack.settings)
+    handle = await client.start_workflow(  # on a queue no worker polls: it can never record a status
+        "JobRunWorkflow",
+        RunInput(
+            run_id=run_id,
+            client_id=cid,
+            job_id="job_x",
+            job_template_id=tpl,
+            fleet_template_id="m5.large",
+            job_type="ONE_TIME",
+            risk_mode="NEUTRAL",
+        ),
+        id=workflow_id_for(run_id),
+        task_queue="nobody-polls-this",
+    )
+    await handle.terminate("ops")
+    run = stack.wait_status(h, run_id, {"FAILED", "SUCCEEDED", "CANCELLED"}, timeout=60)
+    assert run["status"] == "FAILED" and "TERMINATED" in run["status_reason"], run
 
 
 def test_suspended_clients_sleeping_run_never_launches(stack, tmp_path):
