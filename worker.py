@@ -1,6 +1,8 @@
-"""Temporal worker: runs JobRunWorkflow and its activities on task queue ``orchestrator``.
+"""Temporal worker: runs JobRunWorkflow and its activities on task queue ``orchestrator``, and the
+maintenance loop (MaintenanceWorkflow ``<queue>-maintenance``: reconciler of stranded runs, other sweeps).
 
-Start several processes to scale out; Temporal balances them. SIGTERM/SIGINT drain gracefully.
+Start several processes to scale out; Temporal balances them, and each one starting the maintenance loop is
+harmless (the existing one is kept). SIGTERM/SIGINT drain gracefully.
 """
 
 from __future__ import annotations
@@ -13,26 +15,46 @@ from datetime import timedelta
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.maintenance import MaintenanceActivities
 from activities.run_activities import RunActivities
 from core.db import Database
 from core.logs import setup_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from fleets import get_driver
+from models.workflow import MaintenanceInput, maintenance_workflow_id
 from workflows.job_run import JobRunWorkflow
+from workflows.maintenance import MaintenanceWorkflow
 
 log = logging.getLogger("orch.worker")
 
 
 def build_worker(client, settings: Settings, db: Database) -> Worker:
     acts = RunActivities(settings, db, get_driver(settings.fleet_driver, settings))
+    maint = MaintenanceActivities(settings, db, client)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[JobRunWorkflow],
-        activities=acts.all(),
+        workflows=[JobRunWorkflow, MaintenanceWorkflow],
+        activities=acts.all() + maint.all(),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_sec),
         max_concurrent_activities=settings.worker_max_activities,
+    )
+
+
+async def ensure_maintenance(client, settings: Settings) -> None:
+    """Start the maintenance loop unless it runs already (one RPC; races between workers are harmless: the
+    fixed id admits one running loop, USE_EXISTING keeps it). Settings apply when a loop is (re)started."""
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+    await client.start_workflow(
+        MaintenanceWorkflow.run,
+        MaintenanceInput(interval_sec=settings.maintenance_interval_sec),
+        id=maintenance_workflow_id(settings.temporal_task_queue),
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary="orchestrator maintenance: reconciler of stranded runs and other sweeps",
     )
 
 
@@ -60,6 +82,11 @@ async def main(settings: Settings | None = None) -> None:
         "worker started on task queue %s (driver %s)", settings.temporal_task_queue, settings.fleet_driver
     )
     async with worker:
+        if settings.maintenance_enabled:
+            try:
+                await ensure_maintenance(client, settings)
+            except Exception:  # noqa: BLE001 - runs still work; the next worker start tries again
+                log.exception("could not start the maintenance workflow")
         await stop.wait()
         log.info("worker draining (up to %s s)", settings.worker_shutdown_grace_sec)
     db.dispose()

@@ -20,6 +20,8 @@ from models.workflow import (
     FinishRequest,
     FleetRef,
     FleetResult,
+    LaunchCheck,
+    LaunchCheckRequest,
     LaunchRequest,
     MonitorRequest,
     PlanRequest,
@@ -126,6 +128,27 @@ class RunActivities:
                     log.warning("realised carbon estimate failed for run %s", run.id, exc_info=True)
         log.info("run %s finished %s", req.run_id, req.status)
 
+    @activity.defn
+    async def check_launch(self, req: LaunchCheckRequest) -> LaunchCheck:
+        """Just before each launch: a suspended client's run, or one whose record is already final (e.g.
+        cancelled in the DB while it had no workflow), must not launch."""
+        _bind(req.run_id)
+        return await asyncio.to_thread(self._check_launch, req)
+
+    def _check_launch(self, req: LaunchCheckRequest) -> LaunchCheck:
+        with self.db.session() as s:
+            run = s.get(Run, req.run_id)
+            if run is None:
+                return LaunchCheck(allowed=False, reason="the run's record no longer exists")
+            if run.status in TERMINAL:
+                return LaunchCheck(allowed=False, reason=run.status_reason or f"run already {run.status}")
+            client = s.get(Client, run.client_id)
+            if client is None or client.status != "active":
+                status = client.status if client is not None else "deleted"
+                log.info("run %s not launched: client %s is %s", run.id, run.client_id, status)
+                return LaunchCheck(allowed=False, reason=f"client {status}")
+        return LaunchCheck(allowed=True)
+
     # ---------- fleet ----------
     @activity.defn
     async def launch_fleet(self, req: LaunchRequest) -> FleetRef:
@@ -220,6 +243,7 @@ class RunActivities:
             self.plan_schedule,
             self.update_run,
             self.finish_run,
+            self.check_launch,
             self.launch_fleet,
             self.monitor_fleet,
             self.terminate_fleet,

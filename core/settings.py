@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field(
         "127.0.0.1", description="Bind address of the worker's metrics (0.0.0.0 in containers)"
     )
+    # Maintenance loop (workflows/maintenance.py): reconciler of stranded runs, and other sweeps
+    maintenance_enabled: bool = Field(True, description="Workers start the maintenance workflow")
+    maintenance_interval_sec: float = Field(60.0, description="Period of the maintenance loop")
+    reconcile_grace_sec: float = Field(
+        30.0, description="A run PENDING this long without a workflow is started by the reconciler"
+    )
+    reconcile_batch: int = Field(200, description="Runs examined per reconciler pass (rotating cursor)")
 
     # S3 artifact store
     s3_endpoint_url: str | None = Field("http://127.0.0.1:8333", description="None = AWS S3")

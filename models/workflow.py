@@ -29,6 +29,10 @@ class RunInput(BaseModel):
     monitor_poll_sec: float = 5.0
     max_attempts: int = 3
     search_attributes: bool = True
+    history_event_limit: int = Field(
+        1000, description="While sleeping, continue-as-new once the history has this many events"
+    )
+    resume: ResumeState | None = Field(None, description="Set when a sleeping run continued-as-new")
 
 
 class PlanRequest(BaseModel):
@@ -50,6 +54,25 @@ class PlanResult(BaseModel):
     doc: dict[str, Any] = Field(default_factory=dict, description="The plan as stored on the run (API view)")
     carbon_chosen_g: float | None = None
     carbon_earliest_g: float | None = None
+
+
+class ResumeState(BaseModel):
+    """What a sleeping run carries into its next history when it continues-as-new."""
+
+    plan: PlanResult
+    next_replan: datetime
+    continued: int = Field(1, description="How many times this run has continued-as-new")
+
+
+class LaunchCheckRequest(BaseModel):
+    run_id: str
+
+
+class LaunchCheck(BaseModel):
+    """May this run launch now? No when its client is suspended or its record is already final."""
+
+    allowed: bool
+    reason: str | None = None
 
 
 class RunUpdate(BaseModel):
@@ -118,3 +141,34 @@ class RunState(BaseModel):
     planned_start: datetime | None = None
     attempt: int = 0
     cancel_requested: bool = False
+
+
+# ---------------------------------------------------------------- maintenance
+def maintenance_workflow_id(task_queue: str) -> str:
+    """One maintenance loop per task queue: ``orchestrator-maintenance`` for the default queue."""
+    return f"{task_queue}-maintenance"
+
+
+class MaintenanceInput(BaseModel):
+    interval_sec: float = 60.0
+    iterations_per_run: int = Field(50, description="Passes before continue-as-new (bounded history)")
+    state: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per-task state (cursors)")
+    passes_before: int = Field(0, description="Passes done by earlier runs of the chain")
+
+
+class MaintenancePassInput(BaseModel):
+    state: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class MaintenancePassResult(BaseModel):
+    state: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    summaries: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
+class MaintenanceStats(BaseModel):
+    passes: int
+    last: MaintenancePassResult | None = None
+
+
+RunInput.model_rebuild()

@@ -1,4 +1,5 @@
-"""Replay every recorded history in tests/histories/ against the current JobRunWorkflow code.
+"""Replay every recorded history in tests/histories/ against the current workflow code (JobRunWorkflow, and
+MaintenanceWorkflow for ``maintenance_*``; an open history replays up to its last event).
 
 A change that would break running workflows (non-determinism) fails here. Histories are recorded from the
 end-to-end runs with ``RECORD_HISTORIES=1 make test`` (see README, "Changing the workflow").
@@ -14,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.job_run import JobRunWorkflow
+from workflows.maintenance import MaintenanceWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -25,5 +27,7 @@ def test_histories_are_kept():
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path):
     history = WorkflowHistory.from_json(f"run-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[JobRunWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[JobRunWorkflow, MaintenanceWorkflow], data_converter=pydantic_data_converter
+    )
     await replayer.replay_workflow(history)

@@ -26,6 +26,8 @@ from models.workflow import (
     FinishRequest,
     FleetRef,
     FleetResult,
+    LaunchCheck,
+    LaunchCheckRequest,
     LaunchRequest,
     MonitorRequest,
     PlanRequest,
@@ -57,6 +59,7 @@ class FakeFleet:
         self.launched = asyncio.Event()
         self.monitoring = asyncio.Event()
         self.outcomes: list[tuple[str, int | None]] = []
+        self.deny_launch: str | None = None  # check_launch answers "not allowed" with this reason
 
     def activities(self):
         @activity.defn(name="plan_schedule")
@@ -107,7 +110,20 @@ class FakeFleet:
             self.calls["terminate_fleet"] += 1
             return FleetResult(state="TERMINATED")
 
-        return [plan_schedule, update_run, finish_run, launch_fleet, monitor_fleet, terminate_fleet]
+        @activity.defn(name="check_launch")
+        async def check_launch(req: LaunchCheckRequest) -> LaunchCheck:
+            self.calls["check_launch"] += 1
+            return LaunchCheck(allowed=self.deny_launch is None, reason=self.deny_launch)
+
+        return [
+            plan_schedule,
+            update_run,
+            finish_run,
+            launch_fleet,
+            monitor_fleet,
+            terminate_fleet,
+            check_launch,
+        ]
 
 
 @pytest.fixture
@@ -330,3 +346,60 @@ async def test_cancel_while_launching_terminates_the_attempt(env):
     assert result.status == "CANCELLED"
     assert [(t.run_id, t.attempt) for t in terminated] == [(result.run_id, 1)]
     assert "CANCELLING" in fake.statuses
+
+
+async def test_launch_check_denied_ends_cancelled_without_launching(env):
+    """A suspended client's run (check_launch says no) ends CANCELLED with the reason, never launched."""
+    fake = FakeFleet(start_in=timedelta(hours=3))
+    fake.deny_launch = "client suspended"
+    async with worker(env, fake):
+        handle = await start(env, await run_input(env))
+        result = await handle.result()
+        await keep_history(handle, "launch_denied_client_suspended")
+    assert result.status == "CANCELLED" and result.status_reason == "client suspended"
+    assert fake.calls["check_launch"] == 1 and fake.calls["launch_fleet"] == 0
+    assert fake.calls["terminate_fleet"] == 0
+    assert fake.final.status == "CANCELLED" and fake.final.status_reason == "client suspended"
+
+
+async def _history_chain(env, workflow_id: str, first_run_id: str) -> list:
+    """Every history of a workflow id, following continue-as-new from the first run."""
+    histories, run_id = [], first_run_id
+    while run_id:
+        history = await env.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else None
+        )
+    return histories
+
+
+HISTORY_BOUND = 1_100  # history_event_limit (1,000) + at most one re-plan cycle (~20 events) of slack
+
+
+@pytest.mark.slow
+async def test_thirty_days_of_hourly_replans_keep_history_bounded(env):
+    """A RESCHEDULABLE run sleeping 30 days, re-planning hourly (~720 re-plans, ~8,000 events in one history
+    before), continues-as-new: each history stays under HISTORY_BOUND events and the run still completes."""
+    fake = FakeFleet(start_in=timedelta(days=30))
+    inp = await run_input(env, latest_finish=(await env.get_current_time()) + timedelta(days=31))
+    async with worker(env, fake):
+        handle = await start(env, inp)
+        result = await handle.result()
+        histories = await _history_chain(env, handle.id, handle.first_execution_run_id)
+        if os.environ.get("RECORD_HISTORIES") == "1":
+            directory = Path(__file__).parent / "histories"
+            (directory / "reschedulable_30_days_continued_as_new.json").write_text(histories[0].to_json())
+            (directory / "reschedulable_30_days_resumed_final.json").write_text(histories[-1].to_json())
+    assert result.status == "SUCCEEDED" and fake.final.status == "SUCCEEDED"
+    sizes = [len(h.events) for h in histories]
+    print(f"30 days, hourly re-plans: {len(histories)} histories of {sizes} events")
+    assert len(histories) >= 7, sizes  # ~8,000 events of sleeping split into bounded pieces
+    assert max(sizes) < HISTORY_BOUND, sizes
+    assert fake.calls["plan_schedule"] >= 700  # every hourly re-plan still happened
+    assert fake.calls["launch_fleet"] == 1 and fake.calls["terminate_fleet"] == 1
+    assert fake.statuses.count("SCHEDULED") == 1  # the plan was carried across, not re-recorded
+    assert fake.final.exit_code == 0 and fake.final.attempts == 1

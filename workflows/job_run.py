@@ -18,10 +18,13 @@ with workflow.unsafe.imports_passed_through():
         FinishRequest,
         FleetRef,
         FleetResult,
+        LaunchCheck,
+        LaunchCheckRequest,
         LaunchRequest,
         MonitorRequest,
         PlanRequest,
         PlanResult,
+        ResumeState,
         RunInput,
         RunState,
         RunUpdate,
@@ -88,17 +91,22 @@ class JobRunWorkflow:
         started_at: datetime | None = None
         exit_code: int | None = None
         try:
-            plan = await self._plan(PlanRequest(run_id=inp.run_id, not_before=workflow.now()))
-            await self._set_status(
-                "SCHEDULED",
-                plan.rationale,
-                planned_start=plan.start,
-                plan=plan.doc,
-                capacity=plan.capacity,
-                carbon_chosen_g=plan.carbon_chosen_g,
-                carbon_earliest_g=plan.carbon_earliest_g,
-            )
-            plan = await self._wait_until_start(plan)
+            if inp.resume is not None:  # continued-as-new while sleeping: the plan is already recorded
+                plan = inp.resume.plan
+                self._status, self._reason = "SCHEDULED", plan.rationale
+                self._planned_start = plan.start
+            else:
+                plan = await self._plan(PlanRequest(run_id=inp.run_id, not_before=workflow.now()))
+                await self._set_status(
+                    "SCHEDULED",
+                    plan.rationale,
+                    planned_start=plan.start,
+                    plan=plan.doc,
+                    capacity=plan.capacity,
+                    carbon_chosen_g=plan.carbon_chosen_g,
+                    carbon_earliest_g=plan.carbon_earliest_g,
+                )
+            plan = await self._wait_until_start(plan, inp.resume.next_replan if inp.resume else None)
             if plan.latest_start is not None and workflow.now() > plan.latest_start:
                 return await self._finish(
                     "EXPIRED",
@@ -108,8 +116,23 @@ class JobRunWorkflow:
                 )
             capacity = plan.capacity
             while True:
-                self._attempt += 1
                 self._check_cancel()
+                if workflow.patched("launch-check"):
+                    # a suspended client's run (or one already finished in the DB, e.g. cancelled while it
+                    # had no workflow) never launches
+                    check = await self._cancellable(
+                        workflow.execute_activity(
+                            "check_launch",
+                            LaunchCheckRequest(run_id=inp.run_id),
+                            result_type=LaunchCheck,
+                            **SHORT,
+                        )
+                    )
+                    if not check.allowed:
+                        self._cancel_requested = True
+                        self._cancel_reason = check.reason or "not allowed to launch"
+                        raise _Cancelled()
+                self._attempt += 1
                 await self._set_status(
                     "LAUNCHING",
                     f"attempt {self._attempt}: launching the fleet",
@@ -206,16 +229,28 @@ class JobRunWorkflow:
             )
         )
 
-    async def _wait_until_start(self, plan: PlanResult) -> PlanResult:
-        """Durable sleep until the start; re-plans RESCHEDULABLE runs every replan_interval_sec."""
+    async def _wait_until_start(self, plan: PlanResult, next_replan: datetime | None = None) -> PlanResult:
+        """Durable sleep until the start; re-plans RESCHEDULABLE runs every replan_interval_sec.
+
+        The history stays bounded: once it reaches ``history_event_limit`` events (or Temporal suggests it),
+        the run continues-as-new with its plan and next re-plan time, so it may sleep and re-plan for years.
+        """
         inp = self._input
         replan_every = timedelta(seconds=max(60, inp.replan_interval_sec))
-        next_replan = workflow.now() + replan_every
+        next_replan = next_replan or workflow.now() + replan_every
         while True:
             self._check_cancel()
             now = workflow.now()
             if now >= plan.start:
                 return plan
+            if self._history_full() and workflow.patched("continue-as-new-while-sleeping"):
+                self._details(f"continuing as new while sleeping until {plan.start.isoformat()}")
+                resume = ResumeState(
+                    plan=plan,
+                    next_replan=next_replan,
+                    continued=(inp.resume.continued + 1) if inp.resume else 1,
+                )
+                workflow.continue_as_new(inp.model_copy(update={"resume": resume}))
             wake = plan.start
             if inp.job_type == "RESCHEDULABLE":
                 wake = min(wake, next_replan)
@@ -298,6 +333,13 @@ class JobRunWorkflow:
         if not self._cancel_requested:
             self._cancel_requested = True
             self._cancel_reason = "workflow cancelled through Temporal"
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= self._input.history_event_limit
+            or info.is_continue_as_new_suggested()
+        )
 
     def _check_cancel(self) -> None:
         if self._cancel_requested:

@@ -1,0 +1,201 @@
+"""Maintenance tasks, run one after the other by ``MaintenanceWorkflow`` every
+``ORCH_MAINTENANCE_INTERVAL_SEC``.
+
+Adding a task: decorate ``async def task(ctx, state) -> (state, summary)`` (or a plain ``def``, run in a
+thread) with ``@maintenance_task("name")``; import its module from ``worker.py`` so it registers. ``state`` is
+the task's own small JSON dict (e.g. a cursor), carried by the workflow from pass to pass; ``summary`` is a
+JSON dict shown by the workflow's ``stats`` query. A task that raises is logged and reported; the other tasks
+still run, and it is tried again at the next pass. The workflow itself never changes when tasks are added
+(they all run inside the one ``maintenance_pass`` activity), so adding one never breaks replay of the loop.
+
+Tasks shipped here:
+- ``reconcile_runs``: no stranded runs. A run ``PENDING`` for longer than ``ORCH_RECONCILE_GRACE_SEC`` whose
+  workflow ``run-<id>`` does not exist (the API died between committing the rows and starting the workflow) is
+  started; a run in a non-final state whose workflow is closed (terminated, failed, timed out) is marked
+  ``FAILED`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from temporalio import activity
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.db import Database
+from core.run_workflow import start_run_workflow
+from core.settings import Settings
+from models.api import TERMINAL
+from models.db import Job, JobTemplate, Run, utcnow
+from models.workflow import MaintenancePassInput, MaintenancePassResult
+
+log = logging.getLogger("orch.maintenance")
+
+FINAL = sorted(s.value for s in TERMINAL)
+
+
+@dataclass
+class MaintenanceContext:
+    settings: Settings
+    db: Database
+    temporal: TemporalClient
+
+
+TaskFn = Callable[[MaintenanceContext, dict[str, Any]], Any]
+MAINTENANCE_TASKS: dict[str, TaskFn] = {}
+
+
+def maintenance_task(name: str) -> Callable[[TaskFn], TaskFn]:
+    """Register a maintenance task (see the module docstring)."""
+
+    def register(fn: TaskFn) -> TaskFn:
+        MAINTENANCE_TASKS[name] = fn
+        return fn
+
+    return register
+
+
+class MaintenanceActivities:
+    def __init__(self, settings: Settings, db: Database, temporal: TemporalClient):
+        self.ctx = MaintenanceContext(settings, db, temporal)
+
+    @activity.defn
+    async def maintenance_pass(self, inp: MaintenancePassInput) -> MaintenancePassResult:
+        out = MaintenancePassResult()
+        for name, fn in list(MAINTENANCE_TASKS.items()):
+            activity.heartbeat(name)
+            state = dict(inp.state.get(name, {}))
+            try:
+                if inspect.iscoroutinefunction(fn):
+                    new_state, summary = await fn(self.ctx, state)
+                else:
+                    new_state, summary = await asyncio.to_thread(fn, self.ctx, state)
+            except Exception as exc:  # noqa: BLE001 - one failing task must not stop the others
+                log.exception("maintenance task %s failed", name)
+                out.state[name] = state
+                out.errors[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                continue
+            out.state[name], out.summaries[name] = new_state, summary
+            if any(v for k, v in summary.items() if k != "examined"):
+                log.info("maintenance task %s: %s", name, summary)
+        return out
+
+    def all(self) -> list:
+        return [self.maintenance_pass]
+
+
+# ---------------------------------------------------------------- reconcile_runs
+async def _describe(temporal: TemporalClient, workflow_id: str) -> WorkflowExecutionDescription | None:
+    try:
+        return await temporal.get_workflow_handle(workflow_id).describe(rpc_timeout=timedelta(seconds=10))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def _stale_pending(db: Database, grace_sec: float, limit: int) -> list[str]:
+    cutoff = utcnow() - timedelta(seconds=grace_sec)
+    with db.session() as s:
+        return list(
+            s.scalars(
+                select(Run.id)
+                .where(Run.status == "PENDING", Run.created_at < cutoff)
+                .order_by(Run.created_at)
+                .limit(limit)
+            )
+        )
+
+
+def _start_if_still_pending(ctx: MaintenanceContext, run_id: str, loop: asyncio.AbstractEventLoop) -> bool:
+    """Start the run's workflow while holding its row: the UPDATE takes the row's write lock (PostgreSQL) or
+    the database's (SQLite) and matches only while the run is still PENDING, so a concurrent cancel (which
+    marks it CANCELLED with a conditional UPDATE) either happens first and we never start it, or waits until
+    the workflow exists and then reaches it by signal."""
+    with ctx.db.session() as s:
+        held = s.execute(
+            update(Run).where(Run.id == run_id, Run.status == "PENDING").values(updated_at=utcnow())
+        )
+        if held.rowcount != 1:
+            return False  # cancelled (or started and moved on) meanwhile
+        run = s.get(Run, run_id)
+        job = s.get(Job, run.job_id)
+        template = s.get(JobTemplate, run.job_template_id)
+        coro = start_run_workflow(ctx.temporal, ctx.settings, run, job, template)
+        started = asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+    if started:
+        log.warning("reconciler started the workflow of stranded run %s", run_id, extra={"run_id": run_id})
+    return started
+
+
+def _non_final_page(db: Database, after: str, limit: int) -> list[tuple[str, str, str]]:
+    with db.session() as s:
+        rows = s.execute(
+            select(Run.id, Run.workflow_id, Run.status)
+            .where(Run.status.not_in(FINAL), Run.id > after)
+            .order_by(Run.id)
+            .limit(limit)
+        )
+        return [tuple(r) for r in rows]
+
+
+def _close_run(db: Database, run_id: str, status: str, reason: str) -> bool:
+    """Record a final status, only if the run is still not final (the workflow may have just recorded it)."""
+    now = utcnow()
+    with db.session() as s:
+        res = s.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status.not_in(FINAL))
+            .values(status=status, status_reason=reason, finished_at=now, updated_at=now)
+        )
+        done = res.rowcount == 1
+    if done:
+        log.warning("reconciler marked run %s %s: %s", run_id, status, reason, extra={"run_id": run_id})
+    return done
+
+
+def _verdict(desc: WorkflowExecutionDescription | None, workflow_id: str) -> tuple[str, str] | None:
+    """What a non-final run whose workflow is in this state should become (None: leave it)."""
+    if desc is None:
+        return "FAILED", f"its workflow {workflow_id} no longer exists"
+    st = desc.status
+    if st in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW, None):
+        return None
+    if st == WorkflowExecutionStatus.CANCELED:
+        return "CANCELLED", "workflow cancelled through Temporal"
+    return "FAILED", f"its workflow {workflow_id} ended {st.name} without recording the run's outcome"
+
+
+@maintenance_task("reconcile_runs")
+async def reconcile_runs(ctx: MaintenanceContext, state: dict[str, Any]) -> tuple[dict, dict]:
+    """Start stranded PENDING runs; close non-final runs whose workflow is closed (rotating cursor)."""
+    s = ctx.settings
+    loop = asyncio.get_running_loop()
+    started = closed = 0
+    pending = await asyncio.to_thread(_stale_pending, ctx.db, s.reconcile_grace_sec, s.reconcile_batch)
+    for run_id in pending:
+        workflow_id = f"run-{run_id}"
+        desc = await _describe(ctx.temporal, workflow_id)
+        if desc is None:
+            started += await asyncio.to_thread(_start_if_still_pending, ctx, run_id, loop)
+        elif (verdict := _verdict(desc, workflow_id)) is not None:  # closed before it even planned
+            closed += await asyncio.to_thread(_close_run, ctx.db, run_id, *verdict)
+    # every non-final run, a page per pass, wrapping around: is its workflow still alive?
+    page = await asyncio.to_thread(_non_final_page, ctx.db, state.get("after", ""), s.reconcile_batch)
+    for run_id, workflow_id, status in page:
+        if status == "PENDING":
+            continue  # a workflow may not exist yet; the stale ones were handled above
+        verdict = _verdict(await _describe(ctx.temporal, workflow_id), workflow_id)
+        if verdict is not None:
+            closed += await asyncio.to_thread(_close_run, ctx.db, run_id, *verdict)
+    after = page[-1][0] if len(page) == s.reconcile_batch else ""
+    return {"after": after}, {"started": started, "closed": closed, "examined": len(pending) + len(page)}
