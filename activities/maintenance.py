@@ -13,6 +13,9 @@ Tasks shipped here:
   workflow ``run-<id>`` does not exist (the API died between committing the rows and starting the workflow) is
   started; a run in a non-final state whose workflow is closed (terminated, failed, timed out) is marked
   ``FAILED`` with the reason.
+- ``sweep_artifact_store``: every ``ORCH_ARTIFACT_SWEEP_INTERVAL_SEC``, deletes artifact objects no row
+  references and aborts incomplete multipart uploads, both older than ``ORCH_ARTIFACT_SWEEP_GRACE_SEC``
+  (``services.artifacts.sweep_artifact_store``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -33,10 +36,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.db import Database
 from core.run_workflow import start_run_workflow
+from core.s3 import s3_client
 from core.settings import Settings
 from models.api import TERMINAL
 from models.db import Job, JobTemplate, Run, utcnow
 from models.workflow import MaintenancePassInput, MaintenancePassResult
+from services.artifacts import sweep_artifact_store
 
 log = logging.getLogger("orch.maintenance")
 
@@ -199,3 +204,20 @@ async def reconcile_runs(ctx: MaintenanceContext, state: dict[str, Any]) -> tupl
             closed += await asyncio.to_thread(_close_run, ctx.db, run_id, *verdict)
     after = page[-1][0] if len(page) == s.reconcile_batch else ""
     return {"after": after}, {"started": started, "closed": closed, "examined": len(pending) + len(page)}
+
+
+# ---------------------------------------------------------------- sweep_artifact_store
+@maintenance_task("sweep_artifact_store")
+def sweep_artifacts(ctx: MaintenanceContext, state: dict[str, Any]) -> tuple[dict, dict]:
+    """Orphan objects and incomplete multipart uploads (a crash mid-upload), at most once an interval."""
+    now = datetime.now(UTC)
+    last = state.get("last")
+    interval = ctx.settings.artifact_sweep_interval_sec
+    if last and (now - datetime.fromisoformat(last)).total_seconds() < interval:
+        return state, {"examined": 0}
+    result = sweep_artifact_store(ctx.settings, ctx.db, s3_client(ctx.settings), now)
+    return {"last": now.isoformat()}, {
+        "examined": result.objects_seen,
+        "deleted": result.objects_deleted,
+        "multipart_aborted": result.multipart_aborted,
+    }

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     artifact_sweep_grace_sec: int = Field(
         3600, description="Sweeper: leaves orphan objects and incomplete multipart uploads younger than this"
     )
+    artifact_sweep_interval_sec: int = Field(
+        3600, description="How often the maintenance loop sweeps the artifact store (it lists the bucket)"
+    )
 
     # Fleets
     fleet_driver: str = Field("local", description="local | ec2")

@@ -14,7 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from core.devstack import find_binary
+from cli.devstack import find_binary
 from models.workflow import MaintenanceInput, MaintenancePassInput, MaintenancePassResult, MaintenanceStats
 from workflows.maintenance import MaintenanceWorkflow
 

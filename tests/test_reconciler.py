@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.devstack import wait_for
 from core.db import Database
-from core.devstack import wait_for
 from core.migrate import upgrade
 from core.temporal import connect
 from models.db import Job, Run, new_id, utcnow

@@ -1,0 +1,42 @@
+"""The artifact-store sweeper runs as a maintenance task, at most once per interval, against SeaweedFS."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from activities.maintenance import MAINTENANCE_TASKS, MaintenanceContext
+from core.db import Database
+from core.migrate import upgrade
+from core.s3 import ensure_bucket, s3_client
+from tests.conftest import make_settings
+
+
+def test_sweep_task_deletes_an_old_orphan_once_per_interval(tmp_path, s3_settings):
+    settings = make_settings(
+        tmp_path,
+        s3_bucket="orch-sweep-task",
+        artifact_sweep_grace_sec=0,
+        artifact_sweep_interval_sec=3600,
+        **s3_settings,
+    )
+    upgrade(settings)
+    s3 = s3_client(settings)
+    ensure_bucket(s3, settings.s3_bucket)
+    orphan = "cl_x/1.0.0/art_0123456789abcdef0123/app.zip"
+    s3.put_object(Bucket=settings.s3_bucket, Key=orphan, Body=b"zip")
+    db = Database(settings)
+    ctx = MaintenanceContext(settings, db, temporal=None)  # the sweeper needs no Temporal
+    task = MAINTENANCE_TASKS["sweep_artifact_store"]
+    try:
+        state, summary = task(ctx, {})
+        assert summary["deleted"] == 1, summary
+        assert "Contents" not in s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix="cl_x/")
+        s3.put_object(Bucket=settings.s3_bucket, Key=orphan, Body=b"zip")
+        _, again = task(ctx, state)  # within the interval: not swept
+        assert again == {"examined": 0}
+        assert s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix="cl_x/")["KeyCount"] == 1
+        long_ago = {"last": (datetime.now(UTC) - timedelta(hours=2)).isoformat()}
+        _, later = task(ctx, long_ago)
+        assert later["deleted"] == 1
+    finally:
+        db.dispose()
