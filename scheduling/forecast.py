@@ -187,21 +187,30 @@ class SeasonalForecaster:
 # --------------------------------------------------------------------------- climatology (embedded)
 
 _CYCLE_DAYS = 364  # 52 weeks: weekdays line up from one year to the next
-_TABLES: weakref.WeakKeyDictionary[CarbonSeries, np.ndarray] = weakref.WeakKeyDictionary()
+_TABLES: weakref.WeakKeyDictionary[CarbonSeries, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+CLIMATOLOGY_SIGMA_INFLATION = 1.0
 
 
-def _climatology_table(y: np.ndarray) -> np.ndarray:
-    """364 x 24 table of expected g/kWh per (day of the 52-week cycle, hour), from one year of hourly data.
+def _centred_mean(days: np.ndarray, half: int) -> np.ndarray:
+    """Mean of each row's ``2*half + 1`` centred neighbours, the rows read as a cycle."""
+    ext = np.concatenate([days[-half:], days, days[:half]])
+    c = np.concatenate([np.zeros((1, days.shape[1])), np.cumsum(ext, axis=0)])
+    return (c[2 * half + 1 :] - c[: -2 * half - 1]) / (2 * half + 1)
+
+
+def _climatology_table(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two 364 x 24 tables per (day of the 52-week cycle, hour), from one year of hourly data: the
+    expected g/kWh, and the 1-sigma spread of the actual series around it (g/kWh).
 
     Each day's hourly profile is the mean of the same hour over the 29 days centred on it (the year read
     as a cycle), times its weekday factor: the mean of the daily means of the same weekday over the
-    57 days centred on it, over the mean of all 57.
+    57 days centred on it, over the mean of all 57. The spread is the root mean square of the residual
+    (actual - table) of the same hour over the same 29 days, times ``CLIMATOLOGY_SIGMA_INFLATION``
+    (in-sample residuals understate the error on another year).
     """
     days = y[: _CYCLE_DAYS * 24].reshape(_CYCLE_DAYS, 24)
     half = 14
-    ext = np.concatenate([days[-half:], days, days[:half]])
-    c = np.concatenate([np.zeros((1, 24)), np.cumsum(ext, axis=0)])
-    prof = (c[2 * half + 1 :] - c[: -2 * half - 1]) / (2 * half + 1)  # centred 29-day mean
+    prof = _centred_mean(days, half)  # centred 29-day mean
     daily = days.mean(axis=1)
     ext_d = np.concatenate([daily[-28:], daily, daily[:28]])
     factor = np.empty(_CYCLE_DAYS)
@@ -209,7 +218,9 @@ def _climatology_table(y: np.ndarray) -> np.ndarray:
         win = ext_d[i : i + 57]  # 8 weeks + 1 day centred on day i (same weekday at offsets 0, 7, ...)
         same = win[0::7]
         factor[i] = same.mean() / win.mean() if win.mean() > 0 else 1.0
-    return prof * factor[:, None]
+    table = prof * factor[:, None]
+    sigma = np.sqrt(_centred_mean((days - table) ** 2, half)) * CLIMATOLOGY_SIGMA_INFLATION
+    return table, sigma
 
 
 def climatology_forecast(
@@ -218,17 +229,22 @@ def climatology_forecast(
     """Expected intensity (g/kWh) for any ``[start, end)`` from one year of hourly data (``year``).
 
     The year is read as a repeating 52-week cycle (so weekdays line up across years); each hour gets the
-    29-day centred mean of that hour of day, scaled by its weekday's factor. Not a live forecast.
+    29-day centred mean of that hour of day, scaled by its weekday's factor. Not a live forecast, and no
+    recent anomaly: it knows the usual daily and weekly shape of that time of year, nothing about the
+    weather of the day. The result carries ``sigma``: the spread of the actual series around this
+    climatology at that day and hour (see :func:`_climatology_table`), which the planner's skill gate uses.
     """
     h0, y = hourly_history(year)
     if len(y) < _CYCLE_DAYS * 24:
         raise ValueError("climatology needs a year of hourly data")
-    table = _TABLES.get(year)
-    if table is None:
-        table = _TABLES[year] = _climatology_table(y)
+    tables = _TABLES.get(year)
+    if tables is None:
+        tables = _TABLES[year] = _climatology_table(y)
+    table, spread = tables
     first = floor_time(start, HOUR)
     n = math.ceil((end - first) / HOUR) + 1
     hours = (first - h0) // HOUR + np.arange(n)
     day = (hours // 24) % _CYCLE_DAYS
     vals = table[day, hours % 24]
-    return CarbonSeries(first, HOUR, vals).regrid(start, end, step)
+    sig = spread[day, hours % 24]
+    return CarbonSeries(first, HOUR, vals, sig, year.signal).regrid(start, end, step)
