@@ -502,11 +502,9 @@ def plan_schedule(
 
     # The skill gate: leave the baseline only for a likely, large enough saving worth its added risk.
     added_risk_pts = (risk - risk[0]) * 100.0
-    eligible = (
-        (saving_pct >= pol.min_saving_pct - 1e-9)
-        & (p_pos >= pol.min_saving_prob)
-        & (added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(saving_pct, 0.0) + 1e-9)
-    )
+    eligible = (saving_pct >= pol.min_saving_pct - 1e-9) & (p_pos >= pol.min_saving_prob)
+    if math.isfinite(pol.max_risk_pts_per_saving_pct):
+        eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(saving_pct, 0.0) + 1e-9
     eligible[0] = True
     best_all = float(objective.min())
     best_all_i = int(np.argmax(objective <= best_all + TIE_TOL))
