@@ -16,7 +16,10 @@ For each submission at nominal time ``T``:
   when p50 == p90, else drawn (seeded) from the lognormal through p50/p90.
 
 Submissions whose window (or, for seasonal/naive, 24 h of history before it) is not inside the series
-are skipped and counted. Default weights are carbon-only, so that ``perfect`` reaches the oracle
+are skipped and counted. The planner applies ``config.policy`` (default: the product's skill gate, with
+the nominal time as its baseline; for ``perfect``, which has full skill, no gate, so it reaches the
+oracle); the oracle is ungated.
+Default weights are carbon-only, so that ``perfect`` reaches the oracle
 exactly; pass the product's weights to see what slack and risk preferences cost in carbon.
 """
 
@@ -32,7 +35,15 @@ import numpy as np
 
 from scheduling.carbon import CarbonSeries, parse_timestamp
 from scheduling.forecast import NaiveForecaster, SeasonalForecaster
-from scheduling.scoring import InfeasibleWindow, RiskMode, Weights, lognormal_sigma, plan_schedule
+from scheduling.scoring import (
+    UNGATED,
+    InfeasibleWindow,
+    Policy,
+    RiskMode,
+    Weights,
+    lognormal_sigma,
+    plan_schedule,
+)
 
 __all__ = [
     "BacktestConfig",
@@ -78,6 +89,7 @@ class BacktestConfig:
     power_kw: float = 1.0
     seed: int = 0
     warmup_days: float = 0.0
+    policy: Policy | None = None  # the planner's skill gate; None: Policy() (product), UNGATED for perfect
 
     def __post_init__(self) -> None:
         if not (self.p50_sec > 0 and self.p90_sec >= self.p50_sec):
@@ -228,7 +240,7 @@ def run_backtest(
             skipped += 1
             continue
         if mode == "perfect":
-            fc = actual
+            fc = actual.with_sigma(0.0)  # known exactly
         elif mode == "noisy":
             sl = actual.slice(E, L)
             noise = 1.0 + sigma * rng.standard_normal(len(sl))
@@ -253,6 +265,8 @@ def run_backtest(
                 weights=config.weights,
                 step=config.step,
                 top_k=1,
+                policy=config.policy or (UNGATED if mode == "perfect" else Policy()),
+                baseline=nominal,  # "not moving" is the nominal time, also inside a +-H window
             )
             oracle = plan_schedule(
                 earliest=E,
@@ -265,6 +279,7 @@ def run_backtest(
                 weights=CARBON_ONLY,
                 step=config.step,
                 top_k=1,
+                policy=UNGATED,  # the oracle takes any real saving
             )
         except InfeasibleWindow:
             skipped += 1

@@ -385,6 +385,7 @@ def plan_schedule(
     fixed_start: bool = False,
     notes: list[str] | None = None,
     policy: Policy | None = None,
+    baseline: datetime | None = None,
 ) -> Plan:
     """Choose the start in ``[earliest, latest)`` that minimises the weighted objective among the starts
     the skill gate allows (see module doc).
@@ -394,7 +395,9 @@ def plan_schedule(
     optional per-interval ``sigma``; ``power_kw`` fleet power in kW including PUE;
     ``spot_interruption_prob`` the probability that a spot fleet is interrupted during the run (1.0 = spot
     not offered); ``step`` the candidate grid; ``policy`` the skill gate, uncertainty model and spot caps
-    (default :class:`Policy`; :data:`UNGATED` for the pure objective).
+    (default :class:`Policy`; :data:`UNGATED` for the pure objective); ``baseline`` the start that
+    "not moving" means (default ``earliest``; e.g. a nominal time inside a +-H window): carbon scores,
+    savings and the gate are relative to the feasible grid start nearest to it.
     Raises :class:`InfeasibleWindow` when no start meets the mode's deadline rule, ValueError on bad input.
     """
     mode = RiskMode(risk_mode)
@@ -455,15 +458,20 @@ def plan_schedule(
     integ = sub.cumulative(off + s + p50, prefix) - sub.cumulative(off + s, prefix)  # g/kWh x s
     emissions = integ * (power_kw / 3600.0)  # gCO2e
 
-    # Forecast uncertainty of each start's saving against the baseline (index 0).
+    b = 0  # index of the baseline start
+    if baseline is not None and n_feas > 1:
+        b_off = (_as_utc(baseline, "baseline") - E).total_seconds()
+        b = int(min(max(round(b_off / step_sec), 0), n_feas - 1))
+
+    # Forecast uncertainty of each start's saving against the baseline (index b).
     if sub.sigma is not None:
         sig_series = CarbonSeries(sub.start, sub.step, sub.sigma)
     else:
         sig_series = CarbonSeries(sub.start, sub.step, np.abs(sub.values) * pol.default_rel_sigma)
     sprefix = sig_series.prefix()
     sig_run = (sig_series.cumulative(off + s + p50, sprefix) - sig_series.cumulative(off + s, sprefix)) / p50
-    d_sigma = _diff_sigma(sig_run, float(sig_run[0]), s, p50, pol)  # g/kWh x s
-    base_i = float(integ[0])
+    d_sigma = _diff_sigma(sig_run, float(sig_run[b]), np.abs(s - s[b]), p50, pol)  # g/kWh x s
+    base_i = float(integ[b])
     if base_i > 0:
         carbon = (integ - base_i) / base_i  # 0 at the baseline, -0.005 for a 0.5 % saving
         saving_pct = -carbon * 100.0
@@ -477,7 +485,7 @@ def plan_schedule(
         p_pos = np.where(d_sigma > 0, _norm_cdf(gain / np.where(d_sigma > 0, d_sigma, 1.0)), 0.5)
     tol = 1e-9 * max(abs(base_i), 1e-12)
     p_pos = np.where(d_sigma > 0, p_pos, np.where(gain > tol, 1.0, np.where(gain < -tol, 0.0, 0.5)))
-    p_pos[0] = 0.5
+    p_pos[b] = 0.5
 
     capacity = _capacity(mode, p_int, window, p50, p90, pol)
     lost_g = np.zeros(n_feas)
@@ -501,11 +509,11 @@ def plan_schedule(
     flat = emax - emin <= 1e-9 * max(abs(emax), 1e-12)
 
     # The skill gate: leave the baseline only for a likely, large enough saving worth its added risk.
-    added_risk_pts = (risk - risk[0]) * 100.0
+    added_risk_pts = (risk - risk[b]) * 100.0
     eligible = (saving_pct >= pol.min_saving_pct - 1e-9) & (p_pos >= pol.min_saving_prob)
     if math.isfinite(pol.max_risk_pts_per_saving_pct):
         eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(saving_pct, 0.0) + 1e-9
-    eligible[0] = True
+    eligible[b] = True
     best_all = float(objective.min())
     best_all_i = int(np.argmax(objective <= best_all + TIE_TOL))
     gated_obj = np.where(eligible, objective, np.inf)
@@ -539,13 +547,13 @@ def plan_schedule(
 
     candidates = [cand(i) for i in order]
     chosen = candidates[0]
-    baseline = chosen if chosen_i == 0 else cand(0)
+    base_c = chosen if chosen_i == b else cand(b)
     rationale = _rationale(
         mode,
         E,
         L,
         chosen,
-        baseline,
+        base_c,
         n_feas,
         total,
         need_name,
@@ -561,7 +569,7 @@ def plan_schedule(
     return Plan(
         chosen=chosen,
         candidates=candidates,
-        baseline=baseline,
+        baseline=base_c,
         rationale=rationale,
         capacity=capacity,
         feasible_count=n_feas,
@@ -617,20 +625,22 @@ def _rationale(
     else:
         parts.append(f"{mode}: {n_feas} of {total} starts finish by {need_name} before latest_finish")
         pct, sig = chosen.saving_vs_earliest_pct, chosen.saving_sigma_pct
+        base_name = "earliest_start" if baseline.start == E else "the baseline start"
+        against = "earliest_start" if baseline.start == E else f"the baseline {_fmt_time(baseline.start, E)}"
         if chosen.start == baseline.start:
             if flat:
-                parts.append(f"every feasible start emits the same, so {when} (earliest_start) is kept")
+                parts.append(f"every feasible start emits the same, so {when} ({base_name}) is kept")
             elif gated_best is not None:
                 parts.append(
-                    f"{when} (earliest_start) is kept: the best alternative, "
+                    f"{when} ({base_name}) is kept: the best alternative, "
                     f"{_fmt_time(gated_best.start, E)}, would save {gated_best.saving_vs_earliest_pct:.1f}% "
                     f"+- {gated_best.saving_sigma_pct:.1f}%, {_why_gated(gated_best, baseline, pol)}"
                 )
             else:
-                parts.append(f"starting at earliest_start ({when}) is the best trade-off")
+                parts.append(f"starting at {base_name} ({when}) is the best trade-off")
         else:
             parts.append(
-                f"{when}: expected saving {pct:.0f}% +- {sig:.0f}% against starting at earliest_start "
+                f"{when}: expected saving {pct:.0f}% +- {sig:.0f}% against starting at {against} "
                 f"(P(saving > 0) {chosen.prob_saving * 100:.0f}%)"
             )
         parts.append(f"deadline-miss risk {chosen.risk * 100:.0f}%")
