@@ -198,13 +198,24 @@ def _centred_mean(days: np.ndarray, half: int) -> np.ndarray:
     return (c[2 * half + 1 :] - c[: -2 * half - 1]) / (2 * half + 1)
 
 
+def _smooth_days(factor: np.ndarray) -> np.ndarray:
+    """Per-hour weights from per-day factors (read as a cycle): linear between day centres (noon), so a
+    weekend's lower level fades in and out over the evening instead of jumping at midnight UTC (a jump
+    the planner would read as a saving worth moving a few hours for)."""
+    x = (np.arange(24) + 0.5) / 24.0 - 0.5  # position of each hour relative to the day's noon
+    prev, nxt = np.roll(factor, 1), np.roll(factor, -1)
+    f = factor[:, None]
+    return np.where(x < 0, f + x * (f - prev[:, None]), f + x * (nxt[:, None] - f))
+
+
 def _climatology_table(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two 364 x 24 tables per (day of the 52-week cycle, hour), from one year of hourly data: the
     expected g/kWh, and the 1-sigma spread of the actual series around it (g/kWh).
 
     Each day's hourly profile is the mean of the same hour over the 29 days centred on it (the year read
     as a cycle), times its weekday factor: the mean of the daily means of the same weekday over the
-    57 days centred on it, over the mean of all 57. The spread is the root mean square of the residual
+    57 days centred on it, over the mean of all 57, interpolated between day centres
+    (:func:`_smooth_days`). The spread is the root mean square of the residual
     (actual - table) of the same hour over the same 29 days, times ``CLIMATOLOGY_SIGMA_INFLATION``
     (in-sample residuals understate the error on another year).
     """
@@ -218,33 +229,55 @@ def _climatology_table(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         win = ext_d[i : i + 57]  # 8 weeks + 1 day centred on day i (same weekday at offsets 0, 7, ...)
         same = win[0::7]
         factor[i] = same.mean() / win.mean() if win.mean() > 0 else 1.0
-    table = prof * factor[:, None]
+    table = prof * _smooth_days(factor)
     sigma = np.sqrt(_centred_mean((days - table) ** 2, half)) * CLIMATOLOGY_SIGMA_INFLATION
     return table, sigma
+
+
+def _profile_table(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two 7 x 24 tables per (weekday counted from the first day, hour) from ``d >= 14`` whole days: the
+    mean of each hour of day over all days times the weekday factor (mean of that weekday's daily means
+    over the mean of all, interpolated between day centres), and the root mean square residual of each
+    hour (times the inflation)."""
+    d = len(y) // 24
+    days = y[: d * 24].reshape(d, 24)
+    prof = days.mean(axis=0)
+    daily = days.mean(axis=1)
+    wd = np.arange(d) % 7
+    factor = np.array([daily[wd == k].mean() for k in range(7)]) / max(float(daily.mean()), 1e-12)
+    if not daily.mean() > 0:
+        factor = np.ones(7)
+    table = _smooth_days(factor) * prof[None, :]
+    resid = days - table[wd]
+    sigma = np.sqrt((resid**2).mean(axis=0)) * CLIMATOLOGY_SIGMA_INFLATION
+    return table, np.broadcast_to(sigma, (7, 24))
 
 
 def climatology_forecast(
     year: CarbonSeries, start: datetime, end: datetime, step: timedelta = timedelta(minutes=15)
 ) -> CarbonSeries:
-    """Expected intensity (g/kWh) for any ``[start, end)`` from one year of hourly data (``year``).
+    """Expected intensity (g/kWh) for any ``[start, end)`` from hourly history (``year``): a climatology.
 
-    The year is read as a repeating 52-week cycle (so weekdays line up across years); each hour gets the
-    29-day centred mean of that hour of day, scaled by its weekday's factor. Not a live forecast, and no
-    recent anomaly: it knows the usual daily and weekly shape of that time of year, nothing about the
-    weather of the day. The result carries ``sigma``: the spread of the actual series around this
-    climatology at that day and hour (see :func:`_climatology_table`), which the planner's skill gate uses.
+    With a year (>= 364 days) of data, the year is read as a repeating 52-week cycle (so weekdays line up
+    across years); each hour gets the 29-day centred mean of that hour of day, scaled by its weekday's
+    factor. With 14 days to a year, there is no season: every date gets the history's mean daily profile
+    times its weekday's factor (weekdays counted from the history's first day).
+    Not a live forecast, and no recent anomaly: it knows the usual daily and weekly shape (of that time of
+    year), nothing about the weather of the day. The result carries ``sigma``: the spread of the actual
+    series around this climatology at that day and hour (:func:`_climatology_table`; per hour of day for a
+    short history), which the planner's skill gate uses.
     """
     h0, y = hourly_history(year)
-    if len(y) < _CYCLE_DAYS * 24:
-        raise ValueError("climatology needs a year of hourly data")
+    if len(y) < 14 * 24:
+        raise ValueError("climatology needs at least 14 days of hourly data")
     tables = _TABLES.get(year)
     if tables is None:
-        tables = _TABLES[year] = _climatology_table(y)
+        tables = _TABLES[year] = _climatology_table(y) if len(y) >= _CYCLE_DAYS * 24 else _profile_table(y)
     table, spread = tables
     first = floor_time(start, HOUR)
     n = math.ceil((end - first) / HOUR) + 1
     hours = (first - h0) // HOUR + np.arange(n)
-    day = (hours // 24) % _CYCLE_DAYS
+    day = (hours // 24) % table.shape[0]
     vals = table[day, hours % 24]
     sig = spread[day, hours % 24]
     return CarbonSeries(first, HOUR, vals, sig, year.signal).regrid(start, end, step)
