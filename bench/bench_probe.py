@@ -1,4 +1,4 @@
-"""Does the planner trade deadline risk for tiny savings, and does the embedded forecast ever make things worse?
+"""Does the planner trade deadline risk for tiny savings? Does the embedded forecast make things worse?
 
     .venv/bin/python bench/bench_probe.py                 # both tables, every 3rd hour of 2023
     .venv/bin/python bench/bench_probe.py --every 1       # every hour (slower)
@@ -149,7 +149,7 @@ def main() -> None:
             sys.stdout.flush()
     if args.part in ("halves", "all") and HAS_POLICY:
         print(
-            "\n## halves: climatology fitted on one half of 2023, judged on the other (nightly 01:00, +-8 h)\n"
+            "\n## halves: climatology fitted on one half of 2023, judged on the other (nightly 01:00 +-8 h)\n"
         )
         print(
             "| zone | train -> judge | nights | oracle saving | share of oracle, gated | kept baseline "
