@@ -320,3 +320,28 @@ def test_weekday_factor_fades_instead_of_jumping_at_midnight():
     steps = np.abs(np.diff(w.ravel()))
     assert steps.max() <= 0.2 / 24 + 1e-12  # a 20 % weekday step spread over a day, not one hour
     assert w[5].mean() == pytest.approx(0.8 - 0.2 / 8, abs=1e-9) or w[5].mean() < 0.9
+
+
+def test_settings_drive_the_planning_policy_and_the_run_doc_reports_the_uncertainty():
+    from core.planning import candidate_doc, planning_policy
+    from core.settings import Settings
+
+    pol = planning_policy(Settings(min_saving_pct=5.0, min_saving_prob=0.9, spot_max_prob_aggressive=0.1))
+    assert (pol.min_saving_pct, pol.min_saving_prob, pol.aggressive_spot_max_prob) == (5.0, 0.9, 0.1)
+    assert planning_policy(Settings()) == Policy()  # the settings' defaults are the planner's
+    values = np.full(24, 300.0)
+    values[5] = 150.0
+    p = plan_schedule(
+        earliest=BASE,
+        latest=BASE + 12 * H,
+        p50_sec=3600,
+        p90_sec=3600,
+        series=CarbonSeries(BASE, H, values),
+        power_kw=1,
+        risk_mode=RiskMode.NEUTRAL,
+        weights=Weights(),
+        policy=pol,
+    )
+    doc = candidate_doc(p.chosen)
+    assert doc["expected_saving_pct"] == 50.0 and 0 < doc["saving_sigma_pct"] < 15
+    assert doc["prob_saving"] > 0.99 and doc["expected_lost_run_gco2e"] == 0
