@@ -1,4 +1,4 @@
-"""Candidate scoring and the choice of a start time (ARCHITECTURE.md, "Scheduling model").
+"""Candidate scoring and the choice of a start time (README "How a start is chosen").
 
 Model, for a window ``[E, L]`` and candidate starts ``s = E + k*step`` with ``s < L``:
 
@@ -6,23 +6,34 @@ Model, for a window ``[E, L]`` and candidate starts ``s = E + k*step`` with ``s 
   (``p90 == p50`` means a deterministic runtime).
 - Emissions of a start (gCO2e) = ``power_kw`` (fleet kW, PUE included) x the integral of intensity (g/kWh)
   over ``[s, s + p50]``, computed for every start at once from prefix sums: O(n).
-- Scores, each in [0, 1]:
-  ``carbon`` = emissions min-max normalised over the feasible starts (0 = cleanest; all equal -> 0);
-  ``risk`` = P(T > L - s), the deadline-miss probability (with spot capacity:
-  ``1 - (1 - P(miss)) * (1 - spot_interruption_prob)``);
+- The baseline ``b`` is the start "not moving" means: ``earliest`` (or the grid start nearest to
+  ``baseline=``). Scores:
+  ``carbon`` = ``(E_s - E_b) / E_b`` (0 at the baseline, -0.005 for a 0.5 % saving);
+  ``risk`` = P(T > L - s), the deadline-miss probability (with spot capacity and interruption
+  probability ``p``: ``(1 - p) P(T > L - s) + p P(1.5 T > L - s)``, an interruption half-way through
+  followed by an on-demand rerun from scratch);
   ``slack`` = ``(L - (s + p90)) / (L - E)`` clipped to [0, 1] (1 = most buffer).
 - Objective (minimised) = ``(w_c*carbon + w_r*risk + w_s*(1 - slack)) / (w_c + w_r + w_s)``;
   ties (within 1e-9) go to the earliest start.
+- Uncertainty: the series' per-interval ``sigma`` (or ``Policy.default_rel_sigma`` x value) is a forecast
+  error ``e(t) = sigma(t) z(t)``, ``z`` a unit Gaussian process with correlation
+  ``a + (1 - a) exp(-|dt| / tau)`` (``Policy.corr_floor``, ``Policy.corr_hours``). With sigma averaged over
+  each run, the saving against the baseline gets a closed-form 1-sigma (:func:`_diff_sigma`) and
+  ``P(saving > 0)`` (normal).
+- Skill gate (:class:`Policy`): a start other than the baseline is allowed only with an expected saving
+  >= ``min_saving_pct``, ``P(saving > 0) >= min_saving_prob`` and at most ``max_risk_pts_per_saving_pct``
+  points of added miss risk per 1 % of saving. The objective chooses among allowed starts.
 
 Risk modes (feasibility and capacity):
 
 - ``CONSERVATIVE``: a start is feasible when its p90 finish is <= L. Always on-demand capacity.
 - ``NEUTRAL``: feasible when its p50 finish is <= L. On-demand, unless spot is nearly free of risk and
-  recoverable: ``spot_interruption_prob <= 0.05`` (``NEUTRAL_SPOT_MAX_PROB``) and the window is long enough
-  for an on-demand rerun after a late interruption (``L - E >= p50 + p90``, or no deadline). Then spot.
-- ``AGGRESSIVE``: feasible when its p50 finish is <= L. Spot first whenever spot is offered
-  (see below), relying on the workflow to relaunch on-demand
-  after an interruption while the window allows; the interruption probability is part of the risk score.
+  recoverable: ``spot_interruption_prob <= Policy.neutral_spot_max_prob`` (0.05) and the window is long
+  enough for an on-demand rerun after a late interruption (``L - E >= p50 + p90``, or no deadline).
+- ``AGGRESSIVE``: feasible when its p50 finish is <= L. Spot whenever it is offered with
+  ``spot_interruption_prob <= Policy.aggressive_spot_max_prob`` (0.2), relying on the workflow to relaunch
+  on-demand after an interruption while the window allows.
+With spot, each candidate reports ``lost_run_g`` = p x 0.5 x its emissions (the expected lost partial run).
 
 Spot is only considered when ``0 < spot_interruption_prob < 1``: the default 0.0 means "no spot
 information" and 1.0 means "spot not offered" (``catalog.spot_interruption_probability`` never returns 0
