@@ -19,6 +19,9 @@
 
 Cost: one 7-day forecast is O(profile_days x 24 x anomaly_hours) flops: about a millisecond.
 
+The result carries ``sigma`` (:meth:`SeasonalForecaster.relative_spread` x the value): the spread of the
+history around the daily profile at that hour of day, which the planner's skill gate uses.
+
 :class:`NaiveForecaster` is the baseline it is measured against: the mean of the same hour of day over the
 previous 28 days. :func:`climatology_forecast` serves the embedded provider for dates with no live history.
 """
@@ -53,9 +56,14 @@ def hourly_history(history: CarbonSeries) -> tuple[datetime, np.ndarray]:
 
 
 def _output(
-    hourly_start: datetime, values: np.ndarray, start: datetime, end: datetime, step: timedelta | None
+    hourly_start: datetime,
+    values: np.ndarray,
+    start: datetime,
+    end: datetime,
+    step: timedelta | None,
+    sigma: np.ndarray | None = None,
 ) -> CarbonSeries:
-    fc = CarbonSeries(hourly_start, HOUR, values)
+    fc = CarbonSeries(hourly_start, HOUR, values, sigma)
     return fc.regrid(start, end, step or HOUR)
 
 
@@ -127,7 +135,25 @@ class SeasonalForecaster:
         h0, y = hourly_history(history)
         cut = h0 + HOUR * len(y)  # forecast origin: hour after the last complete one
         n_out = math.ceil((end - cut) / HOUR) + 1
-        return _output(cut, self.forecast_hourly(y, n_out), start, end, step)
+        values = self.forecast_hourly(y, n_out)
+        return _output(cut, values, start, end, step, values * self.relative_spread(y, n_out))
+
+    def relative_spread(self, y: np.ndarray, horizon: int) -> np.ndarray:
+        """1-sigma relative error per forecast hour: the (recency-weighted) spread of the log residual
+        around the daily profile at that hour of day over the profile window. It ignores what the anomaly
+        term explains at short horizons, so it is an upper bound there; 0.25 with under 3 days."""
+        d = min(self.profile_days, len(y) // 24)
+        if d < 3:
+            return np.full(horizon, 0.25)
+        logs = np.log(np.maximum(y[len(y) - d * 24 :], _LOG_FLOOR)).reshape(d, 24)
+        if self.half_life_days is None:
+            w = np.full(d, 1.0 / d)
+        else:
+            w = 0.5 ** ((d - 1 - np.arange(d)) / self.half_life_days)
+            w /= w.sum()
+        prof = w @ logs
+        spread = np.sqrt(w @ (logs - prof) ** 2 * d / (d - 1))
+        return spread[np.arange(horizon) % 24]
 
     def forecast_hourly(self, y: np.ndarray, horizon: int) -> np.ndarray:
         """Core on plain arrays: ``y`` hourly history (g/kWh, last value = the hour before the origin),

@@ -345,3 +345,19 @@ def test_settings_drive_the_planning_policy_and_the_run_doc_reports_the_uncertai
     doc = candidate_doc(p.chosen)
     assert doc["expected_saving_pct"] == 50.0 and 0 < doc["saving_sigma_pct"] < 15
     assert doc["prob_saving"] > 0.99 and doc["expected_lost_run_gco2e"] == 0
+
+
+def test_seasonal_forecast_carries_a_calibrated_enough_sigma():
+    from scheduling.forecast import SeasonalForecaster
+
+    year = embedded_history("GB")
+    t0 = datetime(2023, 1, 1, tzinfo=UTC)
+    inside, n = 0, 0
+    for day in range(60, 360, 15):
+        cut = t0 + day * 24 * H
+        fc = SeasonalForecaster().forecast(year.slice(t0, cut), cut, cut + 48 * H, H)
+        assert fc.sigma is not None and (fc.sigma > 0).all()
+        act = year.slice(cut, cut + 48 * H).values
+        inside += int(np.sum(np.abs(act - fc.values) <= fc.sigma))
+        n += len(act)
+    assert 0.5 <= inside / n <= 0.95  # about one sigma (an upper bound at short horizons)
