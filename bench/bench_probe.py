@@ -1,8 +1,8 @@
 """Does the planner trade deadline risk for tiny savings? Does the embedded forecast make things worse?
 
-    .venv/bin/python bench/bench_probe.py                 # both tables, every 3rd hour of 2023
+    .venv/bin/python bench/bench_probe.py                 # all tables, probe every 3rd hour of 2023
     .venv/bin/python bench/bench_probe.py --every 1       # every hour (slower)
-    .venv/bin/python bench/bench_probe.py --part probe    # or: halves
+    .venv/bin/python bench/bench_probe.py --part probe    # or: halves, loo
 
 1. ``probe`` (issue 11): per embedded zone, one plan per sampled hour ``T`` of 2023 with the embedded
    forecast (the 2023 climatology, as the ``embedded`` provider serves it): window ``[T, T + 3 h]``,
@@ -17,6 +17,8 @@
    01:00 1-hour job that may move +-8 h, CONSERVATIVE, carbon-only weights (the ``orch backtest``
    defaults), baseline = 01:00. Prints the share of the oracle's saving, with the product's skill gate and
    without it, and how often the gate kept the baseline.
+3. ``loo``: the product's full-year climatology on 2023 with each judged day's own data left out of its
+   29-day mean (same climate, other weather), same nightly job; gated and ungated share of the oracle.
 """
 
 from __future__ import annotations
@@ -119,10 +121,52 @@ def judge(train: CarbonSeries, actual: CarbonSeries, gated: bool) -> tuple[float
     return share, (base_g - chosen_g) / base_g * 100, n, stayed / n, (base_g - oracle_g) / base_g * 100
 
 
+def leave_one_day_out(zone: str) -> tuple[float, float, float]:
+    """(share of the oracle gated, ungated, share of nights kept at the baseline) when each day of 2023 is
+    forecast by the full-year climatology with that day's own data removed from its 29-day mean: the same
+    climate, other weather. Nightly 01:00, +-8 h, 1-hour job, CONSERVATIVE, carbon-only weights."""
+    from scheduling import forecast as fmod
+
+    full = embedded_history(zone)
+    y = full.values[: 364 * 24]
+    table, sig = fmod._climatology_table(y)
+    days = y.reshape(364, 24)
+    prof = fmod._centred_mean(days, 14)
+    loo = (29 * prof - days) / 28 * (table / np.maximum(prof, 1e-9))
+    fc = CarbonSeries(full.start, H, loo.ravel(), sig.ravel())
+    base = chosen = ungated = oracle = 0.0
+    stayed = n = 0
+    day = full.start + 2 * 24 * H
+    while day + 34 * H <= full.start + 362 * 24 * H:
+        nominal = day + H
+        kw = dict(
+            earliest=nominal - 8 * H,
+            latest=nominal + 9 * H,
+            p50_sec=3600.0,
+            p90_sec=3600.0,
+            power_kw=1.0,
+            risk_mode=RiskMode.CONSERVATIVE,
+            weights=Weights(1, 0, 0),
+            top_k=1,
+            baseline=nominal,
+        )
+        p = plan_schedule(series=fc, **kw)
+        u = plan_schedule(series=fc, policy=scoring.UNGATED, **kw)
+        o = plan_schedule(series=full, policy=scoring.UNGATED, **kw)
+        base += full.integral(nominal, nominal + H)
+        chosen += full.integral(p.chosen.start, p.chosen.start + H)
+        ungated += full.integral(u.chosen.start, u.chosen.start + H)
+        oracle += full.integral(o.chosen.start, o.chosen.start + H)
+        stayed += p.chosen.start == nominal
+        n += 1
+        day += 24 * H
+    return (base - chosen) / (base - oracle), (base - ungated) / (base - oracle), stayed / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--every", type=int, default=3, help="probe every N hours of 2023 (default 3)")
-    ap.add_argument("--part", choices=["probe", "halves", "all"], default="all")
+    ap.add_argument("--part", choices=["probe", "halves", "loo", "all"], default="all")
     args = ap.parse_args()
     zones = embedded_zones()
     if args.part in ("probe", "all"):
@@ -167,6 +211,17 @@ def main() -> None:
                     f"{share_u * 100:.1f} % |"
                 )
                 sys.stdout.flush()
+
+    if args.part in ("loo", "all") and HAS_POLICY:
+        print(
+            "\n## leave-one-day-out: the 2023 climatology without the day's own data (nightly 01:00 +-8 h)\n"
+        )
+        print("| zone | share of oracle, gated | kept baseline | share of oracle, no gate |")
+        print("|---|---|---|---|")
+        for z in zones:
+            g, u, stayed = leave_one_day_out(z)
+            print(f"| {z} | {g * 100:.1f} % | {stayed * 100:.0f} % | {u * 100:.1f} % |")
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

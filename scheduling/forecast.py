@@ -214,7 +214,11 @@ class SeasonalForecaster:
 
 _CYCLE_DAYS = 364  # 52 weeks: weekdays line up from one year to the next
 _TABLES: weakref.WeakKeyDictionary[CarbonSeries, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
-CLIMATOLOGY_SIGMA_INFLATION = 1.0
+# The climatology's spread is measured in-sample on 2023 but used for other years, whose grids changed
+# (more solar, less coal) and whose weather differs: x1.5 is the margin. Chosen on bench_probe.py: with it
+# a leave-one-day-out 2023 check keeps 95 % of the oracle on US-CAL-CISO, 70-80 % on DE/ES, and GB (whose
+# 2023 shape did not hold in other years, issue 11) stays at its baseline on 99 % of nights.
+CLIMATOLOGY_SIGMA_INFLATION = 1.5
 
 
 def _centred_mean(days: np.ndarray, half: int) -> np.ndarray:
