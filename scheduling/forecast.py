@@ -268,7 +268,7 @@ def _profile_table(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two 7 x 24 tables per (weekday counted from the first day, hour) from ``d >= 14`` whole days: the
     mean of each hour of day over all days times the weekday factor (mean of that weekday's daily means
     over the mean of all, interpolated between day centres), and the root mean square residual of each
-    hour (times the inflation)."""
+    hour over the whole history."""
     d = len(y) // 24
     days = y[: d * 24].reshape(d, 24)
     prof = days.mean(axis=0)
@@ -279,7 +279,8 @@ def _profile_table(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         factor = np.ones(7)
     table = _smooth_days(factor) * prof[None, :]
     resid = days - table[wd]
-    sigma = np.sqrt((resid**2).mean(axis=0)) * CLIMATOLOGY_SIGMA_INFLATION
+    # no inflation here: the spread over the whole history already includes its drift through the seasons
+    sigma = np.sqrt((resid**2).mean(axis=0))
     return table, np.broadcast_to(sigma, (7, 24))
 
 
