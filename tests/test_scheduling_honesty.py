@@ -363,3 +363,29 @@ def test_seasonal_forecast_carries_a_calibrated_enough_sigma():
         inside += int(np.sum(np.abs(act - fc.values) <= fc.sigma))
         n += len(act)
     assert 0.5 <= inside / n <= 0.95  # about one sigma (an upper bound at short horizons)
+
+
+def test_run_record_reports_the_expected_saving_with_its_uncertainty():
+    from api.routers.runs import run_out
+    from models.db import Run
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    run = Run(
+        id="r1",
+        job_id="j1",
+        workflow_id="run-r1",
+        job_template_id="t1",
+        fleet_template_id="m5.large",
+        client_id="c1",
+        status="SCHEDULED",
+        plan={"expected_saving_pct": 12.04, "saving_sigma_pct": 4.96, "rationale": "..."},
+        created_at=now,
+        updated_at=now,
+        attempts=0,
+        carbon_chosen_g=88.0,
+        carbon_earliest_g=100.0,
+    )
+    out = run_out(run).carbon
+    assert (out.expected_saving_pct, out.saving_sigma_pct, out.saved_pct) == (12.04, 4.96, 12.0)
+    run.plan = None  # runs planned before issue 11 have no such fields
+    assert run_out(run).carbon.expected_saving_pct is None
