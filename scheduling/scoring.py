@@ -465,8 +465,22 @@ def plan_schedule(
 
     sub = series.slice(E, horizon_end)
     off = (E - sub.start).total_seconds()
-    prefix = sub.prefix()
-    integ = sub.cumulative(off + s + p50, prefix) - sub.cumulative(off + s, prefix)  # g/kWh x s
+    # integrals over [s, s + p50] of intensity (g/kWh x s) and of its sigma, sharing one index computation
+    dt = sub.step_sec
+    n_sub = len(sub)
+    t = np.clip(np.concatenate([off + s + p50, off + s]), 0.0, n_sub * dt)
+    idx = np.minimum((t // dt).astype(np.int64), n_sub - 1)
+    frac = t - idx * dt
+
+    def run_integrals(arr: np.ndarray) -> np.ndarray:
+        pre = np.empty(n_sub + 1)
+        pre[0] = 0.0
+        np.cumsum(arr, out=pre[1:])
+        pre[1:] *= dt
+        c = pre[idx] + frac * arr[idx]
+        return c[:n_feas] - c[n_feas:]
+
+    integ = run_integrals(sub.values)  # g/kWh x s, as sub.cumulative() would give
     emissions = integ * (power_kw / 3600.0)  # gCO2e
 
     b = 0  # index of the baseline start
@@ -476,11 +490,9 @@ def plan_schedule(
 
     # Forecast uncertainty of each start's saving against the baseline (index b).
     if sub.sigma is not None:
-        sig_series = CarbonSeries(sub.start, sub.step, sub.sigma)
+        sig_run = run_integrals(sub.sigma) / p50  # time-weighted mean sigma over each run
     else:
-        sig_series = CarbonSeries(sub.start, sub.step, np.abs(sub.values) * pol.default_rel_sigma)
-    sprefix = sig_series.prefix()
-    sig_run = (sig_series.cumulative(off + s + p50, sprefix) - sig_series.cumulative(off + s, sprefix)) / p50
+        sig_run = integ * (pol.default_rel_sigma / p50)
     d_sigma = _diff_sigma(sig_run, float(sig_run[b]), np.abs(s - s[b]), p50, pol)  # g/kWh x s
     base_i = float(integ[b])
     if base_i > 0:
