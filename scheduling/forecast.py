@@ -23,7 +23,14 @@ The result carries ``sigma`` (:meth:`SeasonalForecaster.relative_spread` x the v
 history around the daily profile at that hour of day, which the planner's skill gate uses.
 
 :class:`NaiveForecaster` is the baseline it is measured against: the mean of the same hour of day over the
-previous 28 days. :func:`climatology_forecast` serves the embedded provider for dates with no live history.
+previous 28 days.
+
+:func:`climatology_forecast` is what the ``embedded`` provider serves: a **climatology**, not a forecast of
+the day. From the shipped 2023 hourly series: the 29-day centred mean of each hour of day at that time of
+year, times a weekday factor (faded between day centres), read as a repeating 52-week year, with ``sigma``
+= the spread of the 2023 actuals around it (x ``CLIMATOLOGY_SIGMA_INFLATION`` for other years). It has
+no recent anomaly and no weather; with recent actuals, :class:`SeasonalForecaster` is the one that uses
+them (daily profile plus the recent anomaly, decaying). Both return ``sigma`` for the planner's skill gate.
 """
 
 from __future__ import annotations
