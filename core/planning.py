@@ -274,6 +274,7 @@ def plan_for_run(
     doc = {
         **candidate_doc(chosen),
         "rationale": plan.rationale,
+        "skill_gated": plan.skill_gated,
         "capacity": plan.capacity,
         "region": region_for(template, client),
         "p50_sec": p50,
