@@ -389,3 +389,61 @@ def test_run_record_reports_the_expected_saving_with_its_uncertainty():
     assert (out.expected_saving_pct, out.saving_sigma_pct, out.saved_pct) == (12.04, 4.96, 12.0)
     run.plan = None  # runs planned before issue 11 have no such fields
     assert run_out(run).carbon.expected_saving_pct is None
+
+
+def test_plan_for_run_reports_the_gate_and_the_uncertainty(tmp_path):
+    """The activity's planning code on a real (SQLite) session with the embedded provider."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from core.planning import plan_for_run
+    from core.settings import Settings
+    from models.db import Base, Client, Job, JobTemplate, Run
+
+    settings = Settings(carbon_provider="embedded", data_dir=tmp_path)
+    engine = create_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    Base.metadata.create_all(engine)
+
+    def plan(region: str, earliest: datetime, latest: datetime):
+        client = Client(id="c1", name="acme", api_key_hash="h", api_key_prefix="p", region_default=region)
+        tpl = JobTemplate(
+            id="t1",
+            client_id="c1",
+            name="n",
+            app_artifact_id="a1",
+            fleet_template_id="m5.large",
+            expected_runtime_sec=3600,
+        )
+        job = Job(
+            id="j1",
+            client_id="c1",
+            job_template_id="t1",
+            type="RESCHEDULABLE",
+            earliest_start=earliest,
+            latest_finish=latest,
+            risk_mode="NEUTRAL",
+            weights={},
+            request_hash="x",
+        )
+        run = Run(
+            id="r1",
+            job_id="j1",
+            client_id="c1",
+            job_template_id="t1",
+            fleet_template_id="m5.large",
+            workflow_id="run-r1",
+        )
+        with Session(engine) as session:
+            return plan_for_run(session, settings, run, job, tpl, client, not_before=earliest)
+
+    # California in June: the evening (02:00Z = 19:00 PDT) is dirty, the solar noon (19:00Z) clean
+    e = datetime(2026, 6, 10, 2, tzinfo=UTC)
+    res = plan("us-west-1", e, e + 22 * H)
+    doc = res.doc
+    assert res.start != e and doc["expected_saving_pct"] >= MIN_SAVING_PCT and doc["prob_saving"] >= 0.8
+    assert doc["saving_sigma_pct"] > 0 and "expected saving" in res.rationale and "+-" in res.rationale
+    assert doc["skill_gated"] is False and res.carbon_chosen_g < res.carbon_earliest_g
+    # a region with only a flat annual factor has nothing to gain: the baseline, and the rationale says so
+    res = plan("eu-north-1", e, e + 22 * H)
+    assert res.start == e and res.doc["expected_saving_pct"] == 0
+    assert "every feasible start emits the same" in res.rationale
