@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scheduling.backtest import BacktestConfig, BacktestResult, daily_submissions, run_backtest  # noqa: E402
 from scheduling.carbon import CarbonSeries, embedded_history, embedded_zones  # noqa: E402
 from scheduling.forecast import NaiveForecaster, SeasonalForecaster  # noqa: E402
+from scheduling.scoring import UNGATED  # noqa: E402
 
 HOUR = timedelta(hours=1)
 HELD_BACK_WEEKS = list(range(8, 53, 4))
@@ -73,7 +74,12 @@ def scheduling_value(
 ) -> BacktestResult:
     subs = sorted(s for h in hours for s in daily_submissions(series, f"{h:02d}:00"))
     cfg = BacktestConfig(
-        p50_sec=3600, p90_sec=3600, window_hours=8, forecast=forecast, warmup_days=warmup_days
+        p50_sec=3600,
+        p90_sec=3600,
+        window_hours=8,
+        forecast=forecast,
+        warmup_days=warmup_days,
+        policy=UNGATED,  # compares forecasts' ranking skill; bench_probe.py measures the skill gate
     )
     return run_backtest(series, subs, cfg)
 

@@ -2,7 +2,9 @@
 
 Same model as ``scheduling.scoring.plan_schedule`` (ARCHITECTURE.md "Scheduling model"), written the
 obvious way: for every candidate start, walk the series intervals that overlap ``[s, s + p50]`` and add
-up intensity x overlap; risk from ``math.erfc``; then normalise and pick the minimum (ties -> earliest).
+up intensity x overlap; risk from ``math.erfc``; carbon relative to the first feasible start (the
+baseline); then pick the minimum of the objective (ties -> earliest), no skill gate
+(``scoring.UNGATED``).
 No prefix sums, no numpy. Returns the chosen start and its emissions (gCO2e).
 """
 
@@ -61,12 +63,11 @@ def reference_choice(
         risks.append(risk)
         slacks.append(min(1.0, max(0.0, (window - s - p90_sec) / window)))
 
-    lo, hi = min(emissions), max(emissions)
-    span = hi - lo
+    base_e = emissions[0]
     wsum = weights.carbon + weights.risk + weights.slack
     best_i, best_obj = 0, math.inf
     for i in range(len(starts)):
-        carbon = 0.0 if span <= 1e-9 * max(abs(hi), 1e-12) else (emissions[i] - lo) / span
+        carbon = (emissions[i] - base_e) / base_e if base_e > 0 else 0.0
         obj = (weights.carbon * carbon + weights.risk * risks[i] + weights.slack * (1 - slacks[i])) / wsum
         if obj < best_obj - 1e-9:
             best_i, best_obj = i, obj

@@ -14,14 +14,36 @@ from models.workflow import PlanResult
 from scheduling.carbon import CarbonSeries
 from scheduling.catalog import fleet_power_kw, get_fleet_template, spot_interruption_probability
 from scheduling.prediction import RuntimePrediction, predict_runtime
-from scheduling.scoring import Candidate, InfeasibleWindow, Plan, RiskMode, Weights, plan_schedule
+from scheduling.scoring import Candidate, InfeasibleWindow, Plan, Policy, RiskMode, Weights, plan_schedule
 
-__all__ = ["InfeasibleWindow", "plan_for_run", "preview_plan", "runtime_prediction", "realised_emissions_g"]
+__all__ = [
+    "InfeasibleWindow",
+    "plan_for_run",
+    "planning_policy",
+    "preview_plan",
+    "runtime_prediction",
+    "realised_emissions_g",
+]
 
 NO_HISTORY_P90_FACTOR = 1.5  # without history the spread is a guess: p90 = 1.5 x p50
 REPLAN_MIN_GAIN = 0.05  # move a planned start only for >= 5% less carbon ...
 REPLAN_MAX_EXTRA_RISK = 0.01  # ... and at most 1 point more deadline risk
 HISTORY_LIMIT = 50
+
+
+def planning_policy(settings: Settings) -> Policy:
+    """The skill gate, default forecast uncertainty and spot caps from the settings (README
+    "How a start is chosen"). A series without ``sigma`` (a provider that gives no uncertainty, or a CSV
+    of actuals) is read with ``ORCH_CARBON_DEFAULT_REL_SIGMA`` (default 10 % of the value, the order of a
+    day-ahead grid forecast's error); the embedded climatology carries its own, larger sigma."""
+    return Policy(
+        min_saving_pct=settings.min_saving_pct,
+        min_saving_prob=settings.min_saving_prob,
+        max_risk_pts_per_saving_pct=settings.max_risk_pts_per_saving_pct,
+        default_rel_sigma=settings.carbon_default_rel_sigma,
+        neutral_spot_max_prob=settings.spot_max_prob_neutral,
+        aggressive_spot_max_prob=settings.spot_max_prob_aggressive,
+    )
 
 
 def runtime_prediction(
@@ -126,6 +148,7 @@ def _plan(
         step=timedelta(minutes=settings.forecast_step_min),
         fixed_start=fixed_start,
         notes=notes + carbon_notes,
+        policy=planning_policy(settings),
     )
     return plan, p50, p90
 
@@ -140,6 +163,11 @@ def candidate_doc(c: Candidate) -> dict:
         "objective": round(c.objective, 6),
         "estimated_gco2e": round(c.emissions_g, 3),
         "saving_vs_earliest_pct": round(c.saving_vs_earliest_pct, 2),
+        # the same expected saving with its forecast uncertainty ("12 % +- 5 %") and P(saving > 0)
+        "expected_saving_pct": round(c.saving_vs_earliest_pct, 2),
+        "saving_sigma_pct": round(c.saving_sigma_pct, 2),
+        "prob_saving": round(c.prob_saving, 4),
+        "expected_lost_run_gco2e": round(c.lost_run_g, 3),
     }
 
 
@@ -232,6 +260,7 @@ def plan_for_run(
     doc = {
         **candidate_doc(chosen),
         "rationale": plan.rationale,
+        "skill_gated": plan.skill_gated,
         "capacity": plan.capacity,
         "region": region_for(template, client),
         "p50_sec": p50,

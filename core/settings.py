@@ -155,6 +155,25 @@ class Settings(BaseSettings):
 
     # Scheduling
     forecast_step_min: int = 15
+    # Honest scoring (README "How a start is chosen"): when the planner may leave the baseline start
+    min_saving_pct: float = Field(
+        3.0, ge=0, le=100, description="Least expected saving (%) for a start other than the baseline"
+    )
+    min_saving_prob: float = Field(
+        0.8, ge=0, le=1, description="Least P(saving > 0) under the forecast's uncertainty to move"
+    )
+    max_risk_pts_per_saving_pct: float = Field(
+        1.0, ge=0, description="Most points of added deadline-miss risk per 1 % of expected saving"
+    )
+    carbon_default_rel_sigma: float = Field(
+        0.10, ge=0, le=10, description="Forecast error (share of the value) for a series without sigma"
+    )
+    spot_max_prob_neutral: float = Field(
+        0.05, ge=0, le=1, description="Highest spot interruption probability NEUTRAL accepts"
+    )
+    spot_max_prob_aggressive: float = Field(
+        0.2, ge=0, le=1, description="Highest spot interruption probability AGGRESSIVE accepts"
+    )
     replan_interval_sec: int = 3600
     default_runtime_sec: int = Field(
         3600, description="Runtime assumed with no history and no expected_runtime_sec"

@@ -315,6 +315,16 @@ class CandidateOut(BaseModel):
     saving_vs_earliest_pct: float = Field(
         description="Emission saving against starting at earliest_start (%)"
     )
+    expected_saving_pct: float | None = Field(
+        None, description="Expected emission saving against the baseline start (%), as forecast"
+    )
+    saving_sigma_pct: float | None = Field(
+        None, description="1-sigma uncertainty of expected_saving_pct (percentage points)"
+    )
+    prob_saving: float | None = Field(None, description="P(saving > 0) under the forecast's uncertainty")
+    expected_lost_run_gco2e: float | None = Field(
+        None, description="Spot only: expected gCO2e of a partial run lost to an interruption"
+    )
 
 
 class PreviewOut(BaseModel):
@@ -325,6 +335,9 @@ class PreviewOut(BaseModel):
     baseline: CandidateOut = Field(description="Starting at earliest_start")
     feasible_count: int
     total_count: int
+    skill_gated: bool = Field(
+        False, description="A start looked better but the forecast's skill did not justify moving"
+    )
 
 
 class PredictionOut(BaseModel):
@@ -363,6 +376,8 @@ class CarbonOut(BaseModel):
     estimated_gco2e_chosen: float | None = Field(None, description="At the chosen start (gCO2e)")
     estimated_gco2e_earliest: float | None = Field(None, description="Had it started at earliest_start")
     saved_pct: float | None = None
+    expected_saving_pct: float | None = Field(None, description="Forecast saving at planning time (%)")
+    saving_sigma_pct: float | None = Field(None, description="Its 1-sigma uncertainty (points)")
     realised_gco2e: float | None = Field(None, description="Estimate for the time it really ran")
 
 

@@ -18,7 +18,10 @@ For each submission at nominal time ``T``:
   when p50 == p90, else drawn (seeded) from the lognormal through p50/p90.
 
 Submissions whose window (or, for seasonal/naive, 24 h of history before it) is not inside the series
-are skipped and counted. Default weights are carbon-only, so that ``perfect`` reaches the oracle
+are skipped and counted. The planner applies ``config.policy`` (default: the product's skill gate, with
+the nominal time as its baseline; for ``perfect``, which has full skill, no gate, so it reaches the
+oracle); the oracle is ungated.
+Default weights are carbon-only, so that ``perfect`` reaches the oracle
 exactly; pass the product's weights to see what slack and risk preferences cost in carbon.
 """
 
@@ -34,7 +37,15 @@ import numpy as np
 
 from scheduling.carbon import CarbonSeries, parse_timestamp
 from scheduling.forecast import NaiveForecaster, SeasonalForecaster
-from scheduling.scoring import InfeasibleWindow, RiskMode, Weights, lognormal_sigma, plan_schedule
+from scheduling.scoring import (
+    UNGATED,
+    InfeasibleWindow,
+    Policy,
+    RiskMode,
+    Weights,
+    lognormal_sigma,
+    plan_schedule,
+)
 
 __all__ = [
     "BacktestConfig",
@@ -80,6 +91,7 @@ class BacktestConfig:
     power_kw: float = 1.0
     seed: int = 0
     warmup_days: float = 0.0
+    policy: Policy | None = None  # the planner's skill gate; None: Policy() (product), UNGATED for perfect
 
     def __post_init__(self) -> None:
         if not (self.p50_sec > 0 and self.p90_sec >= self.p50_sec):
@@ -224,15 +236,6 @@ def daily_submissions(series: CarbonSeries, at: time | str) -> list[datetime]:
     return out
 
 
-def _no_skill_flag(plan: Any) -> bool | None:
-    """The planner's own statement that it kept the baseline for lack of skill, if it makes one."""
-    for name in ("no_skill", "baseline_kept", "kept_baseline"):
-        v = getattr(plan, name, None)
-        if isinstance(v, bool):
-            return v
-    return None
-
-
 def _emissions(actual: CarbonSeries, start: datetime, dur: timedelta, power_kw: float) -> float:
     return power_kw * actual.integral(start, start + dur)
 
@@ -262,7 +265,7 @@ def run_backtest(
             skipped += 1
             continue
         if mode == "perfect":
-            fc = actual
+            fc = actual.with_sigma(0.0)  # known exactly
         elif mode == "embedded":
             assert forecaster is not None
             fc = forecaster(min(E, nominal), E, L)
@@ -290,6 +293,8 @@ def run_backtest(
                 weights=config.weights,
                 step=config.step,
                 top_k=1,
+                policy=config.policy or (UNGATED if mode == "perfect" else Policy()),
+                baseline=nominal,  # "not moving" is the nominal time, also inside a +-H window
             )
             oracle = plan_schedule(
                 earliest=E,
@@ -302,6 +307,7 @@ def run_backtest(
                 weights=CARBON_ONLY,
                 step=config.step,
                 top_k=1,
+                policy=UNGATED,  # the oracle takes any real saving
             )
         except InfeasibleWindow:
             skipped += 1
@@ -322,7 +328,7 @@ def run_backtest(
                 runtime_sec=runtime,
                 missed=chosen + timedelta(seconds=runtime) > L,
                 kept_baseline=chosen == base_start,
-                no_skill=_no_skill_flag(plan),
+                no_skill=plan.skill_gated,  # a better start existed; the forecast's skill did not back it
             )
         )
     base = float(sum(r.baseline_g for r in results))

@@ -64,14 +64,19 @@ class CarbonSeries:
     ``values``: 1-D float64 array in gCO2e/kWh, ``values[i]`` holding over
     ``[start + i*step, start + (i+1)*step)``.
     The array is stored read-only; slices share memory with their parent.
+
+    ``sigma``: optional 1-sigma forecast error per interval (g/kWh, same length as ``values``, >= 0), the
+    uncertainty of ``values[i]`` as a forecast of the interval's mean intensity. None = unknown (actuals, or a
+    provider that gives none): the planner then applies a documented default relative uncertainty.
+    Every transform below carries it along (resampling averages it with the same time weights, i.e. errors
+    within one output interval are treated as fully correlated).
+    ``signal``: ``"average"`` (grid-average / LCA intensity) or ``"marginal"``.
     """
 
     start: datetime
     step: timedelta
     values: np.ndarray
-    #: 1-sigma forecast error (g/kWh) per point, same length as ``values``; None = unknown.
     sigma: np.ndarray | None = None
-    #: "average" (grid mix) or "marginal" (e.g. WattTime MOER): never mix the two in one series.
     signal: str = "average"
 
     def __post_init__(self) -> None:
@@ -85,21 +90,41 @@ class CarbonSeries:
         if v.ndim != 1 or v.size == 0:
             raise ValueError("series values must be a non-empty 1-D array")
         object.__setattr__(self, "values", v)
-        if self.sigma is not None:
-            sg = np.array(self.sigma, dtype=np.float64)
+        sg = self.sigma
+        if sg is not None:
+            if not (isinstance(sg, np.ndarray) and sg.dtype == np.float64 and not sg.flags.writeable):
+                sg = np.array(sg, dtype=np.float64)
+                sg.setflags(write=False)
             if sg.shape != v.shape:
-                raise ValueError(f"sigma has shape {sg.shape}, values {v.shape}")
-            sg.setflags(write=False)
+                raise ValueError(f"sigma has shape {sg.shape}, values {v.shape}: they must match")
+            if not np.all(np.isfinite(sg)) or np.any(sg < 0):
+                raise ValueError("sigma must be finite and >= 0 g/kWh")
             object.__setattr__(self, "sigma", sg)
         if self.signal not in ("average", "marginal"):
             raise ValueError(f"signal must be 'average' or 'marginal', got {self.signal!r}")
 
-    def _like(self, start: datetime, step: timedelta, values: np.ndarray, how=None) -> CarbonSeries:
-        """A derived series with this one's signal; ``how(series)`` applies the same transform to sigma."""
-        sigma = None
-        if self.sigma is not None and how is not None:
-            sigma = how(CarbonSeries(self.start, self.step, self.sigma)).values
-        return CarbonSeries(start, step, values, sigma=sigma, signal=self.signal)
+    def _like(self, start: datetime, step: timedelta, values: np.ndarray, sigma: np.ndarray | None):
+        """A series with this one's signal (and ``sigma`` if this one has one)."""
+        return CarbonSeries(start, step, values, sigma if self.sigma is not None else None, self.signal)
+
+    def with_sigma(self, sigma: np.ndarray | float | None) -> CarbonSeries:
+        """The same series with ``sigma`` (an array, or one g/kWh value for every interval, or None)."""
+        if sigma is not None and np.ndim(sigma) == 0:
+            sigma = np.full(len(self), float(sigma))  # type: ignore[arg-type]
+        return CarbonSeries(self.start, self.step, self.values, sigma, self.signal)
+
+    def _avg(self, arr: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """Time-weighted means of a per-interval array ``arr`` between offsets ``edges`` (seconds)."""
+        dt = self.step_sec
+        n = len(self)
+        p = np.empty(n + 1)
+        p[0] = 0.0
+        np.cumsum(arr, out=p[1:])
+        p[1:] *= dt
+        t = np.clip(edges, 0.0, n * dt)
+        idx = np.minimum((t // dt).astype(np.int64), n - 1)
+        c = p[idx] + (t - idx * dt) * arr[idx]
+        return np.diff(c) / np.diff(edges)
 
     # ----------------------------------------------------------------- basics
     def __len__(self) -> int:
@@ -155,9 +180,8 @@ class CarbonSeries:
             )
         i0 = (start - self.start) // self.step
         i1 = -((self.start - end) // self.step)  # ceil
-        return self._like(
-            self.start + i0 * self.step, self.step, self.values[i0:i1], lambda x: x.slice(start, end)
-        )
+        sg = None if self.sigma is None else self.sigma[i0:i1]
+        return self._like(self.start + i0 * self.step, self.step, self.values[i0:i1], sg)
 
     def resample(self, step: timedelta) -> CarbonSeries:
         """Same intensity on a grid of ``step`` starting at ``self.start``, preserving integrals.
@@ -170,20 +194,31 @@ class CarbonSeries:
         if step == self.step:
             return self
         dt = self.step
+        sg = self.sigma
         if dt % step == timedelta(0):
+            k = dt // step
             return self._like(
-                self.start, step, np.repeat(self.values, dt // step), lambda x: x.resample(step)
+                self.start, step, np.repeat(self.values, k), None if sg is None else np.repeat(sg, k)
             )
         n_new = (dt * len(self)) // step
         if n_new < 1:
             raise ValueError(f"series of {dt * len(self)} is shorter than one step of {step}")
         if step % dt == timedelta(0):
             k = step // dt
-            vals = self.values[: n_new * k].reshape(n_new, k).mean(axis=1)
-            return self._like(self.start, step, vals, lambda x: x.resample(step))
+            return self._like(
+                self.start,
+                step,
+                self.values[: n_new * k].reshape(n_new, k).mean(axis=1),
+                None if sg is None else sg[: n_new * k].reshape(n_new, k).mean(axis=1),
+            )
         edges = np.arange(n_new + 1, dtype=np.float64) * step.total_seconds()
         cum = self.cumulative(edges)
-        return self._like(self.start, step, np.diff(cum) / step.total_seconds(), lambda x: x.resample(step))
+        return self._like(
+            self.start,
+            step,
+            np.diff(cum) / step.total_seconds(),
+            None if sg is None else self._avg(sg, edges),
+        )
 
     def regrid(self, start: datetime, end: datetime, step: timedelta) -> CarbonSeries:
         """Time-weighted mean intensity on the grid ``start + k*step`` covering ``[start, end)``.
@@ -201,17 +236,22 @@ class CarbonSeries:
                 f"series [{self.start.isoformat()}, {self.end.isoformat()}) does not cover "
                 f"[{start.isoformat()}, {stop.isoformat()})"
             )
+        sg = self.sigma
         if step == self.step and (start - self.start) % step == timedelta(0):
             i0 = (start - self.start) // step
-            return self._like(start, step, self.values[i0 : i0 + n], lambda x: x.regrid(start, end, step))
+            return self._like(start, step, self.values[i0 : i0 + n], None if sg is None else sg[i0 : i0 + n])
         off = (start - self.start).total_seconds()
         edges = off + np.arange(n + 1, dtype=np.float64) * step.total_seconds()
-        vals = np.diff(self.cumulative(edges)) / step.total_seconds()
-        return self._like(start, step, vals, lambda x: x.regrid(start, end, step))
+        return self._like(
+            start,
+            step,
+            np.diff(self.cumulative(edges)) / step.total_seconds(),
+            None if sg is None else self._avg(sg, edges),
+        )
 
     def shift(self, delta: timedelta) -> CarbonSeries:
-        """The same values, ``delta`` later."""
-        return CarbonSeries(self.start + delta, self.step, self.values, sigma=self.sigma, signal=self.signal)
+        """The same values (and sigma), ``delta`` later."""
+        return self._like(self.start + delta, self.step, self.values, self.sigma)
 
     # ------------------------------------------------------------- integrals
     def prefix(self) -> np.ndarray:

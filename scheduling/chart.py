@@ -42,6 +42,18 @@ def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: da
         fig = Figure(figsize=(9, 3.6), dpi=100)
         ax = fig.add_subplot()
         if vals.size:
+            if series.sigma is not None:  # the forecast's 1-sigma band
+                sg = np.asarray(series.sigma[i0:i1])
+                ax.stairs(
+                    vals + sg,
+                    times,
+                    baseline=np.maximum(vals - sg, 0.0),
+                    fill=True,
+                    color="#90cdf4",
+                    alpha=0.35,
+                    linewidth=0,
+                    label="+- 1 sigma",
+                )
             ax.stairs(vals, times, color="#2b6cb0", linewidth=1.4, label="intensity (g/kWh)")
         for c in plan.candidates[1:]:
             ax.axvspan(naive(c.start), naive(c.finish_p50), color="#a0aec0", alpha=0.18, linewidth=0)
@@ -76,7 +88,7 @@ def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: da
         ax.xaxis_date()
         ax.set_title(
             f"{plan.risk_mode}: {plan.feasible_count} of {plan.total_count} starts feasible; "
-            f"saving {ch.saving_vs_earliest_pct:.0f}% vs earliest_start",
+            f"expected saving {ch.saving_vs_earliest_pct:.0f}% +- {ch.saving_sigma_pct:.0f}% vs the baseline",
             fontsize=10,
         )
         ax.legend(loc="lower left", fontsize=7, framealpha=0.85)

@@ -1,4 +1,4 @@
-"""Candidate scoring and the choice of a start time (ARCHITECTURE.md, "Scheduling model").
+"""Candidate scoring and the choice of a start time (README "How a start is chosen").
 
 Model, for a window ``[E, L]`` and candidate starts ``s = E + k*step`` with ``s < L``:
 
@@ -6,23 +6,34 @@ Model, for a window ``[E, L]`` and candidate starts ``s = E + k*step`` with ``s 
   (``p90 == p50`` means a deterministic runtime).
 - Emissions of a start (gCO2e) = ``power_kw`` (fleet kW, PUE included) x the integral of intensity (g/kWh)
   over ``[s, s + p50]``, computed for every start at once from prefix sums: O(n).
-- Scores, each in [0, 1]:
-  ``carbon`` = emissions min-max normalised over the feasible starts (0 = cleanest; all equal -> 0);
-  ``risk`` = P(T > L - s), the deadline-miss probability (with spot capacity:
-  ``1 - (1 - P(miss)) * (1 - spot_interruption_prob)``);
+- The baseline ``b`` is the start "not moving" means: ``earliest`` (or the grid start nearest to
+  ``baseline=``). Scores:
+  ``carbon`` = ``(E_s - E_b) / E_b`` (0 at the baseline, -0.005 for a 0.5 % saving);
+  ``risk`` = P(T > L - s), the deadline-miss probability (with spot capacity and interruption
+  probability ``p``: ``(1 - p) P(T > L - s) + p P(1.5 T > L - s)``, an interruption half-way through
+  followed by an on-demand rerun from scratch);
   ``slack`` = ``(L - (s + p90)) / (L - E)`` clipped to [0, 1] (1 = most buffer).
 - Objective (minimised) = ``(w_c*carbon + w_r*risk + w_s*(1 - slack)) / (w_c + w_r + w_s)``;
   ties (within 1e-9) go to the earliest start.
+- Uncertainty: the series' per-interval ``sigma`` (or ``Policy.default_rel_sigma`` x value) is a forecast
+  error ``e(t) = sigma(t) z(t)``, ``z`` a unit Gaussian process with correlation
+  ``a + (1 - a) exp(-|dt| / tau)`` (``Policy.corr_floor``, ``Policy.corr_hours``). With sigma averaged over
+  each run, the saving against the baseline gets a closed-form 1-sigma (:func:`_diff_sigma`) and
+  ``P(saving > 0)`` (normal).
+- Skill gate (:class:`Policy`): a start other than the baseline is allowed only with an expected saving
+  >= ``min_saving_pct``, ``P(saving > 0) >= min_saving_prob`` and at most ``max_risk_pts_per_saving_pct``
+  points of added miss risk per 1 % of saving. The objective chooses among allowed starts.
 
 Risk modes (feasibility and capacity):
 
 - ``CONSERVATIVE``: a start is feasible when its p90 finish is <= L. Always on-demand capacity.
 - ``NEUTRAL``: feasible when its p50 finish is <= L. On-demand, unless spot is nearly free of risk and
-  recoverable: ``spot_interruption_prob <= 0.05`` (``NEUTRAL_SPOT_MAX_PROB``) and the window is long enough
-  for an on-demand rerun after a late interruption (``L - E >= p50 + p90``, or no deadline). Then spot.
-- ``AGGRESSIVE``: feasible when its p50 finish is <= L. Spot first whenever spot is offered
-  (see below), relying on the workflow to relaunch on-demand
-  after an interruption while the window allows; the interruption probability is part of the risk score.
+  recoverable: ``spot_interruption_prob <= Policy.neutral_spot_max_prob`` (0.05) and the window is long
+  enough for an on-demand rerun after a late interruption (``L - E >= p50 + p90``, or no deadline).
+- ``AGGRESSIVE``: feasible when its p50 finish is <= L. Spot whenever it is offered with
+  ``spot_interruption_prob <= Policy.aggressive_spot_max_prob`` (0.2), relying on the workflow to relaunch
+  on-demand after an interruption while the window allows.
+With spot, each candidate reports ``lost_run_g`` = p x 0.5 x its emissions (the expected lost partial run).
 
 Spot is only considered when ``0 < spot_interruption_prob < 1``: the default 0.0 means "no spot
 information" and 1.0 means "spot not offered" (``catalog.spot_interruption_probability`` never returns 0
@@ -46,10 +57,14 @@ from scheduling.carbon import CarbonSeries
 
 __all__ = [
     "AGGRESSIVE_SPOT_MAX_PROB",
+    "MIN_SAVING_PCT",
+    "MIN_SAVING_PROB",
     "NEUTRAL_SPOT_MAX_PROB",
+    "UNGATED",
     "Candidate",
     "InfeasibleWindow",
     "Plan",
+    "Policy",
     "RiskMode",
     "Weights",
     "lognormal_sigma",
@@ -58,10 +73,61 @@ __all__ = [
 ]
 
 Z90 = 1.2815515655446004  # standard normal 90th percentile
-NEUTRAL_SPOT_MAX_PROB = 0.05
-AGGRESSIVE_SPOT_MAX_PROB = 1.0  # exclusive: spot is used whenever it is offered
+NEUTRAL_SPOT_MAX_PROB = 0.05  # default cap on the interruption probability NEUTRAL accepts for spot
+AGGRESSIVE_SPOT_MAX_PROB = 0.20  # ... and AGGRESSIVE
+LOST_RUN_FRACTION = 0.5  # expected share of a run done before an interruption (uniform interruption time)
+MIN_SAVING_PCT = 3.0  # move off the baseline only for at least this expected saving ...
+MIN_SAVING_PROB = 0.8  # ... when P(saving > 0) is at least this ...
+MAX_RISK_PTS_PER_SAVING_PCT = 1.0  # ... and each point of added miss risk buys at least 1 % of saving
+DEFAULT_REL_SIGMA = 0.10  # forecast error (1 sigma, share of the value) when a series carries no sigma
+ERROR_CORR_FLOOR = 0.45  # forecast-error correlation: a + (1 - a) exp(-|dt| / tau), fitted on the ...
+ERROR_CORR_HOURS = 8.0  # ... residuals of the embedded climatology (lag 1 h 0.96, 6 h 0.75, 24 h 0.5)
 TIE_TOL = 1e-9  # objective differences below this are ties (float noise of prefix sums)
 _FEAS_TOL_SEC = 1e-6
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When the planner may leave the baseline, how it reads forecast uncertainty, and spot caps.
+
+    ``min_saving_pct``: least expected saving (%) of a moved start; ``min_saving_prob``: least
+    P(saving > 0); ``max_risk_pts_per_saving_pct``: most points of added deadline-miss risk per 1 % of
+    expected saving; ``default_rel_sigma``: 1-sigma forecast error, as a share of the value, for a series
+    without ``sigma``; ``corr_floor``/``corr_hours``: forecast errors at two times ``dt`` apart correlate
+    by ``corr_floor + (1 - corr_floor) * exp(-|dt| / corr_hours)``; ``neutral_spot_max_prob`` /
+    ``aggressive_spot_max_prob``: the highest interruption probability each mode accepts for spot.
+    :data:`UNGATED` turns the gate off (pure objective, as a perfect-foresight oracle would plan).
+    """
+
+    min_saving_pct: float = MIN_SAVING_PCT
+    min_saving_prob: float = MIN_SAVING_PROB
+    max_risk_pts_per_saving_pct: float = MAX_RISK_PTS_PER_SAVING_PCT
+    default_rel_sigma: float = DEFAULT_REL_SIGMA
+    corr_floor: float = ERROR_CORR_FLOOR
+    corr_hours: float = ERROR_CORR_HOURS
+    neutral_spot_max_prob: float = NEUTRAL_SPOT_MAX_PROB
+    aggressive_spot_max_prob: float = AGGRESSIVE_SPOT_MAX_PROB
+
+    def __post_init__(self) -> None:
+        for name in ("min_saving_pct", "max_risk_pts_per_saving_pct", "default_rel_sigma"):
+            v = getattr(self, name)
+            if not v >= 0:  # also refuses NaN; max_risk_pts_per_saving_pct may be inf (no cap)
+                raise ValueError(f"{name} must be >= 0, got {v}")
+        if not (math.isfinite(self.corr_hours) and self.corr_hours > 0):
+            raise ValueError(f"corr_hours must be a positive number, got {self.corr_hours}")
+        for name in ("min_saving_prob", "corr_floor", "neutral_spot_max_prob", "aggressive_spot_max_prob"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0 <= v <= 1):
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+
+
+UNGATED = Policy(
+    min_saving_pct=0.0,
+    min_saving_prob=0.0,
+    max_risk_pts_per_saving_pct=math.inf,
+    neutral_spot_max_prob=NEUTRAL_SPOT_MAX_PROB,
+    aggressive_spot_max_prob=AGGRESSIVE_SPOT_MAX_PROB,
+)
 
 
 class RiskMode(StrEnum):
@@ -113,8 +179,11 @@ class Weights:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One start time and its scores. Times are UTC; ``emissions_g`` in gCO2e over the p50 runtime;
-    ``saving_vs_earliest_pct`` is the emissions saving against starting at ``earliest`` (negative = more)."""
+    """One start time and its scores. Times are UTC; ``emissions_g`` in gCO2e over the p50 runtime (the
+    forecast's expectation); ``saving_vs_earliest_pct`` is the expected emissions saving against the
+    baseline start (negative = more); ``saving_sigma_pct`` its 1-sigma uncertainty (percentage points of
+    the baseline's emissions) and ``prob_saving`` = P(saving > 0); ``lost_run_g`` the expected gCO2e of a
+    partial run lost to a spot interruption (0 on on-demand), not included in ``emissions_g``."""
 
     start: datetime
     finish_p50: datetime
@@ -125,6 +194,13 @@ class Candidate:
     objective: float
     emissions_g: float
     saving_vs_earliest_pct: float
+    saving_sigma_pct: float = 0.0
+    prob_saving: float = 0.5
+    lost_run_g: float = 0.0
+
+    @property
+    def expected_saving_pct(self) -> float:
+        return self.saving_vs_earliest_pct
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,12 +211,19 @@ class Candidate:
             "objective": self.objective,
             "estimated_gco2e": self.emissions_g,
             "saving_vs_earliest_pct": self.saving_vs_earliest_pct,
+            "expected_saving_pct": self.saving_vs_earliest_pct,
+            "saving_sigma_pct": self.saving_sigma_pct,
+            "prob_saving": self.prob_saving,
+            "expected_lost_run_gco2e": self.lost_run_g,
         }
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The chosen start, the top candidates (chosen first), the earliest-start baseline and why."""
+    """The chosen start, the top candidates (chosen first), the baseline (earliest feasible start) and why.
+
+    ``skill_gated``: True when a start with a better objective existed but the skill gate (minimum expected
+    saving, P(saving > 0), risk per saving) kept the baseline."""
 
     chosen: Candidate
     candidates: list[Candidate]
@@ -152,6 +235,7 @@ class Plan:
     risk_mode: RiskMode = RiskMode.CONSERVATIVE
     spot_interruption_prob: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    skill_gated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +247,7 @@ class Plan:
             "feasible_count": self.feasible_count,
             "total_count": self.total_count,
             "risk_mode": str(self.risk_mode),
+            "skill_gated": self.skill_gated,
         }
 
 
@@ -254,13 +339,45 @@ def _as_utc(t: datetime, name: str) -> datetime:
 # --------------------------------------------------------------------------- the planner
 
 
-def _capacity(mode: RiskMode, p_int: float, window_sec: float | None, p50: float, p90: float) -> str:
+def _capacity(
+    mode: RiskMode, p_int: float, window_sec: float | None, p50: float, p90: float, policy: Policy
+) -> str:
     if mode is RiskMode.CONSERVATIVE or not 0.0 < p_int < 1.0:
         return "on-demand"
     if mode is RiskMode.NEUTRAL:
         recoverable = window_sec is None or window_sec + _FEAS_TOL_SEC >= p50 + p90
-        return "spot" if p_int <= NEUTRAL_SPOT_MAX_PROB and recoverable else "on-demand"
-    return "spot" if p_int < AGGRESSIVE_SPOT_MAX_PROB else "on-demand"  # always, once offered
+        return "spot" if p_int <= policy.neutral_spot_max_prob and recoverable else "on-demand"
+    return "spot" if p_int <= policy.aggressive_spot_max_prob else "on-demand"
+
+
+def _corr_F(x: np.ndarray, policy: Policy) -> np.ndarray:
+    """``F(x)`` with ``F'' = k`` (the error correlation kernel), ``F(0) = F'(0) = 0``; x in seconds.
+
+    ``integral over [a,b] x [c,d] of k(u - v)`` = ``F(b-c) + F(a-d) - F(a-c) - F(b-d)``.
+    """
+    a, tau = policy.corr_floor, policy.corr_hours * 3600.0
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    return 0.5 * a * x * x + (1.0 - a) * tau * tau * (x / tau - 1.0 + np.exp(-x / tau))
+
+
+def _diff_sigma(
+    sig_s: np.ndarray, sig_0: float, offsets: np.ndarray, dur: float, policy: Policy
+) -> np.ndarray:
+    """1-sigma of ``integral over the run at offset d`` minus ``over the run at 0`` (g/kWh x s).
+
+    Error model: ``e(t) = sigma(t) z(t)`` with ``z`` a unit Gaussian process of correlation ``k``; over one
+    run sigma is replaced by its time-weighted mean (``sig_s``, ``sig_0``), so
+    ``Var = sig_s^2 G(T) + sig_0^2 G(T) - 2 sig_s sig_0 C(d)``, ``G(T) = 2 F(T)`` and
+    ``C(d) = F(T - d) + F(T + d) - 2 F(d)`` (the covariance kernel of two runs d apart).
+    """
+    G = 2.0 * float(_corr_F(np.array(dur), policy))
+    C = _corr_F(dur - offsets, policy) + _corr_F(dur + offsets, policy) - 2.0 * _corr_F(offsets, policy)
+    var = (sig_s * sig_s + sig_0 * sig_0) * G - 2.0 * sig_s * sig_0 * C
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def _norm_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * _erfc(-np.asarray(z, dtype=np.float64) / math.sqrt(2.0))
 
 
 def plan_schedule(
@@ -278,16 +395,26 @@ def plan_schedule(
     top_k: int = 5,
     fixed_start: bool = False,
     notes: list[str] | None = None,
+    policy: Policy | None = None,
+    baseline: datetime | None = None,
 ) -> Plan:
-    """Choose the start in ``[earliest, latest)`` that minimises the weighted objective (see module doc).
+    """Choose the start in ``[earliest, latest)`` that minimises the weighted objective among the starts
+    the skill gate allows (see module doc).
 
     Units: times tz-aware UTC; ``p50_sec``/``p90_sec`` runtime quantiles in seconds; ``series`` intensity in
-    g/kWh covering ``[earliest, latest]`` (or ``[earliest, earliest + p90]`` without a deadline);
-    ``power_kw`` fleet power in kW including PUE; ``spot_interruption_prob`` the probability that a spot
-    fleet is interrupted during the run (1.0 = spot not offered); ``step`` the candidate grid.
+    g/kWh covering ``[earliest, latest]`` (or ``[earliest, earliest + p90]`` without a deadline), with an
+    optional per-interval ``sigma``; ``power_kw`` fleet power in kW including PUE;
+    ``spot_interruption_prob`` the probability that a spot fleet is interrupted during the run (1.0 = spot
+    not offered); ``step`` the candidate grid; ``policy`` the skill gate, uncertainty model and spot caps
+    (default :class:`Policy`; :data:`UNGATED` for the pure objective); ``baseline`` the start that
+    "not moving" means (default ``earliest``; e.g. a nominal time inside a +-H window): carbon scores,
+    savings and the gate are relative to the feasible grid start nearest to it.
     Raises :class:`InfeasibleWindow` when no start meets the mode's deadline rule, ValueError on bad input.
     """
     mode = RiskMode(risk_mode)
+    pol = Policy() if policy is None else policy
+    if not isinstance(pol, Policy):
+        raise ValueError("policy must be a Policy instance")
     if not isinstance(weights, Weights):
         raise ValueError("weights must be a Weights instance")
     E = _as_utc(earliest, "earliest")
@@ -338,42 +465,94 @@ def plan_schedule(
 
     sub = series.slice(E, horizon_end)
     off = (E - sub.start).total_seconds()
-    prefix = sub.prefix()
-    integ = sub.cumulative(off + s + p50, prefix) - sub.cumulative(off + s, prefix)  # g/kWh x s
+    # integrals over [s, s + p50] of intensity (g/kWh x s) and of its sigma, sharing one index computation
+    dt = sub.step_sec
+    n_sub = len(sub)
+    t = np.clip(np.concatenate([off + s + p50, off + s]), 0.0, n_sub * dt)
+    idx = np.minimum((t // dt).astype(np.int64), n_sub - 1)
+    frac = t - idx * dt
+
+    def run_integrals(arr: np.ndarray) -> np.ndarray:
+        pre = np.empty(n_sub + 1)
+        pre[0] = 0.0
+        np.cumsum(arr, out=pre[1:])
+        pre[1:] *= dt
+        c = pre[idx] + frac * arr[idx]
+        return c[:n_feas] - c[n_feas:]
+
+    integ = run_integrals(sub.values)  # g/kWh x s, as sub.cumulative() would give
     emissions = integ * (power_kw / 3600.0)  # gCO2e
 
-    capacity = _capacity(mode, p_int, window, p50, p90)
+    b = 0  # index of the baseline start
+    if baseline is not None and n_feas > 1:
+        b_off = (_as_utc(baseline, "baseline") - E).total_seconds()
+        b = int(min(max(round(b_off / step_sec), 0), n_feas - 1))
+
+    # Forecast uncertainty of each start's saving against the baseline (index b).
+    if sub.sigma is not None:
+        sig_run = run_integrals(sub.sigma) / p50  # time-weighted mean sigma over each run
+    else:
+        sig_run = integ * (pol.default_rel_sigma / p50)
+    d_sigma = _diff_sigma(sig_run, float(sig_run[b]), np.abs(s - s[b]), p50, pol)  # g/kWh x s
+    base_i = float(integ[b])
+    if base_i > 0:
+        carbon = (integ - base_i) / base_i  # 0 at the baseline, -0.005 for a 0.5 % saving
+        saving_pct = -carbon * 100.0
+        sigma_pct = d_sigma / base_i * 100.0
+    else:
+        carbon = np.zeros(n_feas)
+        saving_pct = np.zeros(n_feas)
+        sigma_pct = np.zeros(n_feas)
+    gain = base_i - integ
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_pos = np.where(d_sigma > 0, _norm_cdf(gain / np.where(d_sigma > 0, d_sigma, 1.0)), 0.5)
+    tol = 1e-9 * max(abs(base_i), 1e-12)
+    p_pos = np.where(d_sigma > 0, p_pos, np.where(gain > tol, 1.0, np.where(gain < -tol, 0.0, 0.5)))
+    p_pos[b] = 0.5
+
+    capacity = _capacity(mode, p_int, window, p50, p90, pol)
+    lost_g = np.zeros(n_feas)
     if window is None:
         risk = np.zeros(n_feas)
         slack = np.ones(n_feas)
     else:
         risk = prob_exceeds(window - s, p50, p90)
         if capacity == "spot":
-            risk = 1.0 - (1.0 - risk) * (1.0 - p_int)
+            # an interruption after a share f of the run loses that share, then an on-demand rerun of the
+            # whole job follows: the run needs (1 + f) x runtime, f = LOST_RUN_FRACTION in expectation
+            rerun = prob_exceeds((window - s) / (1.0 + LOST_RUN_FRACTION), p50, p90)
+            risk = (1.0 - p_int) * risk + p_int * rerun
         slack = np.clip((window - s - p90) / window, 0.0, 1.0)
+    if capacity == "spot":
+        lost_g = p_int * LOST_RUN_FRACTION * emissions
 
-    emin, emax = float(emissions.min()), float(emissions.max())
-    if emax - emin <= 1e-9 * max(abs(emax), 1e-12):
-        carbon = np.zeros(n_feas)
-    else:
-        carbon = np.clip((emissions - emin) / (emax - emin), 0.0, 1.0)
     wt = weights.total
     objective = (weights.carbon * carbon + weights.risk * risk + weights.slack * (1.0 - slack)) / wt
+    emin, emax = float(emissions.min()), float(emissions.max())
+    flat = emax - emin <= 1e-9 * max(abs(emax), 1e-12)
 
-    best = float(objective.min())
-    chosen_i = int(np.argmax(objective <= best + TIE_TOL))  # first (earliest) within the tie tolerance
+    # The skill gate: leave the baseline only for a likely, large enough saving worth its added risk.
+    added_risk_pts = (risk - risk[b]) * 100.0
+    eligible = (saving_pct >= pol.min_saving_pct - 1e-9) & (p_pos >= pol.min_saving_prob)
+    if math.isfinite(pol.max_risk_pts_per_saving_pct):
+        eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(saving_pct, 0.0) + 1e-9
+    eligible[b] = True
+    best_all = float(objective.min())
+    best_all_i = int(np.argmax(objective <= best_all + TIE_TOL))
+    gated_obj = np.where(eligible, objective, np.inf)
+    best = float(gated_obj.min())
+    chosen_i = int(np.argmax(gated_obj <= best + TIE_TOL))  # first (earliest) within the tie tolerance
+    skill_gated = bool(chosen_i != best_all_i and objective[best_all_i] < objective[chosen_i] - TIE_TOL)
+    rank = np.where(eligible, objective, objective + 10.0)  # gated-out starts listed after allowed ones
     k = min(top_k, n_feas)
-    part = np.argpartition(objective, k - 1)[:k] if n_feas > k else np.arange(n_feas)
-    part = part[np.lexsort((part, objective[part]))]
+    part = np.argpartition(rank, k - 1)[:k] if n_feas > k else np.arange(n_feas)
+    part = part[np.lexsort((part, rank[part]))]
     order = [chosen_i] + [int(i) for i in part if i != chosen_i][: k - 1]
 
-    base_e = float(emissions[0])
     d50, d90 = timedelta(seconds=p50), timedelta(seconds=p90)
 
     def cand(i: int) -> Candidate:
         st = E + step * i
-        e = float(emissions[i])
-        saving = (base_e - e) / base_e * 100.0 if base_e > 0 else 0.0
         return Candidate(
             start=st,
             finish_p50=st + d50,
@@ -382,32 +561,38 @@ def plan_schedule(
             risk=float(risk[i]),
             slack=float(slack[i]),
             objective=float(objective[i]),
-            emissions_g=e,
-            saving_vs_earliest_pct=saving,
+            emissions_g=float(emissions[i]),
+            saving_vs_earliest_pct=float(saving_pct[i]),
+            saving_sigma_pct=float(sigma_pct[i]),
+            prob_saving=float(p_pos[i]),
+            lost_run_g=float(lost_g[i]),
         )
 
     candidates = [cand(i) for i in order]
     chosen = candidates[0]
-    baseline = chosen if chosen_i == 0 else cand(0)
+    base_c = chosen if chosen_i == b else cand(b)
     rationale = _rationale(
         mode,
         E,
         L,
         chosen,
-        baseline,
+        base_c,
         n_feas,
         total,
         need_name,
         capacity,
         p_int,
         fixed_start,
-        flat=emax - emin <= 1e-9 * max(abs(emax), 1e-12),
+        flat=flat,
         notes=notes or [],
+        gated_best=cand(best_all_i) if skill_gated else None,
+        policy=pol,
+        p50=p50,
     )
     return Plan(
         chosen=chosen,
         candidates=candidates,
-        baseline=baseline,
+        baseline=base_c,
         rationale=rationale,
         capacity=capacity,
         feasible_count=n_feas,
@@ -415,7 +600,23 @@ def plan_schedule(
         risk_mode=mode,
         spot_interruption_prob=p_int,
         notes=tuple(notes or ()),
+        skill_gated=skill_gated,
     )
+
+
+def _why_gated(c: Candidate, base: Candidate, pol: Policy) -> str:
+    reasons = []
+    if c.saving_vs_earliest_pct < pol.min_saving_pct:
+        reasons.append(f"below the {pol.min_saving_pct:g}% minimum saving")
+    if c.prob_saving < pol.min_saving_prob:
+        reasons.append(
+            f"P(saving > 0) {c.prob_saving * 100:.0f}% < {pol.min_saving_prob * 100:.0f}%: "
+            "the forecast's uncertainty swamps the difference"
+        )
+    added = (c.risk - base.risk) * 100
+    if added > pol.max_risk_pts_per_saving_pct * max(c.saving_vs_earliest_pct, 0.0) + 1e-9:
+        reasons.append(f"it adds {added:.1f} points of deadline-miss risk")
+    return ", ".join(reasons) or "not allowed by the skill gate"
 
 
 def _rationale(
@@ -432,7 +633,11 @@ def _rationale(
     fixed_start: bool,
     flat: bool,
     notes: list[str],
+    gated_best: Candidate | None = None,
+    policy: Policy | None = None,
+    p50: float = 0.0,
 ) -> str:
+    pol = policy or Policy()
     when = _fmt_time(chosen.start, E)
     parts: list[str] = []
     if fixed_start or L is None:
@@ -442,24 +647,32 @@ def _rationale(
         parts.append(f"{head}, estimated {chosen.emissions_g:,.0f} gCO2e")
     else:
         parts.append(f"{mode}: {n_feas} of {total} starts finish by {need_name} before latest_finish")
-        pct = chosen.saving_vs_earliest_pct
+        pct, sig = chosen.saving_vs_earliest_pct, chosen.saving_sigma_pct
+        base_name = "earliest_start" if baseline.start == E else "the baseline start"
+        against = "earliest_start" if baseline.start == E else f"the baseline {_fmt_time(baseline.start, E)}"
         if chosen.start == baseline.start:
             if flat:
-                parts.append(f"every feasible start emits the same, so {when} (earliest_start) is kept")
+                parts.append(f"every feasible start emits the same, so {when} ({base_name}) is kept")
+            elif gated_best is not None:
+                parts.append(
+                    f"{when} ({base_name}) is kept: the best alternative, "
+                    f"{_fmt_time(gated_best.start, E)}, would save {gated_best.saving_vs_earliest_pct:.1f}% "
+                    f"+- {gated_best.saving_sigma_pct:.1f}%, {_why_gated(gated_best, baseline, pol)}"
+                )
             else:
-                parts.append(f"starting at earliest_start ({when}) is the best trade-off")
-        elif pct > 0.05:
-            parts.append(f"{when} emits {pct:.0f}% less than starting at earliest_start")
-        elif pct < -0.05:
-            parts.append(
-                f"{when} emits {-pct:.0f}% more than starting at earliest_start, for lower deadline risk "
-                "or more slack"
-            )
+                parts.append(f"starting at {base_name} ({when}) is the best trade-off")
         else:
-            parts.append(f"{when} emits about the same as starting at earliest_start")
+            parts.append(
+                f"{when}: expected saving {pct:.0f}% +- {sig:.0f}% against starting at {against} "
+                f"(P(saving > 0) {chosen.prob_saving * 100:.0f}%)"
+            )
         parts.append(f"deadline-miss risk {chosen.risk * 100:.0f}%")
     if capacity == "spot":
-        parts.append(f"spot capacity (interruption probability {p_int * 100:.0f}% over the run)")
+        parts.append(
+            f"spot capacity (interruption probability {p_int * 100:.0f}% over the run; a lost partial run "
+            f"is counted: expected +{chosen.lost_run_g:,.0f} gCO2e and "
+            f"+{_fmt_dur(p_int * LOST_RUN_FRACTION * p50)} of rerun time)"
+        )
     else:
         parts.append("on-demand capacity")
     return "; ".join(parts + list(notes))

@@ -227,8 +227,12 @@ def test_preview_seed_shape_svg_and_no_side_effects(jobs_api, api_settings):
     for c in [body["chosen"], *body["candidates"]]:
         assert {"proposed_start", "estimated_finish_p50", "estimated_finish_p90", "scores"} <= set(c)
         assert set(c["scores"]) == {"carbon", "risk", "slack"}
-        assert all(0 <= v <= 1 for v in c["scores"].values())
+        assert 0 <= c["scores"]["risk"] <= 1 and 0 <= c["scores"]["slack"] <= 1
+        assert c["scores"]["carbon"] >= -1  # relative to the baseline start: 0 there, -0.12 = 12 % less
         assert c["estimated_gco2e"] > 0
+        assert c["saving_sigma_pct"] >= 0 and 0 <= c["prob_saving"] <= 1
+        assert c["expected_saving_pct"] == c["saving_vs_earliest_pct"]
+    assert body["baseline"]["scores"]["carbon"] == 0 and isinstance(body["skill_gated"], bool)
     assert body["chosen"] == body["candidates"][0]
     assert body["chosen"]["estimated_gco2e"] <= body["baseline"]["estimated_gco2e"]
     assert "NEUTRAL" in body["rationale"]

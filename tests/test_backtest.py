@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.backtest import backtest
 from scheduling.backtest import BacktestConfig, daily_submissions, parse_submissions, run_backtest
 from scheduling.carbon import CarbonSeries, embedded_history
-from scheduling.scoring import RiskMode, Weights
+from scheduling.scoring import UNGATED, RiskMode, Weights
 
 app = typer.Typer()
 app.command()(backtest)
@@ -103,7 +103,9 @@ def test_noisy_is_seeded_and_zero_noise_is_perfect():
     a, b = run_backtest(h, subs, cfg), run_backtest(h, subs, cfg)
     assert a.chosen_g == b.chosen_g and a.share_of_oracle < 1.0
     zero = run_backtest(
-        h, subs, BacktestConfig(p50_sec=3600, p90_sec=3600, window_hours=8, forecast="noisy:0")
+        h,
+        subs,
+        BacktestConfig(p50_sec=3600, p90_sec=3600, window_hours=8, forecast="noisy:0", policy=UNGATED),
     )
     assert zero.share_of_oracle == 1.0
 
@@ -324,6 +326,7 @@ def test_forecast_embedded_decides_like_a_run_and_scores_on_the_csv(tmp_path):
         risk_mode=RiskMode.CONSERVATIVE,
         weights=Weights(carbon=1, risk=0, slack=0),
         top_k=1,
+        baseline=nominal,  # the backtest judges "not moving" at the nominal time
     )
     assert datetime.fromisoformat(first["chosen_start"]) == plan.chosen.start
     # the actuals score it: the oracle is computed on the CSV, not on the forecast

@@ -27,6 +27,7 @@ def test_preview_svg_is_a_deterministic_svg():
     svg = preview_svg(series, plan, e, latest)
     assert svg.lstrip().startswith(b"<?xml") and b"<svg" in svg
     assert b"latest_finish" in svg and b"chosen" in svg
+    assert b"expected saving" in svg and b"1 sigma" in svg  # the embedded climatology carries sigma
     assert preview_svg(series, plan, e, latest) == svg
 
 

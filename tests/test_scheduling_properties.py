@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduling.carbon import CarbonSeries
-from scheduling.scoring import RiskMode, Weights, plan_schedule
+from scheduling.scoring import UNGATED, RiskMode, Weights, plan_schedule
 
 BASE = datetime(2026, 1, 5, tzinfo=UTC)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -54,6 +54,15 @@ def scenarios(draw):
     )
 
 
+def passes_gate(x, base) -> bool:
+    """The default Policy's rule for leaving the baseline (scoring.Policy)."""
+    return (
+        x.saving_vs_earliest_pct >= 3.0 - 1e-9
+        and x.prob_saving >= 0.8
+        and (x.risk - base.risk) * 100 <= x.saving_vs_earliest_pct + 1e-9
+    )
+
+
 @SETTINGS
 @given(scenarios())
 def test_chosen_start_is_feasible_and_scores_in_unit_interval(kw):
@@ -67,9 +76,12 @@ def test_chosen_start_is_feasible_and_scores_in_unit_interval(kw):
     else:
         assert c.finish_p50 <= kw["latest"] + timedelta(microseconds=1)
     for x in p.candidates + [p.baseline]:
-        for score in (x.carbon, x.risk, x.slack, x.objective):
+        for score in (x.risk, x.slack):
             assert 0.0 <= score <= 1.0
-    assert c.objective <= min(x.objective for x in p.candidates) + 1e-9
+        assert x.carbon >= -1.0  # relative to the baseline: -1 would be a zero-carbon start
+    assert p.baseline.carbon == 0.0
+    allowed = [c, p.baseline] + [x for x in p.candidates if passes_gate(x, p.baseline)]
+    assert c.objective <= min(x.objective for x in allowed) + 1e-9
     assert 1 <= p.feasible_count <= p.total_count
 
 
@@ -163,6 +175,7 @@ def test_carbon_only_fixed_runtime_equals_carbon_aware_sdk_optimum(step_min, val
         risk_mode=RiskMode.CONSERVATIVE,
         weights=Weights(1, 0, 0),
         step=step,
+        policy=UNGATED,  # the SDK has no skill gate: it takes any saving
     )
     want = gsf_optimal_start(
         times, values, [step_min] * n, BASE, latest - timedelta(minutes=job_min), job_min

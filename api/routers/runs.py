@@ -64,6 +64,8 @@ def run_out(r: Run) -> RunOut:
             estimated_gco2e_chosen=r.carbon_chosen_g,
             estimated_gco2e_earliest=r.carbon_earliest_g,
             saved_pct=saved,
+            expected_saving_pct=(r.plan or {}).get("expected_saving_pct"),
+            saving_sigma_pct=(r.plan or {}).get("saving_sigma_pct"),
             realised_gco2e=r.carbon_realised_g,
         ),
     )

@@ -84,6 +84,7 @@ def preview(
         baseline=c(plan.baseline),
         feasible_count=plan.feasible_count,
         total_count=plan.total_count,
+        skill_gated=plan.skill_gated,
     )
 
 
