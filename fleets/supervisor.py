@@ -94,17 +94,17 @@ def _no_new_privs() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    head, cmd = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     ap = argparse.ArgumentParser(prog="python -m fleets.supervisor")
     ap.add_argument("attempt_dir")
     ap.add_argument("grace", type=float)
     ap.add_argument("--uid", type=int)
     ap.add_argument("--gid", type=int)
-    ap.add_argument("cmd", nargs=argparse.REMAINDER)
-    a = ap.parse_args(argv)
+    a = ap.parse_args(head)
     d, grace = a.attempt_dir, a.grace
-    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not cmd:
-        ap.error("no command")
+        ap.error("no command after --")
 
     if os.fork():  # the launcher reaps this parent at once; the supervisor below is adopted by init
         os._exit(0)
