@@ -144,3 +144,18 @@ def new_client(api, name: str = "acme") -> tuple[str, dict[str, str]]:
     assert r.status_code == 201, r.text
     body = r.json()
     return body["id"], {"X-API-Key": body["api_key"]}
+
+
+@pytest.fixture
+def app_tmp() -> Iterator[Path]:
+    """A dir the apps of the ``local`` driver can write to (files the test reads back: pids, counters).
+
+    A root worker runs each app under its own uid, and pytest's ``tmp_path`` is root-only (0700), so apps
+    could not reach it. This one is world-writable with the sticky bit, under the system temp dir."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="orch-app-tmp-"))
+    d.chmod(0o1777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
