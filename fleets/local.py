@@ -1,23 +1,30 @@
 """The ``local`` fleet driver: runs the app on this host as a detached process group.
 
-Layout of one attempt, ``<data_dir>/runs/<run_id>/<attempt>/``:
+Layout of one attempt, ``<data_dir>/runs/<run_id>/<attempt>/`` (the worker's, 0711: the app may only pass
+through it to its own directories):
 
-``app/``            the extracted artifact (the app's working directory)
+``app/``            the extracted artifact, the app's working directory (run uid, 0700, when root)
+``home/``, ``tmp/``  the app's ``$HOME`` and ``$TMPDIR`` (run uid, 0700, when root)
+``log``             the app's combined stdout/stderr (it writes through the descriptor it was given)
+``run_uid``         JSON ``{uid, gid}`` the attempt runs as (only when the worker is root)
 ``launched``        the atomic claim (O_EXCL): JSON of the supervisor that starts the app, or
                     ``{"failed": reason}`` when the artifact was refused, or ``{"terminated": ...}`` when
                     a terminate came first. Whoever creates it decides the attempt's fate: nobody starts
                     it twice.
-``pid``             JSON ``{pid, pgid, ticks}`` of the app's process group leader (``ticks`` = start time
-                    from ``/proc/<pid>/stat``, to tell our process from a later one with a reused pid)
+``pid``             JSON ``{pid, pgid, create_time}`` of the app's process group leader (``create_time``
+                    from psutil tells our process from a later one with a reused pid)
 ``exit_code``       JSON ``{exit_code, signal}``, written atomically (tmp + rename) when the app's leader
                     exits
-``log``             the app's combined stdout/stderr
 ``terminate_requested``  present once :meth:`LocalFleetDriver.terminate` has begun
+``supervisor.log``  the supervisor's own output (for operators; never shown to the tenant)
 
-The app runs under a tiny Python supervisor that double-forks away from the worker (so it outlives it and is
-never a zombie of it), claims ``launched``, starts the app in a new process group, records its pid and
-finally its exit code. After the app's leader exits, anything it left in its group gets SIGTERM and, after
-the grace period, SIGKILL: a job ends when its main process ends.
+The app runs under :mod:`fleets.supervisor`, which double-forks away from the worker (so it outlives it and
+is never a zombie of it), claims ``launched``, starts the app in a new process group (as the attempt's own
+uid/gid when the worker is root), records its pid and finally its exit code. After the app's leader exits,
+anything it left in its group (and, with a run uid, anything else running as that uid) gets SIGTERM and,
+after the grace period, SIGKILL: a job ends when its main process ends. The app's environment is scrubbed
+to the app contract's variables. README "What `local` isolates and what it does not" says what this does
+and does not protect; :func:`clean_run_dirs` deletes finished attempts after the retention period.
 """
 
 from __future__ import annotations
@@ -232,6 +239,8 @@ class LocalFleetDriver:
         _mkdir_mode(d.parent, 0o711)
         _mkdir_mode(d, 0o711)  # the worker's: the supervisor's state; the app only traverses it
         owner = self._run_owner(spec.run_id, spec.attempt, d)
+        if owner:
+            self._warn_untraversable()
         cmd = self._prepare(spec, d)
         if cmd is None:  # refused artifact, already recorded
             return handle
@@ -372,6 +381,20 @@ class LocalFleetDriver:
             return ""
 
     # --- internals ------------------------------------------------------------------------------------
+    def _warn_untraversable(self) -> None:
+        """Once per driver: say so when a run uid cannot reach ``$HOME``/``$TMPDIR`` because a parent of
+        the data dir is not traversable by others (the app still starts: its cwd is entered as root)."""
+        if getattr(self, "_warned", False):
+            return
+        self._warned = True
+        closed = [str(p) for p in self.data_dir.parents if not p.stat().st_mode & stat.S_IXOTH]
+        if closed:
+            log.warning(
+                "local fleet: %s not traversable by others: apps under their own uid cannot reach "
+                "their $HOME and $TMPDIR (their working directory works)",
+                ", ".join(closed),
+            )
+
     def _run_owner(self, run_id: str, attempt: int, d: Path) -> tuple[int, int] | None:
         """The attempt's own uid (= gid) when the worker is root, else None. Idempotent: the same attempt
         always gets the same id, recorded in ``run_uid``; two live attempts never share one (a lock file
