@@ -239,8 +239,13 @@ class LocalFleetDriver:
         _mkdir_mode(d.parent, 0o711)
         _mkdir_mode(d, 0o711)  # the worker's: the supervisor's state; the app only traverses it
         owner = self._run_owner(spec.run_id, spec.attempt, d)
-        if owner:
-            self._warn_untraversable()
+        if owner and self._closed_parents():
+            self._fail(
+                d,
+                "the local fleet cannot run apps under their own uid on this host: a parent "
+                "directory of its data dir is closed to other users (the worker's log names it)",
+            )
+            return handle
         cmd = self._prepare(spec, d)
         if cmd is None:  # refused artifact, already recorded
             return handle
@@ -381,19 +386,19 @@ class LocalFleetDriver:
             return ""
 
     # --- internals ------------------------------------------------------------------------------------
-    def _warn_untraversable(self) -> None:
-        """Once per driver: say so when a run uid cannot reach ``$HOME``/``$TMPDIR`` because a parent of
-        the data dir is not traversable by others (the app still starts: its cwd is entered as root)."""
-        if getattr(self, "_warned", False):
-            return
-        self._warned = True
+    def _closed_parents(self) -> list[str]:
+        """Parents of the data dir that a run uid cannot traverse (no o+x). Python opens ``main.py`` and
+        imports by absolute path, and ``$HOME``/``$TMPDIR`` are absolute: an app under its own uid needs
+        them all. Logged as an error with the fixes when there are any."""
         closed = [str(p) for p in self.data_dir.parents if not p.stat().st_mode & stat.S_IXOTH]
         if closed:
-            log.warning(
-                "local fleet: %s not traversable by others: apps under their own uid cannot reach "
-                "their $HOME and $TMPDIR (their working directory works)",
+            log.error(
+                "local fleet: %s not traversable by other users, so apps cannot run under their own "
+                "uid: move ORCH_DATA_DIR (e.g. /var/lib/orch), or chmod o+x those directories, or set "
+                "ORCH_LOCAL_RUN_AS_RUN_UID=false (no uid isolation)",
                 ", ".join(closed),
             )
+        return closed
 
     def _run_owner(self, run_id: str, attempt: int, d: Path) -> tuple[int, int] | None:
         """The attempt's own uid (= gid) when the worker is root, else None. Idempotent: the same attempt

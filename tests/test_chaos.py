@@ -5,8 +5,10 @@ right final state, no app ran twice, nothing is left running."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,8 +35,9 @@ def own_temporal(tmp_path):
 
 
 @pytest.fixture
-def chaos_stack(tmp_path, own_temporal, s3_settings):
-    settings = make_stack_settings(tmp_path, own_temporal["port"], s3_settings)
+def chaos_stack(tmp_path, own_temporal, s3_settings, open_tmp_root):
+    data = Path(tempfile.mkdtemp(prefix="chaos-", dir=open_tmp_root))  # apps run under their own uids
+    settings = make_stack_settings(data, own_temporal["port"], s3_settings)
     upgrade(settings)
     st = Stack(settings, tmp_path)
     st.start_api()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,8 +21,8 @@ HISTORIES = Path(__file__).parent / "histories"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, temporal_dev_server, s3_settings):
-    tmp = tmp_path_factory.mktemp("e2e")
+def stack(open_tmp_root, temporal_dev_server, s3_settings):
+    tmp = Path(tempfile.mkdtemp(prefix="e2e-", dir=open_tmp_root))  # apps run under their own uids
     settings = make_stack_settings(tmp, temporal_dev_server.ports["grpc"], s3_settings)
     upgrade(settings)
     st = Stack(settings, tmp)

@@ -295,3 +295,22 @@ def test_handles_of_the_same_attempt_keep_their_uid(driver, upload_app):
     assert driver.launch(spec) == handle
     assert json.loads((driver._dir(handle) / "run_uid").read_text())["uid"] == uid
     assert driver.terminate(FleetHandle("local", spec.run_id, 1, handle.ref)).state == FleetState.SUCCEEDED
+
+
+def test_root_worker_with_closed_data_dir_parents_fails_clearly(tmp_path, s3_settings, upload_app):
+    """Under a root-only parent (pytest's tmp_path is 0700) a run uid could not reach its files: the
+    attempt fails at once with a reason naming no host path, instead of a confusing app error."""
+    if os.geteuid() != 0:
+        pytest.skip("per-run uids need a root worker")
+    from fleets.local import LocalFleetDriver
+    from tests.conftest import make_settings
+
+    assert not tmp_path.stat().st_mode & 0o001
+    drv = LocalFleetDriver(make_settings(tmp_path / "data", **s3_settings))
+    handle = drv.launch(upload_app({"run.sh": "echo ran\n"}))
+    st = drv.poll(handle)
+    assert st.state == FleetState.FAILED and "closed to other users" in st.reason
+    assert str(tmp_path) not in st.reason and "ran" not in drv.logs(handle)
+    ok = LocalFleetDriver(make_settings(tmp_path / "data2", local_run_as_run_uid=False, **s3_settings))
+    h2 = ok.launch(upload_app({"run.sh": "echo ran\n"}))  # the documented way out: no uid isolation
+    assert wait_final(ok, h2).state == FleetState.SUCCEEDED and "ran" in ok.logs(h2)
