@@ -79,9 +79,10 @@ for var in ("HOME", "TMPDIR"):
     with open(os.path.join(os.environ[var], "probe.txt"), "w") as f:
         f.write("mine")
 daemon = subprocess.Popen(["sleep", "300"], start_new_session=True)  # escapes the process group
+nnp = [x.split()[1] for x in open("/proc/self/status") if x.startswith("NoNewPrivs:")]
 print("PROBE " + json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
                              "groups": os.getgroups(), "env": dict(os.environ), "out": out,
-                             "daemon": daemon.pid}), flush=True)
+                             "daemon": daemon.pid, "no_new_privs": nnp}), flush=True)
 sys.exit(7)
 """
 }
@@ -182,6 +183,7 @@ def test_probe_app_reads_nothing_of_the_worker_or_other_runs(
     vuid = json.loads((victim_dir / "run_uid").read_text())["uid"]
     assert report["uid"] == report["euid"] == report["gid"] == uid
     assert uid not in (0, vuid) and report["groups"] == []
+    assert report["no_new_privs"] == ["1"]  # setuid programs (sudo, su) cannot raise it
     assert report["env"]["HOME"].startswith(str(pdir)) and (pdir / "home" / "probe.txt").read_text() == "mine"
     assert (pdir / "tmp" / "probe.txt").read_text() == "mine"
     # what the worker left for the app to reach, and nothing more
