@@ -55,7 +55,7 @@ from core.s3 import s3_client
 from fleets.archive import ZipRejected, extract_zip
 from fleets.base import FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, safe_path_part
-from fleets.supervisor import group_members
+from fleets.supervisor import group_members, stop_all, uid_members
 
 log = logging.getLogger(__name__)
 
@@ -632,6 +632,4 @@ def clean_run_dirs(settings: Any, now: datetime | float) -> list[str]:
 
 
 def _kill_uid(uid: int) -> None:
-    from fleets.supervisor import stop_all, uid_members
-
     stop_all(lambda: uid_members(uid), 0.5)
