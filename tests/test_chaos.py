@@ -73,6 +73,8 @@ def test_api_killed_during_submissions(chaos_stack, app_tmp):
     st = chaos_stack
     h = st.client()
     count = app_tmp / "count"
+    count.touch()
+    count.chmod(0o666)  # 24 runs append to it, each under its own uid
     tpl = st.template(h, args={"count_file": str(count)})
     n = 24
     body = {
