@@ -141,7 +141,8 @@ def is_root() -> bool:
 
 
 def _chmod(path: Path, mode: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Best effort (a file of another user in a non-root worker's data dir is left as it is)."""
+    with contextlib.suppress(FileNotFoundError, PermissionError):
         if stat.S_IMODE(path.lstat().st_mode) != mode and not path.is_symlink():
             os.chmod(path, mode)
 
@@ -234,6 +235,15 @@ class LocalFleetDriver:
         if (d / "launched").exists():
             self._wait_started(d)
             return handle
+        try:
+            self._launch(spec, d)
+        except OSError as exc:  # the activity retries; its error may reach the run's status_reason
+            log.warning("local fleet: launching run %s attempt %s failed: %s", spec.run_id, spec.attempt, exc)
+            safe = _tenant_text(str(exc), d, self.runs_dir, self.data_dir)
+            raise RuntimeError(f"local fleet: cannot launch the app: {safe}") from None
+        return handle
+
+    def _launch(self, spec: LaunchSpec, d: Path) -> None:
         harden_data_dir(self.data_dir)
         _mkdir_mode(self.runs_dir, 0o711)
         _mkdir_mode(d.parent, 0o711)
@@ -245,10 +255,10 @@ class LocalFleetDriver:
                 "the local fleet cannot run apps under their own uid on this host: a parent "
                 "directory of its data dir is closed to other users (the worker's log names it)",
             )
-            return handle
+            return
         cmd = self._prepare(spec, d)
         if cmd is None:  # refused artifact, already recorded
-            return handle
+            return
         for name in ("home", "tmp"):
             (d / name).mkdir(exist_ok=True)
         for name in APP_DIRS:
@@ -296,7 +306,6 @@ class LocalFleetDriver:
             d,
             f" as uid {owner[0]}" if owner else "",
         )
-        return handle
 
     def poll(self, handle: FleetHandle) -> FleetStatus:
         """State of the attempt from its run directory (no side effects)."""
