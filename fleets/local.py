@@ -180,9 +180,13 @@ def _mkdir_mode(path: Path, mode: int) -> None:
 
 
 def _tenant_text(text: str, d: Path, *roots: Path) -> str:
-    """``text`` with every host path replaced by one relative to the attempt dir (what a tenant may read)."""
-    for base in sorted({str(d), *(str(r) for r in roots)}, key=len, reverse=True):
-        text = text.replace(base + os.sep, "").replace(base, ".")
+    """``text`` with every host path made relative: under ``d`` (the attempt dir, or the staged app) to
+    ``d``; under one of ``roots`` (runs dir, data dir) to that root's name. What a tenant may read."""
+    for base, label in sorted(
+        ((d, "."), *((r, r.name) for r in roots)), key=lambda x: len(str(x[0])), reverse=True
+    ):
+        b = str(base)
+        text = text.replace(b + os.sep, "" if label == "." else label + os.sep).replace(b, label)
     return text
 
 

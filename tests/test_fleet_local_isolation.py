@@ -316,3 +316,14 @@ def test_root_worker_with_closed_data_dir_parents_fails_clearly(tmp_path, s3_set
     ok = LocalFleetDriver(make_settings(tmp_path / "data2", local_run_as_run_uid=False, **s3_settings))
     h2 = ok.launch(upload_app({"run.sh": "echo ran\n"}))  # the documented way out: no uid isolation
     assert wait_final(ok, h2).state == FleetState.SUCCEEDED and "ran" in ok.logs(h2)
+
+
+def test_launch_errors_name_no_host_path(driver, upload_app):
+    """An OS error while launching (here: ``runs`` is a file) raises for the activity to retry, with paths
+    relative to the data dir only: the message may end up in the run's status_reason."""
+    data = Path(driver.settings.data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "runs").write_text("not a directory")
+    with pytest.raises(RuntimeError, match="cannot launch the app") as info:
+        driver.launch(upload_app({"run.sh": "echo hi\n"}))
+    assert str(data) not in str(info.value) and "/tmp" not in str(info.value), str(info.value)
