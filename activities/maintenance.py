@@ -16,6 +16,8 @@ Tasks shipped here:
 - ``sweep_artifact_store``: every ``ORCH_ARTIFACT_SWEEP_INTERVAL_SEC``, deletes artifact objects no row
   references and aborts incomplete multipart uploads, both older than ``ORCH_ARTIFACT_SWEEP_GRACE_SEC``
   (``services.artifacts.sweep_artifact_store``).
+- ``clean_run_dirs`` (``local`` driver): deletes finished attempts' run directories after
+  ``ORCH_LOCAL_RUN_RETENTION_HOURS`` (``fleets.local.clean_run_dirs``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from core.db import Database
 from core.run_workflow import start_run_workflow
 from core.s3 import s3_client
 from core.settings import Settings
+from fleets.local import clean_run_dirs
 from models.api import TERMINAL
 from models.db import Job, JobTemplate, Run, utcnow
 from models.workflow import MaintenancePassInput, MaintenancePassResult
@@ -221,3 +224,13 @@ def sweep_artifacts(ctx: MaintenanceContext, state: dict[str, Any]) -> tuple[dic
         "deleted": result.objects_deleted,
         "multipart_aborted": result.multipart_aborted,
     }
+
+
+# ---------------------------------------------------------------- clean_run_dirs
+@maintenance_task("clean_run_dirs")
+def clean_local_run_dirs(ctx: MaintenanceContext, state: dict[str, Any]) -> tuple[dict, dict]:
+    """`local` driver: delete finished attempts' run directories after ORCH_LOCAL_RUN_RETENTION_HOURS."""
+    if ctx.settings.fleet_driver != "local":
+        return state, {"examined": 0}
+    removed = clean_run_dirs(ctx.settings, datetime.now(UTC))
+    return state, {"removed": len(removed)}

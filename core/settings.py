@@ -93,6 +93,21 @@ class Settings(BaseSettings):
     ec2_terminate_timeout_sec: int = 300
     ec2_missing_instance_grace_sec: int = 600
     local_start_timeout_sec: int = 30
+    # local fleet isolation and clean-up (fleets/local.py; README "What `local` isolates")
+    local_runs_dir: Path | None = Field(
+        None,
+        description="local: attempts' directories (default data_dir/runs; a dir in the system temp dir when "
+        "the worker is root and the data dir's parents are closed to other users)",
+    )
+    local_run_as_run_uid: bool = Field(
+        True, description="When the worker is root, run each attempt as its own unprivileged uid/gid"
+    )
+    local_run_uid_base: int = Field(2_000_000_000, description="First uid/gid of the per-run range")
+    local_run_uid_count: int = Field(1_000_000, description="Size of the per-run uid/gid range")
+    local_app_path: str = Field("/usr/local/bin:/usr/bin:/bin", description="PATH the app gets")
+    local_run_retention_hours: float = Field(
+        72.0, description="Finished attempts' run directories are deleted after this long"
+    )
 
     # Carbon providers (read only by carbon/; adding a provider touches only carbon/ and this block)
     carbon_provider: str = Field(

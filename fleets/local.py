@@ -1,144 +1,87 @@
 """The ``local`` fleet driver: runs the app on this host as a detached process group.
 
-Layout of one attempt, ``<data_dir>/runs/<run_id>/<attempt>/``:
+Layout of one attempt, ``<data_dir>/runs/<run_id>/<attempt>/`` (the worker's, 0711: the app may only pass
+through it to its own directories):
 
-``app/``            the extracted artifact (the app's working directory)
+``app/``            the extracted artifact, the app's working directory (run uid, 0700, when root)
+``home/``, ``tmp/``  the app's ``$HOME`` and ``$TMPDIR`` (run uid, 0700, when root)
+``log``             the app's combined stdout/stderr (it writes through the descriptor it was given)
+``run_uid``         JSON ``{uid, gid}`` the attempt runs as (only when the worker is root)
 ``launched``        the atomic claim (O_EXCL): JSON of the supervisor that starts the app, or
                     ``{"failed": reason}`` when the artifact was refused, or ``{"terminated": ...}`` when
                     a terminate came first. Whoever creates it decides the attempt's fate: nobody starts
                     it twice.
-``pid``             JSON ``{pid, pgid, ticks}`` of the app's process group leader (``ticks`` = start time
-                    from ``/proc/<pid>/stat``, to tell our process from a later one with a reused pid)
+``pid``             JSON ``{pid, pgid, create_time}`` of the app's process group leader (``create_time``
+                    from psutil tells our process from a later one with a reused pid)
 ``exit_code``       JSON ``{exit_code, signal}``, written atomically (tmp + rename) when the app's leader
                     exits
-``log``             the app's combined stdout/stderr
 ``terminate_requested``  present once :meth:`LocalFleetDriver.terminate` has begun
+``supervisor.log``  the supervisor's own output (for operators; never shown to the tenant)
 
-The app runs under a tiny Python supervisor that double-forks away from the worker (so it outlives it and is
-never a zombie of it), claims ``launched``, starts the app in a new process group, records its pid and
-finally its exit code. After the app's leader exits, anything it left in its group gets SIGTERM and, after
-the grace period, SIGKILL: a job ends when its main process ends.
+The app runs under :mod:`fleets.supervisor`, which double-forks away from the worker (so it outlives it and
+is never a zombie of it), claims ``launched``, starts the app in a new process group (as the attempt's own
+uid/gid when the worker is root), records its pid and finally its exit code. After the app's leader exits,
+anything it left in its group (and, with a run uid, anything else running as that uid) gets SIGTERM and,
+after the grace period, SIGKILL: a job ends when its main process ends. The app's environment is scrubbed
+to the app contract's variables. README "What `local` isolates and what it does not" says what this does
+and does not protect; :func:`clean_run_dirs` deletes finished attempts after the retention period.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 from botocore.exceptions import ClientError
 
 from core.s3 import s3_client
 from fleets.archive import ZipRejected, extract_zip
 from fleets.base import FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, safe_path_part
+from fleets.supervisor import group_members, stop_all, uid_members
 
 log = logging.getLogger(__name__)
 
 FINAL_STATES = (FleetState.SUCCEEDED, FleetState.FAILED, FleetState.TERMINATED)
 
-# Environment passed through from the worker to the app; everything else (DB URLs, keys, AWS credentials)
-# stays out of the client's process.
-ENV_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+APP_DIRS = ("app", "home", "tmp")  # the only parts of an attempt the app may write (as the run uid)
 
-# Run as ``python -I -c SUPERVISOR <attempt_dir> <grace_sec> <cmd...>`` in a new session.
-SUPERVISOR = r"""
-import json, os, signal, subprocess, sys, time
-d, grace, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-if os.fork():  # the launcher reaps this parent at once; the supervisor below is adopted by init
-    os._exit(0)
 
-def ticks(pid):
+def _create_time(pid: int) -> float | None:
+    """Start time of the live (non-zombie) process ``pid`` (psutil), None if there is none."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-        return s[s.rindex(")") + 2:].split()[19]
-    except (OSError, ValueError, IndexError):
+        p = psutil.Process(pid)
+        if p.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+        return p.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-
-def write_json(name, obj):
-    tmp = os.path.join(d, f".{name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(d, name))
-
-try:
-    fd = os.open(os.path.join(d, "launched"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-except FileExistsError:
-    sys.exit(0)  # another launch (or a terminate) claimed this attempt first
-me = os.getpid()
-os.write(fd, json.dumps({"supervisor_pid": me, "supervisor_ticks": ticks(me), "at": time.time()}).encode())
-os.fsync(fd)
-os.close(fd)
-for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-    signal.signal(s, lambda *_: None)  # a handler, not SIG_IGN: exec() resets it, so the app gets defaults
-logf = open(os.path.join(d, "log"), "ab", buffering=0)
-try:
-    p = subprocess.Popen(cmd, cwd=os.path.join(d, "app"), stdin=subprocess.DEVNULL, stdout=logf,
-                         stderr=subprocess.STDOUT, process_group=0, close_fds=True)
-except OSError as e:
-    logf.write(f"orchestrator: cannot start the app: {e}\n".encode())
-    write_json("exit_code", {"exit_code": 127, "signal": None, "error": str(e)})
-    sys.exit(0)
-write_json("pid", {"pid": p.pid, "pgid": p.pid, "ticks": ticks(p.pid)})
-rc = p.wait()
-sig = -rc if rc < 0 else None
-
-def group_alive():
-    # zombies do not count: an init that never reaps orphans would keep the group "alive" forever
-    if os.path.isdir("/proc/self"):
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    with open(f"/proc/{name}/stat") as f:
-                        s = f.read()
-                    fields = s[s.rindex(")") + 2:].split()
-                except (OSError, ValueError):
-                    continue
-                if fields[2] == str(p.pid) and fields[0] not in ("Z", "X"):
-                    return True
-        return False
-    try:
-        os.killpg(p.pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-for s, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-    if not group_alive():
-        break
-    try:
-        os.killpg(p.pid, s)
-    except ProcessLookupError:
-        break
-    end = time.monotonic() + wait
-    while group_alive() and time.monotonic() < end:
-        time.sleep(0.05)
-write_json("exit_code", {"exit_code": 128 + sig if sig else rc, "signal": sig})
-"""
 
 
 def _proc_ticks(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux ``/proc``), None if no such live process."""
+    """Start time of ``pid`` in clock ticks since boot (Linux ``/proc``), None if no such live process.
+    Only for attempts launched before the supervisor recorded psutil's ``create_time``."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             s = f.read()
-        fields = s[s.rindex(")") + 2:].split()
+        fields = s[s.rindex(")") + 2 :].split()
         if fields[0] in ("Z", "X"):  # zombie/dead: finished, just not reaped yet
             return None
         return fields[19]
@@ -146,59 +89,31 @@ def _proc_ticks(pid: int) -> str | None:
         return None
 
 
-def _have_proc() -> bool:
-    return os.path.isdir("/proc/self")
+def _same_process(pid: int, rec: dict[str, Any], prefix: str = "") -> bool:
+    """Is ``pid`` alive and the very process ``rec`` describes (same start time: no reused pid)?"""
+    ct = rec.get(f"{prefix}create_time")
+    if ct is not None:
+        now = _create_time(pid)
+        return now is not None and abs(now - float(ct)) < 0.01
+    ticks = rec.get(f"{prefix}ticks")
+    t = _proc_ticks(pid)
+    return t is not None and (ticks is None or t == ticks)
 
 
-def _process_alive(pid: int | None, ticks: str | None) -> bool:
-    """Is this very process (pid and start ticks) still alive?"""
-    if not pid:
-        return False
-    if _have_proc():
-        t = _proc_ticks(pid)
-        return t is not None and (ticks is None or t == ticks)
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def _process_alive(launched: dict[str, Any]) -> bool:
+    """Is the supervisor recorded in ``launched`` still alive?"""
+    pid = launched.get("supervisor_pid")
+    return pid is not None and _same_process(int(pid), launched, "supervisor_")
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid`` (Linux ``/proc`` scan)."""
-    members = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                s = f.read()
-            fields = s[s.rindex(")") + 2:].split()
-        except (OSError, ValueError):
-            continue
-        if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            members.append(int(name))
-    return members
-
-
-def _group_alive(pgid: int, ticks: str | None) -> bool:
-    """Does our process group still have live (non-zombie) members? Guards against a reused pid: Linux
-    never hands out a pid that is still some group's id, so a live process with that pid but another
+def _group_alive(pid_rec: dict[str, Any]) -> bool:
+    """Does the app's process group still have live (non-zombie) members? Guards against a reused pid:
+    Linux never hands out a pid that is still some group's id, so a live process with that pid but another
     start time means our group emptied and the id moved on."""
-    if _have_proc():
-        t = _proc_ticks(pgid)
-        if t is not None and ticks is not None and t != ticks:
-            return False
-        return bool(_group_members(pgid))
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
+    pgid = int(pid_rec["pgid"])
+    if _create_time(pgid) is not None and not _same_process(pgid, pid_rec):
         return False
-    except PermissionError:
-        return False
+    return bool(group_members(pgid))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -221,17 +136,92 @@ def _poll_until(cond: Callable[[], bool], timeout: float, interval: float = 0.05
         time.sleep(interval)
 
 
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _chmod(path: Path, mode: int) -> None:
+    """Best effort (a file of another user in a non-root worker's data dir is left as it is)."""
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        if stat.S_IMODE(path.lstat().st_mode) != mode and not path.is_symlink():
+            os.chmod(path, mode)
+
+
+def harden_data_dir(data_dir: Path) -> None:
+    """Owner-only modes on the data dir's contents so an app under its own uid reads none of it: files 0600
+    (the SQLite DB and its -wal/-shm, the admin key, temporal.db), directories 0700 (``logs/``, ``s3/`` with
+    the S3 identities file), the data dir itself and ``runs/`` 0711 (traverse only, to reach the app's own
+    directories)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _chmod(data_dir, 0o711)
+    for entry in data_dir.iterdir():
+        if entry.name == "runs":
+            _chmod(entry, 0o711)
+        elif entry.is_symlink():
+            continue
+        elif entry.is_dir():
+            _chmod(entry, stat.S_IMODE(entry.stat().st_mode) & 0o700)
+        else:
+            _chmod(entry, stat.S_IMODE(entry.stat().st_mode) & 0o600)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give ``root`` and everything in it (no symlink is followed) to uid:gid; the top directory 0700."""
+    os.lchown(root, uid, gid)
+    os.chmod(root, 0o700)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+def _mkdir_mode(path: Path, mode: int) -> None:
+    path.mkdir(exist_ok=True)
+    _chmod(path, mode)
+
+
+def _tenant_text(text: str, d: Path, *roots: Path) -> str:
+    """``text`` with every host path made relative: under ``d`` (the attempt dir, or the staged app) to
+    ``d``; under one of ``roots`` (runs dir, data dir) to that root's name. What a tenant may read."""
+    for base, label in sorted(
+        ((d, "."), *((r, r.name) for r in roots)), key=lambda x: len(str(x[0])), reverse=True
+    ):
+        b = str(base)
+        text = text.replace(b + os.sep, "" if label == "." else label + os.sep).replace(b, label)
+    return text
+
+
 class LocalFleetDriver:
-    """Runs each attempt as a detached process group under ``<settings.data_dir>/runs``."""
+    """Runs each attempt as a detached process group under ``<settings.data_dir>/runs``; when the worker is
+    root, as the attempt's own unprivileged uid/gid (README: "What `local` isolates and what it does not")."""
 
     name = "local"
 
     def __init__(self, settings: Any, s3_client_factory: Callable[[Any], Any] = s3_client) -> None:
         self.settings = settings
         self.s3_client_factory = s3_client_factory
-        self.runs_dir = (Path(settings.data_dir) / "runs").resolve()
+        self.data_dir = Path(settings.data_dir).resolve()
+        self.runs_dir = self._choose_runs_dir(settings)
         self.grace_sec = float(getattr(settings, "cancel_grace_sec", 10.0))
         self.start_timeout_sec = float(getattr(settings, "local_start_timeout_sec", 30.0))
+        self.app_path = str(getattr(settings, "local_app_path", "/usr/local/bin:/usr/bin:/bin"))
+        self.uid_base = int(getattr(settings, "local_run_uid_base", 2_000_000_000))
+        self.uid_count = int(getattr(settings, "local_run_uid_count", 1_000_000))
+        self.drop_privileges = is_root() and bool(getattr(settings, "local_run_as_run_uid", True))
+        if (
+            self.drop_privileges
+            and getattr(settings, "local_runs_dir", None) is None
+            and self._closed_parents()
+        ):
+            # e.g. a checkout under /root: apps under their own uid could not reach data_dir/runs, so the
+            # runs live in a directory of the system temp dir named after the data dir (stable across
+            # restarts, so re-attach still finds them)
+            tag = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+            self.runs_dir = Path(tempfile.gettempdir()) / f"orch-runs-{tag}"
+            if self.runs_dir not in _MOVED_RUNS_DIRS:
+                _MOVED_RUNS_DIRS.add(self.runs_dir)
+                log.warning(
+                    "local fleet: the data dir's parents are closed to other users; runs in %s", self.runs_dir
+                )
 
     # --- paths ----------------------------------------------------------------------------------------
     def attempt_dir(self, run_id: str, attempt: int) -> Path:
@@ -255,29 +245,93 @@ class LocalFleetDriver:
         refused zip are recorded as this attempt's FAILED outcome instead.
         """
         d = self.attempt_dir(spec.run_id, spec.attempt)
-        handle = FleetHandle(driver=self.name, run_id=spec.run_id, attempt=spec.attempt,
-                             ref={"dir": str(d.relative_to(self.runs_dir))})
-        d.mkdir(parents=True, exist_ok=True)
+        handle = FleetHandle(
+            driver=self.name,
+            run_id=spec.run_id,
+            attempt=spec.attempt,
+            ref={"dir": str(d.relative_to(self.runs_dir))},
+        )
         if (d / "launched").exists():
             self._wait_started(d)
             return handle
+        try:
+            self._launch(spec, d)
+        except OSError as exc:  # the activity retries; its error may reach the run's status_reason
+            log.warning("local fleet: launching run %s attempt %s failed: %s", spec.run_id, spec.attempt, exc)
+            safe = _tenant_text(str(exc), d, self.runs_dir, self.data_dir)
+            raise RuntimeError(f"local fleet: cannot launch the app: {safe}") from None
+        return handle
+
+    def _launch(self, spec: LaunchSpec, d: Path) -> None:
+        harden_data_dir(self.data_dir)
+        _mkdir_mode(self.runs_dir, 0o711)
+        _mkdir_mode(d.parent, 0o711)
+        _mkdir_mode(d, 0o711)  # the worker's: the supervisor's state; the app only traverses it
+        owner = self._run_owner(spec.run_id, spec.attempt, d)
+        closed = self._closed_parents() if owner else []
+        if closed:
+            log.error(
+                "local fleet: %s not traversable by other users, so apps cannot run under their own "
+                "uid: set ORCH_LOCAL_RUNS_DIR (e.g. /var/lib/orch-runs), or chmod o+x those directories, or "
+                "set ORCH_LOCAL_RUN_AS_RUN_UID=false (no uid isolation)",
+                ", ".join(closed),
+            )
+            self._fail(
+                d,
+                "the local fleet cannot run apps under their own uid on this host: a parent "
+                "directory of its data dir is closed to other users (the worker's log names it)",
+            )
+            return
         cmd = self._prepare(spec, d)
         if cmd is None:  # refused artifact, already recorded
-            return handle
-        env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(app_env(spec.run_id, spec.data_uri, spec.args))
-        with open(d / "supervisor.log", "ab") as slog:
+            return
+        for name in ("home", "tmp"):
+            (d / name).mkdir(exist_ok=True)
+        for name in APP_DIRS:
+            if owner:
+                _chown_tree(d / name, *owner)
+            else:
+                _chmod(d / name, 0o700)
+        env = {
+            "PATH": self.app_path,
+            "HOME": str(d / "home"),
+            "TMPDIR": str(d / "tmp"),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            **app_env(spec.run_id, spec.data_uri, spec.args),
+        }
+        ids = ["--uid", str(owner[0]), "--gid", str(owner[1])] if owner else []
+        slog_fd = os.open(d / "supervisor.log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+        with os.fdopen(slog_fd, "ab") as slog:
             starter = subprocess.Popen(
-                [sys.executable, "-I", "-c", SUPERVISOR, str(d), str(self.grace_sec), *cmd],
-                stdin=subprocess.DEVNULL, stdout=slog, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True, env=env, cwd=str(d),
+                [
+                    sys.executable,
+                    "-I",
+                    "-m",
+                    "fleets.supervisor",
+                    str(d),
+                    str(self.grace_sec),
+                    *ids,
+                    "--",
+                    *cmd,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=slog,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+                cwd=str(d),
             )
             starter.wait(timeout=30)  # the first fork's parent exits at once
         self._wait_started(d)
-        log.info("local fleet: launched run %s attempt %s in %s", spec.run_id, spec.attempt, d)
-        return handle
+        log.info(
+            "local fleet: launched run %s attempt %s in %s%s",
+            spec.run_id,
+            spec.attempt,
+            d,
+            f" as uid {owner[0]}" if owner else "",
+        )
 
     def poll(self, handle: FleetHandle) -> FleetStatus:
         """State of the attempt from its run directory (no side effects)."""
@@ -294,19 +348,21 @@ class LocalFleetDriver:
         if done:
             return done
         pid = _read_json(d / "pid")
-        sup_alive = _process_alive(launched.get("supervisor_pid"), launched.get("supervisor_ticks"))
+        sup_alive = _process_alive(launched)
         if not pid:
             if sup_alive or not launched:
                 return FleetStatus(FleetState.PENDING, reason="starting the app")
-        elif _group_alive(pid["pgid"], pid.get("ticks")) or sup_alive:
+        elif _group_alive(pid) or sup_alive:
             return FleetStatus(FleetState.RUNNING)
         done = self._final_from_exit(d, terminating)  # it may have been written since we looked
         if done:
             return done
         if terminating:
             return FleetStatus(FleetState.TERMINATED, reason="terminated by request")
-        return FleetStatus(FleetState.FAILED, reason="the app's supervisor vanished without an exit code "
-                                                     "(host restart or kill -9)")
+        return FleetStatus(
+            FleetState.FAILED,
+            reason="the app's supervisor vanished without an exit code (host restart or kill -9)",
+        )
 
     def terminate(self, handle: FleetHandle) -> FleetStatus:
         """Stop the attempt: SIGTERM to its process group, SIGKILL after ``settings.cancel_grace_sec``
@@ -319,28 +375,35 @@ class LocalFleetDriver:
         d.mkdir(parents=True, exist_ok=True)
         if self._claim(d, {"terminated": True, "at": time.time()}):
             return self.poll(handle)  # nothing had started; now nothing ever will
-        (d / "terminate_requested").touch()
+        (d / "terminate_requested").touch(mode=0o600)
         launched = _read_json(d / "launched") or {}
 
         def sup_alive() -> bool:
-            return _process_alive(launched.get("supervisor_pid"), launched.get("supervisor_ticks"))
+            return _process_alive(launched)
 
-        _poll_until(lambda: bool(_read_json(d / "pid")) or (d / "exit_code").exists() or not sup_alive(),
-                    self.start_timeout_sec)
+        _poll_until(
+            lambda: bool(_read_json(d / "pid")) or (d / "exit_code").exists() or not sup_alive(),
+            self.start_timeout_sec,
+        )
         pid = _read_json(d / "pid")
         if pid:
-            pgid, ticks = int(pid["pgid"]), pid.get("ticks")
+            pgid = int(pid["pgid"])
             for sig, wait in ((signal.SIGTERM, self.grace_sec), (signal.SIGKILL, 10.0)):
-                if not _group_alive(pgid, ticks):
+                if not _group_alive(pid):
                     break
-                log.info("local fleet: %s to process group %s (run %s attempt %s)",
-                         sig.name, pgid, handle.run_id, handle.attempt)
+                log.info(
+                    "local fleet: %s to process group %s (run %s attempt %s)",
+                    sig.name,
+                    pgid,
+                    handle.run_id,
+                    handle.attempt,
+                )
                 try:
                     os.killpg(pgid, sig)
                 except ProcessLookupError:
                     break
-                _poll_until(lambda: not _group_alive(pgid, ticks), wait)
-            if _group_alive(pgid, ticks):
+                _poll_until(lambda: not _group_alive(pid), wait)
+            if _group_alive(pid):
                 raise RuntimeError(f"process group {pgid} of run {handle.run_id} survived SIGKILL")
         _poll_until(lambda: (d / "exit_code").exists() or not sup_alive(), 10.0)
         return self.poll(handle)
@@ -358,6 +421,30 @@ class LocalFleetDriver:
             return ""
 
     # --- internals ------------------------------------------------------------------------------------
+    @staticmethod
+    def _choose_runs_dir(settings: Any) -> Path:
+        configured = getattr(settings, "local_runs_dir", None)
+        return Path(configured).resolve() if configured else Path(settings.data_dir).resolve() / "runs"
+
+    def _closed_parents(self) -> list[str]:
+        """Parents of the runs dir that a run uid cannot traverse (no o+x). Python opens ``main.py`` and
+        imports by absolute path, and ``$HOME``/``$TMPDIR`` are absolute: an app under its own uid needs
+        them all."""
+        return [str(p) for p in self.runs_dir.parents if p.exists() and not p.stat().st_mode & stat.S_IXOTH]
+
+    def _run_owner(self, run_id: str, attempt: int, d: Path) -> tuple[int, int] | None:
+        """The attempt's own uid (= gid) when the worker is root, else None. Idempotent: the same attempt
+        always gets the same id, recorded in ``run_uid``; two live attempts never share one (a lock file
+        per id under ``runs/.uids``, released by :func:`clean_run_dirs`)."""
+        if not self.drop_privileges:
+            return None
+        rec = _read_json(d / "run_uid")
+        if rec and "uid" in rec:
+            return int(rec["uid"]), int(rec["gid"])
+        uid = allocate_uid(self.runs_dir, f"{run_id}/{attempt}", self.uid_base, self.uid_count)
+        _write_json_atomic(d / "run_uid", {"uid": uid, "gid": uid})
+        return uid, uid
+
     def _final_from_exit(self, d: Path, terminating: bool) -> FleetStatus | None:
         ex = _read_json(d / "exit_code")
         if not ex or "exit_code" not in ex:
@@ -373,7 +460,7 @@ class LocalFleetDriver:
     def _claim(self, d: Path, content: dict[str, Any]) -> bool:
         """Create ``launched`` atomically with ``content``; False if someone else already did."""
         try:
-            fd = os.open(d / "launched", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(d / "launched", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as f:
@@ -383,8 +470,10 @@ class LocalFleetDriver:
         return True
 
     def _fail(self, d: Path, reason: str) -> None:
+        reason = _tenant_text(reason, d, self.runs_dir, self.data_dir)
         if self._claim(d, {"failed": reason, "at": time.time()}):
-            with open(d / "log", "ab") as f:
+            fd = os.open(d / "log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+            with os.fdopen(fd, "ab") as f:
                 f.write(f"orchestrator: {reason}\n".encode())
             log.warning("local fleet: %s (%s)", reason, d)
 
@@ -411,7 +500,15 @@ class LocalFleetDriver:
                 try:
                     extract_zip(zip_path, stage / "app", self.settings)
                 except ZipRejected as exc:
-                    self._fail(d, f"artifact rejected: {exc}")
+                    self._fail(d, _tenant_text(f"artifact rejected: {exc}", stage / "app", d))
+                    return None
+                except OSError as exc:
+                    if exc.errno not in _BAD_ENTRY_ERRNOS:
+                        log.warning("local fleet: extracting run %s failed: %s", spec.run_id, exc)
+                        raise RuntimeError(f"cannot extract the artifact: {exc.strerror or exc}") from None
+                    # a name the file system refuses (too long, invalid): the artifact's fault, never retried
+                    name = _tenant_text(str(exc.filename or ""), stage / "app", d)
+                    self._fail(d, f"artifact rejected: cannot extract {name[:120]!r}: {exc.strerror}")
                     return None
                 try:
                     os.rename(stage / "app", app)
@@ -422,7 +519,8 @@ class LocalFleetDriver:
                 shutil.rmtree(stage, ignore_errors=True)
         if (app / "run.sh").is_file():
             return ["sh", "run.sh", *argv]
-        return [sys.executable, "main.py", *argv]
+        # the same interpreter the ec2 driver uses (python3 on the app's PATH), not the worker's venv
+        return ["python3", "main.py", *argv]
 
     def _download(self, spec: LaunchSpec, dest: Path) -> str:
         """Stream the artifact to ``dest``; return its sha256 (hex)."""
@@ -438,6 +536,7 @@ class LocalFleetDriver:
     def _wait_started(self, d: Path) -> None:
         """Wait (bounded by ``local_start_timeout_sec``) until the attempt has a pid, an exit code or a
         recorded failure; raise RuntimeError if no supervisor ever claimed it."""
+
         def started() -> bool:
             launched = _read_json(d / "launched")
             if launched is None or launched == {}:
@@ -446,10 +545,126 @@ class LocalFleetDriver:
                 return True
             if (d / "pid").exists() or (d / "exit_code").exists():
                 return True
-            return not _process_alive(launched.get("supervisor_pid"), launched.get("supervisor_ticks"))
+            return not _process_alive(launched)
 
         if not _poll_until(started, self.start_timeout_sec):
             tail = ""
             with contextlib.suppress(OSError):
                 tail = (d / "supervisor.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the app of {d} did not start within {self.start_timeout_sec:.0f}s: {tail}")
+            log.error("local fleet: the supervisor in %s did not start the app: %s", d, tail)
+            rel = d.relative_to(self.runs_dir) if d.is_relative_to(self.runs_dir) else d.name
+            raise RuntimeError(
+                f"the app of attempt {rel} did not start within {self.start_timeout_sec:.0f}s "
+                "(the worker's log has the supervisor's output)"
+            )
+
+
+# errnos of an extraction that no retry can fix: the zip names something this file system refuses
+_BAD_ENTRY_ERRNOS = {
+    errno.ENAMETOOLONG,
+    errno.EINVAL,
+    errno.EILSEQ,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+}
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+_MOVED_RUNS_DIRS: set[Path] = set()  # warned about once per process
+
+
+def allocate_uid(runs_dir: Path, key: str, base: int, count: int) -> int:
+    """A uid in ``[base, base + count)`` reserved for ``key`` (``<run_id>/<attempt>``): the same one on every
+    call for the same key, never one another key holds. Reservations are files ``runs/.uids/<uid>`` holding
+    the key, created with link() (atomic, and never visible half-written); the search starts at a hash of
+    the key."""
+    locks = runs_dir / UID_LOCKS
+    locks.mkdir(parents=True, exist_ok=True)
+    _chmod(locks, 0o700)
+    start = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % count
+    tmp = locks / f".{uuid.uuid4().hex}"
+    tmp.write_text(key)
+    try:
+        for i in range(count):
+            uid = base + (start + i) % count
+            try:
+                os.link(tmp, locks / str(uid))
+                return uid
+            except FileExistsError:
+                with contextlib.suppress(OSError):
+                    if (locks / str(uid)).read_text() == key:
+                        return uid
+    finally:
+        tmp.unlink(missing_ok=True)
+    raise RuntimeError(f"no free run uid in [{base}, {base + count}): clean old run directories")
+
+
+UID_LOCKS = ".uids"  # under runs/; run ids never start with a dot
+
+
+def _attempt_finished_at(driver: LocalFleetDriver, d: Path) -> float | None:
+    """When the attempt in ``d`` reached a final state (mtime of what says so), None while it is not final."""
+    launched = _read_json(d / "launched")
+    if launched is None:
+        # never claimed: a launch that died before starting anything; judged by the dir's age
+        return d.stat().st_mtime
+    handle = FleetHandle(driver.name, d.parent.name, 0, {"dir": str(d)})
+    if driver.poll(handle).state not in FINAL_STATES:
+        return None
+    stamps = [p.stat().st_mtime for p in (d / "exit_code", d / "launched") if p.exists()]
+    return max(stamps) if stamps else d.stat().st_mtime
+
+
+def clean_run_dirs(settings: Any, now: datetime | float) -> list[str]:
+    """Delete the run directories of attempts that finished more than ``settings.local_run_retention_hours``
+    ago (and free their run uids); return what was removed, as ``<run_id>/<attempt>`` paths relative to the
+    runs dir. Running attempts are never touched. Meant for the worker's periodic maintenance."""
+    driver = LocalFleetDriver(settings)
+    runs = driver.runs_dir
+    cutoff = (now.timestamp() if isinstance(now, datetime) else float(now)) - 3600.0 * float(
+        getattr(settings, "local_run_retention_hours", 72.0)
+    )
+    removed: list[str] = []
+    if not runs.is_dir():
+        return removed
+    for run_dir in sorted(runs.iterdir()):
+        if run_dir.name.startswith(".") or not run_dir.is_dir() or run_dir.is_symlink():
+            continue
+        for d in sorted(run_dir.iterdir()):
+            if not d.is_dir() or d.is_symlink() or not d.name.isdigit():
+                continue
+            finished = _attempt_finished_at(driver, d)
+            if finished is None or finished > cutoff:
+                continue
+            owner = _read_json(d / "run_uid") or {}
+            if "uid" in owner:  # nothing may outlive its attempt under a uid about to be reused
+                _kill_uid(int(owner["uid"]))
+            shutil.rmtree(d, ignore_errors=True)
+            if d.exists():
+                log.warning("local fleet: could not remove %s", d)
+                continue
+            if "uid" in owner:
+                lock = runs / UID_LOCKS / str(int(owner["uid"]))
+                with contextlib.suppress(OSError):
+                    if lock.read_text() == f"{run_dir.name}/{d.name}":
+                        lock.unlink()
+            removed.append(f"{run_dir.name}/{d.name}")
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only when no attempt is left
+    if removed:
+        log.info("local fleet: removed %d finished run directories", len(removed))
+    return removed
+
+
+def _kill_uid(uid: int) -> None:
+    stop_all(lambda: uid_members(uid), 0.5)

@@ -145,3 +145,31 @@ def new_client(api, name: str = "acme") -> tuple[str, dict[str, str]]:
     assert r.status_code == 201, r.text
     body = r.json()
     return body["id"], {"X-API-Key": body["api_key"]}
+
+
+
+@pytest.fixture(scope="session")
+def open_tmp_root() -> Iterator[Path]:
+    """A session scratch dir every uid may traverse (0711), under the system temp dir.
+
+    A root worker runs each ``local`` app under its own uid, which must be able to traverse the data dir's
+    parents; pytest's basetemp is root-only (0700, and reset to that by every pytest session), so data dirs
+    of stacks that run apps live here instead."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="orch-tests-"))
+    d.chmod(0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def app_tmp(open_tmp_root) -> Path:
+    """A dir the apps of the ``local`` driver can write to (files the test reads back: pids, counters):
+    world-writable with the sticky bit."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="app-tmp-", dir=open_tmp_root))
+    d.chmod(0o1777)
+    return d

@@ -5,8 +5,10 @@ right final state, no app ran twice, nothing is left running."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,8 +35,9 @@ def own_temporal(tmp_path):
 
 
 @pytest.fixture
-def chaos_stack(tmp_path, own_temporal, s3_settings):
-    settings = make_stack_settings(tmp_path, own_temporal["port"], s3_settings)
+def chaos_stack(tmp_path, own_temporal, s3_settings, open_tmp_root):
+    data = Path(tempfile.mkdtemp(prefix="chaos-", dir=open_tmp_root))  # apps run under their own uids
+    settings = make_stack_settings(data, own_temporal["port"], s3_settings)
     upgrade(settings)
     st = Stack(settings, tmp_path)
     st.start_api()
@@ -43,10 +46,10 @@ def chaos_stack(tmp_path, own_temporal, s3_settings):
     st.stop()
 
 
-def test_temporal_restart_while_runs_sleep_and_run(chaos_stack, own_temporal, tmp_path):
+def test_temporal_restart_while_runs_sleep_and_run(chaos_stack, own_temporal, app_tmp):
     st = chaos_stack
     h = st.client()
-    counts = [tmp_path / "count-running", tmp_path / "count-sleeping"]
+    counts = [app_tmp / "count-running", app_tmp / "count-sleeping"]
     running = st.submit(h, st.template(h, args={"sleep": 4, "count_file": str(counts[0])}))
     sleeping = st.submit(
         h,
@@ -65,11 +68,13 @@ def test_temporal_restart_while_runs_sleep_and_run(chaos_stack, own_temporal, tm
         assert not alive(int(starts[0].split()[1]))
 
 
-def test_api_killed_during_submissions(chaos_stack, tmp_path):
+def test_api_killed_during_submissions(chaos_stack, app_tmp):
     """Clients retry with their Idempotency-Key until accepted; the API dies and comes back meanwhile."""
     st = chaos_stack
     h = st.client()
-    count = tmp_path / "count"
+    count = app_tmp / "count"
+    count.touch()
+    count.chmod(0o666)  # 24 runs append to it, each under its own uid
     tpl = st.template(h, args={"count_file": str(count)})
     n = 24
     body = {
@@ -117,12 +122,12 @@ def test_api_killed_during_submissions(chaos_stack, tmp_path):
     assert len(count.read_text().splitlines()) == n, "some app ran twice or not at all"
 
 
-def test_worker_killed_during_launch(chaos_stack, tmp_path):
+def test_worker_killed_during_launch(chaos_stack, app_tmp):
     """SIGKILL the worker as soon as the run is launching (or just launched); a new worker finishes it and
     the app has started exactly once: the launch is idempotent by run id + attempt."""
     st = chaos_stack
     h = st.client()
-    count = tmp_path / "count"
+    count = app_tmp / "count"
     job = st.submit(h, st.template(h, args={"sleep": 2, "count_file": str(count)}))
     st.wait_status(h, job["run_id"], {"LAUNCHING", "RUNNING"})
     for w in [w for w in st.workers if w.alive()]:

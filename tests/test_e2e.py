@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,8 +21,8 @@ HISTORIES = Path(__file__).parent / "histories"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, temporal_dev_server, s3_settings):
-    tmp = tmp_path_factory.mktemp("e2e")
+def stack(open_tmp_root, temporal_dev_server, s3_settings):
+    tmp = Path(tempfile.mkdtemp(prefix="e2e-", dir=open_tmp_root))  # apps run under their own uids
     settings = make_stack_settings(tmp, temporal_dev_server.ports["grpc"], s3_settings)
     upgrade(settings)
     st = Stack(settings, tmp)
@@ -121,9 +122,9 @@ def _running_app(stack, h, tmp_path) -> tuple[dict, int]:
 
 
 @pytest.mark.parametrize("how", ["api", "cli-signal", "cli-cancel"])
-def test_cancel_running_app_kills_it(stack, tmp_path, how):
+def test_cancel_running_app_kills_it(stack, app_tmp, how):
     h = stack.client()
-    job, pid = _running_app(stack, h, tmp_path)
+    job, pid = _running_app(stack, h, app_tmp)
     if how == "api":
         r = stack.http.post(
             f"/v1/runs/{job['run_id']}/cancel", headers=h, json={"reason": "no longer needed"}
@@ -214,10 +215,10 @@ def test_reschedulable_job_runs_in_window(stack):
     record_history(stack, job["workflow_id"], "reschedulable_conservative")
 
 
-def test_worker_sigkill_mid_run_and_mid_sleep(stack, tmp_path):
+def test_worker_sigkill_mid_run_and_mid_sleep(stack, app_tmp):
     """Kill the worker while one app runs and another run sleeps; a new worker finishes both, no app twice."""
     h = stack.client()
-    counts = [tmp_path / "count-running", tmp_path / "count-sleeping"]
+    counts = [app_tmp / "count-running", app_tmp / "count-sleeping"]
     tpl_run = stack.template(h, args={"sleep": 4, "count_file": str(counts[0])})
     tpl_sleep = stack.template(h, args={"sleep": 0, "count_file": str(counts[1])})
     running = stack.submit(h, tpl_run)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -63,8 +65,27 @@ while True:
 
 
 @pytest.fixture
-def settings(tmp_path, s3_settings):
-    return make_settings(tmp_path, cancel_grace_sec=5.0, **s3_settings)
+def open_dir():
+    """A scratch dir every uid may traverse (pytest's tmp_path is root-only 0700, so an app running under
+    its own uid could not reach a data dir inside it); removed at the end."""
+    d = Path(tempfile.mkdtemp(prefix="orch-localfleet-"))
+    d.chmod(0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def xchg(open_dir):
+    """A world-writable (sticky) dir where the test and its apps exchange files (ready flags, pids)."""
+    x = open_dir / "exchange"
+    x.mkdir()
+    x.chmod(0o1777)
+    return x
+
+
+@pytest.fixture
+def settings(open_dir, s3_settings):
+    return make_settings(open_dir / "data", cancel_grace_sec=5.0, **s3_settings)
 
 
 @pytest.fixture
@@ -73,7 +94,7 @@ def driver(settings):
     yield d
     # never leave a process behind, whatever the test did
     runs = Path(settings.data_dir) / "runs"
-    for attempt_dir in runs.glob("*/*"):
+    for attempt_dir in runs.glob("[!.]*/*"):
         h = FleetHandle("local", attempt_dir.parent.name, int(attempt_dir.name), {"dir": str(attempt_dir)})
         d.grace_sec = 0.2
         d.terminate(h)
@@ -125,15 +146,15 @@ def test_exit_code_3_is_failed(driver, upload_app):  # noqa: F811
     assert "bye from run.sh" in driver.logs(handle)
 
 
-def test_checksum_mismatch_is_not_an_app_failure(driver, upload_app, tmp_path):  # noqa: F811
-    spec = upload_app(COUNTER_APP, args={"counter": str(tmp_path / "c"), "release": str(tmp_path / "r")},
+def test_checksum_mismatch_is_not_an_app_failure(driver, upload_app, xchg):  # noqa: F811
+    spec = upload_app(COUNTER_APP, args={"counter": str(xchg / "c"), "release": str(xchg / "r")},
                       sha_override="0" * 64)
     handle = driver.launch(spec)
     st = driver.poll(handle)
     assert st.state == FleetState.FAILED and st.exit_code is None
     assert st.reason == "artifact checksum mismatch"
     assert driver.launch(spec) == handle  # idempotent: still refused, never run
-    assert not (tmp_path / "c").exists()
+    assert not (xchg / "c").exists()
     assert "artifact checksum mismatch" in driver.logs(handle)
 
 
@@ -144,8 +165,8 @@ def test_missing_artifact(driver, upload_app):  # noqa: F811
     assert st.state == FleetState.FAILED and "artifact not found" in st.reason
 
 
-def test_double_launch_starts_once(driver, upload_app, tmp_path):  # noqa: F811
-    counter, release = tmp_path / "counter", tmp_path / "release"
+def test_double_launch_starts_once(driver, upload_app, xchg):  # noqa: F811
+    counter, release = xchg / "counter", xchg / "release"
     spec = upload_app(COUNTER_APP, args={"counter": str(counter), "release": str(release)})
     handles, errors = [], []
 
@@ -182,8 +203,8 @@ sys.stdin.read()  # block until killed
 """
 
 
-def test_app_survives_death_of_its_launcher(driver, upload_app, tmp_path, s3_settings):  # noqa: F811
-    counter, release = tmp_path / "counter", tmp_path / "release"
+def test_app_survives_death_of_its_launcher(driver, upload_app, xchg, s3_settings):  # noqa: F811
+    counter, release = xchg / "counter", xchg / "release"
     spec = upload_app(COUNTER_APP, args={"counter": str(counter), "release": str(release)})
     cfg = {"data_dir": str(driver.settings.data_dir), "cancel_grace_sec": 5.0, **s3_settings}
     launcher = subprocess.Popen(
@@ -204,8 +225,8 @@ def test_app_survives_death_of_its_launcher(driver, upload_app, tmp_path, s3_set
     assert "released" in driver.logs(handle)
 
 
-def test_terminate_kills_the_whole_group(driver, upload_app, tmp_path):  # noqa: F811
-    child_file = tmp_path / "child.pid"
+def test_terminate_kills_the_whole_group(driver, upload_app, xchg):  # noqa: F811
+    child_file = xchg / "child.pid"
     handle = driver.launch(upload_app(GROUP_APP, args={"child": str(child_file)}))
     child = int(wait_until(lambda: child_file.exists() and child_file.read_text().strip(), 10, "child pid"))
     pid = json.loads((driver.attempt_dir(handle.run_id, handle.attempt) / "pid").read_text())["pid"]
@@ -219,8 +240,8 @@ def test_terminate_kills_the_whole_group(driver, upload_app, tmp_path):  # noqa:
     assert driver.terminate(handle).state == FleetState.TERMINATED  # idempotent
 
 
-def test_terminate_escalates_to_sigkill(driver, upload_app, tmp_path):  # noqa: F811
-    ready = tmp_path / "ready"
+def test_terminate_escalates_to_sigkill(driver, upload_app, xchg):  # noqa: F811
+    ready = xchg / "ready"
     driver.grace_sec = 0.5
     handle = driver.launch(upload_app(STUBBORN_APP, args={"ready": str(ready)}))
     pid = int(wait_until(lambda: ready.exists() and ready.read_text(), 10, "app ready"))
@@ -233,9 +254,9 @@ def test_terminate_escalates_to_sigkill(driver, upload_app, tmp_path):  # noqa: 
     assert not alive(pid)
 
 
-def test_terminate_before_launch_prevents_start(driver, upload_app, tmp_path):  # noqa: F811
-    counter = tmp_path / "counter"
-    spec = upload_app(COUNTER_APP, args={"counter": str(counter), "release": str(tmp_path / "r")})
+def test_terminate_before_launch_prevents_start(driver, upload_app, xchg):  # noqa: F811
+    counter = xchg / "counter"
+    spec = upload_app(COUNTER_APP, args={"counter": str(counter), "release": str(xchg / "r")})
     handle = FleetHandle("local", spec.run_id, spec.attempt, {})
     assert driver.terminate(handle).state == FleetState.TERMINATED
     assert driver.launch(spec) == FleetHandle("local", spec.run_id, spec.attempt,

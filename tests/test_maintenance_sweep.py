@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 
 from activities.maintenance import MAINTENANCE_TASKS, MaintenanceContext
@@ -40,3 +42,19 @@ def test_sweep_task_deletes_an_old_orphan_once_per_interval(tmp_path, s3_setting
         assert later["deleted"] == 1
     finally:
         db.dispose()
+
+
+def test_clean_run_dirs_task_removes_old_finished_attempts(tmp_path):
+    settings = make_settings(tmp_path, local_run_retention_hours=1)
+    attempt = settings.data_dir / "runs" / "run_old" / "1"
+    attempt.mkdir(parents=True)
+    (attempt / "exit_code").write_text("0")
+    old = time.time() - 3 * 3600
+    for p in (attempt / "exit_code", attempt):
+        os.utime(p, (old, old))
+    task = MAINTENANCE_TASKS["clean_run_dirs"]
+    _, summary = task(MaintenanceContext(settings, db=None, temporal=None), {})
+    assert summary == {"removed": 1}
+    assert not attempt.exists()
+    ec2 = settings.model_copy(update={"fleet_driver": "ec2"})
+    assert task(MaintenanceContext(ec2, db=None, temporal=None), {})[1] == {"examined": 0}
