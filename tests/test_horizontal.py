@@ -1,0 +1,343 @@
+"""Horizontal operation under failure (issue 9): two APIs and two workers on ONE PostgreSQL, ONE Temporal dev
+server and ONE SeaweedFS, all real processes on 127.0.0.1. A client submits 300 jobs spread over both APIs,
+~20 in flight, each with its own Idempotency-Key, and on a connection error retries the same request on the
+other API (what a client behind a load balancer does). After 100 accepted submissions one API and one worker
+are SIGKILLed. Afterwards:
+
+- every submission was accepted (201) exactly once per key: one job and one run per Idempotency-Key, and
+  the job list holds nothing else (the interrupted requests left no orphan);
+- every accepted run reaches SUCCEEDED, nothing is left non-terminal;
+- each app ran exactly once: its run id is in the shared counter file exactly once (the apps append with
+  O_APPEND, so lines never interleave) and no other run id is;
+- replaying every key afterwards answers the same job and run (Idempotent-Replayed).
+
+Elapsed times and the failover figures are printed (`-s` to see them).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import secrets
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.migrate import upgrade
+from tests.conftest import PG_BASE, _pg_reachable
+from tests.e2e_stack import ADMIN, make_stack_settings
+from tests.multi_stack import MultiStack
+from tests.zips import make_zip
+
+pytestmark = pytest.mark.slow
+
+N_JOBS = 300
+IN_FLIGHT = 20
+KILL_AFTER = 100  # accepted submissions before one API and one worker are SIGKILLed
+RESCHEDULABLE_EVERY = 10  # every 10th job is RESCHEDULABLE with a window that only fits a start "now"
+FINISH_TIMEOUT_SEC = 240.0  # bound for every run to be terminal once all submissions are accepted
+SUBMIT_TIMEOUT_SEC = 180.0  # bound for one job to be accepted, retries included
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"}
+
+# The app: append "<run id>\n" to the shared counter file in one write(2) on an O_APPEND descriptor, exit 0.
+APP = """\
+import os, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+fd = os.open(args["counter"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+os.write(fd, (os.environ["ORCH_RUN_ID"] + "\\n").encode())
+os.close(fd)
+"""
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+@pytest.fixture
+def pg_url():
+    """A throw-away schema on the machine's PostgreSQL, as tests/conftest.py makes them."""
+    if not _pg_reachable():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    import psycopg
+
+    schema = f"h_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def multi(tmp_path, temporal_dev_server, s3_settings, pg_url):
+    settings = make_stack_settings(
+        tmp_path / "data",  # ONE data dir for both workers: the local driver's attempt dirs live there
+        temporal_dev_server.ports["grpc"],
+        s3_settings,
+        database_url=pg_url,
+    )
+    upgrade(settings)  # migrations once, before any process starts
+    stack = MultiStack(settings, tmp_path / "logs")
+    for _ in range(2):
+        stack.start_api()
+        stack.start_worker()
+    stack.wait_ready()
+    yield stack
+    stack.stop()
+
+
+@dataclass
+class Submission:
+    i: int
+    key: str
+    body: dict
+    attempts: list[tuple[int, str]] = field(default_factory=list)  # (api index, status code or error)
+    result: dict | None = None
+    replayed: bool = False
+    error: str | None = None
+    latency: float = 0.0
+
+    @property
+    def failed_over(self) -> bool:
+        return any(not outcome.isdigit() for _, outcome in self.attempts)
+
+
+def _job_body(i: int, template_id: str) -> dict:
+    now = datetime.now(UTC)
+    if i % RESCHEDULABLE_EVERY == RESCHEDULABLE_EVERY - 1:
+        # a 10-minute window and a 60 s expected runtime: the only candidate on the 15-minute grid is now
+        return {
+            "job_template_id": template_id,
+            "type": "RESCHEDULABLE",
+            "earliest_start": now.isoformat(),
+            "latest_finish": (now + timedelta(minutes=10)).isoformat(),
+            "risk_mode": "NEUTRAL",
+        }
+    return {
+        "job_template_id": template_id,
+        "type": "ONE_TIME",
+        "intended_time": now.isoformat(),
+        "risk_mode": "NEUTRAL",
+    }
+
+
+def _submit(
+    sub: Submission, urls: list[str], headers: dict, accepted: list[int], lock: threading.Lock
+) -> None:
+    """A client's normal behaviour: POST with the job's Idempotency-Key; on a connection error (or a 5xx)
+    send the very same request to the other API; give up on a 4xx (a bug, asserted by the test)."""
+    api = sub.i % 2
+    t0 = time.monotonic()
+    deadline = t0 + SUBMIT_TIMEOUT_SEC
+    backoff = 0.05
+    with httpx.Client(timeout=30) as http:
+        while time.monotonic() < deadline:
+            try:
+                r = http.post(
+                    f"{urls[api]}/v1/jobs", json=sub.body, headers={**headers, "Idempotency-Key": sub.key}
+                )
+            except httpx.TransportError as exc:
+                sub.attempts.append((api, type(exc).__name__))
+                api = 1 - api
+                if len(sub.attempts) > 1:  # the other API failed too: the client's retry backoff
+                    time.sleep(backoff)
+                    backoff = min(2.0, backoff * 2)
+                continue
+            sub.attempts.append((api, str(r.status_code)))
+            if r.status_code == 201:
+                sub.result = r.json()
+                sub.replayed = r.headers.get("Idempotent-Replayed") == "true"
+                sub.latency = time.monotonic() - t0
+                with lock:
+                    accepted[0] += 1
+                return
+            if r.status_code >= 500:
+                api = 1 - api
+                time.sleep(backoff)  # the client's retry backoff before trying again
+                backoff = min(2.0, backoff * 2)
+                continue
+            sub.error = f"{r.status_code}: {r.text}"
+            return
+    sub.error = f"not accepted within {SUBMIT_TIMEOUT_SEC:.0f}s: {sub.attempts[-5:]}"
+
+
+def _all_runs(http: httpx.Client, headers: dict) -> list[dict]:
+    runs: list[dict] = []
+    cursor = None
+    while True:
+        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        r = http.get("/v1/runs", params=params, headers=headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        runs += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return runs
+
+
+def _all_jobs(http: httpx.Client, headers: dict) -> list[dict]:
+    jobs: list[dict] = []
+    cursor = None
+    while True:
+        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        r = http.get("/v1/jobs", params=params, headers=headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        jobs += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return jobs
+
+
+def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path):
+    urls = [multi.url(a) for a in multi.apis]
+    counter = tmp_path / "counter"
+    t_start = time.monotonic()
+
+    # one client, one artifact, one template (through the first API)
+    with httpx.Client(base_url=urls[0], timeout=30) as http:
+        r = http.post("/v1/clients", json={"name": "horizontal"}, headers={"X-API-Key": ADMIN})
+        assert r.status_code == 201, r.text
+        headers = {"X-API-Key": r.json()["api_key"]}
+        art = http.post(
+            "/v1/artifacts/upload",
+            headers=headers,
+            files={"file": ("app.zip", make_zip({"main.py": APP}), "application/zip")},
+            data={"version": "1.0.0"},
+        )
+        assert art.status_code in (200, 201), art.text
+        r = http.post(
+            "/v1/job-templates",
+            headers=headers,
+            json={
+                "name": "count-once",
+                "app_artifact_id": art.json()["artifact_id"],
+                "default_args": {"counter": str(counter)},
+                "data_uri": "s3://data-bucket/input",
+                "fleet_template_id": "m5.large",
+                "expected_runtime_sec": 60,
+            },
+        )
+        assert r.status_code == 201, r.text
+        template_id = r.json()["id"]
+
+    # 300 submissions, ~20 in flight, spread over both APIs; SIGKILL API 0 and worker 0 after 100 accepted
+    subs = [Submission(i, f"horizontal-{i}", _job_body(i, template_id)) for i in range(N_JOBS)]
+    accepted, lock = [0], threading.Lock()
+    t_submit = time.monotonic()
+    with cf.ThreadPoolExecutor(IN_FLIGHT) as pool:
+        futures = [pool.submit(_submit, s, urls, headers, accepted, lock) for s in subs]
+        deadline = time.monotonic() + SUBMIT_TIMEOUT_SEC
+        while accepted[0] < KILL_AFTER and time.monotonic() < deadline:
+            assert not any(f.done() and f.exception() for f in futures), [f.exception() for f in futures]
+            time.sleep(0.01)
+        assert accepted[0] >= KILL_AFTER, f"only {accepted[0]} submissions accepted before the kill"
+        in_flight_at_kill = sum(1 for f in futures if f.running())
+        MultiStack.sigkill(multi.apis[0])
+        MultiStack.sigkill(multi.workers[0])
+        t_kill = time.monotonic()
+        for f in futures:
+            f.result(timeout=SUBMIT_TIMEOUT_SEC + 30)
+    t_accepted = time.monotonic()
+    assert multi.apis[1].alive() and multi.workers[1].alive(), "a surviving process died"
+
+    errors = [(s.key, s.error) for s in subs if s.error]
+    assert not errors, f"{len(errors)} submissions were not accepted: {errors[:5]}"
+    failed_over = [s for s in subs if s.failed_over]
+    interrupted = [s for s in subs if any(o in ("RemoteProtocolError", "ReadError") for _, o in s.attempts)]
+    replayed_after_failover = [s for s in failed_over if s.replayed]
+    assert failed_over, "no submission hit the killed API: the failover path was not exercised"
+    job_ids = [s.result["job_id"] for s in subs]
+    run_ids = [s.result["run_id"] for s in subs]
+    assert len(set(job_ids)) == N_JOBS, "two Idempotency-Keys answered the same job"
+    assert len(set(run_ids)) == N_JOBS, "two Idempotency-Keys answered the same run"
+
+    survivor = httpx.Client(base_url=urls[1], timeout=30)
+    try:
+        # exactly the accepted jobs exist, each with its one run: no duplicate or orphan from a dead request
+        jobs = {j["id"]: j for j in _all_jobs(survivor, headers)}
+        assert set(jobs) == set(job_ids), (
+            f"{len(set(jobs) - set(job_ids))} jobs nobody was told about, "
+            f"{len(set(job_ids) - set(jobs))} accepted jobs missing"
+        )
+        for s in subs:
+            assert jobs[s.result["job_id"]]["run_ids"] == [s.result["run_id"]], (
+                s.key,
+                jobs[s.result["job_id"]],
+            )
+
+        # every accepted run reaches a terminal state, polled through the surviving API (bounded)
+        runs: dict[str, dict] = {}
+
+        def all_terminal() -> bool:
+            nonlocal runs
+            runs = {r["run_id"]: r for r in _all_runs(survivor, headers)}
+            return len(runs) >= N_JOBS and all(r["status"] in TERMINAL for r in runs.values())
+
+        deadline = time.monotonic() + FINISH_TIMEOUT_SEC
+        while not all_terminal() and time.monotonic() < deadline:
+            time.sleep(1.0)  # poll period of the bounded wait above
+        t_done = time.monotonic()
+        status_counts = collections.Counter(r["status"] for r in runs.values())
+        # A run left PENDING here never got its workflow started. With this client (it always retries on
+        # the other API with the same key, and the replay starts the workflow) none should be; without the
+        # client's retry, the PENDING reconciler being built in parallel is what must pick such runs up.
+        pending = sorted(rid for rid, r in runs.items() if r["status"] == "PENDING")
+        assert not pending, f"{len(pending)} runs stranded PENDING (no workflow started): {pending[:5]}"
+        stuck = {
+            rid: (r["status"], r.get("status_reason"))
+            for rid, r in runs.items()
+            if r["status"] not in TERMINAL
+        }
+        assert not stuck, (
+            f"{len(stuck)} runs not terminal after {FINISH_TIMEOUT_SEC:.0f}s: {list(stuck.items())[:5]}"
+        )
+        assert set(runs) == set(run_ids), "the run list differs from the accepted runs"
+        bad = {
+            rid: (r["status"], r.get("status_reason"))
+            for rid, r in runs.items()
+            if r["status"] != "SUCCEEDED"
+        }
+        assert not bad, f"{status_counts}: e.g. {list(bad.items())[:5]}"
+
+        # each app ran exactly once: its run id once in the counter file, and nothing else there
+        lines = collections.Counter(counter.read_text().splitlines())
+        twice = {rid: n for rid, n in lines.items() if n != 1}
+        assert not twice, f"{len(twice)} apps ran more than once: {list(twice.items())[:5]}"
+        assert set(lines) == set(run_ids), (
+            f"{len(set(run_ids) - set(lines))} accepted runs never ran their app, "
+            f"{len(set(lines) - set(run_ids))} unknown run ids ran"
+        )
+
+        # afterwards, each key still answers its one job and run (checked only now, so a replay cannot have
+        # started a stranded run's workflow before the assertions above)
+        def replay(s: Submission) -> tuple[str, int, dict, str | None]:
+            r = survivor.post("/v1/jobs", json=s.body, headers={**headers, "Idempotency-Key": s.key})
+            return s.key, r.status_code, r.json(), r.headers.get("Idempotent-Replayed")
+
+        with cf.ThreadPoolExecutor(IN_FLIGHT) as pool:
+            for key, code, body, flag in pool.map(replay, subs):
+                s = subs[int(key.rsplit("-", 1)[1])]
+                assert (code, flag) == (201, "true"), (key, code, body)
+                assert (body["job_id"], body["run_id"]) == (s.result["job_id"], s.result["run_id"]), key
+                assert body["status"] == "SUCCEEDED", (key, body)
+    finally:
+        survivor.close()
+
+    latencies = [s.latency for s in subs]
+    print(
+        f"\nhorizontal: {N_JOBS} jobs ({N_JOBS // RESCHEDULABLE_EVERY} RESCHEDULABLE), {IN_FLIGHT} in flight, "
+        f"2 APIs + 2 workers on PostgreSQL; SIGKILL of 1 API + 1 worker after {KILL_AFTER} accepted "
+        f"({in_flight_at_kill} submissions in flight)\n"
+        f"  set-up {t_submit - t_start:.1f}s; all accepted {t_accepted - t_submit:.1f}s after the first "
+        f"submission ({t_accepted - t_kill:.1f}s after the kill); all SUCCEEDED {t_done - t_accepted:.1f}s "
+        f"later; total {t_done - t_start:.1f}s\n"
+        f"  submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms; failed over to the other API: {len(failed_over)} "
+        f"({len(interrupted)} interrupted mid-request, {len(replayed_after_failover)} answered as a replay "
+        f"of what the killed API had stored)"
+    )
