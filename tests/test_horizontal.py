@@ -20,6 +20,7 @@ import collections
 import concurrent.futures as cf
 import secrets
 import statistics
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.devstack import find_binary
 from core.migrate import upgrade
 from tests.conftest import PG_BASE, _pg_reachable
 from tests.e2e_stack import ADMIN, make_stack_settings
@@ -193,6 +195,28 @@ def _all_jobs(http: httpx.Client, headers: dict) -> list[dict]:
             return jobs
 
 
+def _describe(stack: MultiStack, run_ids: list[str]) -> str:
+    """What Temporal says about stuck runs (pending activities, their attempts and last failures)."""
+    out = []
+    for rid in run_ids:
+        p = subprocess.run(
+            [
+                find_binary("temporal"),
+                "workflow",
+                "describe",
+                "-w",
+                f"run-{rid}",
+                "--address",
+                stack.settings.temporal_address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        out.append(f"--- run-{rid}\n{p.stdout[-3000:]}{p.stderr[-500:]}")
+    return "\n".join(out)
+
+
 def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path):
     urls = [multi.url(a) for a in multi.apis]
     counter = tmp_path / "counter"
@@ -293,6 +317,8 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
             for rid, r in runs.items()
             if r["status"] not in TERMINAL
         }
+        if stuck:
+            print(_describe(multi, list(stuck)[:3]))
         assert not stuck, (
             f"{len(stuck)} runs not terminal after {FINISH_TIMEOUT_SEC:.0f}s: {list(stuck.items())[:5]}"
         )
@@ -330,7 +356,8 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
 
     latencies = [s.latency for s in subs]
     print(
-        f"\nhorizontal: {N_JOBS} jobs ({N_JOBS // RESCHEDULABLE_EVERY} RESCHEDULABLE), {IN_FLIGHT} in flight, "
+        f"\nhorizontal: {N_JOBS} jobs ({N_JOBS // RESCHEDULABLE_EVERY} RESCHEDULABLE), {IN_FLIGHT} in flight,"
+        " "
         f"2 APIs + 2 workers on PostgreSQL; SIGKILL of 1 API + 1 worker after {KILL_AFTER} accepted "
         f"({in_flight_at_kill} submissions in flight)\n"
         f"  set-up {t_submit - t_start:.1f}s; all accepted {t_accepted - t_submit:.1f}s after the first "
