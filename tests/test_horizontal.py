@@ -47,13 +47,11 @@ FINISH_TIMEOUT_SEC = 240.0  # bound for every run to be terminal once all submis
 SUBMIT_TIMEOUT_SEC = 180.0  # bound for one job to be accepted, retries included
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"}
 
-# The app: append "<run id>\n" to the shared counter file in one write(2) on an O_APPEND descriptor, exit 0.
+# The app (a shell script: the cheapest process to start): append "<run id>\n" to the shared counter file
+# through an O_APPEND descriptor (``>>``) in one write(2), so lines of concurrent apps never interleave.
 APP = """\
-import os, sys
-args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
-fd = os.open(args["counter"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-os.write(fd, (os.environ["ORCH_RUN_ID"] + "\\n").encode())
-os.close(fd)
+counter="${1#--counter=}"
+printf '%s\\n' "$ORCH_RUN_ID" >> "$counter"
 """
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -230,7 +228,7 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
         art = http.post(
             "/v1/artifacts/upload",
             headers=headers,
-            files={"file": ("app.zip", make_zip({"main.py": APP}), "application/zip")},
+            files={"file": ("app.zip", make_zip({"run.sh": APP}), "application/zip")},
             data={"version": "1.0.0"},
         )
         assert art.status_code in (200, 201), art.text
@@ -311,6 +309,10 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
         # the other API with the same key, and the replay starts the workflow) none should be; without the
         # client's retry, the PENDING reconciler being built in parallel is what must pick such runs up.
         pending = sorted(rid for rid, r in runs.items() if r["status"] == "PENDING")
+        if pending:
+            by_run = {s.result["run_id"]: s for s in subs}
+            print("stranded PENDING:", [(by_run[rid].key, by_run[rid].attempts) for rid in pending])
+            print(_describe(multi, pending[:3]))
         assert not pending, f"{len(pending)} runs stranded PENDING (no workflow started): {pending[:5]}"
         stuck = {
             rid: (r["status"], r.get("status_reason"))
