@@ -43,7 +43,7 @@ N_JOBS = 300
 IN_FLIGHT = 20
 KILL_AFTER = 100  # accepted submissions before one API and one worker are SIGKILLed
 RESCHEDULABLE_EVERY = 10  # every 10th job is RESCHEDULABLE with a window that only fits a start "now"
-FINISH_TIMEOUT_SEC = 240.0  # bound for every run to be terminal once all submissions are accepted
+FINISH_TIMEOUT_SEC = 300.0  # bound for every run to be terminal once all submissions are accepted
 SUBMIT_TIMEOUT_SEC = 180.0  # bound for one job to be accepted, retries included
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"}
 
@@ -313,7 +313,7 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
             by_run = {s.result["run_id"]: s for s in subs}
             print("stranded PENDING:", [(by_run[rid].key, by_run[rid].attempts) for rid in pending])
             print(_describe(multi, pending[:3]))
-        assert not pending, f"{len(pending)} runs stranded PENDING (no workflow started): {pending[:5]}"
+        assert not pending, f"{len(pending)} runs still PENDING (never planned): {pending[:5]}"
         stuck = {
             rid: (r["status"], r.get("status_reason"))
             for rid, r in runs.items()
