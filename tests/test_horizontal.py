@@ -30,11 +30,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.devstack import find_binary
 from core.migrate import upgrade
 from tests.conftest import PG_BASE, _pg_reachable
 from tests.e2e_stack import ADMIN, make_stack_settings
-from tests.multi_stack import MultiStack
+from tests.multi_stack import MultiStack, find_binary
 from tests.zips import make_zip
 
 pytestmark = pytest.mark.slow
@@ -261,7 +260,7 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
         deadline = time.monotonic() + SUBMIT_TIMEOUT_SEC
         while accepted[0] < KILL_AFTER and time.monotonic() < deadline:
             assert not any(f.done() and f.exception() for f in futures), [f.exception() for f in futures]
-            time.sleep(0.01)
+            time.sleep(0.05)  # poll period of the bounded wait for the kill point
         assert accepted[0] >= KILL_AFTER, f"only {accepted[0]} submissions accepted before the kill"
         in_flight_at_kill = sum(1 for f in futures if f.running())
         MultiStack.sigkill(multi.apis[0])
