@@ -44,6 +44,11 @@ KILL_AFTER = 100  # accepted submissions before one API and one worker are SIGKI
 RESCHEDULABLE_EVERY = 10  # every 10th job is RESCHEDULABLE with a window that only fits a start "now"
 FINISH_TIMEOUT_SEC = 300.0  # bound for every run to be terminal once all submissions are accepted
 SUBMIT_TIMEOUT_SEC = 180.0  # bound for one job to be accepted, retries included
+# Every 3rd client gives up (does not retry) when its request is cut on an open connection: the API may have
+# stored the job and died before starting its workflow. Such runs need the PENDING reconciler; see the end.
+GIVE_UP_EVERY = 3
+CUT = ("RemoteProtocolError", "ReadError", "ReadTimeout", "WriteError")
+ORPHAN_TIMEOUT_SEC = 120.0  # bound for the runs of given-up requests once the accepted ones are done
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"}
 
 # The app (a shell script: the cheapest process to start): append "<run id>\n" to the shared counter file
@@ -96,6 +101,7 @@ class Submission:
     body: dict
     attempts: list[tuple[int, str]] = field(default_factory=list)  # (api index, status code or error)
     result: dict | None = None
+    gave_up: bool = False
     replayed: bool = False
     error: str | None = None
     latency: float = 0.0
@@ -145,6 +151,9 @@ def _submit(
             )
         except httpx.TransportError as exc:
             sub.attempts.append((api, type(exc).__name__))
+            if sub.i % GIVE_UP_EVERY == 0 and type(exc).__name__ in CUT:
+                sub.gave_up = True  # a client that does not retry
+                return
             api = 1 - api
             if len(sub.attempts) > 1:  # the other API failed too: the client's retry backoff
                 time.sleep(backoff)
@@ -273,23 +282,27 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
 
     errors = [(s.key, s.error) for s in subs if s.error]
     assert not errors, f"{len(errors)} submissions were not accepted: {errors[:5]}"
+    gave_up = [s for s in subs if s.gave_up]
+    subs = [s for s in subs if not s.gave_up]  # from here on: the accepted submissions
     failed_over = [s for s in subs if s.failed_over]
     interrupted = [s for s in subs if any(o in ("RemoteProtocolError", "ReadError") for _, o in s.attempts)]
     replayed_after_failover = [s for s in failed_over if s.replayed]
     assert failed_over, "no submission hit the killed API: the failover path was not exercised"
     job_ids = [s.result["job_id"] for s in subs]
     run_ids = [s.result["run_id"] for s in subs]
-    assert len(set(job_ids)) == N_JOBS, "two Idempotency-Keys answered the same job"
-    assert len(set(run_ids)) == N_JOBS, "two Idempotency-Keys answered the same run"
+    assert len(set(job_ids)) == len(subs), "two Idempotency-Keys answered the same job"
+    assert len(set(run_ids)) == len(subs), "two Idempotency-Keys answered the same run"
 
     survivor = httpx.Client(base_url=urls[1], timeout=30)
     try:
         # exactly the accepted jobs exist, each with its one run: no duplicate or orphan from a dead request
+        # (plus at most one job per given-up request: the killed API may have stored it before dying)
         jobs = {j["id"]: j for j in _all_jobs(survivor, headers)}
-        assert set(jobs) == set(job_ids), (
-            f"{len(set(jobs) - set(job_ids))} jobs nobody was told about, "
-            f"{len(set(job_ids) - set(jobs))} accepted jobs missing"
-        )
+        assert set(job_ids) <= set(jobs), f"{len(set(job_ids) - set(jobs))} accepted jobs missing"
+        orphan_jobs = set(jobs) - set(job_ids)
+        assert len(orphan_jobs) <= len(gave_up), f"{len(orphan_jobs)} jobs nobody was told about"
+        assert all(len(jobs[j]["run_ids"]) == 1 for j in orphan_jobs), "a job with several runs"
+        orphan_runs = {jobs[j]["run_ids"][0] for j in orphan_jobs}
         for s in subs:
             assert jobs[s.result["job_id"]]["run_ids"] == [s.result["run_id"]], (
                 s.key,
@@ -302,12 +315,15 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
         def all_terminal() -> bool:
             nonlocal runs
             runs = {r["run_id"]: r for r in _all_runs(survivor, headers)}
-            return len(runs) >= N_JOBS and all(r["status"] in TERMINAL for r in runs.values())
+            return all(runs.get(rid, {}).get("status") in TERMINAL for rid in run_ids)
 
         deadline = time.monotonic() + FINISH_TIMEOUT_SEC
         while not all_terminal() and time.monotonic() < deadline:
             time.sleep(2.0)  # poll period of the bounded wait above
         t_done = time.monotonic()
+        assert set(runs) == set(run_ids) | orphan_runs, "the run list differs from the jobs' runs"
+        orphans = {rid: runs[rid] for rid in orphan_runs}
+        runs = {rid: runs[rid] for rid in run_ids}
         status_counts = collections.Counter(r["status"] for r in runs.values())
         # A run left PENDING here never got its workflow started. With this client (it always retries on
         # the other API with the same key, and the replay starts the workflow) none should be; without the
@@ -328,7 +344,6 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
         assert not stuck, (
             f"{len(stuck)} runs not terminal after {FINISH_TIMEOUT_SEC:.0f}s: {list(stuck.items())[:5]}"
         )
-        assert set(runs) == set(run_ids), "the run list differs from the accepted runs"
         bad = {
             rid: (r["status"], r.get("status_reason"))
             for rid, r in runs.items()
@@ -336,13 +351,15 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
         }
         assert not bad, f"{status_counts}: e.g. {list(bad.items())[:5]}"
 
-        # each app ran exactly once: its run id once in the counter file, and nothing else there
+        # each app ran exactly once: its run id once in the counter file, and no unknown run id there
         lines = collections.Counter(counter.read_text().splitlines())
         twice = {rid: n for rid, n in lines.items() if n != 1}
         assert not twice, f"{len(twice)} apps ran more than once: {list(twice.items())[:5]}"
-        assert set(lines) == set(run_ids), (
-            f"{len(set(run_ids) - set(lines))} accepted runs never ran their app, "
-            f"{len(set(lines) - set(run_ids))} unknown run ids ran"
+        assert set(run_ids) <= set(lines), (
+            f"{len(set(run_ids) - set(lines))} accepted runs never ran their app"
+        )
+        assert set(lines) <= set(run_ids) | orphan_runs, (
+            f"{len(set(lines) - set(run_ids) - orphan_runs)} unknown run ids ran"
         )
 
         # afterwards, each key still answers its one job and run (checked only now, so a replay cannot have
@@ -351,26 +368,58 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
             r = survivor.post("/v1/jobs", json=s.body, headers={**headers, "Idempotency-Key": s.key})
             return s.key, r.status_code, r.json(), r.headers.get("Idempotent-Replayed")
 
+        by_key = {s.key: s for s in subs}
         with cf.ThreadPoolExecutor(IN_FLIGHT) as pool:
             for key, code, body, flag in pool.map(replay, subs):
-                s = subs[int(key.rsplit("-", 1)[1])]
+                s = by_key[key]
                 assert (code, flag) == (201, "true"), (key, code, body)
                 assert (body["job_id"], body["run_id"]) == (s.result["job_id"], s.result["run_id"]), key
                 assert body["status"] == "SUCCEEDED", (key, body)
+
+        n_stranded = sum(1 for r in orphans.values() if r["status"] == "PENDING")
+        latencies = [s.latency for s in subs]
+        figures = [
+            f"horizontal: {N_JOBS} submissions ({N_JOBS // RESCHEDULABLE_EVERY} RESCHEDULABLE), "
+            f"{IN_FLIGHT} in flight, 2 APIs + 2 workers on PostgreSQL; SIGKILL of 1 API + 1 worker after "
+            f"{KILL_AFTER} accepted ({in_flight_at_kill} submissions in flight)",
+            f"set-up {t_submit - t_start:.1f}s; all {len(subs)} accepted {t_accepted - t_submit:.1f}s after "
+            f"the first submission ({t_accepted - t_kill:.1f}s after the kill); all SUCCEEDED "
+            f"{t_done - t_accepted:.1f}s later; total {t_done - t_start:.1f}s",
+            f"submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, max "
+            f"{max(latencies) * 1000:.0f} ms; failed over to the other API: {len(failed_over)} "
+            f"({len(interrupted)} cut on an open connection, {len(replayed_after_failover)} answered as a "
+            f"replay of what the killed API had stored)",
+            f"{len(gave_up)} clients gave up after a cut request, leaving {len(orphan_runs)} stored jobs "
+            f"({n_stranded} of them PENDING when the rest was done)",
+        ]
+        print("\n" + "\n  ".join(figures))
+
+        # ---- REQUIRES the PENDING reconciler (built in parallel; fails on a branch without it) ----------
+        # A request cut when the API was SIGKILLed, whose client did not retry, may have left a stored job
+        # whose workflow was never started. Intended behaviour: nothing stays PENDING; the reconciler starts
+        # such a run (its app then runs exactly once like any other) within ORPHAN_TIMEOUT_SEC. Without it,
+        # these runs stay PENDING forever. (If the reconciler only picks up runs PENDING for longer than some
+        # age, set that age well below the time the accepted runs take, in make_stack_settings above.)
+
+        def orphans_terminal() -> bool:
+            nonlocal orphans
+            current = {r["run_id"]: r for r in _all_runs(survivor, headers)}
+            orphans = {rid: current[rid] for rid in orphan_runs}
+            return all(r["status"] in TERMINAL for r in orphans.values())
+
+        deadline = time.monotonic() + ORPHAN_TIMEOUT_SEC
+        while not orphans_terminal() and time.monotonic() < deadline:
+            time.sleep(2.0)  # poll period of the bounded wait above
+        not_done = {
+            rid: (r["status"], r.get("status_reason"))
+            for rid, r in orphans.items()
+            if r["status"] != "SUCCEEDED"
+        }
+        assert not not_done, (
+            f"{len(not_done)} of {len(orphans)} runs of given-up requests did not succeed "
+            f"({n_stranded} were still PENDING when the accepted runs were done): {not_done}"
+        )
+        lines = collections.Counter(counter.read_text().splitlines())
+        assert all(lines[rid] == 1 for rid in orphan_runs), {rid: lines[rid] for rid in orphan_runs}
     finally:
         survivor.close()
-
-    latencies = [s.latency for s in subs]
-    print(
-        f"\nhorizontal: {N_JOBS} jobs ({N_JOBS // RESCHEDULABLE_EVERY} RESCHEDULABLE), {IN_FLIGHT} in flight,"
-        " "
-        f"2 APIs + 2 workers on PostgreSQL; SIGKILL of 1 API + 1 worker after {KILL_AFTER} accepted "
-        f"({in_flight_at_kill} submissions in flight)\n"
-        f"  set-up {t_submit - t_start:.1f}s; all accepted {t_accepted - t_submit:.1f}s after the first "
-        f"submission ({t_accepted - t_kill:.1f}s after the kill); all SUCCEEDED {t_done - t_accepted:.1f}s "
-        f"later; total {t_done - t_start:.1f}s\n"
-        f"  submit latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
-        f"max {max(latencies) * 1000:.0f} ms; failed over to the other API: {len(failed_over)} "
-        f"({len(interrupted)} cut on an open connection, {len(replayed_after_failover)} answered as a replay "
-        f"of what the killed API had stored)"
-    )
