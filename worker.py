@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -71,6 +72,13 @@ async def main(settings: Settings | None = None) -> None:
             ),
             error_if_already_set=False,
         )
+    # Activities run their blocking DB and fleet-driver calls through asyncio.to_thread. The default executor
+    # has only min(32, cores + 4) threads (6 on 2 cores): a few slow launches then queue every other activity
+    # behind them, and the worker holds far more accepted activities than it runs (all lost until their
+    # timeouts if it dies). Size it explicitly.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="orch-activity")
+    )
     client = await connect(settings)
     db = Database(settings)
     worker = build_worker(client, settings, db)

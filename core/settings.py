@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     # Worker
     worker_shutdown_grace_sec: float = 30.0
     worker_max_activities: int = 200
+    worker_threads: int = Field(32, description="Threads for activities' blocking DB and fleet-driver calls")
     worker_metrics_port: int | None = Field(None, description="Temporal SDK Prometheus metrics of the worker")
     worker_metrics_host: str = Field(
         "127.0.0.1", description="Bind address of the worker's metrics (0.0.0.0 in containers)"
