@@ -13,17 +13,7 @@ from pathlib import Path
 
 import httpx
 
-try:  # the process helpers are moving from core/ to cli/; accept both places
-    from cli.devstack import (  # type: ignore[import-not-found]
-        Server,
-        find_binary,
-        free_port,
-        port_open,
-        spawn,
-        wait_for,
-    )
-except ImportError:
-    from core.devstack import Server, find_binary, free_port, port_open, spawn, wait_for
+from cli.devstack import Server, find_binary, free_port, port_open, spawn, wait_for
 from core.settings import Settings
 from tests.e2e_stack import settings_env
 

@@ -86,6 +86,8 @@ def multi(tmp_path, temporal_dev_server, s3_settings, pg_url):
         temporal_dev_server.ports["grpc"],
         s3_settings,
         database_url=pg_url,
+        maintenance_interval_sec=5,  # the reconciler: a pass every 5 s, PENDING runs older than 10 s
+        reconcile_grace_sec=10,
     )
     upgrade(settings)  # migrations once, before any process starts
     stack = MultiStack(settings, tmp_path / "logs")
@@ -230,9 +232,11 @@ def _describe(stack: MultiStack, run_ids: list[str]) -> str:
     return "\n".join(out)
 
 
-def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path):
+def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, app_tmp: Path):
     urls = [multi.url(a) for a in multi.apis]
-    counter = tmp_path / "counter"
+    counter = app_tmp / "counter"  # apps run under their own uids: a world-writable (sticky) dir
+    counter.touch(mode=0o666)
+    counter.chmod(0o666)
     t_start = time.monotonic()
 
     # one client, one artifact, one template (through the first API)
@@ -397,7 +401,7 @@ def test_two_apis_two_workers_survive_sigkill(multi: MultiStack, tmp_path: Path)
         ]
         print("\n" + "\n  ".join(figures))
 
-        # ---- REQUIRES the PENDING reconciler (built in parallel; fails on a branch without it) ----------
+        # ---- the PENDING reconciler (activities/maintenance.py) ---------------------------------------
         # A request cut when the API was SIGKILLed, whose client did not retry, may have left a stored job
         # whose workflow was never started. Intended behaviour: nothing stays PENDING; the reconciler starts
         # such a run (its app then runs exactly once like any other) within ORPHAN_TIMEOUT_SEC. Without it,
