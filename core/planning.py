@@ -91,10 +91,15 @@ def _runtime(
         p50,
         p50 * NO_HISTORY_P90_FACTOR,
         [
-            f"no runtime history ({pred.sample_size} runs): using {src} {p50:.0f} s, "
+            f"not enough runtime history ({_runs(pred.sample_size or 0)} of the "
+            f"{settings.prediction_min_samples} needed): using {src} {p50:.0f} s, "
             f"p90 assumed {NO_HISTORY_P90_FACTOR}x"
         ],
     )
+
+
+def _runs(n: int) -> str:
+    return f"{n} successful run" + ("" if n == 1 else "s")
 
 
 def region_for(template: JobTemplate, client: Client | None) -> str:
@@ -126,6 +131,7 @@ def _plan(
     weights: Weights,
     fixed_start: bool,
     runtime: tuple[float, float, list[str]] | None = None,
+    top_k: int = 5,
 ) -> tuple[Plan, float, float]:
     ft = get_fleet_template(fleet_template_id)
     if ft is None:
@@ -149,6 +155,7 @@ def _plan(
         fixed_start=fixed_start,
         notes=notes + carbon_notes,
         policy=planning_policy(settings),
+        top_k=top_k,
     )
     return plan, p50, p90
 
@@ -181,7 +188,9 @@ def preview_plan(
     latest: datetime,
     risk_mode: str,
     weights: Weights,
+    top_k: int = 5,
 ) -> Plan:
+    """The plan a job in this window would get (``top_k`` best candidates; the chart asks for all)."""
     plan, _, _ = _plan(
         session,
         settings,
@@ -193,6 +202,7 @@ def preview_plan(
         risk_mode,
         weights,
         fixed_start=False,
+        top_k=top_k,
     )
     return plan
 

@@ -1,4 +1,5 @@
-"""SVG preview of a plan: intensity over the window, the top candidates and the chosen run shaded."""
+"""SVG preview of a plan: the intensity forecast with its uncertainty over the window, every candidate's total
+score below it, and the chosen run shaded and annotated with its expected saving."""
 
 from __future__ import annotations
 
@@ -11,15 +12,33 @@ import numpy as np
 from scheduling.carbon import CarbonSeries
 from scheduling.scoring import Plan
 
-__all__ = ["preview_svg"]
+__all__ = ["preview_figure", "preview_svg"]
 
 _LOCK = threading.Lock()  # matplotlib's font cache and rcParams are process-global
 
 
 def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: datetime | None) -> bytes:
-    """SVG chart (bytes) of intensity (g/kWh) over ``[earliest, latest]`` (UTC) with the candidates
-    shaded lightly, the chosen run's p50 span shaded strongly (its p90 tail hatched) and the window edges
-    marked. Uses the non-interactive Agg backend; deterministic output for the same input."""
+    """:func:`preview_figure` as SVG bytes; deterministic output for the same input."""
+    import matplotlib
+
+    with _LOCK, matplotlib.rc_context({"svg.hashsalt": "orch-preview", "svg.fonttype": "none"}):
+        fig = preview_figure(series, plan, earliest, latest)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return buf.getvalue()
+
+
+def preview_figure(series: CarbonSeries, plan: Plan, earliest: datetime, latest: datetime | None):
+    """The preview chart as a matplotlib Figure, two panels sharing the time axis (UTC):
+
+    - top: intensity (g/kWh) over ``[earliest, latest]`` as steps (no edges down to 0: there is no data
+      there), its 1-sigma band when the series carries one, the y-axis scaled to the data (not to 0, so a
+      365-400 g/kWh curve shows its dip), the chosen run's p50 span shaded (its p90 tail hatched), the
+      baseline start dotted, the window's edges dashed, and the chosen start annotated with its saving;
+    - bottom: the total score (the objective the planner minimises; lower is better) of every candidate in
+      ``plan.candidates`` at its start time, the chosen one marked.
+
+    Uses the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,64 +56,86 @@ def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: da
     i1 = min(len(series), series.index_of(hi) + 1)
     times = np.array([naive(series.start + i * series.step) for i in range(i0, i1 + 1)])
     vals = np.asarray(series.values[i0:i1])
+    sg = np.asarray(series.sigma[i0:i1]) if series.sigma is not None else np.zeros_like(vals)
+    ch = plan.chosen
 
-    with _LOCK, matplotlib.rc_context({"svg.hashsalt": "orch-preview", "svg.fonttype": "none"}):
-        fig = Figure(figsize=(9, 3.6), dpi=100)
-        ax = fig.add_subplot()
-        if vals.size:
-            if series.sigma is not None:  # the forecast's 1-sigma band
-                sg = np.asarray(series.sigma[i0:i1])
-                ax.stairs(
-                    vals + sg,
-                    times,
-                    baseline=np.maximum(vals - sg, 0.0),
-                    fill=True,
-                    color="#90cdf4",
-                    alpha=0.35,
-                    linewidth=0,
-                    label="+- 1 sigma",
-                )
-            ax.stairs(vals, times, color="#2b6cb0", linewidth=1.4, label="intensity (g/kWh)")
-        for c in plan.candidates[1:]:
-            ax.axvspan(naive(c.start), naive(c.finish_p50), color="#a0aec0", alpha=0.18, linewidth=0)
-        ch = plan.chosen
-        ax.axvspan(
-            naive(ch.start),
-            naive(ch.finish_p50),
-            color="#38a169",
-            alpha=0.45,
-            linewidth=0,
-            label=f"chosen {ch.start:%Y-%m-%d %H:%M}Z ({ch.emissions_g:,.0f} gCO2e)",
-        )
-        if ch.finish_p90 > ch.finish_p50:
-            ax.axvspan(
-                naive(ch.finish_p50),
-                naive(ch.finish_p90),
-                facecolor="none",
-                edgecolor="#38a169",
-                hatch="//",
-                alpha=0.6,
+    fig = Figure(figsize=(9, 4.8), dpi=100)
+    ax, axs = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    if vals.size:
+        if series.sigma is not None:  # the forecast's 1-sigma band
+            ax.stairs(
+                vals + sg,
+                times,
+                baseline=np.maximum(vals - sg, 0.0),
+                fill=True,
+                color="#90cdf4",
+                alpha=0.35,
                 linewidth=0,
-                label="chosen p50..p90",
+                label="forecast +- 1 sigma",
             )
-        if plan.baseline.start != ch.start:
-            ax.axvline(naive(plan.baseline.start), color="#718096", linestyle=":", linewidth=1)
-        ax.axvline(naive(earliest), color="#2d3748", linestyle="--", linewidth=1, label="earliest_start")
-        if latest is not None:
-            ax.axvline(naive(latest), color="#c53030", linestyle="--", linewidth=1, label="latest_finish")
-        ax.set_ylabel("gCO2e/kWh")
-        ax.set_xlabel("UTC")
-        ax.set_ylim(bottom=0)
-        ax.xaxis_date()
-        ax.set_title(
-            f"{plan.risk_mode}: {plan.feasible_count} of {plan.total_count} starts feasible; "
-            f"expected saving {ch.saving_vs_earliest_pct:.0f}% +- {ch.saving_sigma_pct:.0f}% vs the baseline",
-            fontsize=10,
+        # baseline=None: only the steps, no vertical edges down to 0 at either end
+        ax.stairs(vals, times, baseline=None, color="#2b6cb0", linewidth=1.4, label="intensity (g/kWh)")
+        low, high = float(np.min(vals - sg)), float(np.max(vals + sg))
+        pad = max((high - low) * 0.12, high * 0.01, 1.0)
+        ax.set_ylim(max(low - pad, 0.0), high + pad)
+    ax.axvspan(
+        naive(ch.start),
+        naive(ch.finish_p50),
+        color="#38a169",
+        alpha=0.45,
+        linewidth=0,
+        label=f"chosen {ch.start:%Y-%m-%d %H:%M}Z ({ch.emissions_g:,.0f} gCO2e)",
+    )
+    if ch.finish_p90 > ch.finish_p50:
+        ax.axvspan(
+            naive(ch.finish_p50),
+            naive(ch.finish_p90),
+            facecolor="none",
+            edgecolor="#38a169",
+            hatch="//",
+            alpha=0.6,
+            linewidth=0,
+            label="chosen p50..p90",
         )
-        ax.legend(loc="lower left", fontsize=7, framealpha=0.85)
-        ax.grid(alpha=0.25)
-        fig.autofmt_xdate()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    return buf.getvalue()
+    saving = f"{ch.saving_vs_earliest_pct:.0f}% +- {ch.saving_sigma_pct:.0f}%"
+    if vals.size:
+        y = ax.get_ylim()[1]
+        ax.annotate(
+            f"start {ch.start:%H:%M}Z: expected saving {saving}",
+            xy=(naive(ch.start), y),
+            xytext=(4, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="#276749",
+        )
+    for a in (ax, axs):
+        if plan.baseline.start != ch.start:
+            a.axvline(naive(plan.baseline.start), color="#718096", linestyle=":", linewidth=1)
+        a.axvline(naive(earliest), color="#2d3748", linestyle="--", linewidth=1)
+        if latest is not None:
+            a.axvline(naive(latest), color="#c53030", linestyle="--", linewidth=1)
+        a.grid(alpha=0.25)
+    ax.plot([], [], color="#2d3748", linestyle="--", linewidth=1, label="earliest_start")
+    if latest is not None:
+        ax.plot([], [], color="#c53030", linestyle="--", linewidth=1, label="latest_finish")
+    if plan.baseline.start != ch.start:
+        ax.plot([], [], color="#718096", linestyle=":", linewidth=1, label="baseline start")
+    ax.set_ylabel("gCO2e/kWh")
+    ax.set_title(
+        f"{plan.risk_mode}: {plan.feasible_count} of {plan.total_count} starts feasible; "
+        f"expected saving {saving} vs the baseline",
+        fontsize=10,
+    )
+    ax.legend(loc="lower left", fontsize=7, framealpha=0.85)
+
+    cands = sorted(plan.candidates, key=lambda c: c.start)
+    if cands:
+        xs = [naive(c.start) for c in cands]
+        axs.plot(xs, [c.objective for c in cands], color="#4a5568", linewidth=1, marker=".", markersize=3)
+        axs.plot([naive(ch.start)], [ch.objective], marker="o", color="#38a169", markersize=6)
+    axs.set_ylabel("score\n(lower = better)", fontsize=8)
+    axs.set_xlabel("UTC")
+    axs.xaxis_date()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig

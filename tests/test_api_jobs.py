@@ -236,6 +236,7 @@ def test_preview_seed_shape_svg_and_no_side_effects(jobs_api, api_settings):
     assert body["chosen"] == body["candidates"][0]
     assert body["chosen"]["estimated_gco2e"] <= body["baseline"]["estimated_gco2e"]
     assert "NEUTRAL" in body["rationale"]
+    assert "not enough runtime history (0 successful runs of the 3 needed)" in body["rationale"]
     svg = jobs_api.post("/v1/schedules/preview?format=svg", json=_preview_body(tpl), headers=h)
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     assert svg.text.lstrip().startswith(("<?xml", "<svg"))

@@ -46,3 +46,37 @@ def test_preview_without_deadline():
         fixed_start=True,
     )
     assert b"<svg" in preview_svg(series, plan, e, None)
+
+
+def test_chart_scales_to_the_data_draws_every_score_and_no_fake_zero():
+    import numpy as np
+
+    from scheduling.carbon import CarbonSeries
+    from scheduling.chart import preview_figure
+
+    e = datetime(2026, 3, 10, 0, tzinfo=UTC)
+    hours = np.arange(24)
+    values = 385 - 20 * np.exp(-((hours - 13) ** 2) / 6.0)  # 365-385 g/kWh with a dip at 13:00
+    series = CarbonSeries(e, timedelta(hours=1), values, sigma=np.full(24, 2.0))
+    latest = e + timedelta(hours=20)
+    plan = plan_schedule(
+        earliest=e,
+        latest=latest,
+        p50_sec=3600,
+        p90_sec=3600,
+        series=series,
+        power_kw=1.0,
+        risk_mode=RiskMode.NEUTRAL,
+        weights=Weights(carbon=1, risk=0, slack=0),
+        top_k=1000,
+    )
+    fig = preview_figure(series, plan, e, latest)
+    top, scores = fig.axes
+    low, high = top.get_ylim()
+    assert 300 < low < 365 and 385 < high < 420, (low, high)  # not from 0: the dip is visible
+    steps = [a for a in top.patches if type(a).__name__ == "StepPatch"]
+    assert any(a.get_data().baseline is None for a in steps)  # the curve has no edges down to 0
+    line = max(scores.get_lines(), key=lambda ln: len(ln.get_xdata()))
+    assert len(line.get_xdata()) == len(plan.candidates) == plan.feasible_count
+    assert any("expected saving" in t.get_text() for t in top.texts)  # the chosen start is annotated
+    assert abs(plan.chosen.start.hour - 13) <= 1

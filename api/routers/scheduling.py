@@ -60,6 +60,7 @@ def preview(
                 body.latest_finish,
                 body.risk_mode.value,
                 Weights(**body.weights.model_dump()),
+                top_k=100_000 if format == "svg" else 5,  # the chart draws every candidate's score
             )
     except InfeasibleWindow as exc:
         raise Unprocessable(f"infeasible window: {exc}", [field_error("latest_finish", str(exc))]) from exc
