@@ -152,7 +152,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/healthz", tags=["ops"], summary="Process is up")
-    def healthz() -> dict:
+    async def healthz() -> dict:  # on the event loop: answers even when every threadpool worker is busy
         return {"status": "ok"}
 
     @app.get(
