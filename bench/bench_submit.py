@@ -170,6 +170,23 @@ class SubmitBench(Bench):
         limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
         out = {"api": {"lat": [], "wall": 0.0, "errors": 0}, "bare": {"lat": [], "wall": 0.0, "errors": 0}}
         cpu = {"api": 0.0, "temporal": 0.0}
+        import threading
+
+        health: list[float] = []
+        polling = threading.Event()
+        stop = threading.Event()
+
+        def poll_health() -> None:  # its own thread and connection: /healthz latency while the API is loaded
+            with httpx.Client(base_url=self.base, timeout=60) as hc:
+                while not stop.is_set():
+                    if polling.is_set():
+                        t0 = time.perf_counter()
+                        hc.get("/healthz").raise_for_status()
+                        health.append(time.perf_counter() - t0)
+                    stop.wait(0.1)
+
+        poller = threading.Thread(target=poll_health, daemon=True)
+        poller.start()
         async with httpx.AsyncClient(base_url=self.base, timeout=120, limits=limits) as client:
             await self.api_batch(client, headers, template_id, conc * 2)  # warm-up
             await self.bare_batch(temporal, template, conc * 2)
@@ -178,7 +195,9 @@ class SubmitBench(Bench):
                     c0 = (cpu_seconds(self.api.proc.pid), cpu_seconds(self.servers[1].proc.pid))
                     t0 = time.perf_counter()
                     if side == "api":
+                        polling.set()
                         lat, err = await self.api_batch(client, headers, template_id, n)
+                        polling.clear()
                     else:
                         lat, err = await self.bare_batch(temporal, template, n)
                     out[side]["wall"] += time.perf_counter() - t0
@@ -188,6 +207,8 @@ class SubmitBench(Bench):
                         cpu["api"] += cpu_seconds(self.api.proc.pid) - c0[0]
                         cpu["temporal"] += cpu_seconds(self.servers[1].proc.pid) - c0[1]
                     log(f"round {rnd + 1} {side}: {n / (time.perf_counter() - t0):.1f}/s")
+        stop.set()
+        poller.join(60)
         summary = {}
         for side, d in out.items():
             count = len(d["lat"])
@@ -199,6 +220,11 @@ class SubmitBench(Bench):
                 "p99_ms": round(1000 * percentile(d["lat"], 0.99), 1),
             }
         summary["ratio_api_over_bare"] = round(summary["api"]["per_s"] / summary["bare"]["per_s"], 2)
+        summary["healthz_during_api_ms"] = {
+            "n": len(health),
+            "p50": round(1000 * percentile(health, 0.5), 1),
+            "max": round(1000 * max(health), 1) if health else None,
+        }
         summary["api_cpu_s_per_submission"] = round(cpu["api"] / (n * self.args.rounds), 4)
         return summary
 
