@@ -223,8 +223,7 @@ def _insert_job(body: JobCreate, client, session, services: Services, idempotenc
         workflow_id=workflow_id_for(run_id),
         status="PENDING",
     )
-    session.commit()  # the reads above (auth, template, carbon cache) end here: the write starts fresh
-    try:
+    try:  # one short transaction: the template read, the plan's reads and the two inserts, then COMMIT
         session.add(job)
         session.flush()
         session.add(run)
