@@ -5,7 +5,7 @@ needs). TestClient would serialise the requests, so these use httpx's async clie
 - parallel template creations and job submissions never answer 5xx;
 - a sustained submission load (200 at 20 in flight, plus one template a second) never answers 5xx, and
   /healthz keeps answering quickly throughout (the event loop never waits on the database);
-- a unique-name race answers one 201 and 409s, quickly;
+- a unique-name race answers one 201 and 409s, quickly; an Idempotency-Key race gives one job;
 - date/window limits are 422s naming the limit and its setting; extreme datetimes are 422s, never 500s;
 - an oversize body is a 413 also when it is chunked (no Content-Length);
 - a database lock held elsewhere for longer than the lock/busy timeout is a 503 with Retry-After.
@@ -187,6 +187,25 @@ def test_unique_name_race_is_one_201_and_409s(stack, tenant):
     statuses = sorted(s for s, _, _ in results)
     assert statuses == [201] + [409] * 9, results
     assert max(t for _, t, _ in results) < 5.0, results  # no lock wait: a conflict is answered at once
+
+
+def test_idempotency_key_race_gives_one_job(stack, tenant):
+    """10 parallel submissions with one Idempotency-Key and body: all 201, one job, one run."""
+    h, tpl = tenant
+    body = job_body(tpl, 0)
+    key = f"race-{time.monotonic_ns()}"
+
+    async def go():
+        async with httpx.AsyncClient(base_url=stack.base, timeout=60, headers=h) as c:
+            return await asyncio.gather(
+                *(c.post("/v1/jobs", json=body, headers={"Idempotency-Key": key}) for _ in range(10))
+            )
+
+    answers = asyncio.run(go())
+    assert [r.status_code for r in answers] == [201] * 10, [r.text for r in answers]
+    assert len({r.json()["job_id"] for r in answers}) == 1
+    assert len({r.json()["run_id"] for r in answers}) == 1
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in answers) == 9
 
 
 @pytest.mark.parametrize(
