@@ -50,7 +50,7 @@ class Services:
         return self.temporal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:  # async: no threadpool hop for a dict lookup
     return request.app.state.services
 
 
@@ -109,7 +109,7 @@ def authenticate(
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-def require_client(principal: PrincipalDep) -> Client:
+async def require_client(principal: PrincipalDep) -> Client:  # async: pure, no threadpool hop
     """Endpoints that act inside one tenant need a client key (the admin key is not a tenant)."""
     if principal.client is None:
         raise Forbidden("this endpoint needs a client API key, not the admin key")
