@@ -319,3 +319,29 @@ def test_lock_held_elsewhere_is_503_with_retry_after(api_settings, tmp_path):
         assert r.headers["retry-after"] == str(settings.db_retry_after_sec), body
         assert took < 10, took
         assert api.get(f"/v1/clients/{cid}", headers=h).json()["name"] == "locked"  # nothing was changed
+
+
+def test_sessions_carry_the_timeouts(api_settings):
+    """PostgreSQL sessions get lock/statement/idle timeouts (and keep the URL's own options, here the
+    test schema's search_path); SQLite connections get WAL and the busy timeout."""
+    from sqlalchemy import text
+
+    from core.db import Database
+
+    settings = api_settings.model_copy(
+        update={"db_lock_timeout_sec": 4, "db_statement_timeout_sec": 25, "sqlite_busy_timeout_sec": 7}
+    )
+    db = Database(settings)
+    try:
+        with db.session() as s:
+            if settings.db_url.startswith("sqlite"):
+                assert s.execute(text("PRAGMA busy_timeout")).scalar() == 7000
+                assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            else:
+                assert s.execute(text("SHOW lock_timeout")).scalar() == "4s"
+                assert s.execute(text("SHOW statement_timeout")).scalar() == "25s"
+                assert s.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "1min"
+                schema = settings.db_url.rsplit("%3D", 1)[1]
+                assert schema in s.execute(text("SHOW search_path")).scalar()
+    finally:
+        db.dispose()
