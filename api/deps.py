@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,6 +19,8 @@ from core.db import Database
 from core.security import hash_key, key_matches
 from core.settings import Settings
 from models.db import Client
+
+log = logging.getLogger("orch.api")
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Services:
         return self.temporal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:  # async: no threadpool hop for a dict lookup
     return request.app.state.services
 
 
@@ -97,13 +100,16 @@ def authenticate(
         raise Unauthorized("unknown API key", headers=_CHALLENGE)
     if client.status != "active":
         raise Forbidden(f"client {client.id} is {client.status}")
+    # End the read transaction now (the session stays usable): an async handler may await Temporal or S3
+    # next, and must not hold a pooled connection or a PostgreSQL snapshot ("idle in transaction") meanwhile.
+    session.commit()
     return Principal(client=client)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-def require_client(principal: PrincipalDep) -> Client:
+async def require_client(principal: PrincipalDep) -> Client:  # async: pure, no threadpool hop
     """Endpoints that act inside one tenant need a client key (the admin key is not a tenant)."""
     if principal.client is None:
         raise Forbidden("this endpoint needs a client API key, not the admin key")
@@ -111,6 +117,44 @@ def require_client(principal: PrincipalDep) -> Client:
 
 
 ClientDep = Annotated[Client, Depends(require_client)]
+
+
+def install_db_errors(app) -> None:
+    """Database contention is never a 500: a lock, statement or pool timeout (or SQLite "database is
+    locked") is a 503 with Retry-After; a unique-constraint race that a handler did not map itself is a
+    409. Registered by the app factory."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from api.errors import problem
+    from core.db import is_busy
+
+    async def _busy(request: Request, exc: Exception):
+        if not is_busy(exc):
+            log.exception("database error on %s %s", request.method, request.url.path)
+            return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+        retry = str(request.app.state.services.settings.db_retry_after_sec)
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return problem(
+            503,
+            "Service unavailable",
+            "the database is busy (lock or pool timeout); nothing was changed, retry later",
+            headers={"Retry-After": retry},
+            instance=request.url.path,
+        )
+
+    async def _integrity(request: Request, exc: Exception):
+        log.info("integrity error on %s %s", request.method, request.url.path)
+        return problem(
+            409,
+            "Conflict",
+            "the request conflicts with a concurrent change (a unique value is already taken)",
+            instance=request.url.path,
+        )
+
+    app.add_exception_handler(OperationalError, _busy)
+    app.add_exception_handler(PoolTimeout, _busy)
+    app.add_exception_handler(IntegrityError, _integrity)
 
 
 def owned(session: Session, model, obj_id: str, client: Client, what: str):

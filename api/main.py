@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from api.deps import Services
+from api.deps import Services, install_db_errors
 from api.errors import problem
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routers import artifacts, clients, fleet_templates, job_templates, jobs, runs, scheduling
@@ -34,39 +34,62 @@ key to manage clients). Errors are RFC 9457 `application/problem+json`.
 
 
 class UploadLimit:
-    """Refuse request bodies over the artifact limit while they stream, before they reach disk."""
+    """413 for every request body over its limit, declared (Content-Length) or streamed (chunked), counted
+    while it streams so it never reaches disk or memory whole. The limit is per path: the artifact upload
+    takes ``max_artifact_bytes`` plus 1 MiB of multipart overhead, every other route
+    ``max_json_body_bytes``. Whatever the app makes of the aborted body (FastAPI turns a failed body read
+    into a 400), the client gets the 413: the app's own answer is dropped once the limit was hit."""
 
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app, self.limit = app, limit
+    UPLOAD_PATH = "/v1/artifacts/upload"
+
+    def __init__(self, app: ASGIApp, limit: int, json_limit: int = 1024 * 1024):
+        self.app, self.limit, self.json_limit = app, limit, json_limit
+
+    def limit_for(self, path: str) -> int:
+        return self.limit + 1024 * 1024 if path == self.UPLOAD_PATH else self.json_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit + 1024 * 1024 if scope["path"] == "/v1/artifacts/upload" else 1024 * 1024
+        limit = self.limit_for(scope["path"])
+
+        def too_large():
+            return problem(413, "Payload too large", f"request body larger than {limit} bytes")
+
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await problem(413, "Payload too large", f"request body larger than {limit} bytes")(
-                scope, receive, send
-            )
+            await too_large()(scope, receive, send)
             return
         seen = 0
+        exceeded = False
+        started = False
 
         async def _receive():
-            nonlocal seen
+            nonlocal seen, exceeded
+            if exceeded:
+                raise _TooLarge()
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise _TooLarge()
             return message
 
+        async def _send(message):
+            nonlocal started
+            if exceeded:  # the app answered a body it could not read: the client gets the 413 instead
+                return
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, _receive, send)
+            await self.app(scope, _receive, _send)
         except _TooLarge:
-            await problem(413, "Payload too large", f"request body larger than {limit} bytes")(
-                scope, receive, send
-            )
+            exceeded = True
+        if exceeded and not started:
+            await too_large()(scope, receive, send)
 
 
 class _TooLarge(Exception):
@@ -122,14 +145,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.metrics = metrics
     errors.install(app)
+    install_db_errors(app)
     for r in (clients, artifacts, fleet_templates, job_templates, jobs, runs, scheduling):
         app.include_router(r.router)
     app.add_middleware(RefuseNul)
-    app.add_middleware(UploadLimit, limit=settings.max_artifact_bytes)
+    app.add_middleware(
+        UploadLimit, limit=settings.max_artifact_bytes, json_limit=settings.max_json_body_bytes
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/healthz", tags=["ops"], summary="Process is up")
-    def healthz() -> dict:
+    async def healthz() -> dict:  # on the event loop: answers even when every threadpool worker is busy
         return {"status": "ok"}
 
     @app.get(

@@ -1,4 +1,20 @@
-"""Database engine and sessions (SQLAlchemy 2). SQLite (WAL) by default, PostgreSQL via psycopg 3."""
+"""Database engine and sessions (SQLAlchemy 2). SQLite (WAL) by default, PostgreSQL via psycopg 3.
+
+Concurrency rules the API relies on (see api/deps.py):
+
+- PostgreSQL sessions carry ``lock_timeout``, ``statement_timeout`` and
+  ``idle_in_transaction_session_timeout`` (settings ``ORCH_DB_*``), so a request never waits for a row lock
+  or a stuck transaction for ever; such a timeout, like a pool timeout, is a 503 with Retry-After
+  (:func:`is_busy`). The pool is sized for FastAPI's threadpool (40 threads by default).
+- SQLite runs in WAL mode (readers never block the writer) with a busy timeout. We keep pysqlite's default
+  transaction handling on purpose: it emits ``BEGIN`` only right before the first INSERT/UPDATE/DELETE, so
+  reads run outside a transaction and a write transaction takes the write lock at its first write, waiting
+  for it with the busy handler (``sqlite_busy_timeout_sec``). This is what makes concurrent writers queue
+  instead of failing: a *deferred* transaction that first reads and later writes would get
+  ``SQLITE_BUSY_SNAPSHOT`` at once (no busy wait is possible) whenever another writer committed in between,
+  which is the usual source of "database is locked". The remaining requirement is that no request holds
+  the write lock across an ``await``: API handlers commit in the threadpool before awaiting anything slow.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +23,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
@@ -21,11 +39,33 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _ms(seconds: float) -> int:
+    return max(0, int(seconds * 1000))
+
+
+def pg_timeout_options(settings: Settings) -> str:
+    """The libpq ``options`` string setting the session timeouts (milliseconds; 0 disables one)."""
+    return " ".join(
+        [
+            f"-c lock_timeout={_ms(settings.db_lock_timeout_sec)}",
+            f"-c statement_timeout={_ms(settings.db_statement_timeout_sec)}",
+            f"-c idle_in_transaction_session_timeout={_ms(settings.db_idle_in_transaction_timeout_sec)}",
+        ]
+    )
+
+
 def make_engine(settings: Settings) -> Engine:
     url = normalise_url(settings.db_url)
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        busy_ms = _ms(settings.sqlite_busy_timeout_sec)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_sec},
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_sec,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # WAL: readers never block the writer
@@ -33,11 +73,42 @@ def make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # libpq `options` given in the URL (e.g. a search_path) are kept: ours are appended to them.
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    options = " ".join(x for x in (u.query.get("options"), pg_timeout_options(settings)) if x)
+    u = u.update_query_dict({"options": options})
+    return create_engine(
+        u,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_sec,
+    )
+
+
+# PostgreSQL SQLSTATEs of a wait that gave up: lock_not_available (lock_timeout), query_canceled
+# (statement_timeout), idle_in_transaction_session_timeout; plus serialization/deadlock (safe to retry).
+_BUSY_SQLSTATES = {"55P03", "57014", "25P03", "40001", "40P01"}
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True for a database error that means "busy, retry later" (lock/statement/pool timeout, SQLite
+    "database is locked"), which the API answers with 503 + Retry-After rather than 500."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, OperationalError):
+        orig = exc.orig
+        if getattr(orig, "sqlstate", None) in _BUSY_SQLSTATES:
+            return True
+        text = str(orig).lower()
+        return "database is locked" in text or "database table is locked" in text
+    return False
 
 
 class Database:

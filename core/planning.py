@@ -138,8 +138,11 @@ def _plan(
         raise InfeasibleWindow(f"unknown fleet template {fleet_template_id!r}")
     p50, p90, notes = runtime or _runtime(session, settings, template, fleet_template_id)
     region = region_for(template, client)
-    end = latest if latest is not None else earliest + timedelta(seconds=p90)
-    end = max(end, earliest + timedelta(seconds=p90))
+    try:  # the API refuses such dates up front (window_limit_errors); this keeps a 500 out of every path
+        end = latest if latest is not None else earliest + timedelta(seconds=p90)
+        end = max(end, earliest + timedelta(seconds=p90))
+    except OverflowError as exc:
+        raise InfeasibleWindow(f"dates out of the supported range near {earliest.isoformat()}") from exc
     series, carbon_notes = carbon_series(settings, region, earliest, end, session)
     plan = plan_schedule(
         earliest=earliest,

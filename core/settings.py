@@ -23,6 +23,29 @@ class Settings(BaseSettings):
     # Database
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
 
+    # API robustness (database timeouts, pool, input limits, body size)
+    db_lock_timeout_sec: float = Field(
+        5.0, description="PostgreSQL lock_timeout: a row-lock wait longer is a 503"
+    )
+    db_statement_timeout_sec: float = Field(30.0, description="PostgreSQL statement_timeout")
+    db_idle_in_transaction_timeout_sec: float = Field(
+        60.0, description="PostgreSQL idle_in_transaction_session_timeout"
+    )
+    db_pool_size: int = Field(20, description="PostgreSQL connections kept open (>= API threadpool in use)")
+    db_max_overflow: int = Field(20, description="Extra PostgreSQL connections under bursts")
+    db_pool_timeout_sec: float = Field(10.0, description="Wait for a pooled connection, then answer 503")
+    sqlite_busy_timeout_sec: float = Field(10.0, description="SQLite: wait this long for the write lock")
+    db_retry_after_sec: int = Field(2, description="Retry-After of a 503 after a database lock timeout")
+    max_window_days: int = Field(
+        31, description="Longest earliest_start..latest_finish window (jobs, preview)"
+    )
+    max_schedule_ahead_days: int = Field(
+        90, description="How far ahead intended_time / earliest_start may lie"
+    )
+    max_json_body_bytes: int = Field(
+        1024 * 1024, description="Size limit of a request body other than uploads"
+    )
+
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"

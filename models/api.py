@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -260,6 +260,54 @@ class JobCreate(Strict):
         return self
 
 
+def window_limit_errors(
+    settings,
+    now: datetime,
+    *,
+    intended_time: datetime | None = None,
+    earliest_start: datetime | None = None,
+    latest_finish: datetime | None = None,
+) -> list[dict[str, str]]:
+    """The date limits every job and preview input must respect (settings ``ORCH_MAX_WINDOW_DAYS``,
+    ``ORCH_MAX_SCHEDULE_AHEAD_DAYS``); one ``{path, message}`` per violation, naming limit and setting.
+    Checked before any planning, so extreme datetimes (year 9999) are a 422, never an overflow."""
+    ahead = timedelta(days=settings.max_schedule_ahead_days)
+    window = timedelta(days=settings.max_window_days)
+    errors: list[dict[str, str]] = []
+
+    def err(path: str, message: str) -> None:
+        errors.append({"path": path, "message": message})
+
+    try:
+        horizon = now + ahead
+        past = now - window  # how far back a window (e.g. a preview) may start
+        for path, value in (("intended_time", intended_time), ("earliest_start", earliest_start)):
+            if value is None:
+                continue
+            if value > horizon:
+                err(
+                    path,
+                    f"may be at most {settings.max_schedule_ahead_days} days ahead "
+                    f"(limit max_schedule_ahead_days, setting ORCH_MAX_SCHEDULE_AHEAD_DAYS)",
+                )
+            elif path == "earliest_start" and value < past:
+                err(
+                    path,
+                    f"may be at most {settings.max_window_days} days in the past "
+                    f"(limit max_window_days, setting ORCH_MAX_WINDOW_DAYS)",
+                )
+        start = earliest_start if earliest_start is not None else intended_time
+        if latest_finish is not None and start is not None and not errors and latest_finish - start > window:
+            err(
+                "latest_finish",
+                f"the window may be at most {settings.max_window_days} days long "
+                f"(limit max_window_days, setting ORCH_MAX_WINDOW_DAYS)",
+            )
+    except OverflowError:
+        err("body", "a datetime is out of the supported range")
+    return errors
+
+
 class JobCreated(BaseModel):
     job_id: str
     run_id: str
@@ -294,9 +342,7 @@ class PreviewRequest(Strict):
     def _window(self) -> PreviewRequest:
         if self.earliest_start >= self.latest_finish:
             raise ValueError("earliest_start must be before latest_finish")
-        if (self.latest_finish - self.earliest_start).total_seconds() > 31 * 86400:
-            raise ValueError("the window may be at most 31 days long")
-        return self
+        return self  # the window length and date limits are settings: window_limit_errors()
 
 
 class Scores(BaseModel):

@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import PrincipalDep, ServicesDep, SessionDep
 from api.errors import Conflict, Forbidden, NotFound, Unprocessable, field_error
@@ -191,7 +192,12 @@ def get_aws(client_id: str, principal: PrincipalDep, session: SessionDep) -> Aws
 async def verify_aws(
     client_id: str, principal: PrincipalDep, session: SessionDep, services: ServicesDep
 ) -> AwsVerifyOut:
-    c = visible_client(session, principal, client_id)
+    def load() -> Client:  # threadpool: the event loop never waits on the database
+        c = visible_client(session, principal, client_id)
+        session.commit()  # no transaction stays open while STS is called
+        return c
+
+    c = await run_in_threadpool(load)
     if not c.role_arn:
         raise NotFound(f"client {client_id} has no AWS settings yet; PUT them first")
     from core.aws import verify_role

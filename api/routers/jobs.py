@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import ClientDep, Services, ServicesDep, SessionDep, owned
 from api.errors import Conflict, ServiceUnavailable, Unprocessable, field_error
 from api.pagination import CursorQ, LimitQ, paginate
 from core.planning import InfeasibleWindow, preview_plan
-from models.api import JobCreate, JobCreated, JobOut, JobType, Page
+from models.api import JobCreate, JobCreated, JobOut, JobType, Page, window_limit_errors
 from models.db import Job, JobTemplate, Run, new_id
 from models.workflow import RunInput, workflow_id_for
 from scheduling.scoring import Weights
@@ -141,13 +142,61 @@ async def create_job(
         str | None, Header(max_length=255, description="Same key + same body -> same job")
     ] = None,
 ) -> JobCreated:
+    """Every database step runs in the threadpool and commits before the workflow start is awaited, so the
+    event loop never waits on a lock and no transaction stays open across the Temporal call."""
     req_hash = _request_hash(body)
-    if idempotency_key:
-        existing = session.scalar(
-            select(Job).where(Job.client_id == client.id, Job.idempotency_key == idempotency_key)
+    check_limits(body, services.settings)
+    kind, job, run, template = await run_in_threadpool(
+        _insert_job, body, client, session, services, idempotency_key, req_hash
+    )
+    if kind == "replay":
+        return await _replay(job, run, template, req_hash, services, response)
+    try:
+        await start_run_workflow(services, run, job, template)
+    except Exception as exc:
+        log.warning(
+            "could not start workflow for run %s: %s", run.id, type(exc).__name__, extra={"run_id": run.id}
         )
-        if existing is not None:
-            return await _replay(existing, req_hash, session, services, response)
+        await run_in_threadpool(_delete_job, session, job.id, run.id)
+        if isinstance(exc, ServiceUnavailable):
+            raise
+        raise ServiceUnavailable(
+            "could not start the run's workflow (Temporal unavailable); nothing was created, retry later"
+        ) from exc
+    return JobCreated(job_id=job.id, run_id=run.id, workflow_id=run.workflow_id, status=run.status)
+
+
+def check_limits(body: JobCreate, settings) -> None:
+    errors = window_limit_errors(
+        settings,
+        datetime.now(UTC),
+        intended_time=body.intended_time,
+        earliest_start=body.earliest_start,
+        latest_finish=body.latest_finish,
+    )
+    if errors:
+        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in errors), errors)
+
+
+def _existing(session, client, idempotency_key: str):
+    job = session.scalar(
+        select(Job).where(Job.client_id == client.id, Job.idempotency_key == idempotency_key)
+    )
+    if job is None:
+        return None
+    run = session.scalar(select(Run).where(Run.job_id == job.id).order_by(Run.created_at))
+    template = session.get(JobTemplate, job.job_template_id)
+    session.commit()
+    return "replay", job, run, template
+
+
+def _insert_job(body: JobCreate, client, session, services: Services, idempotency_key, req_hash):
+    """Threadpool: idempotency lookup, validation and planning, then insert job + run and COMMIT.
+    Returns ("new" | "replay", job, run, template)."""
+    if idempotency_key:
+        found = _existing(session, client, idempotency_key)
+        if found is not None:
+            return found
     template = owned(session, JobTemplate, body.job_template_id, client, "job template")
     _check_times(body, services, session, client, template)
     job = Job(
@@ -174,43 +223,32 @@ async def create_job(
         workflow_id=workflow_id_for(run_id),
         status="PENDING",
     )
-    try:
+    try:  # one short transaction: the template read, the plan's reads and the two inserts, then COMMIT
         session.add(job)
         session.flush()
         session.add(run)
         session.commit()
     except IntegrityError:
         session.rollback()  # a concurrent request with the same Idempotency-Key won
-        existing = session.scalar(
-            select(Job).where(Job.client_id == client.id, Job.idempotency_key == idempotency_key)
-        )
-        if existing is None:
+        found = _existing(session, client, idempotency_key) if idempotency_key else None
+        if found is None:
             raise
-        return await _replay(existing, req_hash, session, services, response)
-    try:
-        await start_run_workflow(services, run, job, template)
-    except Exception as exc:
-        log.warning(
-            "could not start workflow for run %s: %s", run.id, type(exc).__name__, extra={"run_id": run.id}
-        )
-        session.delete(run)
-        session.flush()  # the run first: without a relationship() the job might go first (FK)
-        session.delete(job)
-        session.commit()
-        if isinstance(exc, ServiceUnavailable):
-            raise
-        raise ServiceUnavailable(
-            "could not start the run's workflow (Temporal unavailable); nothing was created, retry later"
-        ) from exc
-    return JobCreated(job_id=job.id, run_id=run.id, workflow_id=run.workflow_id, status=run.status)
+        return found
+    return "new", job, run, template
 
 
-async def _replay(job: Job, req_hash: str, session, services: Services, response: Response) -> JobCreated:
+def _delete_job(session, job_id: str, run_id: str) -> None:
+    """Threadpool: the workflow could not start, so the job leaves no trace (the run first: FK)."""
+    session.execute(delete(Run).where(Run.id == run_id))
+    session.execute(delete(Job).where(Job.id == job_id))
+    session.commit()
+
+
+async def _replay(job: Job, run: Run, template, req_hash: str, services: Services, response: Response):
     if job.request_hash != req_hash:
         raise Conflict("Idempotency-Key was already used with a different request body")
-    run = session.scalar(select(Run).where(Run.job_id == job.id).order_by(Run.created_at))
     if run.status == "PENDING":  # the first request may have died before starting the workflow
-        await start_run_workflow(services, run, job, session.get(JobTemplate, job.job_template_id))
+        await start_run_workflow(services, run, job, template)
     response.headers["Idempotent-Replayed"] = "true"
     return JobCreated(job_id=job.id, run_id=run.id, workflow_id=run.workflow_id, status=run.status)
 

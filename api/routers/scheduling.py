@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -16,7 +17,7 @@ from core.planning import (
     region_for,
     runtime_prediction,
 )
-from models.api import CandidateOut, PredictionOut, PreviewOut, PreviewRequest
+from models.api import CandidateOut, PredictionOut, PreviewOut, PreviewRequest, window_limit_errors
 from models.db import JobTemplate
 from scheduling.catalog import get_fleet_template
 from scheduling.scoring import Weights
@@ -46,6 +47,14 @@ def preview(
     services: ServicesDep,
     format: Annotated[Literal["json", "svg"], Query(description="svg: chart of the window")] = "json",
 ):
+    limit_errors = window_limit_errors(
+        services.settings,
+        datetime.now(UTC),
+        earliest_start=body.earliest_start,
+        latest_finish=body.latest_finish,
+    )
+    if limit_errors:
+        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in limit_errors), limit_errors)
     template = owned(session, JobTemplate, body.job_template_id, client, "job template")
     fleet_id = _fleet(body.fleet_template_id or template.fleet_template_id)
     try:

@@ -1,0 +1,264 @@
+"""Submission throughput: POST /v1/jobs through the API vs bare ``client.start_workflow`` of the same
+JobRunWorkflow (same input, same search attributes) on the same Temporal server, in one run.
+
+Starts its own stack on 127.0.0.1 (free ports): the Temporal dev server, SeaweedFS, a fresh SQLite file (or a
+fresh schema on the machine's PostgreSQL with ``--db postgresql``) and the API (uvicorn, a subprocess). No
+worker polls the task queue, so the workflows start and wait: the figures are the submission path only.
+Both sides run ``--concurrency`` requests in flight; the API and bare batches alternate for ``--rounds``
+rounds (so a change in the machine's load hits both) after a warm-up of each.
+
+    .venv/bin/python bench/bench_submit.py [--jobs 300] [--concurrency 20] [--rounds 2] \
+        [--db sqlite|postgresql] [--type RESCHEDULABLE|ONE_TIME]
+
+Prints a JSON summary on stdout: per side submissions/s, p50/p99 latency; the ratio API/bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from load_jobs import Bench, cpu_seconds, log, percentile  # noqa: E402
+
+from cli.devstack import free_port, port_open, start_seaweedfs, start_temporal, wait_for  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+
+class SubmitBench(Bench):
+    def start(self) -> None:  # the load bench's stack without a worker
+        from load_jobs import S3_ACCESS, S3_SECRET
+
+        from core.migrate import upgrade
+
+        s3_port, temporal_port = free_port(), free_port()
+        log(f"work dir {self.tmp}")
+        self.servers.append(start_seaweedfs(self.tmp / "s3", s3_port, S3_ACCESS, S3_SECRET))
+        self.servers.append(
+            start_temporal(self.tmp / "temporal.db", temporal_port, None, self.tmp / "temporal.log")
+        )
+        self.settings = Settings(
+            data_dir=self.tmp,
+            database_url=self.database_url(),
+            admin_api_key=self.admin,
+            api_port=free_port(),
+            temporal_address=f"127.0.0.1:{temporal_port}",
+            temporal_task_queue="bench-submit-no-worker",
+            s3_endpoint_url=f"http://127.0.0.1:{s3_port}",
+            s3_access_key_id=S3_ACCESS,
+            s3_secret_access_key=S3_SECRET,
+            s3_bucket="orch-bench",
+        )
+        upgrade(self.settings)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+        for name, value in self.settings.model_dump().items():
+            if value is not None:
+                env[f"ORCH_{name.upper()}"] = str(value)
+        self.api = self._spawn("api", env)
+        wait_for(lambda: port_open(self.settings.api_port) or not self.api.alive(), 60, "the API")
+        if not self.api.alive():
+            raise RuntimeError(f"api exited:\n{self.api.log_tail()}")
+        self.base = f"http://127.0.0.1:{self.settings.api_port}"
+        wait_for(lambda: httpx.get(f"{self.base}/readyz", timeout=5).status_code == 200, 60, "/readyz")
+        log(f"stack up: API {self.base}, Temporal :{temporal_port}, DB {self.args.db}")
+
+    def body(self, template_id: str) -> dict:
+        now = datetime.now(UTC)
+        if self.args.type == "ONE_TIME":
+            return {
+                "job_template_id": template_id,
+                "type": "ONE_TIME",
+                "intended_time": (now + timedelta(hours=6)).isoformat(),
+                "risk_mode": "NEUTRAL",
+            }
+        return {
+            "job_template_id": template_id,
+            "type": "RESCHEDULABLE",
+            "risk_mode": "NEUTRAL",
+            "earliest_start": (now + timedelta(days=1)).isoformat(),
+            "latest_finish": (now + timedelta(days=2)).isoformat(),
+        }
+
+    async def api_batch(self, client: httpx.AsyncClient, headers, template_id, n) -> tuple[list[float], int]:
+        body = self.body(template_id)
+        sem = asyncio.Semaphore(self.args.concurrency)
+        lat: list[float] = []
+        errors = 0
+
+        async def one() -> None:
+            nonlocal errors
+            async with sem:
+                t0 = time.perf_counter()
+                r = await client.post("/v1/jobs", json=body, headers=headers)
+                lat.append(time.perf_counter() - t0)
+                if r.status_code != 201:
+                    errors += 1
+                    if errors <= 3:
+                        log(f"API answered {r.status_code}: {r.text[:200]}")
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        return lat, errors
+
+    async def bare_batch(self, temporal, template, n) -> tuple[list[float], int]:
+        from api.deps import Services
+        from api.routers.jobs import start_run_workflow
+        from models.db import Job, Run, new_id
+        from models.workflow import workflow_id_for
+
+        svc = Services(settings=self.settings, db=None, s3=None, temporal=temporal)
+        body = self.body(template.id)
+        sem = asyncio.Semaphore(self.args.concurrency)
+        lat: list[float] = []
+
+        def parse(key):
+            return datetime.fromisoformat(body[key]) if key in body else None
+
+        async def one() -> None:
+            job = Job(
+                id=new_id("job"),
+                client_id=template.client_id,
+                job_template_id=template.id,
+                type=body["type"],
+                intended_time=parse("intended_time"),
+                earliest_start=parse("earliest_start"),
+                latest_finish=parse("latest_finish"),
+                risk_mode=body["risk_mode"],
+            )
+            rid = new_id("run")
+            run = Run(
+                id=rid,
+                job_id=job.id,
+                client_id=template.client_id,
+                job_template_id=template.id,
+                fleet_template_id=template.fleet_template_id,
+                workflow_id=workflow_id_for(rid),
+                status="PENDING",
+            )
+            async with sem:
+                t0 = time.perf_counter()
+                await start_run_workflow(svc, run, job, template)
+                lat.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        return lat, 0
+
+    async def compare(self, headers, template_id) -> dict:
+        from sqlalchemy import create_engine
+        from sqlalchemy.orm import Session
+
+        from core.db import normalise_url
+        from core.temporal import connect
+        from models.db import JobTemplate
+
+        eng = create_engine(normalise_url(self.settings.db_url))
+        with Session(eng, expire_on_commit=False) as s:
+            template = s.get(JobTemplate, template_id)
+        eng.dispose()
+        temporal = await connect(self.settings)
+        n, conc = self.args.jobs, self.args.concurrency
+        limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
+        out = {"api": {"lat": [], "wall": 0.0, "errors": 0}, "bare": {"lat": [], "wall": 0.0, "errors": 0}}
+        cpu = {"api": 0.0, "temporal": 0.0}
+        import threading
+
+        health: list[float] = []
+        polling = threading.Event()
+        stop = threading.Event()
+
+        def poll_health() -> None:  # its own thread and connection: /healthz latency while the API is loaded
+            with httpx.Client(base_url=self.base, timeout=60) as hc:
+                while not stop.is_set():
+                    if polling.is_set():
+                        t0 = time.perf_counter()
+                        hc.get("/healthz").raise_for_status()
+                        health.append(time.perf_counter() - t0)
+                    stop.wait(0.1)
+
+        poller = threading.Thread(target=poll_health, daemon=True)
+        poller.start()
+        async with httpx.AsyncClient(base_url=self.base, timeout=120, limits=limits) as client:
+            await self.api_batch(client, headers, template_id, conc * 2)  # warm-up
+            await self.bare_batch(temporal, template, conc * 2)
+            for rnd in range(self.args.rounds):
+                for side in ("api", "bare"):
+                    c0 = (cpu_seconds(self.api.proc.pid), cpu_seconds(self.servers[1].proc.pid))
+                    t0 = time.perf_counter()
+                    if side == "api":
+                        polling.set()
+                        lat, err = await self.api_batch(client, headers, template_id, n)
+                        polling.clear()
+                    else:
+                        lat, err = await self.bare_batch(temporal, template, n)
+                    out[side]["wall"] += time.perf_counter() - t0
+                    out[side]["lat"] += lat
+                    out[side]["errors"] += err
+                    if side == "api":
+                        cpu["api"] += cpu_seconds(self.api.proc.pid) - c0[0]
+                        cpu["temporal"] += cpu_seconds(self.servers[1].proc.pid) - c0[1]
+                    log(f"round {rnd + 1} {side}: {n / (time.perf_counter() - t0):.1f}/s")
+        stop.set()
+        poller.join(60)
+        summary = {}
+        for side, d in out.items():
+            count = len(d["lat"])
+            summary[side] = {
+                "submissions": count,
+                "errors": d["errors"],
+                "per_s": round(count / d["wall"], 1),
+                "p50_ms": round(1000 * percentile(d["lat"], 0.5), 1),
+                "p99_ms": round(1000 * percentile(d["lat"], 0.99), 1),
+            }
+        summary["ratio_api_over_bare"] = round(summary["api"]["per_s"] / summary["bare"]["per_s"], 2)
+        summary["healthz_during_api_ms"] = {
+            "n": len(health),
+            "p50": round(1000 * percentile(health, 0.5), 1),
+            "max": round(1000 * max(health), 1) if health else None,
+        }
+        summary["api_cpu_s_per_submission"] = round(cpu["api"] / (n * self.args.rounds), 4)
+        return summary
+
+    def run(self) -> dict:
+        load_before = os.getloadavg()[0]
+        self.start()
+        headers, template_id = self.setup_tenant()
+        result = asyncio.run(self.compare(headers, template_id))
+        return {
+            "db": self.args.db,
+            "type": self.args.type,
+            "concurrency": self.args.concurrency,
+            **result,
+            "host": {"cpus": os.cpu_count(), "loadavg_1m_before": round(load_before, 2)},
+        }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=300, help="submissions per side per round")
+    p.add_argument("--concurrency", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    p.add_argument("--type", choices=["RESCHEDULABLE", "ONE_TIME"], default="RESCHEDULABLE")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (logs, DBs) for inspection")
+    args = p.parse_args()
+    bench = SubmitBench(args)
+    try:
+        summary = bench.run()
+    finally:
+        bench.stop()
+    print(json.dumps(summary, indent=2))
+    return 0 if not summary["api"]["errors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
