@@ -109,11 +109,16 @@ def authenticate(
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-async def require_client(principal: PrincipalDep) -> Client:  # async: pure, no threadpool hop
-    """Endpoints that act inside one tenant need a client key (the admin key is not a tenant)."""
+def tenant_of(principal: Principal) -> Client:
+    """The caller's client; the admin key is not a tenant (403)."""
     if principal.client is None:
         raise Forbidden("this endpoint needs a client API key, not the admin key")
     return principal.client
+
+
+async def require_client(principal: PrincipalDep) -> Client:  # async: pure, no threadpool hop
+    """Endpoints that act inside one tenant need a client key (the admin key is not a tenant)."""
+    return tenant_of(principal)
 
 
 ClientDep = Annotated[Client, Depends(require_client)]

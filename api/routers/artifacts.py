@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import select
 
-from api.deps import ClientDep, ServicesDep, SessionDep, api_key_header, authenticate, owned, require_client
+from api.deps import ClientDep, ServicesDep, SessionDep, api_key_header, authenticate, owned, tenant_of
 from api.errors import (
     ApiError,
     Conflict,
@@ -108,7 +108,7 @@ def upload_client_id(services: ServicesDep, api_key: Annotated[str | None, Depen
     """The calling client's id, authenticated in a session of its own that is closed before the upload is
     processed (no connection or transaction is held while the body is hashed, checked and stored)."""
     with services.db.session() as s:
-        return require_client(authenticate(services, s, api_key)).id
+        return tenant_of(authenticate(services, s, api_key)).id
 
 
 async def upload_artifact(
