@@ -48,11 +48,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtr
 
+from models.domain import RiskMode
 from scheduling.carbon import CarbonSeries
 
 __all__ = [
@@ -128,12 +129,6 @@ UNGATED = Policy(
     neutral_spot_max_prob=NEUTRAL_SPOT_MAX_PROB,
     aggressive_spot_max_prob=AGGRESSIVE_SPOT_MAX_PROB,
 )
-
-
-class RiskMode(StrEnum):
-    CONSERVATIVE = "CONSERVATIVE"
-    NEUTRAL = "NEUTRAL"
-    AGGRESSIVE = "AGGRESSIVE"
 
 
 @dataclass(frozen=True)
@@ -258,39 +253,6 @@ class InfeasibleWindow(ValueError):
 # --------------------------------------------------------------------------- math helpers
 
 
-def _erfc(x: np.ndarray) -> np.ndarray:
-    """Complementary error function, fractional error < 1.2e-7 (Numerical Recipes ``erfcc``)."""
-    z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = (
-        -z * z
-        - 1.26551223
-        + t
-        * (
-            1.00002368
-            + t
-            * (
-                0.37409196
-                + t
-                * (
-                    0.09678418
-                    + t
-                    * (
-                        -0.18628806
-                        + t
-                        * (
-                            0.27886807
-                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
-                        )
-                    )
-                )
-            )
-        )
-    )
-    ans = t * np.exp(poly)
-    return np.where(x >= 0, ans, 2.0 - ans)
-
-
 def lognormal_sigma(p50_sec: float, p90_sec: float) -> float:
     """Log-space sigma of the lognormal through p50 and p90 (0 when they are equal)."""
     return math.log(p90_sec / p50_sec) / Z90
@@ -306,7 +268,7 @@ def prob_exceeds(limit_sec: np.ndarray, p50_sec: float, p90_sec: float) -> np.nd
         out[pos] = (p50_sec > limit[pos] + _FEAS_TOL_SEC).astype(np.float64)
         return out
     z = (np.log(limit[pos]) - math.log(p50_sec)) / sigma
-    out[pos] = 0.5 * _erfc(z / math.sqrt(2.0))
+    out[pos] = ndtr(-z)  # the standard normal's upper tail
     return np.clip(out, 0.0, 1.0)
 
 
@@ -377,7 +339,7 @@ def _diff_sigma(
 
 
 def _norm_cdf(z: np.ndarray) -> np.ndarray:
-    return 0.5 * _erfc(-np.asarray(z, dtype=np.float64) / math.sqrt(2.0))
+    return np.asarray(ndtr(np.asarray(z, dtype=np.float64)), dtype=np.float64)
 
 
 def plan_schedule(
