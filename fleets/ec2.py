@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import aws
 from core.s3 import s3_client
+from core.settings import Settings
 from fleets.base import AwsAccess, FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, safe_path_part
 
@@ -158,16 +159,18 @@ class Ec2FleetDriver:
 
     name = "ec2"
 
-    def __init__(self, settings: Any, s3_client_factory=s3_client, aws_client_factory=aws.client) -> None:
+    def __init__(
+        self, settings: Settings, s3_client_factory=s3_client, aws_client_factory=aws.client
+    ) -> None:
         self.settings = settings
         self.s3_client_factory = s3_client_factory
         self.aws_client_factory = aws_client_factory
         self._s3_client = None
-        ttl = int(getattr(settings, "ec2_presign_ttl_sec", PRESIGN_MAX_SEC))
+        ttl = settings.ec2_presign_ttl_sec
         self.presign_ttl_sec = min(ttl, PRESIGN_MAX_SEC)
-        self.log_interval_sec = int(getattr(settings, "ec2_log_upload_interval_sec", 30))
-        self.terminate_timeout_sec = float(getattr(settings, "ec2_terminate_timeout_sec", 300.0))
-        self.missing_grace_sec = float(getattr(settings, "ec2_missing_instance_grace_sec", 600.0))
+        self.log_interval_sec = settings.ec2_log_upload_interval_sec
+        self.terminate_timeout_sec = float(settings.ec2_terminate_timeout_sec)
+        self.missing_grace_sec = float(settings.ec2_missing_instance_grace_sec)
 
     # --- FleetDriver ------------------------------------------------------------------------------------
     def launch(self, spec: LaunchSpec) -> FleetHandle:
