@@ -28,9 +28,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus
@@ -48,7 +49,7 @@ from services.artifacts import sweep_artifact_store
 
 log = logging.getLogger("orch.maintenance")
 
-FINAL = sorted(s.value for s in TERMINAL_STATUSES)
+FINAL = sorted(str(s) for s in TERMINAL_STATUSES)
 
 
 @dataclass
@@ -130,14 +131,19 @@ def _start_if_still_pending(ctx: MaintenanceContext, run_id: str, loop: asyncio.
     marks it CANCELLED with a conditional UPDATE) either happens first and we never start it, or waits until
     the workflow exists and then reaches it by signal."""
     with ctx.db.session() as s:
-        held = s.execute(
-            update(Run).where(Run.id == run_id, Run.status == RunStatus.PENDING).values(updated_at=utcnow())
+        held = cast(
+            CursorResult[Any],
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == RunStatus.PENDING)
+                .values(updated_at=utcnow())
+            ),
         )
         if held.rowcount != 1:
             return False  # cancelled (or started and moved on) meanwhile
-        run = s.get(Run, run_id)
-        job = s.get(Job, run.job_id)
-        template = s.get(JobTemplate, run.job_template_id)
+        run = s.get_one(Run, run_id)
+        job = s.get_one(Job, run.job_id)
+        template = s.get_one(JobTemplate, run.job_template_id)
         coro = start_run_workflow(ctx.temporal, ctx.settings, run, job, template)
         started = asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
     if started:
@@ -153,17 +159,20 @@ def _non_final_page(db: Database, after: str, limit: int) -> list[tuple[str, str
             .order_by(Run.id)
             .limit(limit)
         )
-        return [tuple(r) for r in rows]
+        return [(r.id, r.workflow_id, r.status) for r in rows]
 
 
 def _close_run(db: Database, run_id: str, status: str, reason: str) -> bool:
     """Record a final status, only if the run is still not final (the workflow may have just recorded it)."""
     now = utcnow()
     with db.session() as s:
-        res = s.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status.not_in(FINAL))
-            .values(status=status, status_reason=reason, finished_at=now, updated_at=now)
+        res = cast(
+            CursorResult[Any],
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status.not_in(FINAL))
+                .values(status=status, status_reason=reason, finished_at=now, updated_at=now)
+            ),
         )
         done = res.rowcount == 1
     if done:

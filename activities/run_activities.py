@@ -69,10 +69,10 @@ class RunActivities:
 
     def _plan(self, req: PlanRequest) -> PlanResult:
         with self.db.session() as s:
-            run = s.get(Run, req.run_id)
-            job = s.get(Job, run.job_id)
-            template = s.get(JobTemplate, run.job_template_id)
-            client = s.get(Client, run.client_id)
+            run = s.get_one(Run, req.run_id)
+            job = s.get_one(Job, run.job_id)
+            template = s.get_one(JobTemplate, run.job_template_id)
+            client = s.get_one(Client, run.client_id)
             return plan_for_run(
                 s, self.settings, run, job, template, client, req.not_before, req.current_start
             )
@@ -102,7 +102,7 @@ class RunActivities:
 
     def _finish(self, req: FinishRequest) -> None:
         with self.db.session() as s:
-            run = s.get(Run, req.run_id, with_for_update=True)
+            run = s.get_one(Run, req.run_id, with_for_update=True)
             if run.status in TERMINAL_STATUSES:
                 return
             run.status, run.status_reason, run.exit_code = req.status, req.status_reason, req.exit_code
@@ -161,18 +161,20 @@ class RunActivities:
         from fleets.base import AwsAccess
 
         with self.db.session() as s:
-            run = s.get(Run, req.run_id)
-            job = s.get(Job, run.job_id)
-            template = s.get(JobTemplate, run.job_template_id)
-            art = s.get(Artifact, template.app_artifact_id)
-            client = s.get(Client, run.client_id)
+            run = s.get_one(Run, req.run_id)
+            job = s.get_one(Job, run.job_id)
+            template = s.get_one(JobTemplate, run.job_template_id)
+            art = s.get_one(Artifact, template.app_artifact_id)
+            client = s.get_one(Client, run.client_id)
             aws = None
             if client.role_arn:
                 aws = AwsAccess(
                     role_arn=client.role_arn,
                     external_id=client.external_id,
-                    session_name=render_session_name(client.session_name_template, client.id, run.id, job.id),
-                    region=template.region or client.region_default,
+                    session_name=render_session_name(
+                        client.session_name_template or "", client.id, run.id, job.id
+                    ),
+                    region=template.region or client.region_default or "",
                     subnet_ids=list(client.subnet_ids or []),
                     security_group_ids=list(client.security_group_ids or []),
                     instance_profile_arn=client.instance_profile_arn,

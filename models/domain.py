@@ -22,7 +22,7 @@ class RunStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"  # ran past max_runtime_sec and was stopped
 
 
-TERMINAL_STATUSES: frozenset[RunStatus] = frozenset(
+TERMINAL_STATUSES: frozenset[str] = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.EXPIRED, RunStatus.TIMED_OUT}
 )
 

@@ -32,7 +32,7 @@ class AwsAccess:
     """What is needed to act in the client's account (ec2 driver only)."""
 
     role_arn: str
-    external_id: str
+    external_id: str | None
     session_name: str
     region: str
     subnet_ids: list[str] = field(default_factory=list)
