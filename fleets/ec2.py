@@ -67,16 +67,29 @@ def result_prefix(client_id: str, run_id: str, attempt: int) -> str:
     return f"runs/{client_id}/{run_id}/{attempt}/"
 
 
-def render_userdata(*, artifact_url: str, artifact_sha256: str, log_url: str, result_url: str, run_id: str,
-                    data_uri: str | None, args: dict[str, Any], log_interval_sec: int = 30) -> str:
+def render_userdata(
+    *,
+    artifact_url: str,
+    artifact_sha256: str,
+    log_url: str,
+    result_url: str,
+    run_id: str,
+    data_uri: str | None,
+    args: dict[str, Any],
+    log_interval_sec: int = 30,
+) -> str:
     """The bootstrap script for one attempt. Every value is shell-quoted, so args cannot inject commands.
     ``log_interval_sec``: seconds between log uploads while the app runs."""
     sha = artifact_sha256.strip().lower()
     if not _SHA256.match(sha):
         raise ValueError("artifact_sha256 must be 64 hex digits")
     values = {
-        "ARTIFACT_URL": artifact_url, "ARTIFACT_SHA256": sha, "LOG_URL": log_url, "RESULT_URL": result_url,
-        "LOG_INTERVAL": str(max(1, int(log_interval_sec))), "RUN_ID": run_id,
+        "ARTIFACT_URL": artifact_url,
+        "ARTIFACT_SHA256": sha,
+        "LOG_URL": log_url,
+        "RESULT_URL": result_url,
+        "LOG_INTERVAL": str(max(1, int(log_interval_sec))),
+        "RUN_ID": run_id,
     }
     env = app_env(run_id, data_uri, args)
     values["DATA_URI"], values["ARGS_JSON"] = env["ORCH_DATA_URI"], env["ORCH_ARGS"]
@@ -103,9 +116,14 @@ def _attempt_of(resource: dict[str, Any]) -> int | None:
         return None
 
 
-def status_from(instances: list[dict[str, Any]], result: dict[str, Any] | None, *,
-                launched_at: float | None = None, now: float | None = None,
-                missing_grace_sec: float = 600.0) -> FleetStatus:
+def status_from(
+    instances: list[dict[str, Any]],
+    result: dict[str, Any] | None,
+    *,
+    launched_at: float | None = None,
+    now: float | None = None,
+    missing_grace_sec: float = 600.0,
+) -> FleetStatus:
     """Map ``describe_instances`` output for one attempt plus its ``result.json`` (None if not uploaded)
     to a FleetStatus. The result wins: it is written before the instance powers off. Without one, an
     instance that ended is INTERRUPTED for a spot reclaim, TERMINATED when stopped through the API, else
@@ -117,10 +135,12 @@ def status_from(instances: list[dict[str, Any]], result: dict[str, Any] | None, 
         if result.get("phase") == "app" and isinstance(code, int):
             if code == 0:
                 return FleetStatus(FleetState.SUCCEEDED, exit_code=0, instance_ids=ids)
-            return FleetStatus(FleetState.FAILED, exit_code=code, reason=f"app exited with code {code}",
-                               instance_ids=ids)
-        return FleetStatus(FleetState.FAILED, reason=str(result.get("reason") or "bootstrap failed"),
-                           instance_ids=ids)
+            return FleetStatus(
+                FleetState.FAILED, exit_code=code, reason=f"app exited with code {code}", instance_ids=ids
+            )
+        return FleetStatus(
+            FleetState.FAILED, reason=str(result.get("reason") or "bootstrap failed"), instance_ids=ids
+        )
     if not instances:
         now = time.time() if now is None else now
         if launched_at is not None and now - launched_at > missing_grace_sec:
@@ -137,14 +157,17 @@ def status_from(instances: list[dict[str, Any]], result: dict[str, Any] | None, 
         if code in SPOT_REASONS:
             return FleetStatus(FleetState.INTERRUPTED, reason=f"spot interruption ({code})", instance_ids=ids)
     if "Client.UserInitiatedShutdown" in codes:
-        return FleetStatus(FleetState.TERMINATED, reason="instance terminated through the EC2 API",
-                           instance_ids=ids)
+        return FleetStatus(
+            FleetState.TERMINATED, reason="instance terminated through the EC2 API", instance_ids=ids
+        )
     if "Client.InstanceInitiatedShutdown" in codes:
-        return FleetStatus(FleetState.FAILED, reason="instance shut down without reporting a result",
-                           instance_ids=ids)
+        return FleetStatus(
+            FleetState.FAILED, reason="instance shut down without reporting a result", instance_ids=ids
+        )
     detail = next((f"{r.get('Code')}: {r.get('Message')}" for r in reasons if r.get("Code")), states[0])
-    return FleetStatus(FleetState.FAILED, reason=f"instance ended without a result ({detail})",
-                       instance_ids=ids)
+    return FleetStatus(
+        FleetState.FAILED, reason=f"instance ended without a result ({detail})", instance_ids=ids
+    )
 
 
 def _guess_arch(instance_type: str) -> str:
@@ -189,8 +212,12 @@ class Ec2FleetDriver:
             ref["launch_template_id"] = self._template_id(ec2, ref["launch_template_name"])
             times = [i["LaunchTime"].timestamp() for i in found if isinstance(i.get("LaunchTime"), datetime)]
             ref["launched_at"] = min(times) if times else time.time()
-            log.info("ec2 fleet: run %s attempt %s already launched (%s); re-attached", spec.run_id,
-                     spec.attempt, ", ".join(ref["instance_ids"]) or "fleet only")
+            log.info(
+                "ec2 fleet: run %s attempt %s already launched (%s); re-attached",
+                spec.run_id,
+                spec.attempt,
+                ", ".join(ref["instance_ids"]) or "fleet only",
+            )
             return handle
         lt_id = self._ensure_launch_template(ec2, spec, access, ref)
         ref["launch_template_id"] = lt_id
@@ -203,12 +230,22 @@ class Ec2FleetDriver:
             detail = "; ".join(f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}" for e in errors)
             # the template stays (terminate removes it): a retry with the same ClientToken must send the
             # same parameters, or real AWS answers IdempotentParameterMismatch instead of this error
-            raise FleetLaunchError(f"EC2 Fleet launched no instance for run {spec.run_id} attempt "
-                                   f"{spec.attempt} ({spec.capacity}): {detail or 'no reason given'}", codes)
+            raise FleetLaunchError(
+                f"EC2 Fleet launched no instance for run {spec.run_id} attempt "
+                f"{spec.attempt} ({spec.capacity}): {detail or 'no reason given'}",
+                codes,
+            )
         ref["instance_ids"] = ids
         ref["launched_at"] = time.time()
-        log.info("ec2 fleet: launched run %s attempt %s: %s %s %s in %s", spec.run_id, spec.attempt,
-                 spec.capacity, spec.instance_type, ",".join(ids), access.region)
+        log.info(
+            "ec2 fleet: launched run %s attempt %s: %s %s %s in %s",
+            spec.run_id,
+            spec.attempt,
+            spec.capacity,
+            spec.instance_type,
+            ",".join(ids),
+            access.region,
+        )
         return handle
 
     def poll(self, handle: FleetHandle) -> FleetStatus:
@@ -216,8 +253,12 @@ class Ec2FleetDriver:
         ec2 = self.aws_client_factory("ec2", self._access(handle), self.settings)
         instances = self._instances(ec2, handle.run_id, handle.attempt)
         result = self._read_result(handle)  # after describe: the result is uploaded before power-off
-        return status_from(instances, result, launched_at=handle.ref.get("launched_at"),
-                           missing_grace_sec=self.missing_grace_sec)
+        return status_from(
+            instances,
+            result,
+            launched_at=handle.ref.get("launched_at"),
+            missing_grace_sec=self.missing_grace_sec,
+        )
 
     def terminate(self, handle: FleetHandle) -> FleetStatus:
         """Terminate every instance of the run with attempt <= the handle's (so a stale handle never stops
@@ -230,18 +271,25 @@ class Ec2FleetDriver:
         delay = 0.2
         while True:
             mine = [i for i in self._instances(ec2, run_id) if (_attempt_of(i) or 0) <= upto]
-            live = [i["InstanceId"] for i in mine
-                    if i["State"]["Name"] not in ("shutting-down", "terminated")]
-            fleets = [f["FleetId"] for f in self._fleets(ec2, run_id)
-                      if (_attempt_of(f) or 0) <= upto and f.get("FleetState") not in DELETED_FLEET]
-            templates = [t["LaunchTemplateId"] for t in self._templates(ec2, run_id)
-                         if (_attempt_of(t) or 0) <= upto]
+            live = [
+                i["InstanceId"] for i in mine if i["State"]["Name"] not in ("shutting-down", "terminated")
+            ]
+            fleets = [
+                f["FleetId"]
+                for f in self._fleets(ec2, run_id)
+                if (_attempt_of(f) or 0) <= upto and f.get("FleetState") not in DELETED_FLEET
+            ]
+            templates = [
+                t["LaunchTemplateId"] for t in self._templates(ec2, run_id) if (_attempt_of(t) or 0) <= upto
+            ]
             if not live and not fleets and not templates:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"termination of run {run_id} not confirmed after "
-                                   f"{self.terminate_timeout_sec:.0f}s: instances {live}, fleets {fleets}, "
-                                   f"templates {templates}")
+                raise RuntimeError(
+                    f"termination of run {run_id} not confirmed after "
+                    f"{self.terminate_timeout_sec:.0f}s: instances {live}, fleets {fleets}, "
+                    f"templates {templates}"
+                )
             if fleets:
                 self._call(ec2.delete_fleets, FleetIds=fleets, TerminateInstances=True)
             if live:
@@ -252,16 +300,20 @@ class Ec2FleetDriver:
             delay = min(delay * 2, 5.0)
         status = self.poll(handle)
         if status.state in (FleetState.PENDING, FleetState.RUNNING):
-            return FleetStatus(FleetState.TERMINATED, reason="terminated by request",
-                               instance_ids=status.instance_ids)
+            return FleetStatus(
+                FleetState.TERMINATED, reason="terminated by request", instance_ids=status.instance_ids
+            )
         return status
 
     def logs(self, handle: FleetHandle, tail_bytes: int = 65536) -> str:
         """The last ``tail_bytes`` bytes of the log the instance uploaded ("" before the first upload)."""
         s3 = self._s3()
         try:
-            obj = s3.get_object(Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket),
-                                Key=handle.ref["log_key"], Range=f"bytes=-{max(1, int(tail_bytes))}")
+            obj = s3.get_object(
+                Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket),
+                Key=handle.ref["log_key"],
+                Range=f"bytes=-{max(1, int(tail_bytes))}",
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange", "NotFound"):
                 return ""
@@ -289,27 +341,40 @@ class Ec2FleetDriver:
     def _handle(self, spec: LaunchSpec, access: AwsAccess) -> FleetHandle:
         prefix = result_prefix(spec.client_id, spec.run_id, spec.attempt)
         ref = {
-            "region": access.region, "client_id": spec.client_id, "capacity": spec.capacity,
+            "region": access.region,
+            "client_id": spec.client_id,
+            "capacity": spec.capacity,
             # what poll/terminate need to assume the role again; the external ID is not a secret (AWS)
-            "aws": {"role_arn": access.role_arn, "external_id": access.external_id,
-                    "session_name": access.session_name, "region": access.region},
+            "aws": {
+                "role_arn": access.role_arn,
+                "external_id": access.external_id,
+                "session_name": access.session_name,
+                "region": access.region,
+            },
             "launch_template_name": f"orch-{spec.run_id}-{spec.attempt}",
             "result_bucket": self.settings.s3_bucket,
-            "log_key": prefix + "log", "result_key": prefix + "result.json",
-            "instance_ids": [], "fleet_ids": [],
+            "log_key": prefix + "log",
+            "result_key": prefix + "result.json",
+            "instance_ids": [],
+            "fleet_ids": [],
         }
         return FleetHandle(driver=self.name, run_id=spec.run_id, attempt=spec.attempt, ref=ref)
 
     def _access(self, handle: FleetHandle) -> AwsAccess:
         a = handle.ref["aws"]
-        return AwsAccess(role_arn=a["role_arn"], external_id=a["external_id"], session_name=a["session_name"],
-                         region=a["region"])
+        return AwsAccess(
+            role_arn=a["role_arn"],
+            external_id=a["external_id"],
+            session_name=a["session_name"],
+            region=a["region"],
+        )
 
     def _read_result(self, handle: FleetHandle) -> dict[str, Any] | None:
         s3 = self._s3()
         try:
-            body = s3.get_object(Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket),
-                                 Key=handle.ref["result_key"])["Body"].read()
+            body = s3.get_object(
+                Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket), Key=handle.ref["result_key"]
+            )["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
@@ -351,7 +416,8 @@ class Ec2FleetDriver:
     def _templates(self, ec2, run_id: str) -> list[dict[str, Any]]:
         out = []
         for page in ec2.get_paginator("describe_launch_templates").paginate(
-                Filters=[{"Name": f"tag:{TAG_RUN}", "Values": [run_id]}]):
+            Filters=[{"Name": f"tag:{TAG_RUN}", "Values": [run_id]}]
+        ):
             out.extend(page.get("LaunchTemplates", []))
         return out
 
@@ -369,9 +435,12 @@ class Ec2FleetDriver:
             self._call(ec2.delete_launch_template, LaunchTemplateId=lt_id)
 
     def _tag_list(self, spec: LaunchSpec) -> list[dict[str, str]]:
-        return [{"Key": TAG_RUN, "Value": spec.run_id}, {"Key": TAG_ATTEMPT, "Value": str(spec.attempt)},
-                {"Key": TAG_CLIENT, "Value": spec.client_id},
-                {"Key": "Name", "Value": f"orch-{spec.run_id}-{spec.attempt}"}]
+        return [
+            {"Key": TAG_RUN, "Value": spec.run_id},
+            {"Key": TAG_ATTEMPT, "Value": str(spec.attempt)},
+            {"Key": TAG_CLIENT, "Value": spec.client_id},
+            {"Key": "Name", "Value": f"orch-{spec.run_id}-{spec.attempt}"},
+        ]
 
     def _ensure_launch_template(self, ec2, spec: LaunchSpec, access: AwsAccess, ref: dict[str, Any]) -> str:
         name = ref["launch_template_name"]
@@ -387,11 +456,16 @@ class Ec2FleetDriver:
             artifact_url=s3.generate_presigned_url("get_object", Params=artifact, ExpiresIn=ttl),
             artifact_sha256=spec.artifact_sha256,
             log_url=s3.generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": ref["log_key"]}, ExpiresIn=ttl),
+                "put_object", Params={"Bucket": bucket, "Key": ref["log_key"]}, ExpiresIn=ttl
+            ),
             result_url=s3.generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": ref["result_key"]}, ExpiresIn=ttl),
-            run_id=spec.run_id, data_uri=spec.data_uri, args=spec.args,
-            log_interval_sec=self.log_interval_sec)
+                "put_object", Params={"Bucket": bucket, "Key": ref["result_key"]}, ExpiresIn=ttl
+            ),
+            run_id=spec.run_id,
+            data_uri=spec.data_uri,
+            args=spec.args,
+            log_interval_sec=self.log_interval_sec,
+        )
         tags = self._tag_list(spec)
         data: dict[str, Any] = {
             "ImageId": ami,
@@ -399,8 +473,10 @@ class Ec2FleetDriver:
             "InstanceInitiatedShutdownBehavior": "terminate",
             "UserData": base64.b64encode(user_data.encode()).decode(),
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
-                                  {"ResourceType": "volume", "Tags": tags}],
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
         }
         if access.security_group_ids:
             data["SecurityGroupIds"] = list(access.security_group_ids)
@@ -408,8 +484,10 @@ class Ec2FleetDriver:
             data["IamInstanceProfile"] = {"Arn": access.instance_profile_arn}
         try:
             lt = ec2.create_launch_template(
-                LaunchTemplateName=name, LaunchTemplateData=data,
-                TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}])
+                LaunchTemplateName=name,
+                LaunchTemplateData=data,
+                TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}],
+            )
             return lt["LaunchTemplate"]["LaunchTemplateId"]
         except ClientError as exc:
             if "AlreadyExists" not in exc.response.get("Error", {}).get("Code", ""):
@@ -423,22 +501,28 @@ class Ec2FleetDriver:
         token = f"orch-{spec.run_id}-{spec.attempt}"
         if len(token) > 64:
             token = "orch-" + hashlib.sha256(token.encode()).hexdigest()[:59]
-        overrides = ([{"InstanceType": spec.instance_type, "SubnetId": s} for s in access.subnet_ids]
-                     or [{"InstanceType": spec.instance_type}])
+        overrides = [{"InstanceType": spec.instance_type, "SubnetId": s} for s in access.subnet_ids] or [
+            {"InstanceType": spec.instance_type}
+        ]
         target: dict[str, Any] = {"TotalTargetCapacity": 1, "DefaultTargetCapacityType": spec.capacity}
         req: dict[str, Any] = {
             "Type": "instant",
             "ClientToken": token,
-            "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {"LaunchTemplateId": lt_id,
-                                                                       "Version": "$Latest"},
-                                       "Overrides": overrides}],
+            "LaunchTemplateConfigs": [
+                {
+                    "LaunchTemplateSpecification": {"LaunchTemplateId": lt_id, "Version": "$Latest"},
+                    "Overrides": overrides,
+                }
+            ],
             "TargetCapacitySpecification": target,
             "TagSpecifications": [{"ResourceType": "fleet", "Tags": self._tag_list(spec)}],
         }
         if spec.capacity == "spot":
             target["SpotTargetCapacity"] = 1
-            req["SpotOptions"] = {"AllocationStrategy": "price-capacity-optimized",
-                                  "InstanceInterruptionBehavior": "terminate"}
+            req["SpotOptions"] = {
+                "AllocationStrategy": "price-capacity-optimized",
+                "InstanceInterruptionBehavior": "terminate",
+            }
         else:
             target["OnDemandTargetCapacity"] = 1
             req["OnDemandOptions"] = {"AllocationStrategy": "lowest-price"}
@@ -470,13 +554,14 @@ class Ec2FleetDriver:
 
 def ami_from_images(ec2, arch: str) -> str:
     """Newest available Amazon-owned AL2023 image of ``arch`` (the fallback when SSM is unavailable)."""
-    images = ec2.describe_images(Owners=["amazon"], Filters=[
-        {"Name": "name", "Values": [f"al2023-ami-2023.*-kernel-*-{arch}"]},
-        {"Name": "architecture", "Values": [arch]},
-        {"Name": "state", "Values": ["available"]},
-    ])["Images"]
+    images = ec2.describe_images(
+        Owners=["amazon"],
+        Filters=[
+            {"Name": "name", "Values": [f"al2023-ami-2023.*-kernel-*-{arch}"]},
+            {"Name": "architecture", "Values": [arch]},
+            {"Name": "state", "Values": ["available"]},
+        ],
+    )["Images"]
     if not images:
         raise RuntimeError(f"no Amazon Linux 2023 image found for {arch}; set the fleet template's AMI")
     return max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"]
-
-
