@@ -183,7 +183,6 @@ def test_lying_header_sizes_are_refused(tmp_path):
     import io
     import struct
     import zipfile
-    from types import SimpleNamespace
 
     from fleets.archive import ZipRejected, validate_zip
 
@@ -202,6 +201,6 @@ def test_lying_header_sizes_are_refused(tmp_path):
             if bytes(data[name_start:name_start + n]) == b"blob.bin":
                 struct.pack_into("<I", data, i + off, 10)
             start = i + 4
-    settings = SimpleNamespace(max_unzipped_bytes=10**9, max_zip_ratio=200.0, max_zip_entries=100)
+    settings = make_settings(tmp_path, max_unzipped_bytes=10**9, max_zip_ratio=200.0, max_zip_entries=100)
     with pytest.raises(ZipRejected, match="declared size|corrupt"):
         validate_zip(io.BytesIO(bytes(data)), settings)
