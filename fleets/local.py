@@ -48,7 +48,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 from botocore.exceptions import ClientError
 
 from core.s3 import s3_client
@@ -56,6 +55,7 @@ from core.settings import Settings
 from fleets.archive import ZipRejected, extract_zip
 from fleets.base import FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, safe_path_part
+from fleets.supervisor import create_time as _create_time
 from fleets.supervisor import group_members, stop_all, uid_members
 
 log = logging.getLogger(__name__)
@@ -63,17 +63,6 @@ log = logging.getLogger(__name__)
 FINAL_STATES = (FleetState.SUCCEEDED, FleetState.FAILED, FleetState.TERMINATED)
 
 APP_DIRS = ("app", "home", "tmp")  # the only parts of an attempt the app may write (as the run uid)
-
-
-def _create_time(pid: int) -> float | None:
-    """Start time of the live (non-zombie) process ``pid`` (psutil), None if there is none."""
-    try:
-        p = psutil.Process(pid)
-        if p.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-            return None
-        return p.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
 
 
 def _proc_ticks(pid: int) -> str | None:
