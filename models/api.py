@@ -344,7 +344,7 @@ class PredictionOut(BaseModel):
 
 
 # ---------- runs ----------
-TERMINAL = TERMINAL_STATUSES  # former name, kept importable
+TERMINAL: frozenset[RunStatus] = frozenset(RunStatus(s) for s in TERMINAL_STATUSES)  # former name
 
 
 class CarbonOut(BaseModel):
