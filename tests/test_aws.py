@@ -139,3 +139,26 @@ def test_hints():
     assert "docs/aws.md" in hint_for("SomethingNew")
     assert "permission policy" in hint_for("UnauthorizedOperation", stage="permissions")
     assert "activate" in hint_for("RegionDisabledException")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"role_arn": "arn:aws:iam::12345:role/x"}, "role_arn must look like"),
+        ({"session_name": "a b"}, "session name must be 2-64 characters"),
+        ({"external_id": "has space"}, "external ID must be 2-1224 characters"),
+        ({"region": ""}, "no AWS region given"),
+    ],
+)
+def test_check_access_refuses_what_aws_would_with_the_api_messages(change, message):
+    """core.aws checks with core.aws_validation's rules and messages (one home for both)."""
+    from core import aws_validation
+    from core.aws import check_access
+
+    check_access(ACCESS)  # the valid one passes
+    with pytest.raises(ValueError, match=message) as exc:
+        check_access(AwsAccess(**{**ACCESS.__dict__, **change}))
+    if "role_arn" in change:  # the API's check says the same
+        with pytest.raises(ValueError) as api_exc:
+            aws_validation.check_role_arn(change["role_arn"])
+        assert str(api_exc.value) == str(exc.value)
