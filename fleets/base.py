@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from models.domain import Capacity
 from models.fleet import DONE_STATES, AwsAccess, FleetHandle, FleetState, FleetStatus
 
 __all__ = [
@@ -34,7 +35,7 @@ class LaunchSpec:
     args: dict[str, Any]
     data_uri: str | None
     instance_type: str = "m5.large"
-    capacity: str = "on-demand"  # "on-demand" | "spot"
+    capacity: Capacity = Capacity.ON_DEMAND
     count: int = 1
     ami_id: str | None = None
     aws: AwsAccess | None = None

@@ -36,6 +36,7 @@ from core.s3 import s3_client
 from core.settings import Settings
 from fleets.base import AwsAccess, FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, safe_path_part
+from models.domain import Capacity
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +333,7 @@ class Ec2FleetDriver:
             raise ValueError("the ec2 driver needs LaunchSpec.aws (the client's role)")
         safe_path_part(spec.run_id, "run_id")
         safe_path_part(spec.client_id, "client_id")
-        if spec.capacity not in ("on-demand", "spot"):
+        if spec.capacity not in (Capacity.ON_DEMAND, Capacity.SPOT):
             raise ValueError(f"capacity must be 'on-demand' or 'spot', got {spec.capacity!r}")
         if spec.count != 1:
             raise ValueError("the ec2 driver runs one instance per attempt (count=1)")
@@ -517,7 +518,7 @@ class Ec2FleetDriver:
             "TargetCapacitySpecification": target,
             "TagSpecifications": [{"ResourceType": "fleet", "Tags": self._tag_list(spec)}],
         }
-        if spec.capacity == "spot":
+        if spec.capacity == Capacity.SPOT:
             target["SpotTargetCapacity"] = 1
             req["SpotOptions"] = {
                 "AllocationStrategy": "price-capacity-optimized",

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.domain import JobType, RunStatus
+from models.domain import Capacity, JobType, RunStatus
 from models.fleet import FleetHandle
 
 # ApplicationError types raised by activities and matched by the workflow (one spelling for both sides)
@@ -57,7 +57,7 @@ class PlanResult(BaseModel):
     )
     p50_sec: float
     p90_sec: float
-    capacity: str = "on-demand"
+    capacity: Capacity = Capacity.ON_DEMAND
     rationale: str = ""
     moved: bool = True
     doc: dict[str, Any] = Field(default_factory=dict, description="The plan as stored on the run (API view)")
@@ -95,7 +95,7 @@ class RunUpdate(BaseModel):
     finished_at: datetime | None = None
     attempts: int | None = None
     exit_code: int | None = None
-    capacity: str | None = None
+    capacity: Capacity | None = None
     fleet: dict[str, Any] | None = None
     plan: dict[str, Any] | None = None
     carbon_chosen_g: float | None = None
@@ -105,7 +105,7 @@ class RunUpdate(BaseModel):
 class LaunchRequest(BaseModel):
     run_id: str
     attempt: int
-    capacity: str = "on-demand"
+    capacity: Capacity = Capacity.ON_DEMAND
 
 
 class MonitorRequest(BaseModel):

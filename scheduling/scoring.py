@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-from models.domain import RiskMode
+from models.domain import Capacity, RiskMode
 from scheduling.carbon import CarbonSeries
 
 __all__ = [
@@ -224,7 +224,7 @@ class Plan:
     candidates: list[Candidate]
     baseline: Candidate
     rationale: str
-    capacity: str  # "on-demand" | "spot"
+    capacity: Capacity
     feasible_count: int
     total_count: int
     risk_mode: RiskMode = RiskMode.CONSERVATIVE
@@ -238,7 +238,7 @@ class Plan:
             "candidates": [c.to_dict() for c in self.candidates],
             "baseline": self.baseline.to_dict(),
             "rationale": self.rationale,
-            "capacity": self.capacity,
+            "capacity": str(self.capacity),
             "feasible_count": self.feasible_count,
             "total_count": self.total_count,
             "risk_mode": str(self.risk_mode),
@@ -303,13 +303,14 @@ def _as_utc(t: datetime, name: str) -> datetime:
 
 def _capacity(
     mode: RiskMode, p_int: float, window_sec: float | None, p50: float, p90: float, policy: Policy
-) -> str:
+) -> Capacity:
     if mode is RiskMode.CONSERVATIVE or not 0.0 < p_int < 1.0:
-        return "on-demand"
+        return Capacity.ON_DEMAND
     if mode is RiskMode.NEUTRAL:
         recoverable = window_sec is None or window_sec + _FEAS_TOL_SEC >= p50 + p90
-        return "spot" if p_int <= policy.neutral_spot_max_prob and recoverable else "on-demand"
-    return "spot" if p_int <= policy.aggressive_spot_max_prob else "on-demand"
+        spot_ok = p_int <= policy.neutral_spot_max_prob and recoverable
+        return Capacity.SPOT if spot_ok else Capacity.ON_DEMAND
+    return Capacity.SPOT if p_int <= policy.aggressive_spot_max_prob else Capacity.ON_DEMAND
 
 
 def _corr_F(x: np.ndarray, policy: Policy) -> np.ndarray:
@@ -479,13 +480,13 @@ def plan_schedule(
         slack = np.ones(n_feas)
     else:
         risk = prob_exceeds(window - s, p50, p90)
-        if capacity == "spot":
+        if capacity == Capacity.SPOT:
             # an interruption after a share f of the run loses that share, then an on-demand rerun of the
             # whole job follows: the run needs (1 + f) x runtime, f = LOST_RUN_FRACTION in expectation
             rerun = prob_exceeds((window - s) / (1.0 + LOST_RUN_FRACTION), p50, p90)
             risk = (1.0 - p_int) * risk + p_int * rerun
         slack = np.clip((window - s - p90) / window, 0.0, 1.0)
-    if capacity == "spot":
+    if capacity == Capacity.SPOT:
         lost_g = p_int * LOST_RUN_FRACTION * emissions
 
     wt = weights.total
@@ -590,7 +591,7 @@ def _rationale(
     n_feas: int,
     total: int,
     need_name: str,
-    capacity: str,
+    capacity: Capacity,
     p_int: float,
     fixed_start: bool,
     flat: bool,
@@ -629,7 +630,7 @@ def _rationale(
                 f"(P(saving > 0) {chosen.prob_saving * 100:.0f}%)"
             )
         parts.append(f"deadline-miss risk {chosen.risk * 100:.0f}%")
-    if capacity == "spot":
+    if capacity == Capacity.SPOT:
         parts.append(
             f"spot capacity (interruption probability {p_int * 100:.0f}% over the run; a lost partial run "
             f"is counted: expected +{chosen.lost_run_g:,.0f} gCO2e and "
