@@ -28,9 +28,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus
@@ -41,14 +42,14 @@ from core.run_workflow import start_run_workflow
 from core.s3 import s3_client
 from core.settings import Settings
 from fleets.local import clean_run_dirs
-from models.api import TERMINAL
 from models.db import Job, JobTemplate, Run, utcnow
+from models.domain import TERMINAL_STATUSES, RunStatus
 from models.workflow import MaintenancePassInput, MaintenancePassResult
 from services.artifacts import sweep_artifact_store
 
 log = logging.getLogger("orch.maintenance")
 
-FINAL = sorted(s.value for s in TERMINAL)
+FINAL = sorted(str(s) for s in TERMINAL_STATUSES)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def _stale_pending(db: Database, grace_sec: float, limit: int) -> list[str]:
         return list(
             s.scalars(
                 select(Run.id)
-                .where(Run.status == "PENDING", Run.created_at < cutoff)
+                .where(Run.status == RunStatus.PENDING, Run.created_at < cutoff)
                 .order_by(Run.created_at)
                 .limit(limit)
             )
@@ -130,14 +131,19 @@ def _start_if_still_pending(ctx: MaintenanceContext, run_id: str, loop: asyncio.
     marks it CANCELLED with a conditional UPDATE) either happens first and we never start it, or waits until
     the workflow exists and then reaches it by signal."""
     with ctx.db.session() as s:
-        held = s.execute(
-            update(Run).where(Run.id == run_id, Run.status == "PENDING").values(updated_at=utcnow())
+        held = cast(
+            CursorResult[Any],
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == RunStatus.PENDING)
+                .values(updated_at=utcnow())
+            ),
         )
         if held.rowcount != 1:
             return False  # cancelled (or started and moved on) meanwhile
-        run = s.get(Run, run_id)
-        job = s.get(Job, run.job_id)
-        template = s.get(JobTemplate, run.job_template_id)
+        run = s.get_one(Run, run_id)
+        job = s.get_one(Job, run.job_id)
+        template = s.get_one(JobTemplate, run.job_template_id)
         coro = start_run_workflow(ctx.temporal, ctx.settings, run, job, template)
         started = asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
     if started:
@@ -153,17 +159,20 @@ def _non_final_page(db: Database, after: str, limit: int) -> list[tuple[str, str
             .order_by(Run.id)
             .limit(limit)
         )
-        return [tuple(r) for r in rows]
+        return [(r.id, r.workflow_id, r.status) for r in rows]
 
 
 def _close_run(db: Database, run_id: str, status: str, reason: str) -> bool:
     """Record a final status, only if the run is still not final (the workflow may have just recorded it)."""
     now = utcnow()
     with db.session() as s:
-        res = s.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status.not_in(FINAL))
-            .values(status=status, status_reason=reason, finished_at=now, updated_at=now)
+        res = cast(
+            CursorResult[Any],
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status.not_in(FINAL))
+                .values(status=status, status_reason=reason, finished_at=now, updated_at=now)
+            ),
         )
         done = res.rowcount == 1
     if done:
@@ -174,13 +183,13 @@ def _close_run(db: Database, run_id: str, status: str, reason: str) -> bool:
 def _verdict(desc: WorkflowExecutionDescription | None, workflow_id: str) -> tuple[str, str] | None:
     """What a non-final run whose workflow is in this state should become (None: leave it)."""
     if desc is None:
-        return "FAILED", f"its workflow {workflow_id} no longer exists"
+        return RunStatus.FAILED, f"its workflow {workflow_id} no longer exists"
     st = desc.status
     if st in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW, None):
         return None
     if st == WorkflowExecutionStatus.CANCELED:
-        return "CANCELLED", "workflow cancelled through Temporal"
-    return "FAILED", f"its workflow {workflow_id} ended {st.name} without recording the run's outcome"
+        return RunStatus.CANCELLED, "workflow cancelled through Temporal"
+    return RunStatus.FAILED, f"its workflow {workflow_id} ended {st.name} without recording the run's outcome"
 
 
 @maintenance_task("reconcile_runs")
@@ -200,7 +209,7 @@ async def reconcile_runs(ctx: MaintenanceContext, state: dict[str, Any]) -> tupl
     # every non-final run, a page per pass, wrapping around: is its workflow still alive?
     page = await asyncio.to_thread(_non_final_page, ctx.db, state.get("after", ""), s.reconcile_batch)
     for run_id, workflow_id, status in page:
-        if status == "PENDING":
+        if status == RunStatus.PENDING:
             continue  # a workflow may not exist yet; the stale ones were handled above
         verdict = _verdict(await _describe(ctx.temporal, workflow_id), workflow_id)
         if verdict is not None:

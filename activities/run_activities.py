@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -13,13 +12,14 @@ from core.db import Database
 from core.logs import bind
 from core.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 from core.settings import Settings
-from fleets.base import FleetDriver, FleetHandle, FleetState, LaunchSpec
-from models.api import TERMINAL
+from fleets.base import DONE_STATES, FleetDriver, FleetHandle, FleetStatus, LaunchSpec
 from models.db import Artifact, Client, Job, JobTemplate, Run, utcnow
+from models.domain import TERMINAL_STATUSES
 from models.workflow import (
+    ERR_FLEET_LAUNCH,
+    ERR_INFEASIBLE_WINDOW,
+    ERR_INVALID_LAUNCH_SPEC,
     FinishRequest,
-    FleetRef,
-    FleetResult,
     LaunchCheck,
     LaunchCheckRequest,
     LaunchRequest,
@@ -30,7 +30,6 @@ from models.workflow import (
 )
 
 log = logging.getLogger("orch.activities")
-DONE_STATES = {FleetState.SUCCEEDED, FleetState.FAILED, FleetState.INTERRUPTED, FleetState.TERMINATED}
 
 
 HEARTBEAT_EVERY_SEC = 5.0
@@ -53,14 +52,6 @@ def _bind(run_id: str) -> None:
     bind(run_id=run_id, workflow_id=info.workflow_id, activity=info.activity_type, attempt=info.attempt)
 
 
-def _ref(handle: FleetHandle) -> FleetRef:
-    return FleetRef(driver=handle.driver, run_id=handle.run_id, attempt=handle.attempt, ref=dict(handle.ref))
-
-
-def _handle(ref: FleetRef) -> FleetHandle:
-    return FleetHandle(driver=ref.driver, run_id=ref.run_id, attempt=ref.attempt, ref=dict(ref.ref))
-
-
 class RunActivities:
     """Activities share the process's DB engine and fleet driver (both thread-safe)."""
 
@@ -74,14 +65,14 @@ class RunActivities:
         try:
             return await asyncio.to_thread(self._plan, req)
         except InfeasibleWindow as exc:
-            raise ApplicationError(str(exc), type="InfeasibleWindow", non_retryable=True) from exc
+            raise ApplicationError(str(exc), type=ERR_INFEASIBLE_WINDOW, non_retryable=True) from exc
 
     def _plan(self, req: PlanRequest) -> PlanResult:
         with self.db.session() as s:
-            run = s.get(Run, req.run_id)
-            job = s.get(Job, run.job_id)
-            template = s.get(JobTemplate, run.job_template_id)
-            client = s.get(Client, run.client_id)
+            run = s.get_one(Run, req.run_id)
+            job = s.get_one(Job, run.job_id)
+            template = s.get_one(JobTemplate, run.job_template_id)
+            client = s.get_one(Client, run.client_id)
             return plan_for_run(
                 s, self.settings, run, job, template, client, req.not_before, req.current_start
             )
@@ -97,7 +88,7 @@ class RunActivities:
             run = s.get(Run, upd.run_id, with_for_update=True)
             if run is None:
                 raise ApplicationError(f"run {upd.run_id} not found", non_retryable=True)
-            if run.status in TERMINAL:
+            if run.status in TERMINAL_STATUSES:
                 return  # a finished run's record is final
             for field in upd.model_dump(exclude={"run_id"}, exclude_none=True):
                 setattr(run, field, getattr(upd, field))
@@ -111,8 +102,8 @@ class RunActivities:
 
     def _finish(self, req: FinishRequest) -> None:
         with self.db.session() as s:
-            run = s.get(Run, req.run_id, with_for_update=True)
-            if run.status in TERMINAL:
+            run = s.get_one(Run, req.run_id, with_for_update=True)
+            if run.status in TERMINAL_STATUSES:
                 return
             run.status, run.status_reason, run.exit_code = req.status, req.status_reason, req.exit_code
             run.attempts = max(run.attempts, req.attempts)
@@ -140,7 +131,7 @@ class RunActivities:
             run = s.get(Run, req.run_id)
             if run is None:
                 return LaunchCheck(allowed=False, reason="the run's record no longer exists")
-            if run.status in TERMINAL:
+            if run.status in TERMINAL_STATUSES:
                 return LaunchCheck(allowed=False, reason=run.status_reason or f"run already {run.status}")
             client = s.get(Client, run.client_id)
             if client is None or client.status != "active":
@@ -151,7 +142,7 @@ class RunActivities:
 
     # ---------- fleet ----------
     @activity.defn
-    async def launch_fleet(self, req: LaunchRequest) -> FleetRef:
+    async def launch_fleet(self, req: LaunchRequest) -> FleetHandle:
         _bind(req.run_id)
         from fleets.ec2 import FleetLaunchError
 
@@ -160,28 +151,30 @@ class RunActivities:
         try:
             handle = await _heartbeating("launching", self.driver.launch, spec)
         except FleetLaunchError as exc:  # no capacity for this attempt: the workflow decides on a new one
-            raise ApplicationError(str(exc), type="FleetLaunchError", non_retryable=True) from exc
+            raise ApplicationError(str(exc), type=ERR_FLEET_LAUNCH, non_retryable=True) from exc
         except ValueError as exc:  # an unusable spec will not get better by retrying
-            raise ApplicationError(str(exc), type="InvalidLaunchSpec", non_retryable=True) from exc
-        return _ref(handle)
+            raise ApplicationError(str(exc), type=ERR_INVALID_LAUNCH_SPEC, non_retryable=True) from exc
+        return handle
 
     def _spec(self, req: LaunchRequest) -> LaunchSpec:
         from core.aws_validation import render_session_name
         from fleets.base import AwsAccess
 
         with self.db.session() as s:
-            run = s.get(Run, req.run_id)
-            job = s.get(Job, run.job_id)
-            template = s.get(JobTemplate, run.job_template_id)
-            art = s.get(Artifact, template.app_artifact_id)
-            client = s.get(Client, run.client_id)
+            run = s.get_one(Run, req.run_id)
+            job = s.get_one(Job, run.job_id)
+            template = s.get_one(JobTemplate, run.job_template_id)
+            art = s.get_one(Artifact, template.app_artifact_id)
+            client = s.get_one(Client, run.client_id)
             aws = None
             if client.role_arn:
                 aws = AwsAccess(
                     role_arn=client.role_arn,
                     external_id=client.external_id,
-                    session_name=render_session_name(client.session_name_template, client.id, run.id, job.id),
-                    region=template.region or client.region_default,
+                    session_name=render_session_name(
+                        client.session_name_template or "", client.id, run.id, job.id
+                    ),
+                    region=template.region or client.region_default or "",
                     subnet_ids=list(client.subnet_ids or []),
                     security_group_ids=list(client.security_group_ids or []),
                     instance_profile_arn=client.instance_profile_arn,
@@ -201,30 +194,25 @@ class RunActivities:
             )
 
     @activity.defn
-    async def monitor_fleet(self, req: MonitorRequest) -> FleetResult:
+    async def monitor_fleet(self, req: MonitorRequest) -> FleetStatus:
         """Poll the fleet until the attempt ends; heartbeats carry cancellation and worker-death detection."""
         _bind(req.fleet.run_id)
-        handle = _handle(req.fleet)
         while True:
-            st = await asyncio.to_thread(self.driver.poll, handle)
+            st = await asyncio.to_thread(self.driver.poll, req.fleet)
             if st.state in DONE_STATES:
-                return FleetResult(
-                    state=st.state.value,
-                    exit_code=st.exit_code,
-                    reason=st.reason,
-                    instance_ids=list(st.instance_ids),
-                )
+                return st
             activity.heartbeat(st.state.value)
             await asyncio.sleep(req.poll_sec)
 
     @activity.defn
-    async def terminate_fleet(self, ref: FleetRef) -> FleetResult:
-        _bind(ref.run_id)
+    async def terminate_fleet(self, handle: FleetHandle) -> FleetStatus:
+        _bind(handle.run_id)
         activity.heartbeat("terminating")
-        handle = _handle(ref)
         if not handle.ref:  # the workflow never got the launch's handle: rebuild what the driver needs
             handle.driver = self.driver.name
-            spec = await asyncio.to_thread(self._spec, LaunchRequest(run_id=ref.run_id, attempt=ref.attempt))
+            spec = await asyncio.to_thread(
+                self._spec, LaunchRequest(run_id=handle.run_id, attempt=handle.attempt)
+            )
             if spec.aws is not None:
                 a = spec.aws
                 handle.ref = {
@@ -235,8 +223,7 @@ class RunActivities:
                         "region": a.region,
                     }
                 }
-        st = await _heartbeating("terminating", self.driver.terminate, handle)
-        return FleetResult(**{k: v for k, v in asdict(st).items() if k != "state"}, state=st.state.value)
+        return await _heartbeating("terminating", self.driver.terminate, handle)
 
     def all(self) -> list:
         return [

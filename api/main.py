@@ -7,8 +7,8 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi_offline import FastAPIOffline
 from fastapi.responses import PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
@@ -23,6 +23,7 @@ from core.db import Database
 from core.s3 import ensure_bucket, s3_client
 from core.settings import Settings, get_settings
 from models.db import Run
+from models.domain import RunStatus
 
 log = logging.getLogger("orch.api")
 
@@ -201,22 +202,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             counts = dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
             saved = s.scalar(
                 select(func.sum(Run.carbon_earliest_g - Run.carbon_chosen_g)).where(
-                    Run.status == "SUCCEEDED", Run.carbon_earliest_g.is_not(None)
+                    Run.status == RunStatus.SUCCEEDED, Run.carbon_earliest_g.is_not(None)
                 )
             )
-        for status in (
-            "PENDING",
-            "SCHEDULED",
-            "LAUNCHING",
-            "RUNNING",
-            "CANCELLING",
-            "SUCCEEDED",
-            "FAILED",
-            "CANCELLED",
-            "EXPIRED",
-            "TIMED_OUT",
-        ):
-            metrics.runs.labels(status).set(counts.get(status, 0))
+        for status in RunStatus:
+            metrics.runs.labels(status.value).set(counts.get(status, 0))
         metrics.carbon_saved.set(float(saved or 0.0))
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

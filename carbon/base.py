@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import httpx
 import numpy as np
 
+from core.settings import Settings
 from scheduling.carbon import CarbonSeries
 
 __all__ = [
@@ -87,7 +88,7 @@ class LiveProvider:
     SIGMA_PER_HOUR: ClassVar[float] = 0.004
     SIGMA_MAX: ClassVar[float] = 0.3
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def configured(self) -> bool:

@@ -121,7 +121,8 @@ class WattTime(LiveProvider):
 
     def _token(self, http: httpx.Client, fresh: bool = False) -> str:
         s = self.settings
-        key = (s.watttime_url, s.watttime_username)
+        user = s.watttime_username or ""
+        key = (s.watttime_url, user)
         now = time.monotonic()
         with _TOKENS_LOCK:
             cached = _WATTTIME_TOKENS.get(key)
@@ -129,7 +130,7 @@ class WattTime(LiveProvider):
             return cached[1]
         r = http.get(
             f"{s.watttime_url.rstrip('/')}/login",
-            auth=(s.watttime_username, secret(s.watttime_password) or ""),
+            auth=(user, secret(s.watttime_password) or ""),
         )
         r.raise_for_status()
         token = str(r.json()["token"])

@@ -42,6 +42,7 @@ from carbon.base import REGISTRY, CarbonProviderError, LiveData, NotCovered, des
 from carbon.cache import CarbonCache, DbCarbonCache, MemoryTTLCache, decode_live, encode_live
 from carbon.csvfile import load_csv
 from carbon.embedded import MIN_RECENT, embedded_series, has_hourly_data, recent_series
+from core.settings import Settings, get_settings
 from scheduling.carbon import CarbonSeries, ceil_time, floor_time
 
 __all__ = ["DEFAULT_CACHE", "PROVIDERS", "CarbonService", "get_series"]
@@ -72,16 +73,12 @@ class CarbonService:
 
     def __init__(
         self,
-        settings: Any = None,
+        settings: Settings | None = None,
         cache: CarbonCache | None = None,
         http: httpx.Client | None = None,
         now: datetime | None = None,
     ) -> None:
-        if settings is None:
-            from core.settings import get_settings
-
-            settings = get_settings()
-        self.settings = settings
+        self.settings: Settings = settings if settings is not None else get_settings()
         self.cache: CarbonCache = cache if cache is not None else DEFAULT_CACHE
         self.http = http
         self._now = now
@@ -373,7 +370,7 @@ def get_series(
     end: datetime,
     step: timedelta = timedelta(minutes=15),
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     provider: str | None = None,
     cache: CarbonCache | None = None,
     session: Any = None,

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from models.domain import TERMINAL_STATUSES
+from models.domain import TERMINAL_STATUSES, RunStatus
 
 OK, RUN_UNSUCCESSFUL, USAGE, REFUSED, UNAVAILABLE, TIMEOUT = 0, 1, 2, 3, 4, 124
 
@@ -200,7 +200,7 @@ def _run_detail(r: dict) -> Table:
 
 
 def _run_exit(status: str) -> int:
-    return OK if status == "SUCCEEDED" else RUN_UNSUCCESSFUL
+    return OK if status == RunStatus.SUCCEEDED else RUN_UNSUCCESSFUL
 
 
 def _watch(api: Api, run_id: str, timeout: float | None, interval: float, as_json: bool) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import typer
 
-from models.domain import TERMINAL_STATUSES
+from models.domain import TERMINAL_STATUSES, RunStatus
 
 SAMPLE_MAIN = '''\
 """Sample app: counts words of a generated text; prints its args and the orchestrator's environment."""
@@ -162,13 +162,15 @@ def demo(
     while time.monotonic() < deadline:
         run = _check(http.get(f"/v1/runs/{job['run_id']}", headers=h), "reading the run")
         if run["status"] != last:
-            extra = f" (planned start {_t(run['planned_start'])})" if run["status"] == "SCHEDULED" else ""
+            extra = (
+                f" (planned start {_t(run['planned_start'])})" if run["status"] == RunStatus.SCHEDULED else ""
+            )
             say(f"   {datetime.now(UTC):%H:%M:%S} {run['status']}{extra}")
             last = run["status"]
         if run["status"] in TERMINAL_STATUSES:
             break
         time.sleep(0.5)  # polling interval of a progress display
-    if run.get("status") != "SUCCEEDED":
+    if run.get("status") != RunStatus.SUCCEEDED:
         raise typer.Exit(f"run ended {run.get('status')}: {run.get('status_reason')}") from None
     logs = _check(http.get(f"/v1/runs/{job['run_id']}/logs", headers=h), "reading logs")["text"]
     say("6. the app's log:")

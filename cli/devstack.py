@@ -24,12 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SEARCH_ATTRIBUTES = {
-    "OrchClientId": "Keyword",
-    "OrchJobTemplateId": "Keyword",
-    "OrchRunStatus": "Keyword",
-    "OrchPlannedStart": "Datetime",
-}
+from models.domain import SEARCH_ATTRIBUTES
 
 
 def free_port() -> int:

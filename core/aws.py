@@ -10,12 +10,11 @@ in ``repr``). ``settings.aws_endpoint_url`` points STS, EC2 and SSM at moto in t
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -28,14 +27,19 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-if TYPE_CHECKING:
-    from fleets.base import AwsAccess
+from core.aws_validation import (
+    EXTERNAL_ID_MESSAGE,
+    EXTERNAL_ID_RE,
+    ROLE_ARN_MESSAGE,
+    ROLE_ARN_RE,
+    SESSION_NAME_MESSAGE,
+    SESSION_NAME_RE,
+)
+from core.settings import Settings
+from models.fleet import AwsAccess
 
 log = logging.getLogger(__name__)
 
-ROLE_ARN_RE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
-EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 
 _CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
 # verify answers a person waiting on an HTTP request: fail fast
@@ -74,24 +78,24 @@ def clear_credential_cache() -> None:
 def check_access(access: AwsAccess) -> None:
     """Raise ValueError when the role ARN, session name or external ID cannot be valid for AWS."""
     if not ROLE_ARN_RE.match(access.role_arn or ""):
-        raise ValueError("role_arn must look like arn:aws:iam::<12-digit account>:role/<name>")
+        raise ValueError(ROLE_ARN_MESSAGE)
     if not SESSION_NAME_RE.match(access.session_name or ""):
-        raise ValueError("the session name must be 2-64 characters of letters, digits and +=,.@_-")
+        raise ValueError(SESSION_NAME_MESSAGE)
     if access.external_id and not EXTERNAL_ID_RE.match(access.external_id):
-        raise ValueError("the external ID must be 2-1224 characters of letters, digits and +=,.@:/_-")
+        raise ValueError(EXTERNAL_ID_MESSAGE)
     if not access.region:
         raise ValueError("no AWS region given")
 
 
-def _base_client(service: str, region: str, settings: Any, config: Config = _CONFIG):
+def _base_client(service: str, region: str, settings: Settings, config: Config = _CONFIG):
     """A client with the orchestrator's own identity (default credential chain)."""
     return boto3.session.Session().client(
-        service, region_name=region, endpoint_url=getattr(settings, "aws_endpoint_url", None), config=config
+        service, region_name=region, endpoint_url=settings.aws_endpoint_url, config=config
     )
 
 
 def assume_role(
-    access: AwsAccess, settings: Any, *, use_cache: bool = True, _config: Config = _CONFIG
+    access: AwsAccess, settings: Settings, *, use_cache: bool = True, _config: Config = _CONFIG
 ) -> AssumedCredentials:
     """Temporary credentials for the client's role (STS AssumeRole in ``access.region``).
 
@@ -100,9 +104,9 @@ def assume_role(
     for malformed input and botocore errors for what AWS refused.
     """
     check_access(access)
-    endpoint = getattr(settings, "aws_endpoint_url", None) or ""
+    endpoint = settings.aws_endpoint_url or ""
     key = (access.role_arn, access.external_id or "", access.session_name, access.region, endpoint)
-    margin = timedelta(seconds=float(getattr(settings, "aws_credential_refresh_margin_sec", 300)))
+    margin = timedelta(seconds=settings.aws_credential_refresh_margin_sec)
     now = datetime.now(UTC)
     if use_cache:
         with _lock:
@@ -112,7 +116,7 @@ def assume_role(
     params: dict[str, Any] = {
         "RoleArn": access.role_arn,
         "RoleSessionName": access.session_name,
-        "DurationSeconds": int(getattr(settings, "aws_session_duration_sec", 3600)),
+        "DurationSeconds": settings.aws_session_duration_sec,
     }
     if access.external_id:
         params["ExternalId"] = access.external_id
@@ -143,13 +147,13 @@ _clients: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 _CLIENT_CACHE_SIZE = 64
 
 
-def client(service: str, access: AwsAccess, settings: Any, *, region: str | None = None):
+def client(service: str, access: AwsAccess, settings: Settings, *, region: str | None = None):
     """A boto3 client acting as the client's role (``ec2``, ``ssm``...), in ``region`` or the access's.
 
     Clients are thread-safe and costly to build (~0.1 s), so they are reused for as long as the
     credentials they were built with are the current ones."""
     creds = assume_role(access, settings)
-    endpoint = getattr(settings, "aws_endpoint_url", None)
+    endpoint = settings.aws_endpoint_url
     region = region or access.region
     key = (service, region, endpoint or "", creds.access_key_id, creds.session_token)
     with _lock:
@@ -234,7 +238,7 @@ def _error_code(exc: Exception) -> tuple[str, str]:
     return type(exc).__name__, str(exc)
 
 
-def _own_principal(region: str, settings: Any) -> str | None:
+def _own_principal(region: str, settings: Settings) -> str | None:
     try:
         return _base_client("sts", region, settings, _VERIFY_CONFIG).get_caller_identity()["Arn"]
     except (BotoCoreError, ClientError):
@@ -248,7 +252,7 @@ _PROBES = (
 )
 
 
-def verify_role(access: AwsAccess, settings: Any) -> dict[str, Any]:
+def verify_role(access: AwsAccess, settings: Settings) -> dict[str, Any]:
     """Try AssumeRole now (bypassing the cache) and a few permission probes; report what AWS said.
 
     Returns ``{"ok": True, "account", "arn"}`` or ``{"ok": False, "error_code", "message", "hint"}``.
@@ -275,7 +279,7 @@ def verify_role(access: AwsAccess, settings: Any) -> dict[str, Any]:
             "message": message,
             "hint": hint_for(code, principal=principal),
         }
-    endpoint = getattr(settings, "aws_endpoint_url", None)
+    endpoint = settings.aws_endpoint_url
     session = boto3.session.Session(**creds.boto_kwargs())
     try:
         ident = session.client(

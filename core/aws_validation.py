@@ -1,4 +1,6 @@
-"""Validation of the client's AWS settings (pure; no AWS calls)."""
+"""Validation of the client's AWS settings (pure; no AWS calls): the one home of the ARN, region, session
+name and external ID rules and their messages (the API checks input with them, ``core.aws`` re-checks before
+calling AWS)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,10 @@ INSTANCE_PROFILE_RE = re.compile(
 )
 REGION_RE = re.compile(r"^(?P<area>[a-z]{2})(-(?P<sub>gov|iso|isob|isof|isoe))?-[a-z]+-\d{1,2}$")
 SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
+EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+ROLE_ARN_MESSAGE = "role_arn must look like arn:aws:iam::<12-digit account>:role/<name>"
+SESSION_NAME_MESSAGE = "the session name must be 2-64 characters of letters, digits and +=,.@_-"
+EXTERNAL_ID_MESSAGE = "the external ID must be 2-1224 characters of letters, digits and +=,.@:/_-"
 PLACEHOLDERS = {"client_id", "run_id", "job_id"}
 # Longest ids we generate ("run_" + 20 hex): rendering with these proves every real name fits.
 SAMPLE_IDS = {"run_id": "run_" + "f" * 20, "job_id": "job_" + "f" * 20}
@@ -20,7 +26,7 @@ def check_role_arn(arn: str) -> str:
     """Returns the partition; raises ValueError with a reason."""
     m = ROLE_ARN_RE.match(arn)
     if not m:
-        raise ValueError("role_arn must look like arn:aws:iam::<12-digit account>:role/<name>")
+        raise ValueError(ROLE_ARN_MESSAGE)
     path = m.group(3)
     if path.startswith("/") or "//" in path:
         raise ValueError("role_arn has an empty path segment")

@@ -10,20 +10,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.settings import Settings
 from models.db import Job, JobTemplate, Run
+from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID, SA_RUN_STATUS, JobType, RunStatus
 from models.workflow import RunInput
 
 
 def run_input_for(settings: Settings, run: Run, job: Job, template: JobTemplate) -> RunInput:
     return RunInput(
         run_id=run.id,
-        client_id=run.client_id,
-        job_id=job.id,
-        job_template_id=template.id,
-        fleet_template_id=run.fleet_template_id,
-        job_type=job.type,
-        risk_mode=job.risk_mode,
-        intended_time=job.intended_time,
-        earliest_start=job.earliest_start,
+        job_type=JobType(job.type),
         latest_finish=job.latest_finish,
         max_runtime_sec=template.max_runtime_sec,
         replan_interval_sec=settings.replan_interval_sec,
@@ -49,9 +43,9 @@ async def start_run_workflow(
             task_queue=settings.temporal_task_queue,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(SearchAttributeKey.for_keyword("OrchClientId"), run.client_id),
-                    SearchAttributePair(SearchAttributeKey.for_keyword("OrchJobTemplateId"), template.id),
-                    SearchAttributePair(SearchAttributeKey.for_keyword("OrchRunStatus"), "PENDING"),
+                    SearchAttributePair(SearchAttributeKey.for_keyword(SA_CLIENT_ID), run.client_id),
+                    SearchAttributePair(SearchAttributeKey.for_keyword(SA_JOB_TEMPLATE_ID), template.id),
+                    SearchAttributePair(SearchAttributeKey.for_keyword(SA_RUN_STATUS), RunStatus.PENDING),
                 ]
             ),
             static_summary=f"{template.name} ({job.type}, {job.risk_mode}) on {run.fleet_template_id}",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from core.settings import Settings
 from fleets.base import FleetDriver
 
 DRIVERS = ("local", "ec2")
 
 
-def get_driver(name: str, settings: Any) -> FleetDriver:
+def get_driver(name: str, settings: Settings) -> FleetDriver:
     """The driver called ``name`` (``"local"`` or ``"ec2"``), built from ``settings``."""
     if name == "local":
         from fleets.local import LocalFleetDriver

@@ -18,7 +18,9 @@ import stat
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
+
+from core.settings import Settings
 
 ENTRY_POINTS = ("run.sh", "main.py")
 
@@ -36,16 +38,12 @@ class ZipRejected(ValueError):
     """The archive is not an acceptable application zip; the message says why, for a person."""
 
 
-def _limits(settings: Any) -> tuple[int, float, int]:
-    return (
-        int(getattr(settings, "max_unzipped_bytes", 1024**3)),
-        float(getattr(settings, "max_zip_ratio", 200.0)),
-        int(getattr(settings, "max_zip_entries", 10_000)),
-    )
+def _limits(settings: Settings) -> tuple[int, float, int]:
+    return settings.max_unzipped_bytes, settings.max_zip_ratio, settings.max_zip_entries
 
 
-def _name_limits(settings: Any) -> tuple[int, int]:
-    return int(getattr(settings, "max_zip_name_bytes", 1024)), int(getattr(settings, "max_zip_depth", 32))
+def _name_limits(settings: Settings) -> tuple[int, int]:
+    return settings.max_zip_name_bytes, settings.max_zip_depth
 
 
 def _show(name: str, limit: int = 80) -> str:
@@ -53,7 +51,7 @@ def _show(name: str, limit: int = 80) -> str:
     return repr(name if len(name) <= limit else name[: limit - 3] + "...")
 
 
-def _check_name(name: str, settings: Any = None) -> PurePosixPath:
+def _check_name(name: str, settings: Settings) -> PurePosixPath:
     """The entry's path as a safe relative POSIX path, or ZipRejected."""
     if not name or "\x00" in name:
         raise ZipRejected(f"zip entry with an empty or NUL-containing name: {_show(name)}")
@@ -95,7 +93,7 @@ def _entry_kind(info: zipfile.ZipInfo) -> str:
     return "dir" if info.is_dir() else "file"
 
 
-def inspect_zip(zf: zipfile.ZipFile, settings: Any, archive_bytes: int | None = None) -> str:
+def inspect_zip(zf: zipfile.ZipFile, settings: Settings, archive_bytes: int | None = None) -> str:
     """Check an open zip against every rule; return its entry point (``run.sh`` or ``main.py``).
 
     ``archive_bytes`` is the zip file's size, for the whole-archive compression ratio (default: the sum
@@ -203,7 +201,7 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def validate_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], settings: Any) -> str:
+def validate_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], settings: Settings) -> str:
     """Validate an application zip (a path or a seekable binary file object).
 
     Returns the entry point, ``"run.sh"`` or ``"main.py"``. Raises :class:`ZipRejected` with a message
@@ -227,7 +225,7 @@ def validate_zip(path_or_fileobj: str | os.PathLike[str] | IO[bytes], settings: 
 
 
 def extract_zip(
-    path_or_fileobj: str | os.PathLike[str] | IO[bytes], dest: str | os.PathLike[str], settings: Any
+    path_or_fileobj: str | os.PathLike[str] | IO[bytes], dest: str | os.PathLike[str], settings: Settings
 ) -> str:
     """Validate, then extract into ``dest`` (created; should be empty). Returns the entry point.
 

@@ -7,31 +7,21 @@ Activities call them from threads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from models.domain import Capacity
+from models.fleet import DONE_STATES, AwsAccess, FleetHandle, FleetState, FleetStatus
 
-class FleetState(StrEnum):
-    PENDING = "PENDING"        # launched, app not started yet (instance booting)
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"    # exit code 0
-    FAILED = "FAILED"          # non-zero exit code or bootstrap failure
-    INTERRUPTED = "INTERRUPTED"  # spot interruption: relaunch may help
-    TERMINATED = "TERMINATED"  # stopped by us (cancel / timeout) or vanished
-
-
-@dataclass
-class AwsAccess:
-    """What is needed to act in the client's account (ec2 driver only)."""
-
-    role_arn: str
-    external_id: str
-    session_name: str
-    region: str
-    subnet_ids: list[str] = field(default_factory=list)
-    security_group_ids: list[str] = field(default_factory=list)
-    instance_profile_arn: str | None = None
+__all__ = [
+    "DONE_STATES",
+    "AwsAccess",
+    "FleetDriver",
+    "FleetHandle",
+    "FleetState",
+    "FleetStatus",
+    "LaunchSpec",
+]
 
 
 @dataclass
@@ -45,28 +35,10 @@ class LaunchSpec:
     args: dict[str, Any]
     data_uri: str | None
     instance_type: str = "m5.large"
-    capacity: str = "on-demand"  # "on-demand" | "spot"
+    capacity: Capacity = Capacity.ON_DEMAND
     count: int = 1
     ami_id: str | None = None
     aws: AwsAccess | None = None
-
-
-@dataclass
-class FleetHandle:
-    """Serializable reference to a launched attempt (stored in the DB and in workflow history)."""
-
-    driver: str
-    run_id: str
-    attempt: int
-    ref: dict[str, Any] = field(default_factory=dict)  # driver-specific: run dir, fleet id, instance ids...
-
-
-@dataclass
-class FleetStatus:
-    state: FleetState
-    exit_code: int | None = None
-    reason: str | None = None
-    instance_ids: list[str] = field(default_factory=list)
 
 
 class FleetDriver(Protocol):

@@ -33,8 +33,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from core import aws
 from core.s3 import s3_client
+from core.settings import Settings
 from fleets.base import AwsAccess, FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, safe_path_part
+from models.domain import Capacity
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +68,29 @@ def result_prefix(client_id: str, run_id: str, attempt: int) -> str:
     return f"runs/{client_id}/{run_id}/{attempt}/"
 
 
-def render_userdata(*, artifact_url: str, artifact_sha256: str, log_url: str, result_url: str, run_id: str,
-                    data_uri: str | None, args: dict[str, Any], log_interval_sec: int = 30) -> str:
+def render_userdata(
+    *,
+    artifact_url: str,
+    artifact_sha256: str,
+    log_url: str,
+    result_url: str,
+    run_id: str,
+    data_uri: str | None,
+    args: dict[str, Any],
+    log_interval_sec: int = 30,
+) -> str:
     """The bootstrap script for one attempt. Every value is shell-quoted, so args cannot inject commands.
     ``log_interval_sec``: seconds between log uploads while the app runs."""
     sha = artifact_sha256.strip().lower()
     if not _SHA256.match(sha):
         raise ValueError("artifact_sha256 must be 64 hex digits")
     values = {
-        "ARTIFACT_URL": artifact_url, "ARTIFACT_SHA256": sha, "LOG_URL": log_url, "RESULT_URL": result_url,
-        "LOG_INTERVAL": str(max(1, int(log_interval_sec))), "RUN_ID": run_id,
+        "ARTIFACT_URL": artifact_url,
+        "ARTIFACT_SHA256": sha,
+        "LOG_URL": log_url,
+        "RESULT_URL": result_url,
+        "LOG_INTERVAL": str(max(1, int(log_interval_sec))),
+        "RUN_ID": run_id,
     }
     env = app_env(run_id, data_uri, args)
     values["DATA_URI"], values["ARGS_JSON"] = env["ORCH_DATA_URI"], env["ORCH_ARGS"]
@@ -102,9 +117,14 @@ def _attempt_of(resource: dict[str, Any]) -> int | None:
         return None
 
 
-def status_from(instances: list[dict[str, Any]], result: dict[str, Any] | None, *,
-                launched_at: float | None = None, now: float | None = None,
-                missing_grace_sec: float = 600.0) -> FleetStatus:
+def status_from(
+    instances: list[dict[str, Any]],
+    result: dict[str, Any] | None,
+    *,
+    launched_at: float | None = None,
+    now: float | None = None,
+    missing_grace_sec: float = 600.0,
+) -> FleetStatus:
     """Map ``describe_instances`` output for one attempt plus its ``result.json`` (None if not uploaded)
     to a FleetStatus. The result wins: it is written before the instance powers off. Without one, an
     instance that ended is INTERRUPTED for a spot reclaim, TERMINATED when stopped through the API, else
@@ -116,10 +136,12 @@ def status_from(instances: list[dict[str, Any]], result: dict[str, Any] | None, 
         if result.get("phase") == "app" and isinstance(code, int):
             if code == 0:
                 return FleetStatus(FleetState.SUCCEEDED, exit_code=0, instance_ids=ids)
-            return FleetStatus(FleetState.FAILED, exit_code=code, reason=f"app exited with code {code}",
-                               instance_ids=ids)
-        return FleetStatus(FleetState.FAILED, reason=str(result.get("reason") or "bootstrap failed"),
-                           instance_ids=ids)
+            return FleetStatus(
+                FleetState.FAILED, exit_code=code, reason=f"app exited with code {code}", instance_ids=ids
+            )
+        return FleetStatus(
+            FleetState.FAILED, reason=str(result.get("reason") or "bootstrap failed"), instance_ids=ids
+        )
     if not instances:
         now = time.time() if now is None else now
         if launched_at is not None and now - launched_at > missing_grace_sec:
@@ -136,14 +158,17 @@ def status_from(instances: list[dict[str, Any]], result: dict[str, Any] | None, 
         if code in SPOT_REASONS:
             return FleetStatus(FleetState.INTERRUPTED, reason=f"spot interruption ({code})", instance_ids=ids)
     if "Client.UserInitiatedShutdown" in codes:
-        return FleetStatus(FleetState.TERMINATED, reason="instance terminated through the EC2 API",
-                           instance_ids=ids)
+        return FleetStatus(
+            FleetState.TERMINATED, reason="instance terminated through the EC2 API", instance_ids=ids
+        )
     if "Client.InstanceInitiatedShutdown" in codes:
-        return FleetStatus(FleetState.FAILED, reason="instance shut down without reporting a result",
-                           instance_ids=ids)
+        return FleetStatus(
+            FleetState.FAILED, reason="instance shut down without reporting a result", instance_ids=ids
+        )
     detail = next((f"{r.get('Code')}: {r.get('Message')}" for r in reasons if r.get("Code")), states[0])
-    return FleetStatus(FleetState.FAILED, reason=f"instance ended without a result ({detail})",
-                       instance_ids=ids)
+    return FleetStatus(
+        FleetState.FAILED, reason=f"instance ended without a result ({detail})", instance_ids=ids
+    )
 
 
 def _guess_arch(instance_type: str) -> str:
@@ -158,16 +183,18 @@ class Ec2FleetDriver:
 
     name = "ec2"
 
-    def __init__(self, settings: Any, s3_client_factory=s3_client, aws_client_factory=aws.client) -> None:
+    def __init__(
+        self, settings: Settings, s3_client_factory=s3_client, aws_client_factory=aws.client
+    ) -> None:
         self.settings = settings
         self.s3_client_factory = s3_client_factory
         self.aws_client_factory = aws_client_factory
         self._s3_client = None
-        ttl = int(getattr(settings, "ec2_presign_ttl_sec", PRESIGN_MAX_SEC))
+        ttl = settings.ec2_presign_ttl_sec
         self.presign_ttl_sec = min(ttl, PRESIGN_MAX_SEC)
-        self.log_interval_sec = int(getattr(settings, "ec2_log_upload_interval_sec", 30))
-        self.terminate_timeout_sec = float(getattr(settings, "ec2_terminate_timeout_sec", 300.0))
-        self.missing_grace_sec = float(getattr(settings, "ec2_missing_instance_grace_sec", 600.0))
+        self.log_interval_sec = settings.ec2_log_upload_interval_sec
+        self.terminate_timeout_sec = float(settings.ec2_terminate_timeout_sec)
+        self.missing_grace_sec = float(settings.ec2_missing_instance_grace_sec)
 
     # --- FleetDriver ------------------------------------------------------------------------------------
     def launch(self, spec: LaunchSpec) -> FleetHandle:
@@ -186,8 +213,12 @@ class Ec2FleetDriver:
             ref["launch_template_id"] = self._template_id(ec2, ref["launch_template_name"])
             times = [i["LaunchTime"].timestamp() for i in found if isinstance(i.get("LaunchTime"), datetime)]
             ref["launched_at"] = min(times) if times else time.time()
-            log.info("ec2 fleet: run %s attempt %s already launched (%s); re-attached", spec.run_id,
-                     spec.attempt, ", ".join(ref["instance_ids"]) or "fleet only")
+            log.info(
+                "ec2 fleet: run %s attempt %s already launched (%s); re-attached",
+                spec.run_id,
+                spec.attempt,
+                ", ".join(ref["instance_ids"]) or "fleet only",
+            )
             return handle
         lt_id = self._ensure_launch_template(ec2, spec, access, ref)
         ref["launch_template_id"] = lt_id
@@ -200,12 +231,22 @@ class Ec2FleetDriver:
             detail = "; ".join(f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}" for e in errors)
             # the template stays (terminate removes it): a retry with the same ClientToken must send the
             # same parameters, or real AWS answers IdempotentParameterMismatch instead of this error
-            raise FleetLaunchError(f"EC2 Fleet launched no instance for run {spec.run_id} attempt "
-                                   f"{spec.attempt} ({spec.capacity}): {detail or 'no reason given'}", codes)
+            raise FleetLaunchError(
+                f"EC2 Fleet launched no instance for run {spec.run_id} attempt "
+                f"{spec.attempt} ({spec.capacity}): {detail or 'no reason given'}",
+                codes,
+            )
         ref["instance_ids"] = ids
         ref["launched_at"] = time.time()
-        log.info("ec2 fleet: launched run %s attempt %s: %s %s %s in %s", spec.run_id, spec.attempt,
-                 spec.capacity, spec.instance_type, ",".join(ids), access.region)
+        log.info(
+            "ec2 fleet: launched run %s attempt %s: %s %s %s in %s",
+            spec.run_id,
+            spec.attempt,
+            spec.capacity,
+            spec.instance_type,
+            ",".join(ids),
+            access.region,
+        )
         return handle
 
     def poll(self, handle: FleetHandle) -> FleetStatus:
@@ -213,8 +254,12 @@ class Ec2FleetDriver:
         ec2 = self.aws_client_factory("ec2", self._access(handle), self.settings)
         instances = self._instances(ec2, handle.run_id, handle.attempt)
         result = self._read_result(handle)  # after describe: the result is uploaded before power-off
-        return status_from(instances, result, launched_at=handle.ref.get("launched_at"),
-                           missing_grace_sec=self.missing_grace_sec)
+        return status_from(
+            instances,
+            result,
+            launched_at=handle.ref.get("launched_at"),
+            missing_grace_sec=self.missing_grace_sec,
+        )
 
     def terminate(self, handle: FleetHandle) -> FleetStatus:
         """Terminate every instance of the run with attempt <= the handle's (so a stale handle never stops
@@ -227,18 +272,25 @@ class Ec2FleetDriver:
         delay = 0.2
         while True:
             mine = [i for i in self._instances(ec2, run_id) if (_attempt_of(i) or 0) <= upto]
-            live = [i["InstanceId"] for i in mine
-                    if i["State"]["Name"] not in ("shutting-down", "terminated")]
-            fleets = [f["FleetId"] for f in self._fleets(ec2, run_id)
-                      if (_attempt_of(f) or 0) <= upto and f.get("FleetState") not in DELETED_FLEET]
-            templates = [t["LaunchTemplateId"] for t in self._templates(ec2, run_id)
-                         if (_attempt_of(t) or 0) <= upto]
+            live = [
+                i["InstanceId"] for i in mine if i["State"]["Name"] not in ("shutting-down", "terminated")
+            ]
+            fleets = [
+                f["FleetId"]
+                for f in self._fleets(ec2, run_id)
+                if (_attempt_of(f) or 0) <= upto and f.get("FleetState") not in DELETED_FLEET
+            ]
+            templates = [
+                t["LaunchTemplateId"] for t in self._templates(ec2, run_id) if (_attempt_of(t) or 0) <= upto
+            ]
             if not live and not fleets and not templates:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"termination of run {run_id} not confirmed after "
-                                   f"{self.terminate_timeout_sec:.0f}s: instances {live}, fleets {fleets}, "
-                                   f"templates {templates}")
+                raise RuntimeError(
+                    f"termination of run {run_id} not confirmed after "
+                    f"{self.terminate_timeout_sec:.0f}s: instances {live}, fleets {fleets}, "
+                    f"templates {templates}"
+                )
             if fleets:
                 self._call(ec2.delete_fleets, FleetIds=fleets, TerminateInstances=True)
             if live:
@@ -249,16 +301,20 @@ class Ec2FleetDriver:
             delay = min(delay * 2, 5.0)
         status = self.poll(handle)
         if status.state in (FleetState.PENDING, FleetState.RUNNING):
-            return FleetStatus(FleetState.TERMINATED, reason="terminated by request",
-                               instance_ids=status.instance_ids)
+            return FleetStatus(
+                FleetState.TERMINATED, reason="terminated by request", instance_ids=status.instance_ids
+            )
         return status
 
     def logs(self, handle: FleetHandle, tail_bytes: int = 65536) -> str:
         """The last ``tail_bytes`` bytes of the log the instance uploaded ("" before the first upload)."""
         s3 = self._s3()
         try:
-            obj = s3.get_object(Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket),
-                                Key=handle.ref["log_key"], Range=f"bytes=-{max(1, int(tail_bytes))}")
+            obj = s3.get_object(
+                Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket),
+                Key=handle.ref["log_key"],
+                Range=f"bytes=-{max(1, int(tail_bytes))}",
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange", "NotFound"):
                 return ""
@@ -277,7 +333,7 @@ class Ec2FleetDriver:
             raise ValueError("the ec2 driver needs LaunchSpec.aws (the client's role)")
         safe_path_part(spec.run_id, "run_id")
         safe_path_part(spec.client_id, "client_id")
-        if spec.capacity not in ("on-demand", "spot"):
+        if spec.capacity not in (Capacity.ON_DEMAND, Capacity.SPOT):
             raise ValueError(f"capacity must be 'on-demand' or 'spot', got {spec.capacity!r}")
         if spec.count != 1:
             raise ValueError("the ec2 driver runs one instance per attempt (count=1)")
@@ -286,27 +342,40 @@ class Ec2FleetDriver:
     def _handle(self, spec: LaunchSpec, access: AwsAccess) -> FleetHandle:
         prefix = result_prefix(spec.client_id, spec.run_id, spec.attempt)
         ref = {
-            "region": access.region, "client_id": spec.client_id, "capacity": spec.capacity,
+            "region": access.region,
+            "client_id": spec.client_id,
+            "capacity": spec.capacity,
             # what poll/terminate need to assume the role again; the external ID is not a secret (AWS)
-            "aws": {"role_arn": access.role_arn, "external_id": access.external_id,
-                    "session_name": access.session_name, "region": access.region},
+            "aws": {
+                "role_arn": access.role_arn,
+                "external_id": access.external_id,
+                "session_name": access.session_name,
+                "region": access.region,
+            },
             "launch_template_name": f"orch-{spec.run_id}-{spec.attempt}",
             "result_bucket": self.settings.s3_bucket,
-            "log_key": prefix + "log", "result_key": prefix + "result.json",
-            "instance_ids": [], "fleet_ids": [],
+            "log_key": prefix + "log",
+            "result_key": prefix + "result.json",
+            "instance_ids": [],
+            "fleet_ids": [],
         }
         return FleetHandle(driver=self.name, run_id=spec.run_id, attempt=spec.attempt, ref=ref)
 
     def _access(self, handle: FleetHandle) -> AwsAccess:
         a = handle.ref["aws"]
-        return AwsAccess(role_arn=a["role_arn"], external_id=a["external_id"], session_name=a["session_name"],
-                         region=a["region"])
+        return AwsAccess(
+            role_arn=a["role_arn"],
+            external_id=a["external_id"],
+            session_name=a["session_name"],
+            region=a["region"],
+        )
 
     def _read_result(self, handle: FleetHandle) -> dict[str, Any] | None:
         s3 = self._s3()
         try:
-            body = s3.get_object(Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket),
-                                 Key=handle.ref["result_key"])["Body"].read()
+            body = s3.get_object(
+                Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket), Key=handle.ref["result_key"]
+            )["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
@@ -348,7 +417,8 @@ class Ec2FleetDriver:
     def _templates(self, ec2, run_id: str) -> list[dict[str, Any]]:
         out = []
         for page in ec2.get_paginator("describe_launch_templates").paginate(
-                Filters=[{"Name": f"tag:{TAG_RUN}", "Values": [run_id]}]):
+            Filters=[{"Name": f"tag:{TAG_RUN}", "Values": [run_id]}]
+        ):
             out.extend(page.get("LaunchTemplates", []))
         return out
 
@@ -366,9 +436,12 @@ class Ec2FleetDriver:
             self._call(ec2.delete_launch_template, LaunchTemplateId=lt_id)
 
     def _tag_list(self, spec: LaunchSpec) -> list[dict[str, str]]:
-        return [{"Key": TAG_RUN, "Value": spec.run_id}, {"Key": TAG_ATTEMPT, "Value": str(spec.attempt)},
-                {"Key": TAG_CLIENT, "Value": spec.client_id},
-                {"Key": "Name", "Value": f"orch-{spec.run_id}-{spec.attempt}"}]
+        return [
+            {"Key": TAG_RUN, "Value": spec.run_id},
+            {"Key": TAG_ATTEMPT, "Value": str(spec.attempt)},
+            {"Key": TAG_CLIENT, "Value": spec.client_id},
+            {"Key": "Name", "Value": f"orch-{spec.run_id}-{spec.attempt}"},
+        ]
 
     def _ensure_launch_template(self, ec2, spec: LaunchSpec, access: AwsAccess, ref: dict[str, Any]) -> str:
         name = ref["launch_template_name"]
@@ -384,11 +457,16 @@ class Ec2FleetDriver:
             artifact_url=s3.generate_presigned_url("get_object", Params=artifact, ExpiresIn=ttl),
             artifact_sha256=spec.artifact_sha256,
             log_url=s3.generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": ref["log_key"]}, ExpiresIn=ttl),
+                "put_object", Params={"Bucket": bucket, "Key": ref["log_key"]}, ExpiresIn=ttl
+            ),
             result_url=s3.generate_presigned_url(
-                "put_object", Params={"Bucket": bucket, "Key": ref["result_key"]}, ExpiresIn=ttl),
-            run_id=spec.run_id, data_uri=spec.data_uri, args=spec.args,
-            log_interval_sec=self.log_interval_sec)
+                "put_object", Params={"Bucket": bucket, "Key": ref["result_key"]}, ExpiresIn=ttl
+            ),
+            run_id=spec.run_id,
+            data_uri=spec.data_uri,
+            args=spec.args,
+            log_interval_sec=self.log_interval_sec,
+        )
         tags = self._tag_list(spec)
         data: dict[str, Any] = {
             "ImageId": ami,
@@ -396,8 +474,10 @@ class Ec2FleetDriver:
             "InstanceInitiatedShutdownBehavior": "terminate",
             "UserData": base64.b64encode(user_data.encode()).decode(),
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
-                                  {"ResourceType": "volume", "Tags": tags}],
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
         }
         if access.security_group_ids:
             data["SecurityGroupIds"] = list(access.security_group_ids)
@@ -405,8 +485,10 @@ class Ec2FleetDriver:
             data["IamInstanceProfile"] = {"Arn": access.instance_profile_arn}
         try:
             lt = ec2.create_launch_template(
-                LaunchTemplateName=name, LaunchTemplateData=data,
-                TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}])
+                LaunchTemplateName=name,
+                LaunchTemplateData=data,
+                TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags}],
+            )
             return lt["LaunchTemplate"]["LaunchTemplateId"]
         except ClientError as exc:
             if "AlreadyExists" not in exc.response.get("Error", {}).get("Code", ""):
@@ -420,22 +502,28 @@ class Ec2FleetDriver:
         token = f"orch-{spec.run_id}-{spec.attempt}"
         if len(token) > 64:
             token = "orch-" + hashlib.sha256(token.encode()).hexdigest()[:59]
-        overrides = ([{"InstanceType": spec.instance_type, "SubnetId": s} for s in access.subnet_ids]
-                     or [{"InstanceType": spec.instance_type}])
+        overrides = [{"InstanceType": spec.instance_type, "SubnetId": s} for s in access.subnet_ids] or [
+            {"InstanceType": spec.instance_type}
+        ]
         target: dict[str, Any] = {"TotalTargetCapacity": 1, "DefaultTargetCapacityType": spec.capacity}
         req: dict[str, Any] = {
             "Type": "instant",
             "ClientToken": token,
-            "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {"LaunchTemplateId": lt_id,
-                                                                       "Version": "$Latest"},
-                                       "Overrides": overrides}],
+            "LaunchTemplateConfigs": [
+                {
+                    "LaunchTemplateSpecification": {"LaunchTemplateId": lt_id, "Version": "$Latest"},
+                    "Overrides": overrides,
+                }
+            ],
             "TargetCapacitySpecification": target,
             "TagSpecifications": [{"ResourceType": "fleet", "Tags": self._tag_list(spec)}],
         }
-        if spec.capacity == "spot":
+        if spec.capacity == Capacity.SPOT:
             target["SpotTargetCapacity"] = 1
-            req["SpotOptions"] = {"AllocationStrategy": "price-capacity-optimized",
-                                  "InstanceInterruptionBehavior": "terminate"}
+            req["SpotOptions"] = {
+                "AllocationStrategy": "price-capacity-optimized",
+                "InstanceInterruptionBehavior": "terminate",
+            }
         else:
             target["OnDemandTargetCapacity"] = 1
             req["OnDemandOptions"] = {"AllocationStrategy": "lowest-price"}
@@ -467,13 +555,14 @@ class Ec2FleetDriver:
 
 def ami_from_images(ec2, arch: str) -> str:
     """Newest available Amazon-owned AL2023 image of ``arch`` (the fallback when SSM is unavailable)."""
-    images = ec2.describe_images(Owners=["amazon"], Filters=[
-        {"Name": "name", "Values": [f"al2023-ami-2023.*-kernel-*-{arch}"]},
-        {"Name": "architecture", "Values": [arch]},
-        {"Name": "state", "Values": ["available"]},
-    ])["Images"]
+    images = ec2.describe_images(
+        Owners=["amazon"],
+        Filters=[
+            {"Name": "name", "Values": [f"al2023-ami-2023.*-kernel-*-{arch}"]},
+            {"Name": "architecture", "Values": [arch]},
+            {"Name": "state", "Values": ["available"]},
+        ],
+    )["Images"]
     if not images:
         raise RuntimeError(f"no Amazon Linux 2023 image found for {arch}; set the fleet template's AMI")
     return max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"]
-
-

@@ -48,13 +48,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 from botocore.exceptions import ClientError
 
 from core.s3 import s3_client
+from core.settings import Settings
 from fleets.archive import ZipRejected, extract_zip
 from fleets.base import FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, safe_path_part
+from fleets.supervisor import create_time as _create_time
 from fleets.supervisor import group_members, stop_all, uid_members
 
 log = logging.getLogger(__name__)
@@ -62,17 +63,6 @@ log = logging.getLogger(__name__)
 FINAL_STATES = (FleetState.SUCCEEDED, FleetState.FAILED, FleetState.TERMINATED)
 
 APP_DIRS = ("app", "home", "tmp")  # the only parts of an attempt the app may write (as the run uid)
-
-
-def _create_time(pid: int) -> float | None:
-    """Start time of the live (non-zombie) process ``pid`` (psutil), None if there is none."""
-    try:
-        p = psutil.Process(pid)
-        if p.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-            return None
-        return p.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
 
 
 def _proc_ticks(pid: int) -> str | None:
@@ -196,22 +186,18 @@ class LocalFleetDriver:
 
     name = "local"
 
-    def __init__(self, settings: Any, s3_client_factory: Callable[[Any], Any] = s3_client) -> None:
+    def __init__(self, settings: Settings, s3_client_factory: Callable[[Any], Any] = s3_client) -> None:
         self.settings = settings
         self.s3_client_factory = s3_client_factory
         self.data_dir = Path(settings.data_dir).resolve()
         self.runs_dir = self._choose_runs_dir(settings)
-        self.grace_sec = float(getattr(settings, "cancel_grace_sec", 10.0))
-        self.start_timeout_sec = float(getattr(settings, "local_start_timeout_sec", 30.0))
-        self.app_path = str(getattr(settings, "local_app_path", "/usr/local/bin:/usr/bin:/bin"))
-        self.uid_base = int(getattr(settings, "local_run_uid_base", 2_000_000_000))
-        self.uid_count = int(getattr(settings, "local_run_uid_count", 1_000_000))
-        self.drop_privileges = is_root() and bool(getattr(settings, "local_run_as_run_uid", True))
-        if (
-            self.drop_privileges
-            and getattr(settings, "local_runs_dir", None) is None
-            and self._closed_parents()
-        ):
+        self.grace_sec = settings.cancel_grace_sec
+        self.start_timeout_sec = float(settings.local_start_timeout_sec)
+        self.app_path = settings.local_app_path
+        self.uid_base = settings.local_run_uid_base
+        self.uid_count = settings.local_run_uid_count
+        self.drop_privileges = is_root() and settings.local_run_as_run_uid
+        if self.drop_privileges and settings.local_runs_dir is None and self._closed_parents():
             # e.g. a checkout under /root: apps under their own uid could not reach data_dir/runs, so the
             # runs live in a directory of the system temp dir named after the data dir (stable across
             # restarts, so re-attach still finds them)
@@ -422,8 +408,8 @@ class LocalFleetDriver:
 
     # --- internals ------------------------------------------------------------------------------------
     @staticmethod
-    def _choose_runs_dir(settings: Any) -> Path:
-        configured = getattr(settings, "local_runs_dir", None)
+    def _choose_runs_dir(settings: Settings) -> Path:
+        configured = settings.local_runs_dir
         return Path(configured).resolve() if configured else Path(settings.data_dir).resolve() / "runs"
 
     def _closed_parents(self) -> list[str]:
@@ -625,14 +611,14 @@ def _attempt_finished_at(driver: LocalFleetDriver, d: Path) -> float | None:
     return max(stamps) if stamps else d.stat().st_mtime
 
 
-def clean_run_dirs(settings: Any, now: datetime | float) -> list[str]:
+def clean_run_dirs(settings: Settings, now: datetime | float) -> list[str]:
     """Delete the run directories of attempts that finished more than ``settings.local_run_retention_hours``
     ago (and free their run uids); return what was removed, as ``<run_id>/<attempt>`` paths relative to the
     runs dir. Running attempts are never touched. Meant for the worker's periodic maintenance."""
     driver = LocalFleetDriver(settings)
     runs = driver.runs_dir
     cutoff = (now.timestamp() if isinstance(now, datetime) else float(now)) - 3600.0 * float(
-        getattr(settings, "local_run_retention_hours", 72.0)
+        settings.local_run_retention_hours
     )
     removed: list[str] = []
     if not runs.is_dir():

@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from models.domain import TERMINAL_STATUSES, JobType, RiskMode, RunStatus
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # EC2 instance types are lower case ("m5.large"); AWS refuses "M5.Large": input is normalised before storing.
 InstanceType = Annotated[
@@ -204,15 +206,7 @@ class JobTemplateOut(BaseModel):
 
 
 # ---------- jobs ----------
-class JobType(StrEnum):
-    ONE_TIME = "ONE_TIME"
-    RESCHEDULABLE = "RESCHEDULABLE"
-
-
-class RiskModeIn(StrEnum):
-    CONSERVATIVE = "CONSERVATIVE"
-    NEUTRAL = "NEUTRAL"
-    AGGRESSIVE = "AGGRESSIVE"
+RiskModeIn = RiskMode  # former name, kept importable
 
 
 class WeightsIn(Strict):
@@ -235,7 +229,7 @@ class JobCreate(Strict):
     )
     earliest_start: AwareDatetime | None = None
     latest_finish: AwareDatetime | None = None
-    risk_mode: RiskModeIn = RiskModeIn.NEUTRAL
+    risk_mode: RiskMode = RiskMode.NEUTRAL
     weights: WeightsIn = Field(default_factory=WeightsIn)
     args: dict[str, Scalar] | None = Field(None, description="Override the template's default_args")
 
@@ -335,7 +329,7 @@ class PreviewRequest(Strict):
     fleet_template_id: InstanceType | None = Field(None, description="Default: the template's")
     earliest_start: AwareDatetime
     latest_finish: AwareDatetime
-    risk_mode: RiskModeIn = RiskModeIn.NEUTRAL
+    risk_mode: RiskMode = RiskMode.NEUTRAL
     weights: WeightsIn = Field(default_factory=WeightsIn)
 
     @model_validator(mode="after")
@@ -396,26 +390,7 @@ class PredictionOut(BaseModel):
 
 
 # ---------- runs ----------
-class RunStatus(StrEnum):
-    PENDING = "PENDING"
-    SCHEDULED = "SCHEDULED"
-    LAUNCHING = "LAUNCHING"
-    RUNNING = "RUNNING"
-    CANCELLING = "CANCELLING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-    TIMED_OUT = "TIMED_OUT"
-
-
-TERMINAL = {
-    RunStatus.SUCCEEDED,
-    RunStatus.FAILED,
-    RunStatus.CANCELLED,
-    RunStatus.EXPIRED,
-    RunStatus.TIMED_OUT,
-}
+TERMINAL: frozenset[RunStatus] = frozenset(RunStatus(s) for s in TERMINAL_STATUSES)  # former name
 
 
 class CarbonOut(BaseModel):

@@ -6,7 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.domain import Capacity, JobType, RunStatus
+from models.fleet import FleetHandle
+
+# ApplicationError types raised by activities and matched by the workflow (one spelling for both sides)
+ERR_INFEASIBLE_WINDOW = "InfeasibleWindow"  # plan_schedule: no start can meet the window (not retried)
+ERR_FLEET_LAUNCH = "FleetLaunchError"  # launch_fleet: no capacity for this attempt (the workflow relaunches)
+ERR_INVALID_LAUNCH_SPEC = "InvalidLaunchSpec"  # launch_fleet: the spec can never launch (not retried)
 
 
 def workflow_id_for(run_id: str) -> str:
@@ -14,15 +22,16 @@ def workflow_id_for(run_id: str) -> str:
 
 
 class RunInput(BaseModel):
+    """What JobRunWorkflow reads; everything else about the run is loaded by its activities from the DB.
+
+    Histories recorded before the trim carry more fields (client_id, job_id, job_template_id,
+    fleet_template_id, risk_mode, intended_time, earliest_start): they are ignored on decoding.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
     run_id: str
-    client_id: str
-    job_id: str
-    job_template_id: str
-    fleet_template_id: str
-    job_type: str  # ONE_TIME | RESCHEDULABLE
-    risk_mode: str
-    intended_time: datetime | None = None
-    earliest_start: datetime | None = None
+    job_type: JobType
     latest_finish: datetime | None = None
     max_runtime_sec: int | None = None
     replan_interval_sec: int = 3600
@@ -48,7 +57,7 @@ class PlanResult(BaseModel):
     )
     p50_sec: float
     p90_sec: float
-    capacity: str = "on-demand"
+    capacity: Capacity = Capacity.ON_DEMAND
     rationale: str = ""
     moved: bool = True
     doc: dict[str, Any] = Field(default_factory=dict, description="The plan as stored on the run (API view)")
@@ -79,14 +88,14 @@ class RunUpdate(BaseModel):
     """Partial update of a run row; None fields stay unchanged; a terminal status is never overwritten."""
 
     run_id: str
-    status: str | None = None
+    status: RunStatus | None = None
     status_reason: str | None = None
     planned_start: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     attempts: int | None = None
     exit_code: int | None = None
-    capacity: str | None = None
+    capacity: Capacity | None = None
     fleet: dict[str, Any] | None = None
     plan: dict[str, Any] | None = None
     carbon_chosen_g: float | None = None
@@ -96,31 +105,17 @@ class RunUpdate(BaseModel):
 class LaunchRequest(BaseModel):
     run_id: str
     attempt: int
-    capacity: str = "on-demand"
-
-
-class FleetRef(BaseModel):
-    driver: str
-    run_id: str
-    attempt: int
-    ref: dict[str, Any] = Field(default_factory=dict)
+    capacity: Capacity = Capacity.ON_DEMAND
 
 
 class MonitorRequest(BaseModel):
-    fleet: FleetRef
+    fleet: FleetHandle
     poll_sec: float = 5.0
-
-
-class FleetResult(BaseModel):
-    state: str
-    exit_code: int | None = None
-    reason: str | None = None
-    instance_ids: list[str] = Field(default_factory=list)
 
 
 class FinishRequest(BaseModel):
     run_id: str
-    status: str
+    status: RunStatus
     status_reason: str | None = None
     exit_code: int | None = None
     attempts: int = 0
@@ -136,7 +131,7 @@ class RunState(BaseModel):
     """What the ``status`` query returns."""
 
     run_id: str
-    status: str
+    status: RunStatus
     status_reason: str | None = None
     planned_start: datetime | None = None
     attempt: int = 0

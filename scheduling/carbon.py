@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
+from typing import cast
 
 import numpy as np
 
@@ -109,9 +110,12 @@ class CarbonSeries:
 
     def with_sigma(self, sigma: np.ndarray | float | None) -> CarbonSeries:
         """The same series with ``sigma`` (an array, or one g/kWh value for every interval, or None)."""
-        if sigma is not None and np.ndim(sigma) == 0:
-            sigma = np.full(len(self), float(sigma))  # type: ignore[arg-type]
-        return CarbonSeries(self.start, self.step, self.values, sigma, self.signal)
+        arr: np.ndarray | None
+        if sigma is None or np.ndim(sigma) > 0:
+            arr = cast("np.ndarray | None", sigma)
+        else:
+            arr = np.full(len(self), float(cast(float, sigma)))
+        return CarbonSeries(self.start, self.step, self.values, arr, self.signal)
 
     def _avg(self, arr: np.ndarray, edges: np.ndarray) -> np.ndarray:
         """Time-weighted means of a per-interval array ``arr`` between offsets ``edges`` (seconds)."""

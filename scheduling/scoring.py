@@ -48,11 +48,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtr
 
+from models.domain import Capacity, RiskMode
 from scheduling.carbon import CarbonSeries
 
 __all__ = [
@@ -128,12 +129,6 @@ UNGATED = Policy(
     neutral_spot_max_prob=NEUTRAL_SPOT_MAX_PROB,
     aggressive_spot_max_prob=AGGRESSIVE_SPOT_MAX_PROB,
 )
-
-
-class RiskMode(StrEnum):
-    CONSERVATIVE = "CONSERVATIVE"
-    NEUTRAL = "NEUTRAL"
-    AGGRESSIVE = "AGGRESSIVE"
 
 
 @dataclass(frozen=True)
@@ -229,7 +224,7 @@ class Plan:
     candidates: list[Candidate]
     baseline: Candidate
     rationale: str
-    capacity: str  # "on-demand" | "spot"
+    capacity: Capacity
     feasible_count: int
     total_count: int
     risk_mode: RiskMode = RiskMode.CONSERVATIVE
@@ -243,7 +238,7 @@ class Plan:
             "candidates": [c.to_dict() for c in self.candidates],
             "baseline": self.baseline.to_dict(),
             "rationale": self.rationale,
-            "capacity": self.capacity,
+            "capacity": str(self.capacity),
             "feasible_count": self.feasible_count,
             "total_count": self.total_count,
             "risk_mode": str(self.risk_mode),
@@ -256,39 +251,6 @@ class InfeasibleWindow(ValueError):
 
 
 # --------------------------------------------------------------------------- math helpers
-
-
-def _erfc(x: np.ndarray) -> np.ndarray:
-    """Complementary error function, fractional error < 1.2e-7 (Numerical Recipes ``erfcc``)."""
-    z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = (
-        -z * z
-        - 1.26551223
-        + t
-        * (
-            1.00002368
-            + t
-            * (
-                0.37409196
-                + t
-                * (
-                    0.09678418
-                    + t
-                    * (
-                        -0.18628806
-                        + t
-                        * (
-                            0.27886807
-                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
-                        )
-                    )
-                )
-            )
-        )
-    )
-    ans = t * np.exp(poly)
-    return np.where(x >= 0, ans, 2.0 - ans)
 
 
 def lognormal_sigma(p50_sec: float, p90_sec: float) -> float:
@@ -306,7 +268,7 @@ def prob_exceeds(limit_sec: np.ndarray, p50_sec: float, p90_sec: float) -> np.nd
         out[pos] = (p50_sec > limit[pos] + _FEAS_TOL_SEC).astype(np.float64)
         return out
     z = (np.log(limit[pos]) - math.log(p50_sec)) / sigma
-    out[pos] = 0.5 * _erfc(z / math.sqrt(2.0))
+    out[pos] = ndtr(-z)  # the standard normal's upper tail
     return np.clip(out, 0.0, 1.0)
 
 
@@ -341,13 +303,14 @@ def _as_utc(t: datetime, name: str) -> datetime:
 
 def _capacity(
     mode: RiskMode, p_int: float, window_sec: float | None, p50: float, p90: float, policy: Policy
-) -> str:
+) -> Capacity:
     if mode is RiskMode.CONSERVATIVE or not 0.0 < p_int < 1.0:
-        return "on-demand"
+        return Capacity.ON_DEMAND
     if mode is RiskMode.NEUTRAL:
         recoverable = window_sec is None or window_sec + _FEAS_TOL_SEC >= p50 + p90
-        return "spot" if p_int <= policy.neutral_spot_max_prob and recoverable else "on-demand"
-    return "spot" if p_int <= policy.aggressive_spot_max_prob else "on-demand"
+        spot_ok = p_int <= policy.neutral_spot_max_prob and recoverable
+        return Capacity.SPOT if spot_ok else Capacity.ON_DEMAND
+    return Capacity.SPOT if p_int <= policy.aggressive_spot_max_prob else Capacity.ON_DEMAND
 
 
 def _corr_F(x: np.ndarray, policy: Policy) -> np.ndarray:
@@ -377,7 +340,7 @@ def _diff_sigma(
 
 
 def _norm_cdf(z: np.ndarray) -> np.ndarray:
-    return 0.5 * _erfc(-np.asarray(z, dtype=np.float64) / math.sqrt(2.0))
+    return np.asarray(ndtr(np.asarray(z, dtype=np.float64)), dtype=np.float64)
 
 
 def plan_schedule(
@@ -517,13 +480,13 @@ def plan_schedule(
         slack = np.ones(n_feas)
     else:
         risk = prob_exceeds(window - s, p50, p90)
-        if capacity == "spot":
+        if capacity == Capacity.SPOT:
             # an interruption after a share f of the run loses that share, then an on-demand rerun of the
             # whole job follows: the run needs (1 + f) x runtime, f = LOST_RUN_FRACTION in expectation
             rerun = prob_exceeds((window - s) / (1.0 + LOST_RUN_FRACTION), p50, p90)
             risk = (1.0 - p_int) * risk + p_int * rerun
         slack = np.clip((window - s - p90) / window, 0.0, 1.0)
-    if capacity == "spot":
+    if capacity == Capacity.SPOT:
         lost_g = p_int * LOST_RUN_FRACTION * emissions
 
     wt = weights.total
@@ -628,7 +591,7 @@ def _rationale(
     n_feas: int,
     total: int,
     need_name: str,
-    capacity: str,
+    capacity: Capacity,
     p_int: float,
     fixed_start: bool,
     flat: bool,
@@ -667,7 +630,7 @@ def _rationale(
                 f"(P(saving > 0) {chosen.prob_saving * 100:.0f}%)"
             )
         parts.append(f"deadline-miss risk {chosen.risk * 100:.0f}%")
-    if capacity == "spot":
+    if capacity == Capacity.SPOT:
         parts.append(
             f"spot capacity (interruption probability {p_int * 100:.0f}% over the run; a lost partial run "
             f"is counted: expected +{chosen.lost_run_g:,.0f} gCO2e and "

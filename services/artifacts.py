@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from core.s3 import ensure_bucket, is_unavailable, put_stream
+from core.settings import Settings
 from fleets.archive import ZipRejected, validate_zip
 from models.db import Artifact, new_id
 
@@ -112,7 +113,7 @@ def _discard(db: Any, s3: Any, bucket: str, key: str) -> None:
 
 
 def upload_artifact(
-    settings: Any, db: Any, s3: Any, *, client_id: str, name: str, version: str, fileobj: BinaryIO
+    settings: Settings, db: Any, s3: Any, *, client_id: str, name: str, version: str, fileobj: BinaryIO
 ) -> UploadResult:
     """Store one uploaded app zip (already spooled to ``fileobj``) as ``(client, name, version)``.
 
@@ -127,7 +128,7 @@ def upload_artifact(
 
 
 def _upload(
-    settings: Any, db: Any, s3: Any, client_id: str, name: str, version: str, fileobj: BinaryIO
+    settings: Settings, db: Any, s3: Any, client_id: str, name: str, version: str, fileobj: BinaryIO
 ) -> UploadResult:
     sha, size = hash_spool(fileobj, settings.max_artifact_bytes)
     if size == 0:
@@ -183,7 +184,7 @@ def _upload(
     return UploadResult(art, created=True)
 
 
-def _put(settings: Any, s3: Any, art: Artifact, fileobj: BinaryIO) -> None:
+def _put(settings: Settings, s3: Any, art: Artifact, fileobj: BinaryIO) -> None:
     fileobj.seek(0)
     put_stream(
         s3,
@@ -205,7 +206,7 @@ class SweepResult:
     multipart_aborted: int = 0  # incomplete multipart uploads older than the grace period
 
 
-def sweep_artifact_store(settings: Any, db: Any, s3: Any, now: datetime) -> SweepResult:
+def sweep_artifact_store(settings: Settings, db: Any, s3: Any, now: datetime) -> SweepResult:
     """Delete artifact objects that no row references and abort incomplete multipart uploads, both only when
     older than ``settings.artifact_sweep_grace_sec`` (an upload in flight writes its object before its row).
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import types
 from collections.abc import Iterator
 
 import boto3
@@ -17,8 +16,12 @@ from tests.conftest import make_settings
 from tests.fleet_fixtures import aws_env  # noqa: F401 - fixture
 
 EXTERNAL_ID = "ext-7d1f0c2b9a8e4f35b6c1d2e3"
-ACCESS = AwsAccess(role_arn="arn:aws:iam::123456789012:role/OrchestratorAccess", external_id=EXTERNAL_ID,
-                   session_name="orch-client_1", region="us-east-1")
+ACCESS = AwsAccess(
+    role_arn="arn:aws:iam::123456789012:role/OrchestratorAccess",
+    external_id=EXTERNAL_ID,
+    session_name="orch-client_1",
+    region="us-east-1",
+)
 
 
 @pytest.fixture
@@ -27,8 +30,8 @@ def settings(tmp_path, moto_endpoint, aws_env):  # noqa: F811
 
 
 def with_extra(settings, **extra):
-    """Settings plus options that core.aws reads with getattr (not yet fields of Settings)."""
-    return types.SimpleNamespace(**{**settings.model_dump(), **extra})
+    """The same Settings with some fields changed."""
+    return settings.model_copy(update=extra)
 
 
 def test_assume_role_and_cache(settings):
@@ -76,8 +79,11 @@ def test_malformed_input_refused_before_calling_aws(settings):
 
 def test_verify_role_ok(settings):
     out = verify_role(ACCESS, settings)
-    assert out == {"ok": True, "account": "123456789012",
-                   "arn": "arn:aws:sts::123456789012:assumed-role/OrchestratorAccess/orch-client_1"}
+    assert out == {
+        "ok": True,
+        "account": "123456789012",
+        "arn": "arn:aws:sts::123456789012:assumed-role/OrchestratorAccess/orch-client_1",
+    }
 
 
 def test_verify_role_malformed_arn(settings):
@@ -103,8 +109,13 @@ def moto_with_auth(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
     finally:
         os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
     endpoint = f"http://127.0.0.1:{server.ports['http']}"
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     iam.create_user(UserName="orchestrator")
     key = iam.create_access_key(UserName="orchestrator")["AccessKey"]
     yield endpoint, {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
@@ -128,3 +139,26 @@ def test_hints():
     assert "docs/aws.md" in hint_for("SomethingNew")
     assert "permission policy" in hint_for("UnauthorizedOperation", stage="permissions")
     assert "activate" in hint_for("RegionDisabledException")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"role_arn": "arn:aws:iam::12345:role/x"}, "role_arn must look like"),
+        ({"session_name": "a b"}, "session name must be 2-64 characters"),
+        ({"external_id": "has space"}, "external ID must be 2-1224 characters"),
+        ({"region": ""}, "no AWS region given"),
+    ],
+)
+def test_check_access_refuses_what_aws_would_with_the_api_messages(change, message):
+    """core.aws checks with core.aws_validation's rules and messages (one home for both)."""
+    from core import aws_validation
+    from core.aws import check_access
+
+    check_access(ACCESS)  # the valid one passes
+    with pytest.raises(ValueError, match=message) as exc:
+        check_access(AwsAccess(**{**ACCESS.__dict__, **change}))
+    if "role_arn" in change:  # the API's check says the same
+        with pytest.raises(ValueError) as api_exc:
+            aws_validation.check_role_arn(change["role_arn"])
+        assert str(api_exc.value) == str(exc.value)

@@ -34,6 +34,7 @@ import httpx
 import pytest
 
 from core.migrate import upgrade
+from models.domain import TERMINAL_STATUSES
 from tests.conftest import PG_BASE, _pg_reachable
 from tests.e2e_stack import ADMIN, make_stack_settings
 from tests.multi_stack import MultiStack, find_binary
@@ -52,7 +53,7 @@ SUBMIT_TIMEOUT_SEC = 180.0  # bound for one job to be accepted, retries included
 GIVE_UP_EVERY = 3
 CUT = ("RemoteProtocolError", "ReadError", "ReadTimeout", "WriteError")
 ORPHAN_TIMEOUT_SEC = 120.0  # bound for the runs of given-up requests once the accepted ones are done
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"}
+TERMINAL = TERMINAL_STATUSES
 
 # The app (a shell script: the cheapest process to start): append "<run id>\n" to the shared counter file
 # through an O_APPEND descriptor (``>>``) in one write(2), so lines of concurrent apps never interleave.

@@ -21,11 +21,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from cli.devstack import find_binary
+from models.fleet import FleetHandle, FleetStatus
 from models.workflow import (
     CancelRequest,
     FinishRequest,
-    FleetRef,
-    FleetResult,
     LaunchCheck,
     LaunchCheckRequest,
     LaunchRequest,
@@ -88,27 +87,27 @@ class FakeFleet:
             self.final = req
 
         @activity.defn(name="launch_fleet")
-        async def launch_fleet(req: LaunchRequest) -> FleetRef:
+        async def launch_fleet(req: LaunchRequest) -> FleetHandle:
             self.calls["launch_fleet"] += 1
             self.launched.set()
-            return FleetRef(driver="fake", run_id=req.run_id, attempt=req.attempt)
+            return FleetHandle(driver="fake", run_id=req.run_id, attempt=req.attempt)
 
         @activity.defn(name="monitor_fleet")
-        async def monitor_fleet(req: MonitorRequest) -> FleetResult:
+        async def monitor_fleet(req: MonitorRequest) -> FleetStatus:
             self.calls["monitor_fleet"] += 1
             self.monitoring.set()
             if self.outcomes:
                 state, code = self.outcomes.pop(0)
-                return FleetResult(state=state, exit_code=code)
+                return FleetStatus(state=state, exit_code=code)
             while self.hold:
                 activity.heartbeat("RUNNING")
                 await asyncio.sleep(0.05)
-            return FleetResult(state=self.outcome, exit_code=self.exit_code)
+            return FleetStatus(state=self.outcome, exit_code=self.exit_code)
 
         @activity.defn(name="terminate_fleet")
-        async def terminate_fleet(ref: FleetRef) -> FleetResult:
+        async def terminate_fleet(ref: FleetHandle) -> FleetStatus:
             self.calls["terminate_fleet"] += 1
-            return FleetResult(state="TERMINATED")
+            return FleetStatus(state="TERMINATED")
 
         @activity.defn(name="check_launch")
         async def check_launch(req: LaunchCheckRequest) -> LaunchCheck:
@@ -141,13 +140,7 @@ async def run_input(env, job_type: str = "RESCHEDULABLE", **over) -> RunInput:
     now = await env.get_current_time()
     base = dict(
         run_id=f"run_{uuid.uuid4().hex[:12]}",
-        client_id="cl_x",
-        job_id="job_x",
-        job_template_id="tpl_x",
-        fleet_template_id="m5.large",
         job_type=job_type,
-        risk_mode="NEUTRAL",
-        earliest_start=now,
         latest_finish=now + timedelta(days=5),
         replan_interval_sec=3600,
         monitor_poll_sec=1.0,
@@ -207,9 +200,7 @@ async def test_exit_code_failure_is_failed(env):
         result = await (
             await start(
                 env,
-                await run_input(
-                    env, "ONE_TIME", intended_time=await env.get_current_time(), latest_finish=None
-                ),
+                await run_input(env, "ONE_TIME", latest_finish=None),
             )
         ).result()
     assert result.status == "FAILED" and fake.final.exit_code == 3
@@ -233,9 +224,7 @@ async def test_expired_when_start_cannot_be_met(env):
         result = await (
             await start(
                 env,
-                await run_input(
-                    env, "ONE_TIME", intended_time=await env.get_current_time(), latest_finish=None
-                ),
+                await run_input(env, "ONE_TIME", latest_finish=None),
             )
         ).result()
     assert result.status == "EXPIRED" and fake.calls["launch_fleet"] == 0
@@ -322,19 +311,19 @@ async def test_cancel_while_launching_terminates_the_attempt(env):
     gate = asyncio.Event()
     fake = FakeFleet(start_in=timedelta(0))
     acts = fake.activities()
-    terminated: list[FleetRef] = []
+    terminated: list[FleetHandle] = []
 
     @activity.defn(name="launch_fleet")
-    async def slow_launch(req: LaunchRequest) -> FleetRef:
+    async def slow_launch(req: LaunchRequest) -> FleetHandle:
         gate.set()
         while True:
             activity.heartbeat()
             await asyncio.sleep(0.05)
 
     @activity.defn(name="terminate_fleet")
-    async def terminate(ref: FleetRef) -> FleetResult:
+    async def terminate(ref: FleetHandle) -> FleetStatus:
         terminated.append(ref)
-        return FleetResult(state="TERMINATED")
+        return FleetStatus(state="TERMINATED")
 
     acts[3], acts[5] = slow_launch, terminate
     async with Worker(env.client, task_queue=QUEUE, workflows=[JobRunWorkflow], activities=acts):

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.run_activities import RunActivities
+    from models.domain import SA_PLANNED_START, SA_RUN_STATUS, Capacity, JobType, RunStatus
+    from models.fleet import FleetHandle, FleetState, FleetStatus
     from models.workflow import (
+        ERR_FLEET_LAUNCH,
+        ERR_INFEASIBLE_WINDOW,
         CancelRequest,
         FinishRequest,
-        FleetRef,
-        FleetResult,
-        LaunchCheck,
         LaunchCheckRequest,
         LaunchRequest,
         MonitorRequest,
@@ -30,16 +33,14 @@ with workflow.unsafe.imports_passed_through():
         RunUpdate,
     )
 
-SA_CLIENT = SearchAttributeKey.for_keyword("OrchClientId")
-SA_TEMPLATE = SearchAttributeKey.for_keyword("OrchJobTemplateId")
-SA_STATUS = SearchAttributeKey.for_keyword("OrchRunStatus")
-SA_PLANNED = SearchAttributeKey.for_datetime("OrchPlannedStart")
+SA_STATUS = SearchAttributeKey.for_keyword(SA_RUN_STATUS)
+SA_PLANNED = SearchAttributeKey.for_datetime(SA_PLANNED_START)
 
-SHORT: dict = dict(
+SHORT: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=60),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
 )
-TERMINATE: dict = dict(
+TERMINATE: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(minutes=5),
     heartbeat_timeout=timedelta(seconds=60),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)),
@@ -54,15 +55,20 @@ class _Cancelled(Exception):
 class JobRunWorkflow:
     def __init__(self) -> None:
         self._input: RunInput | None = None
-        self._status = "PENDING"
+        self._status = RunStatus.PENDING
         self._reason: str | None = None
         self._planned_start: datetime | None = None
         self._attempt = 0
         self._cancel_reason: str | None = None
         self._cancel_requested = False
         self._native_cancel = False
-        self._fleet: FleetRef | None = None
+        self._fleet: FleetHandle | None = None
         self._launching: int | None = None  # attempt whose launch_fleet has not returned yet
+
+    @property
+    def _inp(self) -> RunInput:
+        assert self._input is not None, "run() sets the input first"
+        return self._input
 
     # ---------- messages ----------
     @workflow.signal
@@ -93,12 +99,12 @@ class JobRunWorkflow:
         try:
             if inp.resume is not None:  # continued-as-new while sleeping: the plan is already recorded
                 plan = inp.resume.plan
-                self._status, self._reason = "SCHEDULED", plan.rationale
+                self._status, self._reason = RunStatus.SCHEDULED, plan.rationale
                 self._planned_start = plan.start
             else:
                 plan = await self._plan(PlanRequest(run_id=inp.run_id, not_before=workflow.now()))
                 await self._set_status(
-                    "SCHEDULED",
+                    RunStatus.SCHEDULED,
                     plan.rationale,
                     planned_start=plan.start,
                     plan=plan.doc,
@@ -109,7 +115,7 @@ class JobRunWorkflow:
             plan = await self._wait_until_start(plan, inp.resume.next_replan if inp.resume else None)
             if plan.latest_start is not None and workflow.now() > plan.latest_start:
                 return await self._finish(
-                    "EXPIRED",
+                    RunStatus.EXPIRED,
                     f"could not start by {plan.latest_start.isoformat()} and still meet the deadline",
                     started_at,
                     exit_code,
@@ -121,11 +127,8 @@ class JobRunWorkflow:
                     # a suspended client's run (or one already finished in the DB, e.g. cancelled while it
                     # had no workflow) never launches
                     check = await self._cancellable(
-                        workflow.execute_activity(
-                            "check_launch",
-                            LaunchCheckRequest(run_id=inp.run_id),
-                            result_type=LaunchCheck,
-                            **SHORT,
+                        workflow.execute_activity_method(
+                            RunActivities.check_launch, LaunchCheckRequest(run_id=inp.run_id), **SHORT
                         )
                     )
                     if not check.allowed:
@@ -134,7 +137,7 @@ class JobRunWorkflow:
                         raise _Cancelled()
                 self._attempt += 1
                 await self._set_status(
-                    "LAUNCHING",
+                    RunStatus.LAUNCHING,
                     f"attempt {self._attempt}: launching the fleet",
                     attempts=self._attempt,
                     capacity=capacity,
@@ -142,10 +145,9 @@ class JobRunWorkflow:
                 self._launching = self._attempt
                 try:
                     self._fleet = await self._cancellable(
-                        workflow.execute_activity(
-                            "launch_fleet",
+                        workflow.execute_activity_method(
+                            RunActivities.launch_fleet,
                             LaunchRequest(run_id=inp.run_id, attempt=self._attempt, capacity=capacity),
-                            result_type=FleetRef,
                             start_to_close_timeout=timedelta(minutes=10),
                             heartbeat_timeout=timedelta(seconds=30),
                             retry_policy=RetryPolicy(
@@ -157,11 +159,11 @@ class JobRunWorkflow:
                     )
                 except ActivityError as exc:
                     if (
-                        _error_type(exc) == "FleetLaunchError"
+                        _error_type(exc) == ERR_FLEET_LAUNCH
                         and self._attempt < inp.max_attempts
                         and self._can_relaunch(plan)
                     ):
-                        capacity = "on-demand"  # no capacity this time: try again, on-demand
+                        capacity = Capacity.ON_DEMAND  # no capacity this time: try again, on-demand
                         self._reason = f"attempt {self._attempt} got no capacity; retrying on-demand"
                         continue
                     raise
@@ -169,21 +171,21 @@ class JobRunWorkflow:
                 attempt_start = workflow.now()
                 started_at = started_at or attempt_start
                 await self._set_status(
-                    "RUNNING",
+                    RunStatus.RUNNING,
                     f"attempt {self._attempt}: running on {self._fleet.driver}",
-                    fleet=self._fleet.model_dump(mode="json"),
+                    fleet=self._fleet.as_json(),
                     started_at=started_at,
                 )
                 result = await self._monitor(self._fleet, attempt_start)
                 exit_code = result.exit_code
-                if result.state == "SUCCEEDED":
-                    return await self._finish("SUCCEEDED", "exit code 0", started_at, exit_code)
+                if result.state == FleetState.SUCCEEDED:
+                    return await self._finish(RunStatus.SUCCEEDED, "exit code 0", started_at, exit_code)
                 if (
-                    result.state == "INTERRUPTED"
+                    result.state == FleetState.INTERRUPTED
                     and self._attempt < inp.max_attempts
                     and self._can_relaunch(plan)
                 ):
-                    capacity = "on-demand"  # a relaunch must not be interrupted again
+                    capacity = Capacity.ON_DEMAND  # a relaunch must not be interrupted again
                     self._reason = (
                         f"attempt {self._attempt} interrupted ({result.reason}); relaunching on-demand"
                     )
@@ -192,20 +194,20 @@ class JobRunWorkflow:
                 reason = result.reason or (
                     f"exit code {exit_code}" if exit_code is not None else result.state
                 )
-                return await self._finish("FAILED", reason, started_at, exit_code)
+                return await self._finish(RunStatus.FAILED, reason, started_at, exit_code)
         except (_Cancelled, asyncio.CancelledError):
             if not self._cancel_requested:  # Temporal cancellation caught outside our helpers
                 self._note_native_cancel()
-            await self._finish("CANCELLED", self._cancel_reason, started_at, exit_code)
+            await self._finish(RunStatus.CANCELLED, self._cancel_reason, started_at, exit_code)
             if self._native_cancel:
                 raise asyncio.CancelledError() from None  # Temporal shows the workflow as cancelled
             return self.status()
         except _TimedOut as exc:
-            return await self._finish("TIMED_OUT", str(exc), started_at, exit_code)
+            return await self._finish(RunStatus.TIMED_OUT, str(exc), started_at, exit_code)
         except ActivityError as exc:
             cause = exc.cause.message if exc.cause is not None and hasattr(exc.cause, "message") else str(exc)
             return await self._finish(
-                "FAILED", f"{exc.activity_type or 'activity'} failed: {cause}", started_at, exit_code
+                RunStatus.FAILED, f"{exc.activity_type or 'activity'} failed: {cause}", started_at, exit_code
             )
         finally:
             if self._fleet is not None:  # never leak a process or an instance, whatever happened
@@ -215,16 +217,15 @@ class JobRunWorkflow:
     async def _plan(self, req: PlanRequest) -> PlanResult:
         self._details("planning the start")
         return await self._cancellable(
-            workflow.execute_activity(
-                "plan_schedule",
+            workflow.execute_activity_method(
+                RunActivities.plan_schedule,
                 req,
-                result_type=PlanResult,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=1),
                     maximum_interval=timedelta(seconds=30),
                     maximum_attempts=20,
-                    non_retryable_error_types=["InfeasibleWindow"],
+                    non_retryable_error_types=[ERR_INFEASIBLE_WINDOW],
                 ),
             )
         )
@@ -235,7 +236,7 @@ class JobRunWorkflow:
         The history stays bounded: once it reaches ``history_event_limit`` events (or Temporal suggests it),
         the run continues-as-new with its plan and next re-plan time, so it may sleep and re-plan for years.
         """
-        inp = self._input
+        inp = self._inp
         replan_every = timedelta(seconds=max(60, inp.replan_interval_sec))
         next_replan = next_replan or workflow.now() + replan_every
         while True:
@@ -252,13 +253,13 @@ class JobRunWorkflow:
                 )
                 workflow.continue_as_new(inp.model_copy(update={"resume": resume}))
             wake = plan.start
-            if inp.job_type == "RESCHEDULABLE":
+            if inp.job_type == JobType.RESCHEDULABLE:
                 wake = min(wake, next_replan)
             self._details(f"sleeping until {plan.start.isoformat()}")
             await self._wait(lambda: self._cancel_requested, wake - now)
             self._check_cancel()
             now = workflow.now()
-            if inp.job_type == "RESCHEDULABLE" and next_replan <= now < plan.start:
+            if inp.job_type == JobType.RESCHEDULABLE and next_replan <= now < plan.start:
                 next_replan = now + replan_every
                 new = await self._plan(
                     PlanRequest(run_id=inp.run_id, not_before=now, current_start=plan.start)
@@ -266,7 +267,7 @@ class JobRunWorkflow:
                 if new.moved and new.start != plan.start:
                     plan = new
                     await self._set_status(
-                        "SCHEDULED",
+                        RunStatus.SCHEDULED,
                         f"re-planned: {new.rationale}",
                         planned_start=new.start,
                         plan=new.doc,
@@ -275,12 +276,11 @@ class JobRunWorkflow:
                         carbon_earliest_g=new.carbon_earliest_g,
                     )
 
-    async def _monitor(self, fleet: FleetRef, attempt_start: datetime) -> FleetResult:
-        inp = self._input
-        handle = workflow.start_activity(
-            "monitor_fleet",
+    async def _monitor(self, fleet: FleetHandle, attempt_start: datetime) -> FleetStatus:
+        inp = self._inp
+        handle = workflow.start_activity_method(
+            RunActivities.monitor_fleet,
             MonitorRequest(fleet=fleet, poll_sec=inp.monitor_poll_sec),
-            result_type=FleetResult,
             start_to_close_timeout=timedelta(days=31),
             heartbeat_timeout=timedelta(seconds=max(30.0, 6 * inp.monitor_poll_sec)),
             retry_policy=RetryPolicy(
@@ -337,7 +337,7 @@ class JobRunWorkflow:
     def _history_full(self) -> bool:
         info = workflow.info()
         return (
-            info.get_current_history_length() >= self._input.history_event_limit
+            info.get_current_history_length() >= self._inp.history_event_limit
             or info.is_continue_as_new_suggested()
         )
 
@@ -346,7 +346,7 @@ class JobRunWorkflow:
             raise _Cancelled()
 
     def _can_relaunch(self, plan: PlanResult) -> bool:
-        latest = self._input.latest_finish
+        latest = self._inp.latest_finish
         return latest is None or workflow.now() + timedelta(seconds=plan.p90_sec) <= latest
 
     async def _terminate(self) -> None:
@@ -356,12 +356,12 @@ class JobRunWorkflow:
             return
         self._details(f"terminating attempt {fleet.attempt}")
         await self._shielded(
-            workflow.execute_activity("terminate_fleet", fleet, result_type=FleetResult, **TERMINATE)
+            workflow.execute_activity_method(RunActivities.terminate_fleet, fleet, **TERMINATE)
         )
         self._fleet = None
 
     async def _finish(
-        self, status: str, reason: str | None, started_at: datetime | None, exit_code: int | None
+        self, status: RunStatus, reason: str | None, started_at: datetime | None, exit_code: int | None
     ) -> RunState:
         """Stop the fleet, then record the final status (so CANCELLED means the app is gone)."""
         if (
@@ -371,16 +371,16 @@ class JobRunWorkflow:
         ):
             # stopped while launch_fleet ran: the attempt may exist without us holding its handle; drivers
             # find it by run id + attempt (and make sure a late launch never starts it)
-            self._fleet = FleetRef(driver="unknown", run_id=self._input.run_id, attempt=self._launching)
-        if status == "CANCELLED" and self._fleet is not None:
-            await self._set_status("CANCELLING", reason)
+            self._fleet = FleetHandle(driver="unknown", run_id=self._inp.run_id, attempt=self._launching)
+        if status == RunStatus.CANCELLED and self._fleet is not None:
+            await self._set_status(RunStatus.CANCELLING, reason)
         await self._terminate()
         self._status, self._reason = status, reason
         await self._shielded(
-            workflow.execute_activity(
-                "finish_run",
+            workflow.execute_activity_method(
+                RunActivities.finish_run,
                 FinishRequest(
-                    run_id=self._input.run_id,
+                    run_id=self._inp.run_id,
                     status=status,
                     status_reason=reason,
                     exit_code=exit_code,
@@ -395,14 +395,14 @@ class JobRunWorkflow:
         self._details(f"{status}: {reason}")
         return self.status()
 
-    async def _set_status(self, status: str, reason: str | None = None, **fields) -> None:
+    async def _set_status(self, status: RunStatus, reason: str | None = None, **fields: Any) -> None:
         self._status, self._reason = status, reason
         if "planned_start" in fields:
             self._planned_start = fields["planned_start"]
         await self._shielded(
-            workflow.execute_activity(
-                "update_run",
-                RunUpdate(run_id=self._input.run_id, status=status, status_reason=reason, **fields),
+            workflow.execute_activity_method(
+                RunActivities.update_run,
+                RunUpdate(run_id=self._inp.run_id, status=status, status_reason=reason, **fields),
                 **SHORT,
             )
         )
@@ -420,16 +420,16 @@ class JobRunWorkflow:
                     raise
                 self._note_native_cancel()  # remember it; the caller's next step turns it into CANCELLED
 
-    def _upsert_status(self, status: str) -> None:
-        if not self._input.search_attributes:
+    def _upsert_status(self, status: RunStatus) -> None:
+        if not self._inp.search_attributes:
             return
-        updates = [SA_STATUS.value_set(status)]
+        updates: list[SearchAttributeUpdate[Any]] = [SA_STATUS.value_set(status)]
         if self._planned_start is not None:
             updates.append(SA_PLANNED.value_set(self._planned_start))
         workflow.upsert_search_attributes(updates)
 
     def _details(self, text: str) -> None:
-        workflow.set_current_details(f"run {self._input.run_id}: {text}")
+        workflow.set_current_details(f"run {self._inp.run_id}: {text}")
 
 
 class _TimedOut(Exception):

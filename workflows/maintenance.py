@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.maintenance import MaintenanceActivities
     from models.workflow import (
         MaintenanceInput,
         MaintenancePassInput,
@@ -46,10 +47,9 @@ class MaintenanceWorkflow:
         state = dict(inp.state)
         for _ in range(max(1, inp.iterations_per_run)):
             try:
-                self._last = await workflow.execute_activity(
-                    "maintenance_pass",
+                self._last = await workflow.execute_activity_method(
+                    MaintenanceActivities.maintenance_pass,
                     MaintenancePassInput(state=state),
-                    result_type=MaintenancePassResult,
                     start_to_close_timeout=timedelta(minutes=10),
                     heartbeat_timeout=timedelta(minutes=2),
                     retry_policy=RetryPolicy(maximum_attempts=2),
