@@ -23,6 +23,8 @@ COPY api ./api
 COPY models ./models
 COPY workflows ./workflows
 COPY activities ./activities
+COPY services ./services
+COPY carbon ./carbon
 COPY core ./core
 COPY fleets ./fleets
 COPY scheduling ./scheduling

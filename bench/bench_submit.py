@@ -64,7 +64,9 @@ class SubmitBench(Bench):
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
         for name, value in self.settings.model_dump().items():
             if value is not None:
-                env[f"ORCH_{name.upper()}"] = str(value)
+                env[f"ORCH_{name.upper()}"] = (
+                    json.dumps(value) if isinstance(value, dict | list) else str(value)
+                )
         self.api = self._spawn("api", env)
         wait_for(lambda: port_open(self.settings.api_port) or not self.api.alive(), 60, "the API")
         if not self.api.alive():

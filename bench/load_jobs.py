@@ -146,7 +146,9 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
         for name, value in self.settings.model_dump().items():
             if value is not None:
-                env[f"ORCH_{name.upper()}"] = str(value)
+                env[f"ORCH_{name.upper()}"] = (
+                    json.dumps(value) if isinstance(value, dict | list) else str(value)
+                )
         self.worker = self._spawn("worker", env)
         wait_for(
             lambda: "worker started" in self.worker.log_path.read_text() or not self.worker.alive(),

@@ -416,7 +416,10 @@ class LocalFleetDriver:
         """Parents of the runs dir that a run uid cannot traverse (no o+x). Python opens ``main.py`` and
         imports by absolute path, and ``$HOME``/``$TMPDIR`` are absolute: an app under its own uid needs
         them all."""
-        return [str(p) for p in self.runs_dir.parents if p.exists() and not p.stat().st_mode & stat.S_IXOTH]
+        # the data dir itself is made traversable (0711) by harden_data_dir at launch: only its parents count,
+        # so every process (worker, API) decides the same way before and after the first launch
+        parents = self.data_dir.parents if self.runs_dir == self.data_dir / "runs" else self.runs_dir.parents
+        return [str(p) for p in parents if p.exists() and not p.stat().st_mode & stat.S_IXOTH]
 
     def _run_owner(self, run_id: str, attempt: int, d: Path) -> tuple[int, int] | None:
         """The attempt's own uid (= gid) when the worker is root, else None. Idempotent: the same attempt

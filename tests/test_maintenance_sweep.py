@@ -46,7 +46,9 @@ def test_sweep_task_deletes_an_old_orphan_once_per_interval(tmp_path, s3_setting
 
 def test_clean_run_dirs_task_removes_old_finished_attempts(tmp_path):
     settings = make_settings(tmp_path, local_run_retention_hours=1)
-    attempt = settings.data_dir / "runs" / "run_old" / "1"
+    from fleets.local import LocalFleetDriver
+
+    attempt = LocalFleetDriver(settings).runs_dir / "run_old" / "1"  # a temp dir under a closed tmp_path
     attempt.mkdir(parents=True)
     (attempt / "exit_code").write_text("0")
     old = time.time() - 3 * 3600
