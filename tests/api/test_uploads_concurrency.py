@@ -77,6 +77,7 @@ def _form(data: bytes, version: str, name: str = "app.zip") -> dict:
     return {"files": {"file": (name, data, "application/zip")}, "data": {"version": version}}
 
 
+@pytest.mark.slow  # starts its own API process
 async def test_same_name_version_race_one_201_rest_409_healthz_answers(live):
     """10 parallel uploads of one name and version with different bytes: exactly one stored (201), nine 409
     within seconds; /healthz answers within 2 s throughout; one object in S3 (the losers' are deleted)."""
@@ -110,6 +111,7 @@ async def test_same_name_version_race_one_201_rest_409_healthz_answers(live):
     assert {(r.status_code, r.json()["artifact_id"]) for r in again} == {(200, winner["artifact_id"])}
 
 
+@pytest.mark.slow  # starts its own API process
 async def test_parallel_small_uploads_of_different_names_all_stored(live):
     """20 parallel small uploads of different names: no 5xx, all 20 stored (SQLite: no 'database is
     locked'; the writes are short transactions in worker threads)."""
@@ -140,6 +142,7 @@ def _multipart_body(boundary: str, version: str, data: bytes) -> tuple[bytes, by
     return head + data, f"\r\n--{boundary}--\r\n".encode()
 
 
+@pytest.mark.slow  # starts its own API process
 async def test_uploads_past_the_bound_are_refused_at_once_with_429(s3_settings, tmp_path):
     """max_concurrent_uploads=2: two uploads whose bodies are still arriving hold both slots; another is
     answered 429 + Retry-After (problem+json) immediately, without its body being read; once the two finish,
@@ -193,6 +196,7 @@ async def test_uploads_past_the_bound_are_refused_at_once_with_429(s3_settings, 
         stack.stop()
 
 
+@pytest.mark.slow  # starts its own API process
 async def test_s3_down_is_503_with_retry_after_in_seconds(s3_settings, tmp_path):
     """The store unreachable (nothing listens on its port): 503 + Retry-After in seconds, nothing stored;
     an existing (name, version) still answers 200/409 from the database alone."""

@@ -17,6 +17,8 @@ from cli.devstack import free_port, start_temporal, wait_for
 from core.migrate import upgrade
 from tests.support.e2e_stack import Stack, alive, make_stack_settings
 
+pytestmark = pytest.mark.slow  # API and worker as processes (a stack of their own)
+
 
 @pytest.fixture
 def own_temporal(tmp_path):

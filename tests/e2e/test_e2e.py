@@ -15,6 +15,8 @@ from cli.devstack import wait_for
 from core.migrate import upgrade
 from tests.support.e2e_stack import Stack, alive, make_stack_settings, record_history, temporal_cli
 
+pytestmark = pytest.mark.slow  # API and worker as processes (a stack of their own)
+
 
 @pytest.fixture(scope="module")
 def stack(open_tmp_root, temporal_dev_server, s3_settings):

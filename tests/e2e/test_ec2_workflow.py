@@ -14,6 +14,8 @@ from core.migrate import upgrade
 from core.s3 import s3_client
 from tests.support.e2e_stack import Stack, make_stack_settings
 
+pytestmark = pytest.mark.slow  # API and worker as processes (a stack of their own)
+
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
