@@ -16,8 +16,12 @@ from fleets.base import AwsAccess
 from tests.support.common import make_settings
 
 EXTERNAL_ID = "ext-7d1f0c2b9a8e4f35b6c1d2e3"
-ACCESS = AwsAccess(role_arn="arn:aws:iam::123456789012:role/OrchestratorAccess", external_id=EXTERNAL_ID,
-                   session_name="orch-client_1", region="us-east-1")
+ACCESS = AwsAccess(
+    role_arn="arn:aws:iam::123456789012:role/OrchestratorAccess",
+    external_id=EXTERNAL_ID,
+    session_name="orch-client_1",
+    region="us-east-1",
+)
 
 
 @pytest.fixture
@@ -75,8 +79,11 @@ def test_malformed_input_refused_before_calling_aws(settings):
 
 def test_verify_role_ok(settings):
     out = verify_role(ACCESS, settings)
-    assert out == {"ok": True, "account": "123456789012",
-                   "arn": "arn:aws:sts::123456789012:assumed-role/OrchestratorAccess/orch-client_1"}
+    assert out == {
+        "ok": True,
+        "account": "123456789012",
+        "arn": "arn:aws:sts::123456789012:assumed-role/OrchestratorAccess/orch-client_1",
+    }
 
 
 def test_verify_role_malformed_arn(settings):
@@ -102,8 +109,13 @@ def moto_with_auth(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
     finally:
         os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
     endpoint = f"http://127.0.0.1:{server.ports['http']}"
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     iam.create_user(UserName="orchestrator")
     key = iam.create_access_key(UserName="orchestrator")["AccessKey"]
     yield endpoint, {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}

@@ -15,8 +15,9 @@ from tests.support.common import make_settings
 
 @pytest.fixture
 def settings(tmp_path):
-    return make_settings(tmp_path, max_unzipped_bytes=50 * 1024 * 1024, max_zip_ratio=100.0,
-                         max_zip_entries=50)
+    return make_settings(
+        tmp_path, max_unzipped_bytes=50 * 1024 * 1024, max_zip_ratio=100.0, max_zip_entries=50
+    )
 
 
 def make_zip(entries: dict[str, bytes], *, compression=zipfile.ZIP_DEFLATED) -> io.BytesIO:
@@ -169,8 +170,8 @@ def test_extract_stops_at_lying_headers(settings, tmp_path):
         while (pos := data.find(sig, pos)) != -1:
             off = 24 if sig == b"PK\x01\x02" else 22
             name_off = 46 if sig == b"PK\x01\x02" else 30
-            if data[pos + name_off: pos + name_off + 3] == b"big":
-                data[pos + off: pos + off + 4] = (10).to_bytes(4, "little")
+            if data[pos + name_off : pos + name_off + 3] == b"big":
+                data[pos + off : pos + off + 4] = (10).to_bytes(4, "little")
             pos += 4
     assert info.file_size == 4096
     with pytest.raises(ZipRejected):
@@ -199,7 +200,7 @@ def test_lying_header_sizes_are_refused(tmp_path):
             name_len_off = 26 if sig == b"PK\x03\x04" else 28
             name_start = i + (30 if sig == b"PK\x03\x04" else 46)
             n = struct.unpack_from("<H", data, i + name_len_off)[0]
-            if bytes(data[name_start:name_start + n]) == b"blob.bin":
+            if bytes(data[name_start : name_start + n]) == b"blob.bin":
                 struct.pack_into("<I", data, i + off, 10)
             start = i + 4
     settings = SimpleNamespace(max_unzipped_bytes=10**9, max_zip_ratio=200.0, max_zip_entries=100)

@@ -30,9 +30,12 @@ from fleets.ec2 import (
 from tests.support.common import make_settings
 from tests.support.fleet import FLEET_BUCKET
 
-ACCESS = AwsAccess(role_arn="arn:aws:iam::123456789012:role/OrchestratorAccess",
-                   external_id="ext-4f1b2c3d4e5f60718293a4b5", session_name="orch-client_test",
-                   region="us-east-1")
+ACCESS = AwsAccess(
+    role_arn="arn:aws:iam::123456789012:role/OrchestratorAccess",
+    external_id="ext-4f1b2c3d4e5f60718293a4b5",
+    session_name="orch-client_test",
+    region="us-east-1",
+)
 
 
 @pytest.fixture
@@ -69,8 +72,11 @@ def run_instances(ec2, run_id, attempt=None, live_only=False):
 
 
 def run_fleets(ec2, run_id):
-    return [f for f in ec2.describe_fleets()["Fleets"]
-            if {t["Key"]: t["Value"] for t in f.get("Tags", [])}.get(TAG_RUN) == run_id]
+    return [
+        f
+        for f in ec2.describe_fleets()["Fleets"]
+        if {t["Key"]: t["Value"] for t in f.get("Tags", [])}.get(TAG_RUN) == run_id
+    ]
 
 
 def run_templates(ec2, run_id):
@@ -111,7 +117,8 @@ def test_launch_is_idempotent_and_tagged(driver, settings, spec, ec2):
     assert len(lts) == 1 and lts[0]["LaunchTemplateName"] == f"orch-{sp.run_id}-1"
     assert tags(lts[0])[TAG_ATTEMPT] == "1"
     data = ec2.describe_launch_template_versions(LaunchTemplateId=lts[0]["LaunchTemplateId"])[
-        "LaunchTemplateVersions"][0]["LaunchTemplateData"]
+        "LaunchTemplateVersions"
+    ][0]["LaunchTemplateData"]
     assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
     ssm = boto3.client("ssm", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
     assert data["ImageId"] == ssm.get_parameter(Name=AL2023_SSM["x86_64"])["Parameter"]["Value"]
@@ -149,15 +156,22 @@ def test_explicit_ami_subnet_security_group_and_profile(driver, spec, ec2):
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
     sg = ec2.create_security_group(GroupName=f"orch-{vpc}", Description="t", VpcId=vpc)["GroupId"]
     ami = ami_from_images(ec2, "x86_64")
-    access = AwsAccess(**{**ACCESS.__dict__, "subnet_ids": [subnet], "security_group_ids": [sg],
-                          "instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/orch-app"})
+    access = AwsAccess(
+        **{
+            **ACCESS.__dict__,
+            "subnet_ids": [subnet],
+            "security_group_ids": [sg],
+            "instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/orch-app",
+        }
+    )
     sp = spec(ami_id=ami)
     sp.aws = access
     h = driver.launch(sp)
     inst = run_instances(ec2, sp.run_id)[0]
     assert inst["SubnetId"] == subnet and inst["ImageId"] == ami
     data = ec2.describe_launch_template_versions(LaunchTemplateId=h.ref["launch_template_id"])[
-        "LaunchTemplateVersions"][0]["LaunchTemplateData"]
+        "LaunchTemplateVersions"
+    ][0]["LaunchTemplateData"]
     assert data["SecurityGroupIds"] == [sg]
     assert data["IamInstanceProfile"]["Arn"].endswith("instance-profile/orch-app")
     driver.terminate(h)
@@ -191,8 +205,10 @@ def test_spot_interruption_maps_to_interrupted(driver, spec, ec2):
     assert instances[0]["State"]["Name"] == "terminated"
     assert instances[0]["StateReason"]["Code"] == "Client.UserInitiatedShutdown"  # what moto records
     assert driver.poll(h).state == FleetState.TERMINATED
-    reason = {"Code": "Server.SpotInstanceTermination",
-              "Message": "Server.SpotInstanceTermination: Spot instance termination"}
+    reason = {
+        "Code": "Server.SpotInstanceTermination",
+        "Message": "Server.SpotInstanceTermination: Spot instance termination",
+    }
     reclaimed = [{**i, "StateReason": reason} for i in instances]
     st = status_from(reclaimed, None)
     assert st.state == FleetState.INTERRUPTED and "SpotInstanceTermination" in st.reason
@@ -208,9 +224,14 @@ def test_status_mapping_of_other_states(driver, spec, ec2):
     assert status_from(running, None).state == FleetState.RUNNING
     pending = [{**i, "State": {"Code": 0, "Name": "pending"}} for i in running]
     assert status_from(pending, None).state == FleetState.PENDING
-    self_stopped = [{**i, "State": {"Code": 48, "Name": "terminated"},
-                     "StateReason": {"Code": "Client.InstanceInitiatedShutdown", "Message": "x"}}
-                    for i in running]
+    self_stopped = [
+        {
+            **i,
+            "State": {"Code": 48, "Name": "terminated"},
+            "StateReason": {"Code": "Client.InstanceInitiatedShutdown", "Message": "x"},
+        }
+        for i in running
+    ]
     st = status_from(self_stopped, None)
     assert st.state == FleetState.FAILED and "without reporting a result" in st.reason
     assert status_from([], None, launched_at=100.0, now=200.0).state == FleetState.PENDING
@@ -246,7 +267,8 @@ def test_instance_part_played_by_the_test(driver, spec, ec2, tmp_path, s3):  # n
     app = {"main.py": "import os, sys; print('hi from', os.environ['ORCH_RUN_ID'], sys.argv[1:])\n"}
     h = driver.launch(spec(app, args={"n": 2}))
     data = ec2.describe_launch_template_versions(LaunchTemplateId=h.ref["launch_template_id"])[
-        "LaunchTemplateVersions"][0]["LaunchTemplateData"]
+        "LaunchTemplateVersions"
+    ][0]["LaunchTemplateData"]
     script = tmp_path / "user-data"
     script.write_bytes(base64.b64decode(data["UserData"]))
     env = {**os.environ, "ORCH_NO_POWEROFF": "1", "ORCH_WORK_DIR": str(tmp_path / "work")}
@@ -265,8 +287,12 @@ def test_credentials_never_in_handle_or_logs(driver, spec, settings, caplog):
     driver.terminate(h)
     creds = assume_role(ACCESS, settings)  # the cached credentials the driver used
     stored = json.dumps(h.ref) + caplog.text
-    for secret in (creds.secret_access_key, creds.session_token, creds.access_key_id,
-                   settings.s3_secret_access_key):
+    for secret in (
+        creds.secret_access_key,
+        creds.session_token,
+        creds.access_key_id,
+        settings.s3_secret_access_key,
+    ):
         assert secret not in stored
 
 
@@ -289,8 +315,16 @@ def test_arm_instance_types_get_arm_images(driver, ec2):
 
 
 def test_terminate_unknown_handle_is_a_noop(driver):
-    sp = LaunchSpec(run_id="run_never_launched", attempt=1, client_id="client_test",
-                    artifact_bucket=FLEET_BUCKET, artifact_key="x", artifact_sha256="0" * 64, args={},
-                    data_uri=None, aws=ACCESS)
+    sp = LaunchSpec(
+        run_id="run_never_launched",
+        attempt=1,
+        client_id="client_test",
+        artifact_bucket=FLEET_BUCKET,
+        artifact_key="x",
+        artifact_sha256="0" * 64,
+        args={},
+        data_uri=None,
+        aws=ACCESS,
+    )
     h = driver._handle(sp, ACCESS)
     assert driver.terminate(h).state == FleetState.TERMINATED

@@ -20,18 +20,21 @@ from tests.support.fleet import alive, wait_final, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
-ARGS_APP = {"main.py": """
+ARGS_APP = {
+    "main.py": """
 import os, sys
 print("argv", sys.argv[1:])
 for k in ("ORCH_RUN_ID", "ORCH_DATA_URI", "ORCH_ARGS", "AWS_SECRET_ACCESS_KEY"):
     print(k + "=" + os.environ.get(k, "<unset>"))
 print("cwd-has-main", os.path.exists("main.py"))
-"""}
+"""
+}
 
 EXIT3_APP = {"run.sh": "echo bye from run.sh\nexit 3\n"}
 
 # Appends one line per start to --counter, then waits until --release exists (at most 60 s).
-COUNTER_APP = {"main.py": """
+COUNTER_APP = {
+    "main.py": """
 import os, sys, time
 a = dict(x[2:].split("=", 1) for x in sys.argv[1:])
 with open(a["counter"], "a") as f:
@@ -40,17 +43,21 @@ end = time.time() + 60
 while not os.path.exists(a["release"]) and time.time() < end:
     time.sleep(0.02)
 print("released")
-"""}
+"""
+}
 
 # Spawns a long child in its own group, records its pid, waits for it.
-GROUP_APP = {"run.sh": """
+GROUP_APP = {
+    "run.sh": """
 for a in "$@"; do case "$a" in --child=*) CHILD="${a#--child=}";; esac; done
 sleep 300 &
 echo $! > "$CHILD.tmp" && mv "$CHILD.tmp" "$CHILD"
 wait
-"""}
+"""
+}
 
-STUBBORN_APP = {"main.py": """
+STUBBORN_APP = {
+    "main.py": """
 import os, signal, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 a = dict(x[2:].split("=", 1) for x in sys.argv[1:])
@@ -58,8 +65,8 @@ with open(a["ready"], "w") as f:
     f.write(str(os.getpid()))
 while True:
     time.sleep(0.1)
-"""}
-
+"""
+}
 
 
 def test_registry(settings):
@@ -97,8 +104,9 @@ def test_exit_code_3_is_failed(driver, upload_app):  # noqa: F811
 
 
 def test_checksum_mismatch_is_not_an_app_failure(driver, upload_app, xchg):  # noqa: F811
-    spec = upload_app(COUNTER_APP, args={"counter": str(xchg / "c"), "release": str(xchg / "r")},
-                      sha_override="0" * 64)
+    spec = upload_app(
+        COUNTER_APP, args={"counter": str(xchg / "c"), "release": str(xchg / "r")}, sha_override="0" * 64
+    )
     handle = driver.launch(spec)
     st = driver.poll(handle)
     assert st.state == FleetState.FAILED and st.exit_code is None
@@ -159,7 +167,10 @@ def test_app_survives_death_of_its_launcher(driver, upload_app, xchg, s3_setting
     cfg = {"data_dir": str(driver.settings.data_dir), "cancel_grace_sec": 5.0, **s3_settings}
     launcher = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, json.dumps(spec.__dict__), json.dumps(cfg)],
-        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
@@ -209,8 +220,9 @@ def test_terminate_before_launch_prevents_start(driver, upload_app, xchg):  # no
     spec = upload_app(COUNTER_APP, args={"counter": str(counter), "release": str(xchg / "r")})
     handle = FleetHandle("local", spec.run_id, spec.attempt, {})
     assert driver.terminate(handle).state == FleetState.TERMINATED
-    assert driver.launch(spec) == FleetHandle("local", spec.run_id, spec.attempt,
-                                              {"dir": f"{spec.run_id}/{spec.attempt}"})
+    assert driver.launch(spec) == FleetHandle(
+        "local", spec.run_id, spec.attempt, {"dir": f"{spec.run_id}/{spec.attempt}"}
+    )
     assert driver.poll(handle).state == FleetState.TERMINATED
     assert not counter.exists()
 

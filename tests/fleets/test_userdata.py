@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 from fleets.ec2 import USERDATA_MAX_BYTES, render_userdata, result_prefix
 from tests.support.fleet import FLEET_BUCKET, make_app_zip, new_run_id, sha256, wait_until
 
-PRINT_APP = {"main.py": """
+PRINT_APP = {
+    "main.py": """
 import os, sys
 print("app argv", sys.argv[1:])
 for k in ("ORCH_RUN_ID", "ORCH_DATA_URI", "ORCH_ARGS"):
@@ -26,18 +27,21 @@ for k in ("ORCH_RUN_ID", "ORCH_DATA_URI", "ORCH_ARGS"):
 a = dict(x[2:].split("=", 1) for x in sys.argv[1:])
 open(a["marker"], "w").write("ran")
 sys.exit(int(a.get("code", "0")))
-"""}
+"""
+}
 
 SH_APP = {"run.sh": 'echo "run.sh says $1"\nexit 0\n'}
 
-WAIT_APP = {"main.py": """
+WAIT_APP = {
+    "main.py": """
 import os, sys, time
 a = dict(x[2:].split("=", 1) for x in sys.argv[1:])
 print("started and waiting", flush=True)
 end = time.time() + 30
 while not os.path.exists(a["release"]) and time.time() < end:
     time.sleep(0.05)
-"""}
+"""
+}
 
 SHELLS = [s for s in (["sh"], ["bash", "--posix"]) if shutil.which(s[0])]
 
@@ -45,8 +49,16 @@ SHELLS = [s for s in (["sh"], ["bash", "--posix"]) if shutil.which(s[0])]
 class Attempt:
     """One rendered attempt: artifact in S3, presigned URLs, the script on disk."""
 
-    def __init__(self, s3, tmp_path: Path, files: dict, args: dict, *,  # noqa: F811
-                 tamper: bool = False, missing: bool = False):
+    def __init__(
+        self,
+        s3,
+        tmp_path: Path,
+        files: dict,
+        args: dict,
+        *,  # noqa: F811
+        tamper: bool = False,
+        missing: bool = False,
+    ):
         self.s3, self.run_id = s3, new_run_id()
         data = make_app_zip(files)
         key = f"client_test/apps/{self.run_id}.zip"
@@ -59,10 +71,18 @@ class Attempt:
             return s3.generate_presigned_url(op, Params={"Bucket": FLEET_BUCKET, "Key": k}, ExpiresIn=600)
 
         self.script = tmp_path / "userdata.sh"
-        self.script.write_text(render_userdata(
-            artifact_url=url("get_object", key), artifact_sha256=sha256(data),
-            log_url=url("put_object", self.log_key), result_url=url("put_object", self.result_key),
-            run_id=self.run_id, data_uri="s3://data/in/", args=args, log_interval_sec=1))
+        self.script.write_text(
+            render_userdata(
+                artifact_url=url("get_object", key),
+                artifact_sha256=sha256(data),
+                log_url=url("put_object", self.log_key),
+                result_url=url("put_object", self.result_key),
+                run_id=self.run_id,
+                data_uri="s3://data/in/",
+                args=args,
+                log_interval_sec=1,
+            )
+        )
         self.work = tmp_path / "work"
 
     def run(self, shell=("sh",), path: str | None = None, timeout: float = 30):
@@ -138,8 +158,11 @@ def test_tampered_artifact_is_refused(s3, tmp_path):  # noqa: F811
 def test_download_failure_is_a_bootstrap_failure(s3, tmp_path):  # noqa: F811
     a = Attempt(s3, tmp_path, PRINT_APP, {"marker": str(tmp_path / "m")}, missing=True)
     a.run()
-    assert a.result == {"phase": "bootstrap", "exit_code": None,
-                        "reason": "bootstrap: artifact download failed"}
+    assert a.result == {
+        "phase": "bootstrap",
+        "exit_code": None,
+        "reason": "bootstrap: artifact download failed",
+    }
 
 
 def test_args_cannot_inject_shell(s3, tmp_path):  # noqa: F811
@@ -185,11 +208,25 @@ def test_works_without_curl_unzip_and_sha256sum(s3, tmp_path):  # noqa: F811
 
 def test_oversized_args_refused():
     with pytest.raises(ValueError, match="user-data"):
-        render_userdata(artifact_url="u", artifact_sha256="0" * 64, log_url="l", result_url="r",
-                        run_id="run_1", data_uri=None, args={"big": "x" * 20000})
+        render_userdata(
+            artifact_url="u",
+            artifact_sha256="0" * 64,
+            log_url="l",
+            result_url="r",
+            run_id="run_1",
+            data_uri=None,
+            args={"big": "x" * 20000},
+        )
     with pytest.raises(ValueError, match="sha256"):
-        render_userdata(artifact_url="u", artifact_sha256="nothex", log_url="l", result_url="r",
-                        run_id="run_1", data_uri=None, args={})
+        render_userdata(
+            artifact_url="u",
+            artifact_sha256="nothex",
+            log_url="l",
+            result_url="r",
+            run_id="run_1",
+            data_uri=None,
+            args={},
+        )
 
 
 def test_sigterm_reports_nothing(s3, tmp_path):  # noqa: F811

@@ -60,7 +60,7 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert cc.main([str(COMPOSE)]) == 0
     assert "OK" in capsys.readouterr().out
     bad = tmp_path / "docker-compose.yml"
-    bad.write_text("services:\n  api:\n    image: x:1\n    ports: [\"5432:5432\"]\n")
+    bad.write_text('services:\n  api:\n    image: x:1\n    ports: ["5432:5432"]\n')
     assert cc.main([str(bad), "--docs", str(DOCS)]) == 1
     assert cc.main([str(tmp_path / "missing.yml")]) == 2
 
@@ -88,8 +88,15 @@ def test_vendored_schema_checksum_is_recorded():
 def test_stack_shape():
     doc = raw_doc()
     svc = doc["services"]
-    assert set(svc) >= {"postgres", "temporal", "temporal-ui", "temporal-search-attributes", "migrate", "api",
-                        "worker"}
+    assert set(svc) >= {
+        "postgres",
+        "temporal",
+        "temporal-ui",
+        "temporal-search-attributes",
+        "migrate",
+        "api",
+        "worker",
+    }
     assert svc["postgres"]["image"].startswith("postgres:16")
     assert svc["temporal"]["image"].startswith("temporalio/auto-setup:")
     assert svc["temporal"]["environment"]["DB"] == "postgres12"
@@ -122,50 +129,84 @@ def _set(path: str, value) -> Callable[[dict], None]:
             node.pop(last, None)
         else:
             node[last] = value
+
     return mutate
 
 
 MUTATIONS = {
-    "postgres port published": (_set("services/postgres/ports", ["5432:5432"]),
-                                ["PostgreSQL port 5432", "postgres: publishes 5432:5432; only"]),
-    "temporal grpc published": (_set("services/temporal/ports", ["127.0.0.1:7233:7233/tcp"]),
-                                ["Temporal frontend gRPC port 7233"]),
-    "long-syntax port": (_set("services/api/ports", [{"target": 5432, "published": "15432"}]),
-                         ["api: publishes PostgreSQL port 5432"]),
+    "postgres port published": (
+        _set("services/postgres/ports", ["5432:5432"]),
+        ["PostgreSQL port 5432", "postgres: publishes 5432:5432; only"],
+    ),
+    "temporal grpc published": (
+        _set("services/temporal/ports", ["127.0.0.1:7233:7233/tcp"]),
+        ["Temporal frontend gRPC port 7233"],
+    ),
+    "long-syntax port": (
+        _set("services/api/ports", [{"target": 5432, "published": "15432"}]),
+        ["api: publishes PostgreSQL port 5432"],
+    ),
     "host network": (_set("services/api/network_mode", "host"), ["api: network_mode host"]),
-    "unknown dependency": (_set("services/api/depends_on/nosuch", {"condition": "service_started"}),
-                           ["api: depends_on unknown service 'nosuch'"]),
-    "healthy without healthcheck": (_set("services/temporal/healthcheck", None),
-                                    ["waits for temporal to be healthy but temporal has no healthcheck"]),
-    "completed but restarting": (_set("services/migrate/restart", "always"),
-                                 ["waits for migrate to complete but migrate restarts"]),
-    "worker other build": (_set("services/worker/build", {"context": ".", "dockerfile": "Dockerfile.worker"}),
-                           ["worker: build differs from api's"]),
+    "unknown dependency": (
+        _set("services/api/depends_on/nosuch", {"condition": "service_started"}),
+        ["api: depends_on unknown service 'nosuch'"],
+    ),
+    "healthy without healthcheck": (
+        _set("services/temporal/healthcheck", None),
+        ["waits for temporal to be healthy but temporal has no healthcheck"],
+    ),
+    "completed but restarting": (
+        _set("services/migrate/restart", "always"),
+        ["waits for migrate to complete but migrate restarts"],
+    ),
+    "worker other build": (
+        _set("services/worker/build", {"context": ".", "dockerfile": "Dockerfile.worker"}),
+        ["worker: build differs from api's"],
+    ),
     "worker other image": (_set("services/worker/image", "someone/else:1.0"), ["worker: image differs"]),
-    "worker container_name": (_set("services/worker/container_name", "orch-worker"),
-                              ["worker: container_name prevents"]),
+    "worker container_name": (
+        _set("services/worker/container_name", "orch-worker"),
+        ["worker: container_name prevents"],
+    ),
     "worker publishes": (_set("services/worker/ports", ["9000:9000"]), ["worker: published ports prevent"]),
-    "unknown ORCH setting": (_set("services/api/environment/ORCH_NOT_A_SETTING", "1"),
-                             ["api: environment ORCH_NOT_A_SETTING is not a field"]),
-    "unknown ORCH variable": (_set("services/api/environment/ORCH_ENV", "${ORCH_STAGE:-prod}"),
-                              ["${ORCH_STAGE} at services.api.environment.ORCH_ENV is not a field"]),
-    "dev S3 endpoint": (_set("services/worker/environment/ORCH_S3_ENDPOINT_URL", None),
-                        ["worker: ORCH_S3_ENDPOINT_URL defaults to 'http://127.0.0.1:8333'"]),
-    "half S3 keys": (_set("services/worker/environment/ORCH_S3_SECRET_ACCESS_KEY", None),
-                     ["must both be set or both empty", "dev S3 secret"]),
-    "short admin key": (_set("services/api/environment/ORCH_ADMIN_API_KEY", "too-short"),
-                        ["api: environment does not make a valid Settings"]),
+    "unknown ORCH setting": (
+        _set("services/api/environment/ORCH_NOT_A_SETTING", "1"),
+        ["api: environment ORCH_NOT_A_SETTING is not a field"],
+    ),
+    "unknown ORCH variable": (
+        _set("services/api/environment/ORCH_ENV", "${ORCH_STAGE:-prod}"),
+        ["${ORCH_STAGE} at services.api.environment.ORCH_ENV is not a field"],
+    ),
+    "dev S3 endpoint": (
+        _set("services/worker/environment/ORCH_S3_ENDPOINT_URL", None),
+        ["worker: ORCH_S3_ENDPOINT_URL defaults to 'http://127.0.0.1:8333'"],
+    ),
+    "half S3 keys": (
+        _set("services/worker/environment/ORCH_S3_SECRET_ACCESS_KEY", None),
+        ["must both be set or both empty", "dev S3 secret"],
+    ),
+    "short admin key": (
+        _set("services/api/environment/ORCH_ADMIN_API_KEY", "too-short"),
+        ["api: environment does not make a valid Settings"],
+    ),
     "not prod": (_set("services/api/environment/ORCH_ENV", "dev"), ["api: ORCH_ENV is 'dev'"]),
-    "undocumented variable": (_set("services/api/environment/ORCH_CARBON_PROVIDER",
-                                   "${UNDOCUMENTED_THING:?x}"),
-                              ["${UNDOCUMENTED_THING} (used without a default at services.api.environment."
-                               "ORCH_CARBON_PROVIDER) is not documented"]),
+    "undocumented variable": (
+        _set("services/api/environment/ORCH_CARBON_PROVIDER", "${UNDOCUMENTED_THING:?x}"),
+        [
+            "${UNDOCUMENTED_THING} (used without a default at services.api.environment."
+            "ORCH_CARBON_PROVIDER) is not documented"
+        ],
+    ),
     "latest tag": (_set("services/temporal-ui/image", "temporalio/ui:latest"), ["is not pinned"]),
     "no tag": (_set("services/temporal-ui/image", "temporalio/ui"), ["is not pinned"]),
-    "missing bind source": (_set("services/temporal/volumes", ["./deploy/nope:/etc/nope:ro"]),
-                            ["bind mount source ./deploy/nope does not exist"]),
-    "undeclared volume": (_set("services/postgres/volumes", ["otherdata:/var/lib/postgresql/data"]),
-                          ["named volume 'otherdata' is not declared"]),
+    "missing bind source": (
+        _set("services/temporal/volumes", ["./deploy/nope:/etc/nope:ro"]),
+        ["bind mount source ./deploy/nope does not exist"],
+    ),
+    "undeclared volume": (
+        _set("services/postgres/volumes", ["otherdata:/var/lib/postgresql/data"]),
+        ["named volume 'otherdata' is not declared"],
+    ),
     "schema violation": (_set("services/api/restart", ["always"]), ["schema: services.api.restart"]),
 }
 
@@ -190,18 +231,21 @@ def test_yaml_errors_are_reported():
 # ---------------------------------------------------------------------------------- interpolation
 
 
-@pytest.mark.parametrize(("text", "env", "out"), [
-    ("plain", {}, "plain"),
-    ("$$HOME and $${X}", {}, "$HOME and ${X}"),
-    ("${A}/$A", {"A": "x"}, "x/x"),
-    ("${A:-d}|${A-d}", {"A": ""}, "d|"),
-    ("${A:-d}|${A-d}", {}, "d|d"),
-    ("${A:+set}|${A+set}", {"A": ""}, "|set"),
-    ("${A:-${B:-inner}}", {}, "inner"),
-    ("${A:-${B}}", {"B": "b"}, "b"),
-    ("${A:?need A}", {"A": "ok"}, "ok"),
-    ("x$", {}, "x$"),
-])
+@pytest.mark.parametrize(
+    ("text", "env", "out"),
+    [
+        ("plain", {}, "plain"),
+        ("$$HOME and $${X}", {}, "$HOME and ${X}"),
+        ("${A}/$A", {"A": "x"}, "x/x"),
+        ("${A:-d}|${A-d}", {"A": ""}, "d|"),
+        ("${A:-d}|${A-d}", {}, "d|d"),
+        ("${A:+set}|${A+set}", {"A": ""}, "|set"),
+        ("${A:-${B:-inner}}", {}, "inner"),
+        ("${A:-${B}}", {"B": "b"}, "b"),
+        ("${A:?need A}", {"A": "ok"}, "ok"),
+        ("x$", {}, "x$"),
+    ],
+)
 def test_interpolation(text, env, out):
     assert cc.interpolate(text, env) == out
 
@@ -254,8 +298,11 @@ def test_dockerfile_copies_every_setuptools_package():
 
 
 def test_dockerignore_keeps_secrets_and_state_out():
-    entries = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
-               if ln.strip() and not ln.startswith("#")]
+    entries = [
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     for e in (".git", ".venv", ".data", ".env", ".env.*", "tests"):
         assert e in entries, e
     for needed in ("pyproject.toml", "README.md", "api", "worker.py"):
@@ -270,8 +317,15 @@ def _declared_search_attributes() -> dict[str, str]:
     found: dict[str, str] = {}
     for path in [*ROOT.joinpath("workflows").rglob("*.py"), *ROOT.joinpath("api").rglob("*.py")]:
         for kind, name in re.findall(r'SearchAttributeKey\.for_(\w+)\(\s*"(\w+)"', path.read_text()):
-            found[name] = {"keyword": "Keyword", "datetime": "Datetime", "int": "Int", "float": "Double",
-                           "bool": "Bool", "text": "Text", "keyword_list": "KeywordList"}[kind]
+            found[name] = {
+                "keyword": "Keyword",
+                "datetime": "Datetime",
+                "int": "Int",
+                "float": "Double",
+                "bool": "Bool",
+                "text": "Text",
+                "keyword_list": "KeywordList",
+            }[kind]
     return found
 
 
@@ -281,8 +335,12 @@ def _script_attributes() -> dict[str, str]:
 
 
 def test_script_registers_exactly_what_the_code_uses():
-    expected = {"OrchClientId": "Keyword", "OrchJobTemplateId": "Keyword", "OrchRunStatus": "Keyword",
-                "OrchPlannedStart": "Datetime"}
+    expected = {
+        "OrchClientId": "Keyword",
+        "OrchJobTemplateId": "Keyword",
+        "OrchRunStatus": "Keyword",
+        "OrchPlannedStart": "Datetime",
+    }
     assert _script_attributes() == expected
     assert _declared_search_attributes() == expected
     svc = raw_doc()["services"]["temporal-search-attributes"]
@@ -316,8 +374,14 @@ def fake_cli(tmp_path):
     exe.write_text(FAKE_TEMPORAL)
     exe.chmod(0o755)
     state = tmp_path / "state"
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_STATE": str(state),
-           "TEMPORAL_NAMESPACE": "orch", "SA_SLEEP_SEC": "1", "SA_WAIT_SEC": "5"}
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "FAKE_STATE": str(state),
+        "TEMPORAL_NAMESPACE": "orch",
+        "SA_SLEEP_SEC": "1",
+        "SA_WAIT_SEC": "5",
+    }
     return state, env
 
 
@@ -370,26 +434,60 @@ def test_script_against_the_real_temporal_dev_server(tmp_path):
     temporal = _temporal_bin()
     port = _free_port()
     server = subprocess.Popen(
-        [temporal, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
-         "--http-port", str(_free_port()), "--metrics-port", str(_free_port()), "--log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            temporal,
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http-port",
+            str(_free_port()),
+            "--metrics-port",
+            str(_free_port()),
+            "--log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
-        describe = [temporal, "operator", "namespace", "describe", "--namespace", "default",
-                    "--address", f"127.0.0.1:{port}"]
+        describe = [
+            temporal,
+            "operator",
+            "namespace",
+            "describe",
+            "--namespace",
+            "default",
+            "--address",
+            f"127.0.0.1:{port}",
+        ]
         # poll faster than the script's 1 s so the test spends no time sleeping there
         while subprocess.run(describe, capture_output=True, timeout=30).returncode != 0:
             assert time.monotonic() < deadline and server.poll() is None, "dev server did not start"
             time.sleep(0.05)
-        env = {**os.environ, "PATH": f"{Path(temporal).parent}:{os.environ['PATH']}",
-               "TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "TEMPORAL_NAMESPACE": "default", "SA_SLEEP_SEC": "1",
-               "SA_WAIT_SEC": "30"}
+        env = {
+            **os.environ,
+            "PATH": f"{Path(temporal).parent}:{os.environ['PATH']}",
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+            "TEMPORAL_NAMESPACE": "default",
+            "SA_SLEEP_SEC": "1",
+            "SA_WAIT_SEC": "30",
+        }
         r = _run_script(env)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "all search attributes registered in namespace 'default'" in r.stdout
         listed = subprocess.run(
             [temporal, "operator", "search-attribute", "list", "--address", f"127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=30, check=True).stdout
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         rows = {tuple(ln.split()[:2]) for ln in listed.splitlines() if ln.strip()}
         for name, typ in _script_attributes().items():
             assert (name, typ) in rows, listed
