@@ -1,7 +1,7 @@
 """The ec2 fleet driver against moto's standalone server (STS, EC2, SSM) with SeaweedFS as the store.
 
 moto never boots an instance or runs user-data; where a test needs the instance's part, it runs the
-rendered user-data itself with ``sh`` (as tests/test_userdata.py does) or writes result.json.
+rendered user-data itself with ``sh`` (as tests/fleets/test_userdata.py does) or writes result.json.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Several API and worker processes of the product against ONE database, ONE Temporal server and ONE S3 store:
 production's horizontal layout, on 127.0.0.1. Each process gets the same settings except its own API port;
 the workers share one data dir (the ``local`` fleet driver keeps each attempt's directory there, so a worker
-that takes over a run must see the directory another one launched). Used by tests/test_horizontal.py."""
+that takes over a run must see the directory another one launched). Used by tests/e2e/test_horizontal.py."""
 
 from __future__ import annotations
 
