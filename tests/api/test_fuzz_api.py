@@ -11,7 +11,7 @@
 
 Checks: no 5xx; status codes, content types and bodies as documented; invalid data rejected.
 Bounded for ``make test`` (seeded, derandomized, a few examples per operation). A longer run:
-``FUZZ_EXAMPLES=500 FUZZ_STEPS=20 .venv/bin/python -m pytest -q -p no:cacheprovider tests/api/test_fuzz_api.py``
+``FUZZ_EXAMPLES=500 FUZZ_STEPS=20 .venv/bin/python -m pytest -q tests/api/test_fuzz_api.py``
 (``make fuzz``).
 """
 
