@@ -3,7 +3,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test install lint bench fuzz load compose-check clean
+.PHONY: dev test test-fast install lint bench fuzz load compose-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -21,10 +21,17 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
+## The inner loop: every test not marked slow (no stacks of API/worker processes, no e2e, chaos or browser)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+## Every package is type-checked; ruff (lint + format) covers the whole tree, tests, bench and scripts included
+TYPED := api services activities workflows models carbon scheduling fleets core cli worker.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check core scheduling carbon api models workflows activities
-	$(VENV)/bin/mypy scheduling core carbon
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(TYPED)
 
 bench: $(STAMP)
 	$(PY) bench/bench_plan.py
@@ -36,7 +43,7 @@ compose-check: $(STAMP)
 
 ## Longer schemathesis run (override FUZZ_EXAMPLES / FUZZ_STEPS)
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} FUZZ_STEPS=$${FUZZ_STEPS:-20} $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_api.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} FUZZ_STEPS=$${FUZZ_STEPS:-20} $(PY) -m pytest -q -p no:cacheprovider tests/api/test_fuzz_api.py
 
 ## 1,000 submissions through the API on a stack of its own; prints a JSON summary
 load: $(STAMP)

