@@ -313,19 +313,28 @@ def test_dockerignore_keeps_secrets_and_state_out():
 
 
 def _declared_search_attributes() -> dict[str, str]:
-    """Search attributes the code uses: SearchAttributeKey.for_<type>("Name") in workflows/ and api/."""
+    """Search attributes the code uses: ``SearchAttributeKey.for_<type>(NAME)`` anywhere in the product, NAME
+    a literal or one of models.domain's ``SA_*`` constants, whose types models.domain declares too."""
+    import models.domain as domain
+
+    kinds = {
+        "keyword": "Keyword",
+        "datetime": "Datetime",
+        "int": "Int",
+        "float": "Double",
+        "bool": "Bool",
+        "text": "Text",
+        "keyword_list": "KeywordList",
+    }
     found: dict[str, str] = {}
-    for path in [*ROOT.joinpath("workflows").rglob("*.py"), *ROOT.joinpath("api").rglob("*.py")]:
-        for kind, name in re.findall(r'SearchAttributeKey\.for_(\w+)\(\s*"(\w+)"', path.read_text()):
-            found[name] = {
-                "keyword": "Keyword",
-                "datetime": "Datetime",
-                "int": "Int",
-                "float": "Double",
-                "bool": "Bool",
-                "text": "Text",
-                "keyword_list": "KeywordList",
-            }[kind]
+    for pkg in ("workflows", "api", "services", "activities", "core"):
+        for path in ROOT.joinpath(pkg).rglob("*.py"):
+            for kind, name in re.findall(r'SearchAttributeKey\.for_(\w+)\(\s*"?(\w+)"?', path.read_text()):
+                name = getattr(domain, name, name)  # SA_RUN_STATUS -> "OrchRunStatus"
+                found[name] = kinds[kind]
+    assert found.items() <= domain.SEARCH_ATTRIBUTES.items(), (
+        "models.domain.SEARCH_ATTRIBUTES must declare them"
+    )
     return found
 
 

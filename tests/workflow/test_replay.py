@@ -37,7 +37,7 @@ async def test_run_input_of_a_history_recorded_before_the_trim_decodes():
     """Older histories' RunInput carries fields the workflow no longer reads: ignored, not refused."""
     from models.workflow import RunInput
 
-    path = Path(__file__).parent / "histories" / "one_time_succeeded.json"
+    path = Path(__file__).resolve().parents[1] / "histories" / "one_time_succeeded.json"
     history = WorkflowHistory.from_json("run-one_time_succeeded", path.read_text())
     payloads = history.events[0].workflow_execution_started_event_attributes.input.payloads
     assert b'"client_id"' in payloads[0].data  # recorded with the fields since removed
