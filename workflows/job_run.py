@@ -116,7 +116,7 @@ class JobRunWorkflow:
             if plan.latest_start is not None and workflow.now() > plan.latest_start:
                 return await self._finish(
                     RunStatus.EXPIRED,
-                    f"could not start by {plan.latest_start.isoformat()} and still meet the deadline",
+                    f"could not start by {_when(plan.latest_start)} and still meet the deadline",
                     started_at,
                     exit_code,
                 )
@@ -245,7 +245,7 @@ class JobRunWorkflow:
             if now >= plan.start:
                 return plan
             if self._history_full() and workflow.patched("continue-as-new-while-sleeping"):
-                self._details(f"continuing as new while sleeping until {plan.start.isoformat()}")
+                self._details(f"continuing as new while sleeping until {_when(plan.start)}")
                 resume = ResumeState(
                     plan=plan,
                     next_replan=next_replan,
@@ -255,7 +255,7 @@ class JobRunWorkflow:
             wake = plan.start
             if inp.job_type == JobType.RESCHEDULABLE:
                 wake = min(wake, next_replan)
-            self._details(f"sleeping until {plan.start.isoformat()}")
+            self._details(f"sleeping until {_when(plan.start)}")
             await self._wait(lambda: self._cancel_requested, wake - now)
             self._check_cancel()
             now = workflow.now()
@@ -430,6 +430,11 @@ class JobRunWorkflow:
 
     def _details(self, text: str) -> None:
         workflow.set_current_details(f"run {self._inp.run_id}: {text}")
+
+
+def _when(t: datetime) -> str:
+    """A time for people (Web UI details, status reasons): UTC, to the second."""
+    return t.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 class _TimedOut(Exception):
