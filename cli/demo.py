@@ -171,7 +171,8 @@ def demo(
             break
         time.sleep(0.5)  # polling interval of a progress display
     if run.get("status") != RunStatus.SUCCEEDED:
-        raise typer.Exit(f"run ended {run.get('status')}: {run.get('status_reason')}") from None
+        typer.echo(f"run ended {run.get('status')}: {run.get('status_reason')}", err=True)
+        raise typer.Exit(1)
     logs = _check(http.get(f"/v1/runs/{job['run_id']}/logs", headers=h), "reading logs")["text"]
     say("6. the app's log:")
     for line in logs.strip().splitlines()[-5:]:

@@ -329,8 +329,8 @@ def _run(settings: Settings, kill_stale: bool) -> int:
                 start_seaweedfs(
                     data / "s3",
                     s3_port,
-                    settings.s3_access_key_id,
-                    settings.s3_secret_access_key,
+                    settings.s3_access_key_id or "",
+                    settings.s3_secret_access_key or "",
                     master_port=settings.seaweed_master_port,
                     volume_port=settings.seaweed_volume_port,
                     filer_port=settings.seaweed_filer_port,

@@ -81,7 +81,9 @@ def make_engine(settings: Settings) -> Engine:
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
-    options = " ".join(x for x in (u.query.get("options"), pg_timeout_options(settings)) if x)
+    given = u.query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given  # the option may repeat in a URL
+    options = " ".join(x for x in (given, pg_timeout_options(settings)) if x)
     u = u.update_query_dict({"options": options})
     return create_engine(
         u,
