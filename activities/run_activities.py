@@ -11,7 +11,6 @@ from temporalio.exceptions import ApplicationError
 
 from core.db import Database
 from core.logs import bind
-from core.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 from core.settings import Settings
 from fleets.base import FleetDriver, FleetHandle, FleetState, LaunchSpec
 from models.api import TERMINAL
@@ -28,6 +27,7 @@ from models.workflow import (
     PlanResult,
     RunUpdate,
 )
+from services.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 
 log = logging.getLogger("orch.activities")
 DONE_STATES = {FleetState.SUCCEEDED, FleetState.FAILED, FleetState.INTERRUPTED, FleetState.TERMINATED}

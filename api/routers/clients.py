@@ -179,7 +179,7 @@ def put_aws(
 @router.get("/{client_id}/aws", response_model=AwsSettingsOut)
 def get_aws(client_id: str, principal: PrincipalDep, session: SessionDep) -> AwsSettingsOut:
     c = visible_client(session, principal, client_id)
-    if not c.role_arn:
+    if not (c.role_arn and c.external_id and c.region_default and c.session_name_template):
         raise NotFound(f"client {client_id} has no AWS settings yet; PUT them first")
     return aws_out(c)
 
@@ -198,7 +198,7 @@ async def verify_aws(
         return c
 
     c = await run_in_threadpool(load)
-    if not c.role_arn:
+    if not (c.role_arn and c.external_id and c.region_default and c.session_name_template):
         raise NotFound(f"client {client_id} has no AWS settings yet; PUT them first")
     from core.aws import verify_role
     from fleets.base import AwsAccess
