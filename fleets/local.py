@@ -376,6 +376,7 @@ class LocalFleetDriver:
             upload_file(self._s3, path, handle.ref.get("result_bucket") or self.settings.s3_bucket, key)
         except Exception as exc:  # noqa: BLE001 - the log copy must never fail the run
             log.warning("local fleet: copying the log of run %s to S3 failed: %s", handle.run_id, exc)
+            self._uploaded[key] = ((-1, -1), now)  # retried after the interval (or by the final poll)
             return False
         self._uploaded[key] = (seen, now)
         return True
