@@ -7,7 +7,7 @@ in a worker thread and COMMITS before Temporal or S3 is awaited. The log is read
 
 from __future__ import annotations
 
-import functools
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,7 @@ async def run_log(
         raise NotFound(f"run {run_id} has no logs yet (status {r.status})")
     where = log_location(r.fleet, r.client_id, bucket)
     try:
-        text = await anyio.to_thread.run_sync(functools.partial(read_tail, s3, *where, tail_bytes))
+        text = await asyncio.to_thread(read_tail, s3, *where, tail_bytes)  # not the request threadpool
     except (BotoCoreError, ClientError) as exc:
         raise Unavailable("the artifact store holding the logs is unreachable; retry later") from exc
     return RunLog(run_id=r.id, attempt=int(r.fleet["attempt"]), text=text)
