@@ -38,7 +38,6 @@ from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionSta
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.db import Database
-from core.run_workflow import start_run_workflow
 from core.s3 import s3_client
 from core.settings import Settings
 from fleets.local import clean_run_dirs
@@ -46,6 +45,7 @@ from models.db import Job, JobTemplate, Run, utcnow
 from models.domain import TERMINAL_STATUSES, RunStatus
 from models.workflow import MaintenancePassInput, MaintenancePassResult
 from services.artifacts import sweep_artifact_store
+from services.jobs import start_run_workflow
 
 log = logging.getLogger("orch.maintenance")
 

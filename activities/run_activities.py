@@ -10,7 +10,6 @@ from temporalio.exceptions import ApplicationError
 
 from core.db import Database
 from core.logs import bind
-from core.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 from core.settings import Settings
 from fleets.base import DONE_STATES, FleetDriver, FleetHandle, FleetStatus, LaunchSpec
 from models.db import Artifact, Client, Job, JobTemplate, Run, utcnow
@@ -28,6 +27,7 @@ from models.workflow import (
     PlanResult,
     RunUpdate,
 )
+from services.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 
 log = logging.getLogger("orch.activities")
 

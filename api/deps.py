@@ -14,11 +14,14 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from api.errors import Forbidden, ServiceUnavailable, Unauthorized
 from core.db import Database
 from core.security import hash_key, key_matches
 from core.settings import Settings
 from models.db import Client
+from services.access import owned
+
+__all__ = ["ClientDep", "Principal", "PrincipalDep", "Services", "ServicesDep", "SessionDep", "owned"]
 
 log = logging.getLogger("orch.api")
 
@@ -160,12 +163,3 @@ def install_db_errors(app) -> None:
     app.add_exception_handler(OperationalError, _busy)
     app.add_exception_handler(PoolTimeout, _busy)
     app.add_exception_handler(IntegrityError, _integrity)
-
-
-def owned(session: Session, model, obj_id: str, client: Client, what: str):
-    """The row ``obj_id`` of ``model`` if it belongs to ``client``; otherwise 404 (never 403: a tenant
-    must not learn that another tenant's id exists)."""
-    obj = session.get(model, obj_id)
-    if obj is None or obj.client_id != client.id:
-        raise NotFound(f"{what} {obj_id} not found")
-    return obj

@@ -1,4 +1,8 @@
-"""Domain errors and their one mapping to RFC 9457 ``application/problem+json``."""
+"""Errors and their one mapping to RFC 9457 ``application/problem+json``.
+
+Two families, one answer shape: ``services.errors.ServiceError`` (raised by the application layer and by
+routers alike: 400, 404, 409, 422, 503; mapped by ``SERVICE_ERRORS``) and ``ApiError`` for what only exists
+at the HTTP edge (401, 403, 413, 429: the class carries its status and headers)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,32 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceError,
+    Unavailable,
+    Unprocessable,
+    field_error,
+)
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceError",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "Unprocessable",
+    "field_error",
+    "install",
+    "problem",
+]
 
 log = logging.getLogger("orch.api")
 PROBLEM = "application/problem+json"
@@ -26,10 +56,6 @@ class ApiError(Exception):
         self.headers = headers
 
 
-class BadRequest(ApiError):
-    status, title = 400, "Bad request"
-
-
 class Unauthorized(ApiError):
     status, title = 401, "Unauthorized"
 
@@ -38,24 +64,19 @@ class Forbidden(ApiError):
     status, title = 403, "Forbidden"
 
 
-class NotFound(ApiError):
-    status, title = 404, "Not found"
-
-
-class Conflict(ApiError):
-    status, title = 409, "Conflict"
-
-
 class PayloadTooLarge(ApiError):
     status, title = 413, "Payload too large"
 
 
-class Unprocessable(ApiError):
-    status, title = 422, "Unprocessable content"
-
-
-class ServiceUnavailable(ApiError):
-    status, title = 503, "Service unavailable"
+# The application layer's errors, under the names the routers use (the same classes, not copies).
+ServiceUnavailable = Unavailable
+SERVICE_ERRORS: dict[type[ServiceError], tuple[int, str]] = {
+    BadRequest: (400, "Bad request"),
+    NotFound: (404, "Not found"),
+    Conflict: (409, "Conflict"),
+    Unprocessable: (422, "Unprocessable content"),
+    Unavailable: (503, "Service unavailable"),
+}
 
 
 def problem(
@@ -72,10 +93,6 @@ def problem(
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
-
-
-def field_error(path: str, message: str) -> dict[str, str]:
-    return {"path": path, "message": message}
 
 
 def _json_body_content_type_problem(request: Request, exc: RequestValidationError) -> str | None:
@@ -136,6 +153,7 @@ DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/jobs"): (409, 503),
     ("put", "/v1/clients/{client_id}/aws"): (409,),
     ("post", "/v1/runs/{run_id}/cancel"): (409, 503),
+    ("get", "/v1/runs/{run_id}/logs"): (503,),
 }
 
 
@@ -211,6 +229,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers, request.url.path)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError):
+        status, title = next(
+            (SERVICE_ERRORS[c] for c in type(exc).__mro__ if c in SERVICE_ERRORS), (400, "Bad request")
+        )
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return problem(status, title, exc.detail, exc.errors, headers, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

@@ -1,38 +1,14 @@
-"""Keyset pagination over (created_at DESC, id DESC) with an opaque cursor."""
+"""Query parameters of paginated lists; the pagination itself is ``services.pagination``."""
 
 from __future__ import annotations
 
-import base64
-import json
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query
-from sqlalchemy import Select, and_, or_
 
-from api.errors import BadRequest
+from services.pagination import decode_cursor, encode_cursor, paginate
+
+__all__ = ["CursorQ", "LimitQ", "decode_cursor", "encode_cursor", "paginate"]
 
 LimitQ = Annotated[int, Query(ge=1, le=500, description="Page size")]
 CursorQ = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
-
-
-def encode_cursor(created_at: datetime, id_: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), id_]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        ts, id_ = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(ts), str(id_)
-    except Exception as exc:  # noqa: BLE001
-        raise BadRequest("invalid cursor; pass the next_cursor value of a previous page") from exc
-
-
-def paginate(session, stmt: Select, model, limit: int, cursor: str | None):
-    """Run ``stmt`` newest first; return (rows, next_cursor)."""
-    if cursor:
-        ts, id_ = decode_cursor(cursor)
-        stmt = stmt.where(or_(model.created_at < ts, and_(model.created_at == ts, model.id < id_)))
-    rows = list(session.scalars(stmt.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
-    nxt = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], nxt

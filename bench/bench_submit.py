@@ -113,12 +113,10 @@ class SubmitBench(Bench):
         return lat, errors
 
     async def bare_batch(self, temporal, template, n) -> tuple[list[float], int]:
-        from api.deps import Services
-        from api.routers.jobs import start_run_workflow
         from models.db import Job, Run, new_id
         from models.workflow import workflow_id_for
+        from services.jobs import start_run_workflow
 
-        svc = Services(settings=self.settings, db=None, s3=None, temporal=temporal)
         body = self.body(template.id)
         sem = asyncio.Semaphore(self.args.concurrency)
         lat: list[float] = []
@@ -149,7 +147,7 @@ class SubmitBench(Bench):
             )
             async with sem:
                 t0 = time.perf_counter()
-                await start_run_workflow(svc, run, job, template)
+                await start_run_workflow(temporal, self.settings, run, job, template)
                 lat.append(time.perf_counter() - t0)
 
         await asyncio.gather(*(one() for _ in range(n)))

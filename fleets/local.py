@@ -5,7 +5,8 @@ through it to its own directories):
 
 ``app/``            the extracted artifact, the app's working directory (run uid, 0700, when root)
 ``home/``, ``tmp/``  the app's ``$HOME`` and ``$TMPDIR`` (run uid, 0700, when root)
-``log``             the app's combined stdout/stderr (it writes through the descriptor it was given)
+``log``             the app's combined stdout/stderr (it writes through the descriptor it was given); copied
+                    to the artifact store while it runs and when it ends (:meth:`LocalFleetDriver.upload_log`)
 ``run_uid``         JSON ``{uid, gid}`` the attempt runs as (only when the worker is root)
 ``launched``        the atomic claim (O_EXCL): JSON of the supervisor that starts the app, or
                     ``{"failed": reason}`` when the artifact was refused, or ``{"terminated": ...}`` when
@@ -55,6 +56,7 @@ from core.settings import Settings
 from fleets.archive import ZipRejected, extract_zip
 from fleets.base import FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, safe_path_part
+from fleets.logstore import log_key, upload_file
 from fleets.supervisor import create_time as _create_time
 from fleets.supervisor import group_members, stop_all, uid_members
 
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 
 FINAL_STATES = (FleetState.SUCCEEDED, FleetState.FAILED, FleetState.TERMINATED)
 
+LOG_UPLOAD_MIN_INTERVAL_SEC = 10.0  # while the app runs; the final copy is made as soon as it ended
 APP_DIRS = ("app", "home", "tmp")  # the only parts of an attempt the app may write (as the run uid)
 
 
@@ -189,6 +192,8 @@ class LocalFleetDriver:
     def __init__(self, settings: Settings, s3_client_factory: Callable[[Any], Any] = s3_client) -> None:
         self.settings = settings
         self.s3_client_factory = s3_client_factory
+        self._s3: Any = None  # built on first use (boto3 clients are thread-safe)
+        self._uploaded: dict[str, tuple[tuple[int, int], float]] = {}  # log key -> ((size, mtime), when)
         self.data_dir = Path(settings.data_dir).resolve()
         self.runs_dir = self._choose_runs_dir(settings)
         self.grace_sec = settings.cancel_grace_sec
@@ -235,7 +240,12 @@ class LocalFleetDriver:
             driver=self.name,
             run_id=spec.run_id,
             attempt=spec.attempt,
-            ref={"dir": str(d.relative_to(self.runs_dir))},
+            ref={
+                "dir": str(d.relative_to(self.runs_dir)),
+                # where upload_log copies the app's log (the API reads it there, as for ec2)
+                "result_bucket": self.settings.s3_bucket,
+                "log_key": log_key(spec.client_id, spec.run_id, spec.attempt),
+            },
         )
         if (d / "launched").exists():
             self._wait_started(d)
@@ -320,7 +330,44 @@ class LocalFleetDriver:
         )
 
     def poll(self, handle: FleetHandle) -> FleetStatus:
-        """State of the attempt from its run directory (no side effects)."""
+        """State of the attempt from its run directory; also copies the app's log to the artifact store
+        (:meth:`upload_log`), so every poll of the monitor and the final one of terminate keep it current."""
+        status = self._poll(handle)
+        self.upload_log(handle, final=status.state in FINAL_STATES)
+        return status
+
+    def upload_log(self, handle: FleetHandle, final: bool = False) -> bool:
+        """Copy the attempt's log to ``ref["log_key"]`` in the artifact store (``fleets.logstore``) if it
+        changed since the last copy, at most every ``LOG_UPLOAD_MIN_INTERVAL_SEC`` while the app runs and
+        always once it ended (``final``). Never raises: a failed copy is logged and retried at the next
+        poll. True if it uploaded."""
+        key = (handle.ref or {}).get("log_key")
+        if not key:
+            return False  # a handle rebuilt without the launch's ref: the log stays on this host only
+        path = self._dir(handle) / "log"
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        seen = (st.st_size, st.st_mtime_ns)
+        last = self._uploaded.get(key)
+        now = time.monotonic()
+        if last is not None and (
+            last[0] == seen or (not final and now - last[1] < LOG_UPLOAD_MIN_INTERVAL_SEC)
+        ):
+            return False
+        try:
+            if self._s3 is None:
+                self._s3 = self.s3_client_factory(self.settings)
+            upload_file(self._s3, path, handle.ref.get("result_bucket") or self.settings.s3_bucket, key)
+        except Exception as exc:  # noqa: BLE001 - the log copy must never fail the run
+            log.warning("local fleet: copying the log of run %s to S3 failed: %s", handle.run_id, exc)
+            self._uploaded[key] = ((-1, -1), now)  # retried after the interval (or by the final poll)
+            return False
+        self._uploaded[key] = (seen, now)
+        return True
+
+    def _poll(self, handle: FleetHandle) -> FleetStatus:
         d = self._dir(handle)
         launched = _read_json(d / "launched")
         terminating = (d / "terminate_requested").exists()

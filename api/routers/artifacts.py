@@ -154,7 +154,7 @@ async def upload_artifact(
     except svc.ArtifactConflict as exc:
         raise Conflict(str(exc)) from exc
     except svc.StoreUnavailable as exc:
-        raise ServiceUnavailable(str(exc), headers={"Retry-After": RETRY_AFTER_DOWN}) from exc
+        raise ServiceUnavailable(str(exc), retry_after=int(RETRY_AFTER_DOWN)) from exc
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return artifact_out(result.artifact)

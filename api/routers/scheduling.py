@@ -1,37 +1,17 @@
-"""Scheduling preview and runtime predictions (no side effects)."""
+"""Scheduling preview and runtime predictions (no side effects; ``services.planning``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import ClientDep, ServicesDep, SessionDep, owned
-from api.errors import Unprocessable, field_error
-from core.planning import (
-    InfeasibleWindow,
-    candidate_doc,
-    carbon_series,
-    preview_plan,
-    region_for,
-    runtime_prediction,
-)
-from models.api import CandidateOut, PredictionOut, PreviewOut, PreviewRequest, window_limit_errors
-from models.db import JobTemplate
-from scheduling.catalog import get_fleet_template
+from api.deps import ClientDep, ServicesDep, SessionDep
+from models.api import CandidateOut, PredictionOut, PreviewOut, PreviewRequest
 from scheduling.scoring import Weights
+from services import planning
 
 router = APIRouter(tags=["scheduling"])
-
-
-def _fleet(fleet_template_id: str, path: str = "fleet_template_id") -> str:
-    if get_fleet_template(fleet_template_id) is None:
-        raise Unprocessable(
-            f"unknown fleet template {fleet_template_id!r}",
-            [field_error(path, "unknown fleet template; GET /v1/fleet-templates lists them")],
-        )
-    return fleet_template_id.strip().lower()
 
 
 @router.post(
@@ -47,45 +27,27 @@ def preview(
     services: ServicesDep,
     format: Annotated[Literal["json", "svg"], Query(description="svg: chart of the window")] = "json",
 ):
-    limit_errors = window_limit_errors(
+    p = planning.preview(
+        session,
         services.settings,
-        datetime.now(UTC),
-        earliest_start=body.earliest_start,
-        latest_finish=body.latest_finish,
+        client,
+        body.job_template_id,
+        body.fleet_template_id,
+        body.earliest_start,
+        body.latest_finish,
+        body.risk_mode.value,
+        Weights(**body.weights.model_dump()),
+        top_k=100_000 if format == "svg" else 5,  # the chart draws every candidate's score
+        plan_timer=services.plan_timer,
     )
-    if limit_errors:
-        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in limit_errors), limit_errors)
-    template = owned(session, JobTemplate, body.job_template_id, client, "job template")
-    fleet_id = _fleet(body.fleet_template_id or template.fleet_template_id)
-    try:
-        with services.plan_timer():
-            plan = preview_plan(
-                session,
-                services.settings,
-                client,
-                template,
-                fleet_id,
-                body.earliest_start,
-                body.latest_finish,
-                body.risk_mode.value,
-                Weights(**body.weights.model_dump()),
-                top_k=100_000 if format == "svg" else 5,  # the chart draws every candidate's score
-            )
-    except InfeasibleWindow as exc:
-        raise Unprocessable(f"infeasible window: {exc}", [field_error("latest_finish", str(exc))]) from exc
     if format == "svg":
-        from scheduling.chart import preview_svg
-
-        series, _ = carbon_series(
-            services.settings, region_for(template, client), body.earliest_start, body.latest_finish, session
-        )
-        return Response(
-            preview_svg(series, plan, body.earliest_start, body.latest_finish), media_type="image/svg+xml"
-        )
+        svg = planning.preview_chart(session, services.settings, p, body.earliest_start, body.latest_finish)
+        return Response(svg, media_type="image/svg+xml")
 
     def c(x) -> CandidateOut:
-        return CandidateOut.model_validate(candidate_doc(x))
+        return CandidateOut.model_validate(planning.candidate_doc(x))
 
+    plan = p.plan
     return PreviewOut(
         candidates=[c(x) for x in plan.candidates],
         chosen=c(plan.chosen),
@@ -111,15 +73,15 @@ def predict(
     job_template_id: Annotated[str, Query(min_length=1, max_length=40)],
     fleet_template_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> PredictionOut:
-    template = owned(session, JobTemplate, job_template_id, client, "job template")
-    fleet_id = _fleet(fleet_template_id or template.fleet_template_id)
-    p = runtime_prediction(session, services.settings, template.id, fleet_id)
-    if not p.available:
+    p = planning.predict_template_runtime(
+        session, services.settings, client, job_template_id, fleet_template_id
+    )
+    if not p.available or p.p50_sec is None or p.p90_sec is None:
         return PredictionOut(available=False, notes=p.notes or "insufficient history")
     return PredictionOut(
         available=True,
         p50_sec=round(p.p50_sec),
         p90_sec=round(p.p90_sec),
-        confidence=round(p.confidence, 2),
+        confidence=round(p.confidence, 2) if p.confidence is not None else None,
         sample_size=p.sample_size,
     )

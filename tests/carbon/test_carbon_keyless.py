@@ -239,7 +239,7 @@ def test_auto_keyed_failure_falls_to_keyless_and_the_reason_is_in_the_rationale(
 def test_planning_glue_uses_auto_and_db_cache(api, tmp_path):
     from core.db import Database
     from core.migrate import upgrade
-    from core.planning import carbon_series
+    from services.planning import carbon_series
 
     uk_routes(api)
     s = settings(api, data_dir=tmp_path)

@@ -220,9 +220,9 @@ def test_terminate_before_launch_prevents_start(driver, upload_app, xchg):  # no
     spec = upload_app(COUNTER_APP, args={"counter": str(counter), "release": str(xchg / "r")})
     handle = FleetHandle("local", spec.run_id, spec.attempt, {})
     assert driver.terminate(handle).state == FleetState.TERMINATED
-    assert driver.launch(spec) == FleetHandle(
-        "local", spec.run_id, spec.attempt, {"dir": f"{spec.run_id}/{spec.attempt}"}
-    )
+    launched = driver.launch(spec)
+    assert (launched.driver, launched.run_id, launched.attempt) == ("local", spec.run_id, spec.attempt)
+    assert launched.ref["dir"] == f"{spec.run_id}/{spec.attempt}"
     assert driver.poll(handle).state == FleetState.TERMINATED
     assert not counter.exists()
 

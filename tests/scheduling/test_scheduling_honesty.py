@@ -325,8 +325,8 @@ def test_weekday_factor_fades_instead_of_jumping_at_midnight():
 
 
 def test_settings_drive_the_planning_policy_and_the_run_doc_reports_the_uncertainty():
-    from core.planning import candidate_doc, planning_policy
     from core.settings import Settings
+    from services.planning import candidate_doc, planning_policy
 
     pol = planning_policy(Settings(min_saving_pct=5.0, min_saving_prob=0.9, spot_max_prob_aggressive=0.1))
     assert (pol.min_saving_pct, pol.min_saving_prob, pol.aggressive_spot_max_prob) == (5.0, 0.9, 0.1)
@@ -396,9 +396,9 @@ def test_plan_for_run_reports_the_gate_and_the_uncertainty(tmp_path):
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
-    from core.planning import plan_for_run
     from core.settings import Settings
     from models.db import Base, Client, Job, JobTemplate, Run
+    from services.planning import plan_for_run
 
     settings = Settings(carbon_provider="embedded", data_dir=tmp_path)
     engine = create_engine(f"sqlite:///{tmp_path / 'plan.db'}")

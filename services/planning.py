@@ -1,23 +1,38 @@
-"""Glue between the DB and the pure scheduling model: used by the plan_schedule activity and the API
-(preview, predictions), so a preview and a real run are planned by exactly the same code."""
+"""Planning (application layer): joins the DB to the pure scheduling model. Loads one planning context (the
+template, the client's region, the runtime history, the carbon forecast), plans, and explains (candidate
+documents, the preview chart). Used by the plan_schedule activity, job submission (``services.jobs``) and the
+API's preview and predictions, so a preview and a real run are planned by exactly the same code."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
+from models.api import window_limit_errors
 from models.db import Client, Job, JobTemplate, Run
 from models.workflow import PlanResult
 from scheduling.carbon import CarbonSeries
 from scheduling.catalog import fleet_power_kw, get_fleet_template, spot_interruption_probability
 from scheduling.prediction import RuntimePrediction, predict_runtime
 from scheduling.scoring import Candidate, InfeasibleWindow, Plan, Policy, RiskMode, Weights, plan_schedule
+from services.access import owned
+from services.errors import Unprocessable, field_error
 
 __all__ = [
     "InfeasibleWindow",
+    "Preview",
+    "known_fleet_template",
+    "predict_template_runtime",
+    "preview",
+    "preview_chart",
     "plan_for_run",
     "planning_policy",
     "preview_plan",
@@ -319,3 +334,79 @@ def realised_emissions_g(
         runtime=(seconds, seconds, []),
     )
     return plan.chosen.emissions_g
+
+
+# ---------------------------------------------------------------- the API's preview and predictions
+@dataclass
+class Preview:
+    """A job template's plan for a window, as a submitted job would get it."""
+
+    plan: Plan
+    template: JobTemplate
+    client: Client
+    fleet_template_id: str
+
+
+def known_fleet_template(fleet_template_id: str, path: str = "fleet_template_id") -> str:
+    """The normalised id of a fleet template of the catalog; Unprocessable (naming ``path``) otherwise."""
+    if get_fleet_template(fleet_template_id) is None:
+        raise Unprocessable(
+            f"unknown fleet template {fleet_template_id!r}",
+            [field_error(path, "unknown fleet template; GET /v1/fleet-templates lists them")],
+        )
+    return fleet_template_id.strip().lower()
+
+
+def preview(
+    session: Session,
+    settings: Settings,
+    client: Client,
+    job_template_id: str,
+    fleet_template_id: str | None,
+    earliest: datetime,
+    latest: datetime,
+    risk_mode: str,
+    weights: Weights,
+    top_k: int = 5,
+    plan_timer: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Preview:
+    """Score the candidate starts of [earliest, latest] for the client's template (blocking). Unprocessable
+    for dates past the configured limits, an unknown fleet template or an infeasible window."""
+    limit_errors = window_limit_errors(
+        settings, datetime.now(UTC), earliest_start=earliest, latest_finish=latest
+    )
+    if limit_errors:
+        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in limit_errors), limit_errors)
+    template = owned(session, JobTemplate, job_template_id, client, "job template")
+    fleet_id = known_fleet_template(fleet_template_id or template.fleet_template_id)
+    try:
+        with (plan_timer or contextlib.nullcontext)():
+            plan = preview_plan(
+                session, settings, client, template, fleet_id, earliest, latest, risk_mode, weights, top_k
+            )
+    except InfeasibleWindow as exc:
+        raise Unprocessable(f"infeasible window: {exc}", [field_error("latest_finish", str(exc))]) from exc
+    return Preview(plan=plan, template=template, client=client, fleet_template_id=fleet_id)
+
+
+def preview_chart(
+    session: Session, settings: Settings, p: Preview, earliest: datetime, latest: datetime
+) -> bytes:
+    """The preview as an SVG chart: the window's carbon forecast and every candidate's score."""
+    from scheduling.chart import preview_svg
+
+    series, _ = carbon_series(settings, region_for(p.template, p.client), earliest, latest, session)
+    return preview_svg(series, p.plan, earliest, latest)
+
+
+def predict_template_runtime(
+    session: Session,
+    settings: Settings,
+    client: Client,
+    job_template_id: str,
+    fleet_template_id: str | None,
+) -> RuntimePrediction:
+    """Runtime p50/p90 of the client's template on a fleet template (its own by default)."""
+    template = owned(session, JobTemplate, job_template_id, client, "job template")
+    fleet_id = known_fleet_template(fleet_template_id or template.fleet_template_id)
+    return runtime_prediction(session, settings, template.id, fleet_id)
