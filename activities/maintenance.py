@@ -112,17 +112,17 @@ async def _describe(temporal: TemporalClient, workflow_id: str) -> WorkflowExecu
         raise
 
 
-def _stale_pending(db: Database, grace_sec: float, limit: int) -> list[str]:
+def _stale_pending(db: Database, grace_sec: float, limit: int) -> list[tuple[str, str]]:
+    """(run id, workflow id) of runs PENDING for longer than the grace period."""
     cutoff = utcnow() - timedelta(seconds=grace_sec)
     with db.session() as s:
-        return list(
-            s.scalars(
-                select(Run.id)
-                .where(Run.status == RunStatus.PENDING, Run.created_at < cutoff)
-                .order_by(Run.created_at)
-                .limit(limit)
-            )
+        rows = s.execute(
+            select(Run.id, Run.workflow_id)
+            .where(Run.status == RunStatus.PENDING, Run.created_at < cutoff)
+            .order_by(Run.created_at)
+            .limit(limit)
         )
+        return [(r[0], r[1]) for r in rows]
 
 
 def _start_if_still_pending(ctx: MaintenanceContext, run_id: str, loop: asyncio.AbstractEventLoop) -> bool:
@@ -199,8 +199,7 @@ async def reconcile_runs(ctx: MaintenanceContext, state: dict[str, Any]) -> tupl
     loop = asyncio.get_running_loop()
     started = closed = 0
     pending = await asyncio.to_thread(_stale_pending, ctx.db, s.reconcile_grace_sec, s.reconcile_batch)
-    for run_id in pending:
-        workflow_id = f"run-{run_id}"
+    for run_id, workflow_id in pending:
         desc = await _describe(ctx.temporal, workflow_id)
         if desc is None:
             started += await asyncio.to_thread(_start_if_still_pending, ctx, run_id, loop)

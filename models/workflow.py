@@ -18,7 +18,9 @@ ERR_INVALID_LAUNCH_SPEC = "InvalidLaunchSpec"  # launch_fleet: the spec can neve
 
 
 def workflow_id_for(run_id: str) -> str:
-    return f"run-{run_id}"
+    """The workflow id of a new run: its run id (``run_<hex>``). Runs created before 2026-11-30 have
+    ``run-run_<hex>``; code always reads a run's id from ``Run.workflow_id``, never derives it."""
+    return run_id
 
 
 class RunInput(BaseModel):

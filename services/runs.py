@@ -8,6 +8,7 @@ in a worker thread and COMMITS before Temporal or S3 is awaited. The log is read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,12 @@ async def cancel_run(
     handle = None
     try:
         handle = (await temporal()).get_workflow_handle(r.workflow_id)
-        await handle.signal("cancel", req)
+        await handle.signal("cancel", req)  # carries the reason; the workflow handles it first
         has_workflow = True
+        with contextlib.suppress(RPCError):  # already closed: the signal was enough
+            # Temporal cancellation too, so the workflow ends Canceled in the Web UI and CLI (its clean-up
+            # still runs, shielded), not Completed
+            await handle.cancel()
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND and r.status != "PENDING":
             raise Unavailable("could not reach the run's workflow; retry the cancel") from exc

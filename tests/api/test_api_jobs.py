@@ -64,7 +64,7 @@ def test_seed_bodies_are_accepted_and_start_workflows(jobs_api, api_settings):
         assert r.status_code == 201, r.text
         out = r.json()
         assert set(out) == {"job_id", "run_id", "workflow_id", "status"}
-        assert out["workflow_id"] == f"run-{out['run_id']}" and out["status"] == "PENDING"
+        assert out["workflow_id"] == out["run_id"] and out["status"] == "PENDING"
 
         async def describe(wid=out["workflow_id"]):
             client = await connect(jobs_api.app.state.services.settings)

@@ -35,6 +35,7 @@ import pytest
 
 from core.migrate import upgrade
 from models.domain import TERMINAL_STATUSES
+from models.workflow import workflow_id_for
 from tests.support.common import PG_BASE, pg_reachable
 from tests.support.e2e_stack import ADMIN, make_stack_settings
 from tests.support.multi_stack import MultiStack, find_binary
@@ -221,7 +222,7 @@ def _describe(stack: MultiStack, run_ids: list[str]) -> str:
                 "workflow",
                 "describe",
                 "-w",
-                f"run-{rid}",
+                workflow_id_for(rid),
                 "--address",
                 stack.settings.temporal_address,
             ],
