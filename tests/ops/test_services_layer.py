@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SERVICES = Path(__file__).resolve().parents[1] / "services"
+SERVICES = Path(__file__).resolve().parents[2] / "services"
 MODULES = sorted(p.stem for p in SERVICES.glob("*.py") if p.stem != "__init__")
 
 
@@ -49,3 +49,7 @@ def test_the_check_sees_a_web_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from fastapi import Request\nimport starlette.requests\n")
     assert _imported_roots(bad) == {"fastapi", "starlette"}
+
+
+def test_the_checks_above_see_the_services():
+    assert {"jobs", "runs", "planning", "artifacts"} <= set(MODULES)
