@@ -32,48 +32,19 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from load_jobs import Bench, cpu_seconds, log, percentile  # noqa: E402
 
-from cli.devstack import free_port, port_open, start_seaweedfs, start_temporal, wait_for  # noqa: E402
-from core.settings import Settings  # noqa: E402
+from cli.devstack import port_open, wait_for  # noqa: E402
 
 
 class SubmitBench(Bench):
     def start(self) -> None:  # the load bench's stack without a worker
-        from load_jobs import S3_ACCESS, S3_SECRET
-
-        from core.migrate import upgrade
-
-        s3_port, temporal_port = free_port(), free_port()
-        log(f"work dir {self.tmp}")
-        self.servers.append(start_seaweedfs(self.tmp / "s3", s3_port, S3_ACCESS, S3_SECRET))
-        self.servers.append(
-            start_temporal(self.tmp / "temporal.db", temporal_port, None, self.tmp / "temporal.log")
-        )
-        self.settings = Settings(
-            data_dir=self.tmp,
-            database_url=self.database_url(),
-            admin_api_key=self.admin,
-            api_port=free_port(),
-            temporal_address=f"127.0.0.1:{temporal_port}",
-            temporal_task_queue="bench-submit-no-worker",
-            s3_endpoint_url=f"http://127.0.0.1:{s3_port}",
-            s3_access_key_id=S3_ACCESS,
-            s3_secret_access_key=S3_SECRET,
-            s3_bucket="orch-bench",
-        )
-        upgrade(self.settings)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-        for name, value in self.settings.model_dump().items():
-            if value is not None:
-                env[f"ORCH_{name.upper()}"] = (
-                    json.dumps(value) if isinstance(value, dict | list) else str(value)
-                )
+        env = self.start_servers("bench-submit-no-worker", "orch-bench")
         self.api = self._spawn("api", env)
         wait_for(lambda: port_open(self.settings.api_port) or not self.api.alive(), 60, "the API")
         if not self.api.alive():
             raise RuntimeError(f"api exited:\n{self.api.log_tail()}")
         self.base = f"http://127.0.0.1:{self.settings.api_port}"
         wait_for(lambda: httpx.get(f"{self.base}/readyz", timeout=5).status_code == 200, 60, "/readyz")
-        log(f"stack up: API {self.base}, Temporal :{temporal_port}, DB {self.args.db}")
+        log(f"stack up: API {self.base}, Temporal {self.settings.temporal_address}, DB {self.args.db}")
 
     def body(self, template_id: str) -> dict:
         now = datetime.now(UTC)

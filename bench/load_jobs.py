@@ -121,7 +121,9 @@ class Bench:
             conn.execute(f"CREATE SCHEMA {self.pg_schema}")
         return f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{self.pg_schema}"
 
-    def start(self) -> None:
+    def start_servers(self, task_queue: str, bucket: str) -> dict[str, str]:
+        """SeaweedFS, the Temporal dev server and a fresh DB; returns the environment for the product's
+        processes (their settings as ORCH_* variables)."""
         from core.migrate import upgrade
 
         s3_port, temporal_port = free_port(), free_port()
@@ -136,11 +138,11 @@ class Bench:
             admin_api_key=self.admin,
             api_port=free_port(),
             temporal_address=f"127.0.0.1:{temporal_port}",
-            temporal_task_queue="load",
+            temporal_task_queue=task_queue,
             s3_endpoint_url=f"http://127.0.0.1:{s3_port}",
             s3_access_key_id=S3_ACCESS,
             s3_secret_access_key=S3_SECRET,
-            s3_bucket="orch-load",
+            s3_bucket=bucket,
         )
         upgrade(self.settings)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
@@ -149,6 +151,10 @@ class Bench:
                 env[f"ORCH_{name.upper()}"] = (
                     json.dumps(value) if isinstance(value, dict | list) else str(value)
                 )
+        return env
+
+    def start(self) -> None:
+        env = self.start_servers("load", "orch-load")
         self.worker = self._spawn("worker", env)
         wait_for(
             lambda: "worker started" in self.worker.log_path.read_text() or not self.worker.alive(),
@@ -162,7 +168,7 @@ class Bench:
                 raise RuntimeError(f"{s.name} exited:\n{s.log_tail()}")
         self.base = f"http://127.0.0.1:{self.settings.api_port}"
         wait_for(lambda: httpx.get(f"{self.base}/readyz", timeout=5).status_code == 200, 60, "/readyz")
-        log(f"stack up: API {self.base}, Temporal :{temporal_port}, S3 :{s3_port}, DB {self.args.db}")
+        log(f"stack up: API {self.base}, Temporal {self.settings.temporal_address}, DB {self.args.db}")
 
     def _spawn(self, name: str, env: dict[str, str]) -> Server:
         server = spawn(name, [sys.executable, "-m", "cli", name], self.tmp / f"{name}.log", env, cwd=ROOT)
