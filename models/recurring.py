@@ -102,6 +102,7 @@ class ScheduleInfoOut(BaseModel):
     )
     missed_catchup: int | None = Field(None, description="Firings dropped: older than the catch-up window")
     recent_firings: list[datetime] = []
+    recent_firing_workflows: list[str] = []
     running_firings: list[str] = []
 
 

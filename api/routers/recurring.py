@@ -230,6 +230,11 @@ def _info(rj: RecurringJob, desc) -> ScheduleInfoOut:
         overlap_skipped=i.num_actions_skipped_overlap,
         missed_catchup=i.num_actions_missed_catchup_window,
         recent_firings=[a.scheduled_at for a in i.recent_actions][-10:],
+        recent_firing_workflows=[
+            getattr(a.action, "workflow_id", "")
+            for a in i.recent_actions
+            if getattr(a.action, "workflow_id", "")
+        ][-10:],
         running_firings=[a.workflow_id for a in i.running_actions],
     )
 
