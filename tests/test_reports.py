@@ -1,5 +1,5 @@
 """The carbon ledger (GET /v1/reports/carbon) on SQLite and PostgreSQL: on random runs, its totals equal
-the sum over exactly the runs it covers, the groups add up to the total, and JSON and CSV agree; SVG, errors."""
+the sum over exactly the runs it covers, the groups add up to the total, JSON and CSV agree; SVG, errors."""
 
 from __future__ import annotations
 
