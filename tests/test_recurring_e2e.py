@@ -6,6 +6,7 @@ Slow: each test waits for real minute boundaries."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -227,3 +228,40 @@ def test_worker_killed_around_firings_still_one_run_each(stack, app_tmp):
     wf = firing_workflows(stack, h, rid)
     record_history(stack, wf[-1], "recurring_firing_worker_killed")
     stack.http.delete(f"/v1/recurring-jobs/{rid}", headers=h)
+
+
+def test_cli_recurring_and_report(stack, tmp_path):
+    """`orch recurring ...` and `orch report carbon` against the running stack."""
+    from tests.test_cli_client import orch
+
+    h = stack.client("rec-cli")
+    key = h["X-API-Key"]
+    tpl = stack.template(h)
+    made = orch(
+        stack, key, "recurring", "create", "--template", tpl, "--cron", "0 1 * * *", "--tz", "Europe/London",
+        "--before", "PT3H", "--after", "PT3H", "--arg", "n=1", "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    rid = json.loads(made.stdout)["id"]
+    listed = orch(stack, key, "recurring", "list")
+    assert listed.returncode == 0 and rid in listed.stdout and "0 1 * * *" in listed.stdout
+    got = orch(stack, key, "recurring", "get", rid)
+    assert got.returncode == 0 and "margin" in got.stdout and "next" in got.stdout
+    assert "paused" in orch(stack, key, "recurring", "pause", rid, "--note", "freeze").stdout
+    assert "active" in orch(stack, key, "recurring", "resume", rid).stdout
+    trig = orch(stack, key, "recurring", "trigger", rid)
+    assert trig.returncode == 0 and "firing requested" in trig.stdout
+    run = wait_runs(stack, h, rid, lambda rs: len(rs) == 1, 60, "the triggered run")[0]
+    stack.wait_status(h, run["run_id"], "SUCCEEDED", timeout=90)
+    assert "deleted" in orch(stack, key, "recurring", "delete", rid).stdout
+    bad = orch(stack, key, "recurring", "create", "--template", tpl, "--cron", "61 * * * *")
+    assert bad.returncode == 3 and "cron" in bad.stderr
+    csv_path, svg_path = tmp_path / "ledger.csv", tmp_path / "ledger.svg"
+    rep = orch(
+        stack, key, "report", "carbon", "--group-by", "recurring_job", "--csv", str(csv_path),
+        "--chart", str(svg_path),
+    )  # fmt: skip
+    assert rep.returncode == 0, rep.stderr
+    assert rid in csv_path.read_text() and "<svg" in svg_path.read_text()
+    data = json.loads(orch(stack, key, "report", "carbon", "--group-by", "recurring_job", "--json").stdout)
+    assert data["total"]["runs"] == 1 and data["rows"][0]["key"] == rid
