@@ -35,6 +35,13 @@ def stack(open_tmp_root, temporal_dev_server, s3_settings):
     st.stop()
 
 
+def shared_counter(path: Path) -> Path:
+    """A file every run's app appends to: each run is its own uid, so it must be writable by all."""
+    path.touch()
+    path.chmod(0o666)
+    return path
+
+
 def every_minute(stack: Stack, h: dict, tpl: str, **over) -> dict:
     body = {
         "job_template_id": tpl,
@@ -107,7 +114,7 @@ def firing_workflows(stack, h, rid) -> list[str]:
 
 def test_every_minute_pause_trigger_delete(stack, app_tmp):
     h = stack.client("rec-e2e")
-    counter = app_tmp / "rec-starts"
+    counter = shared_counter(app_tmp / "rec-starts")
     tpl = stack.template(h, args={"count_file": str(counter)}, name=f"nightly-etl-{time.monotonic_ns()}")
     rj = every_minute(stack, h, tpl, name="every minute")
     rid, sid = rj["id"], rj["schedule_id"]
@@ -191,7 +198,7 @@ def test_worker_killed_around_firings_still_one_run_each(stack, app_tmp):
     """SIGKILL the worker just before a firing (the firing waits for a worker) and again right after a
     firing made its run (mid-firing): every firing yields exactly one run, each app starts once."""
     h = stack.client("rec-chaos")
-    counter = app_tmp / "chaos-starts"
+    counter = shared_counter(app_tmp / "chaos-starts")
     tpl = stack.template(h, args={"count_file": str(counter)})
     rj = every_minute(stack, h, tpl)
     rid = rj["id"]
