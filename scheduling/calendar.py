@@ -35,8 +35,10 @@ MAX_NOMINALS = 100
 PERIOD_SAMPLE = 400  # consecutive nominal times looked at to find a calendar's shortest period
 
 _ISO_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$"
+    r"^P(?!$)(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$",
+    re.ASCII,
 )
+MAX_DURATION = timedelta(days=3660)  # no margin, interval or deadline needs more than 10 years
 
 
 class CalendarError(ValueError):
@@ -62,9 +64,12 @@ def parse_duration(text: str, field: str = "duration") -> timedelta:
         raise CalendarError(field, f"{text!r} is not an ISO 8601 duration such as PT3H or P1DT12H{hint}")
     g = {k: int(v or 0) for k, v in m.groupdict().items()}
     try:
-        return timedelta(weeks=g["w"], days=g["d"], hours=g["h"], minutes=g["m"], seconds=g["s"])
+        td = timedelta(weeks=g["w"], days=g["d"], hours=g["h"], minutes=g["m"], seconds=g["s"])
     except OverflowError as exc:
         raise CalendarError(field, f"{text!r} is too long") from exc
+    if td > MAX_DURATION:
+        raise CalendarError(field, f"{text!r} is longer than {MAX_DURATION.days} days")
+    return td
 
 
 def format_duration(td: timedelta) -> str:
@@ -140,7 +145,10 @@ class Calendar:
             step = self.interval.total_seconds()
             k = int((after - EPOCH).total_seconds() // step) + 1
             while True:
-                yield EPOCH + timedelta(seconds=k * step)
+                try:
+                    yield EPOCH + timedelta(seconds=k * step)
+                except OverflowError:  # past year 9999: the calendar ends there
+                    return
                 k += 1
         tz = self.tz
         local = after.astimezone(tz).replace(tzinfo=None)

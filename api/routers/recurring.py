@@ -241,7 +241,6 @@ def _info(rj: RecurringJob, desc) -> ScheduleInfoOut:
 
 def _preview(session, services: Services, client, rj: RecurringJob, template: JobTemplate, out):
     """The plan the next firing would get now: same code and shape as POST /v1/schedules/preview."""
-    from api.routers.scheduling import _fleet  # noqa: F401 - same fleet check as the preview
     from core.planning import InfeasibleWindow, candidate_doc, preview_plan
     from models.api import CandidateOut, PreviewOut
     from scheduling.scoring import Weights
