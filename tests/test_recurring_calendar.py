@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduling.calendar import Calendar, CalendarError, build_calendar, format_duration, parse_duration
 
@@ -233,3 +235,58 @@ def test_deadline_rules():
     assert e.value.field == "deadline"
     with pytest.raises(CalendarError):
         cal(cron="0 * * * *", deadline="PT3H")
+
+
+_durs = st.one_of(
+    st.text(max_size=12),
+    st.from_regex(r"P(\d{1,12}W)?(\d{1,12}D)?(T(\d{1,12}H)?(\d{1,12}M)?(\d{1,12}S)?)?", fullmatch=True),
+)
+_crons = st.one_of(
+    st.text(max_size=30),
+    st.lists(
+        st.sampled_from(["*", "0", "59", "1-5", "*/7", "L", "31", "2", "?", "60", "-1", "7", "SUN", "1,2"]),
+        min_size=5,
+        max_size=5,
+    ).map(" ".join),
+)
+_zones = st.sampled_from(
+    ["UTC", "Europe/London", "Europe", "", "Etc/GMT+5", "Asia/Kathmandu", "../x", "a" * 80]
+)
+_times = st.one_of(
+    st.none(),
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    cron=st.one_of(st.none(), _crons),
+    interval=st.one_of(st.none(), _durs),
+    tz=_zones,
+    before=_durs,
+    after=_durs,
+    deadline=st.one_of(st.none(), _durs),
+    start=_times,
+    end=_times,
+)
+def test_any_input_builds_or_is_a_calendar_error(cron, interval, tz, before, after, deadline, start, end):
+    """Whatever a client sends, the calendar either builds (and lists times) or names the bad field: never
+    another exception (the API would answer 500)."""
+    try:
+        c = build_calendar(
+            cron=cron,
+            interval=interval,
+            time_zone=tz,
+            margin_before=before,
+            margin_after=after,
+            deadline=deadline,
+            start_at=start,
+            end_at=end,
+        )
+    except CalendarError as exc:
+        assert exc.field in {"cron", "interval", "time_zone", "margin_before", "margin_after", "deadline",
+                             "start_at", "end_at"}  # fmt: skip
+        return
+    c.nominal_times(datetime.now(UTC), 5)
+    c.fire_window()
+    assert c.fire_cron_expressions() or c.interval is not None
