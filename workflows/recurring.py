@@ -26,8 +26,10 @@ with workflow.unsafe.imports_passed_through():
     from models.workflow import RunState
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+# Short: a firing's margin may be only seconds long, and the activity is one quick, idempotent DB step, so a
+# worker killed mid-activity must not hold the retry back for long.
 FIRING_ACTIVITY: dict = dict(
-    start_to_close_timeout=timedelta(seconds=60),
+    start_to_close_timeout=timedelta(seconds=10),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
 )
 
