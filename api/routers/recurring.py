@@ -38,6 +38,8 @@ from services import recurring as svc
 log = logging.getLogger("orch.api")
 router = APIRouter(prefix="/v1/recurring-jobs", tags=["recurring jobs"])
 MAX_NEXT = 50
+_503 = {503: {"description": "Temporal unavailable: nothing was changed; retry"}}
+_409 = {409: {"description": "The recurring job is deleted (or its Schedule was deleted outside the API)"}}
 
 
 def _calendar_error(exc: CalendarError) -> Unprocessable:
@@ -93,6 +95,7 @@ def _unavailable(exc: Exception, what: str) -> ServiceUnavailable:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=RecurringJobOut,
+    responses=_503,
     summary="Create a recurring job: a Temporal Schedule whose firings each make one job + run",
 )
 async def create_recurring(
@@ -205,7 +208,8 @@ async def get_recurring(
         desc = await svc.describe(await _temporal(services), rj)
         await run_in_threadpool(svc.reconcile_with, session, rj, desc)
         info = _info(rj, desc)
-    except (RPCError, ServiceUnavailable):
+    except Exception as exc:  # noqa: BLE001 - Temporal down or slow: the stored view, marked unreachable
+        log.info("could not describe schedule %s: %s", rj.schedule_id, type(exc).__name__)
         info = ScheduleInfoOut(schedule_id=rj.schedule_id, reachable=False)
 
     def build() -> RecurringJobOut:
@@ -287,7 +291,9 @@ def _not_deleted(rj: RecurringJob) -> None:
         raise Conflict(f"recurring job {rj.id} is deleted ({rj.status_reason or 'through the API'})")
 
 
-@router.patch("/{recurring_id}", response_model=RecurringJobOut, summary="Change a recurring job")
+@router.patch(
+    "/{recurring_id}", response_model=RecurringJobOut, responses=_409 | _503, summary="Change a recurring job"
+)
 async def update_recurring(
     recurring_id: str,
     body: RecurringJobPatch,
@@ -332,6 +338,10 @@ async def update_recurring(
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise Conflict("its Temporal Schedule no longer exists (deleted outside the API)") from exc
         raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
+    except ServiceUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
+        raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
 
     def store():
         row = session.get(RecurringJob, rj.id)
@@ -361,10 +371,19 @@ async def _state_change(recurring_id, client, session, services, action: str, no
             await run_in_threadpool(svc.reconcile_with, session, rj, None)
             raise Conflict(f"recurring job {rj.id}'s Temporal Schedule was deleted outside the API") from exc
         raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
+    except ServiceUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
+        raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
     return rj, template
 
 
-@router.post("/{recurring_id}/pause", response_model=RecurringJobOut, summary="Pause: no new firings")
+@router.post(
+    "/{recurring_id}/pause",
+    response_model=RecurringJobOut,
+    responses=_409 | _503,
+    summary="Pause: no new firings",
+)
 async def pause_recurring(
     recurring_id: str,
     client: ClientDep,
@@ -384,7 +403,9 @@ async def pause_recurring(
     return await run_in_threadpool(store)
 
 
-@router.post("/{recurring_id}/resume", response_model=RecurringJobOut, summary="Resume firings")
+@router.post(
+    "/{recurring_id}/resume", response_model=RecurringJobOut, responses=_409 | _503, summary="Resume firings"
+)
 async def resume_recurring(
     recurring_id: str, client: ClientDep, session: SessionDep, services: ServicesDep
 ) -> RecurringJobOut:
@@ -403,6 +424,7 @@ async def resume_recurring(
     "/{recurring_id}/trigger",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TriggerOut,
+    responses=_409 | _503,
     summary="One firing now (its margin starts now); also while paused",
 )
 async def trigger_recurring(
@@ -420,6 +442,7 @@ async def trigger_recurring(
 @router.delete(
     "/{recurring_id}",
     response_model=RecurringJobOut,
+    responses=_503,
     summary="Delete: the Schedule goes, past runs stay; ?cancel_runs=true also cancels runs in flight",
 )
 async def delete_recurring(
@@ -436,7 +459,7 @@ async def delete_recurring(
     if rj.status != "deleted":
         try:
             await svc.delete(t, rj)
-        except RPCError as exc:
+        except Exception as exc:  # noqa: BLE001 - RPC errors, timeouts, connection errors
             raise _unavailable(exc, "delete the Temporal Schedule; nothing was changed") from exc
 
     def mark():

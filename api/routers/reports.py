@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import AwareDatetime
 
 from api.deps import ClientDep, SessionDep
 from api.errors import Unprocessable, field_error
@@ -16,6 +15,18 @@ from services.reports import carbon_ledger, ledger_csv, ledger_svg
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 MAX_SPAN = timedelta(days=3660)
+
+
+def _time(text: str, name: str) -> datetime:
+    """An ISO 8601 time with a UTC offset (a bare number is not a time here)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        msg = "must be an ISO 8601 time with a UTC offset, e.g. 2026-01-01T00:00:00Z"
+        raise Unprocessable(f"{name}: {msg}", [field_error(name, msg)])
+    return value
 
 
 @router.get(
@@ -29,18 +40,30 @@ def carbon_report(
     client: ClientDep,
     session: SessionDep,
     from_: Annotated[
-        AwareDatetime | None,
-        Query(alias="from", description="Runs started at or after (default: to - 365 d)"),
+        str | None,
+        Query(
+            alias="from",
+            max_length=40,
+            description="ISO 8601 time with offset: runs started at or after it (default: to - 365 days)",
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
-    to: Annotated[AwareDatetime | None, Query(description="Runs started before (default: now)")] = None,
+    to: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="ISO 8601 time with offset: runs started before it (default: now)",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
     group_by: GroupBy = GroupBy.month,
     format: Annotated[
         Literal["json", "csv", "svg"] | None, Query(description="svg: baseline vs chosen per month")
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ):
-    end = to or datetime.now(UTC)
-    start = from_ or end - timedelta(days=365)
+    end = _time(to, "to") if to is not None else datetime.now(UTC)
+    start = _time(from_, "from") if from_ is not None else end - timedelta(days=365)
     if start >= end:
         raise Unprocessable("from must be before to", [field_error("from", "must be before to")])
     if end - start > MAX_SPAN:
