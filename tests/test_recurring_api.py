@@ -274,3 +274,35 @@ def test_firing_is_idempotent_by_nominal_time(rec_api, rec_settings):
     assert late.run_input is None and "EXPIRED" in late.skipped
     r = rec_api.get(f"/v1/runs/{late.run_id}", headers=h).json()
     assert r["status"] == "EXPIRED" and "after its margin ended" in r["status_reason"]
+
+
+def test_interval_schedule_fires_when_each_margin_opens(rec_api, rec_settings):
+    h, tpl = setup_template(rec_api)
+    r = rec_api.post(
+        "/v1/recurring-jobs",
+        json=body(tpl, cron=None, interval="PT6H", margin_before="PT1H", margin_after="PT30M"),
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    rj = r.json()
+    assert [datetime.fromisoformat(n["nominal_time"]).hour % 6 for n in rj["next"]] == [0] * 5
+    d = describe(rec_settings, rj["schedule_id"])
+    times = d.info.next_action_times
+    assert times and all(t.astimezone(UTC).hour % 6 == 5 and t.minute == 0 for t in times), times
+
+
+def test_deadline_sets_the_latest_finish(rec_api, rec_settings):
+    h, tpl = setup_template(rec_api)
+    rj = rec_api.post(
+        "/v1/recurring-jobs", json=body(tpl, margin_after="PT1H", deadline="PT8H"), headers=h
+    ).json()
+    fire = datetime(2031, 6, 1, 21, 0, tzinfo=UTC)  # 22:00 BST -> nominal 01:00 BST = 00:00Z on 2 June
+    db = Database(rec_settings)
+    try:
+        with db.session() as s:
+            f = create_firing_run(s, rec_settings, rj["id"], fire, now=fire)
+    finally:
+        db.dispose()
+    assert f.nominal_time == datetime(2031, 6, 2, 0, 0, tzinfo=UTC)
+    assert f.run_input.earliest_start == datetime(2031, 6, 1, 21, 0, tzinfo=UTC)
+    assert f.run_input.latest_finish == datetime(2031, 6, 2, 8, 0, tzinfo=UTC)
