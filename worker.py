@@ -17,6 +17,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.maintenance import MaintenanceActivities
+from activities.recurring import RecurringActivities
 from activities.run_activities import RunActivities
 from core.db import Database
 from core.logs import setup_logging
@@ -26,6 +27,7 @@ from fleets import get_driver
 from models.workflow import MaintenanceInput, maintenance_workflow_id
 from workflows.job_run import JobRunWorkflow
 from workflows.maintenance import MaintenanceWorkflow
+from workflows.recurring import RecurringFiringWorkflow
 
 log = logging.getLogger("orch.worker")
 
@@ -33,11 +35,12 @@ log = logging.getLogger("orch.worker")
 def build_worker(client, settings: Settings, db: Database) -> Worker:
     acts = RunActivities(settings, db, get_driver(settings.fleet_driver, settings))
     maint = MaintenanceActivities(settings, db, client)
+    recurring = RecurringActivities(settings, db)  # issue 13: firings of recurring jobs' Schedules
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[JobRunWorkflow, MaintenanceWorkflow],
-        activities=acts.all() + maint.all(),
+        workflows=[JobRunWorkflow, MaintenanceWorkflow, RecurringFiringWorkflow],
+        activities=acts.all() + maint.all() + recurring.all(),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_sec),
         max_concurrent_activities=settings.worker_max_activities,
     )

@@ -149,6 +149,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_db_errors(app)
     for r in (clients, artifacts, fleet_templates, job_templates, jobs, runs, scheduling):
         app.include_router(r.router)
+    from api.routers import recurring, reports  # issue 13: recurring jobs and the carbon ledger
+
+    app.include_router(recurring.router)  # /v1/recurring-jobs
+    app.include_router(reports.router)  # /v1/reports/carbon
     app.add_middleware(RefuseNul)
     app.add_middleware(
         UploadLimit, limit=settings.max_artifact_bytes, json_limit=settings.max_json_body_bytes

@@ -72,6 +72,10 @@ def _register_optional() -> None:
     app.command("preview")(preview)
 
     app.command("demo")(demo)
+    from cli.recurring import recurring_app, report_app  # issue 13
+
+    app.add_typer(recurring_app, name="recurring")
+    app.add_typer(report_app, name="report")
     try:
         from cli.backtest import backtest
     except ImportError:  # pragma: no cover - cli/backtest.py is added with the scheduling work

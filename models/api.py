@@ -422,6 +422,7 @@ class RunOut(BaseModel):
     fleet: dict[str, Any] | None
     runtime_sec: float | None
     carbon: CarbonOut
+    recurring_job_id: str | None = Field(None, description="The recurring job whose firing made this run")
 
 
 class CancelIn(Strict):

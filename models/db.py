@@ -106,7 +106,10 @@ class JobTemplate(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("uq_job_idempotency", "client_id", "idempotency_key", unique=True),)
+    __table_args__ = (
+        Index("uq_job_idempotency", "client_id", "idempotency_key", unique=True),
+        Index("uq_job_recurring_nominal", "recurring_job_id", "nominal_time", unique=True),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
     job_template_id: Mapped[str] = mapped_column(ForeignKey("job_templates.id"), index=True)
@@ -120,6 +123,9 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
     request_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # recurring jobs (issue 13): the firing that made this job; unique per (recurring job, nominal time)
+    recurring_job_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)
+    nominal_time: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Run(Base):
@@ -147,6 +153,38 @@ class Run(Base):
     carbon_chosen_g: Mapped[float | None] = mapped_column(Float, default=None)
     carbon_earliest_g: Mapped[float | None] = mapped_column(Float, default=None)
     carbon_realised_g: Mapped[float | None] = mapped_column(Float, default=None)
+    recurring_job_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)  # issue 13
+
+
+class RecurringJob(Base):
+    """A recurring job (issue 13): one Temporal Schedule ``recurring-<id>``; each firing makes one job + run.
+    Deleted ones stay (status "deleted") so their past runs keep a readable recurring_job_id."""
+
+    __tablename__ = "recurring_jobs"
+    __table_args__ = (Index("ix_recurring_client_status", "client_id", "status"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    job_template_id: Mapped[str] = mapped_column(ForeignKey("job_templates.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(100), default=None)
+    cron: Mapped[str | None] = mapped_column(String(255), default=None)
+    interval: Mapped[str | None] = mapped_column(String(64), default=None)  # ISO 8601 duration
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    margin_before: Mapped[str] = mapped_column(String(64), default="PT0S")
+    margin_after: Mapped[str] = mapped_column(String(64), default="PT0S")
+    deadline: Mapped[str | None] = mapped_column(String(64), default=None)
+    risk_mode: Mapped[str] = mapped_column(String(16), default="NEUTRAL")
+    weights: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    start_at: Mapped[datetime | None] = mapped_column(default=None)
+    end_at: Mapped[datetime | None] = mapped_column(default=None)
+    overlap: Mapped[str] = mapped_column(String(16), default="skip")
+    catchup_window: Mapped[str] = mapped_column(String(64), default="PT1H")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | paused | deleted
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    schedule_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class CarbonCache(Base):

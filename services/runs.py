@@ -39,6 +39,7 @@ def list_runs(
     job_template_id: str | None = None,
     job_id: str | None = None,
     client_id: str | None = None,
+    recurring_job_id: str | None = None,
 ) -> tuple[list[Run], str | None]:
     """Newest first; a client sees only its own runs (naming another ``client_id`` simply gives none)."""
     stmt = select(Run)
@@ -52,6 +53,8 @@ def list_runs(
         stmt = stmt.where(Run.job_template_id == job_template_id)
     if job_id:
         stmt = stmt.where(Run.job_id == job_id)
+    if recurring_job_id:
+        stmt = stmt.where(Run.recurring_job_id == recurring_job_id)
     return paginate(session, stmt, Run, limit, cursor)
 
 

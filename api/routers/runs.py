@@ -52,6 +52,7 @@ def run_out(r: Run) -> RunOut:
             saving_sigma_pct=(r.plan or {}).get("saving_sigma_pct"),
             realised_gco2e=r.carbon_realised_g,
         ),
+        recurring_job_id=r.recurring_job_id,
     )
 
 
@@ -64,6 +65,7 @@ def list_runs(
     status_: Annotated[RunStatus | None, Query(alias="status")] = None,
     job_template_id: Annotated[str | None, Query(max_length=40)] = None,
     job_id: Annotated[str | None, Query(max_length=40)] = None,
+    recurring_job_id: Annotated[str | None, Query(max_length=40)] = None,
     client_id: Annotated[
         str | None, Query(max_length=40, description="Admin key only: runs of this client")
     ] = None,
@@ -77,6 +79,7 @@ def list_runs(
         job_template_id=job_template_id,
         job_id=job_id,
         client_id=client_id,
+        recurring_job_id=recurring_job_id,
     )
     return Page[RunOut](items=[run_out(r) for r in rows], next_cursor=nxt)
 

@@ -53,6 +53,15 @@ CHECKS = [
 ]
 # Temporal is unreachable in these tests: these operations answer 503 problem+json, as documented.
 TEMPORAL_OPS = ("GET /readyz", "POST /v1/jobs", "POST /v1/runs/{run_id}/cancel")
+# issue 13: recurring jobs' Schedule operations need Temporal too
+TEMPORAL_OPS += (
+    "POST /v1/recurring-jobs",
+    "PATCH /v1/recurring-jobs/{recurring_id}",
+    "POST /v1/recurring-jobs/{recurring_id}/pause",
+    "POST /v1/recurring-jobs/{recurring_id}/resume",
+    "POST /v1/recurring-jobs/{recurring_id}/trigger",
+    "DELETE /v1/recurring-jobs/{recurring_id}",
+)
 # Operations that need the admin key; everything else is called with the fuzz client's key.
 ADMIN_OPS = {"POST /v1/clients", "PATCH /v1/clients/{client_id}", "GET /v1/clients"}
 SUPPRESS = [
@@ -104,6 +113,16 @@ class World:
             "POST /v1/clients": [{"name": "fuzz-made"}],
             "PATCH /v1/clients/{client_id}": [{"name": "fuzz-renamed"}],
             "POST /v1/runs/{run_id}/cancel": [{"reason": "fuzz"}],
+            "POST /v1/recurring-jobs": [
+                {
+                    "job_template_id": tpl,
+                    "cron": "0 1 * * *",
+                    "time_zone": "Europe/London",
+                    "margin_before": "PT3H",
+                    "margin_after": "PT3H",
+                }
+            ],  # fmt: skip
+            "PATCH /v1/recurring-jobs/{recurring_id}": [{"margin_after": "PT2H"}],
         }
 
     def valid_query(self, label: str) -> dict[str, Any] | None:
@@ -153,8 +172,28 @@ def world(api, api_settings) -> World:
         "job_id": job,
         "run_id": run,
         "fleet_template_id": "m5.large",
+        "recurring_id": _recurring_row(api_settings, cid, tpl.json()["id"]),
     }
     return w
+
+
+def _recurring_row(api_settings, client_id: str, template_id: str) -> str:
+    """A recurring job row (issue 13) for the path ids; its Schedule needs Temporal, which is down here."""
+    from core.db import Database
+    from models.db import RecurringJob
+
+    db = Database(api_settings)
+    rid = "rec_fuzz" + client_id[-8:]
+    with db.session() as s:
+        s.add(
+            RecurringJob(
+                id=rid, client_id=client_id, job_template_id=template_id, cron="0 1 * * *",
+                time_zone="Europe/London", margin_before="PT3H", margin_after="PT3H",
+                schedule_id=f"recurring-{rid}",
+            )
+        )  # fmt: skip
+    db.dispose()
+    return rid
 
 
 # ---------------------------------------------------------------- the schema, loaded at collection

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.migrate import upgrade
-from tests.support.e2e_stack import Stack, make_stack_settings
+from tests.support.e2e_stack import Stack, make_stack_settings, orch
 
 pytestmark = pytest.mark.slow
 
@@ -34,17 +34,6 @@ def stack(tmp_path_factory, temporal_dev_server, s3_settings):
 def tenant(stack):
     headers = stack.client("cli")
     return headers["X-API-Key"], stack.template(headers)
-
-
-def orch(stack: Stack, key: str | None, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env["ORCH_URL"] = stack.base
-    if key:
-        env["ORCH_API_KEY"] = key
-    env["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
 
 
 def test_submit_watch_logs_get_list_succeeded(stack, tenant):

@@ -214,3 +214,15 @@ def record_history(stack: Stack, workflow_id: str, name: str) -> None:
     )
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"{name}.json").write_text(out.stdout)
+
+
+def orch(stack: Stack, key: str | None, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the `orch` CLI against the stack's API with a client key (None: no key)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env["ORCH_URL"] = stack.base
+    if key:
+        env["ORCH_API_KEY"] = key
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )

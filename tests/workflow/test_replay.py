@@ -16,6 +16,7 @@ from temporalio.worker import Replayer
 
 from workflows.job_run import JobRunWorkflow
 from workflows.maintenance import MaintenanceWorkflow
+from workflows.recurring import RecurringFiringWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
 
@@ -28,7 +29,8 @@ def test_histories_are_kept():
 async def test_replay(path: Path):
     history = WorkflowHistory.from_json(f"run-{path.stem}", path.read_text())
     replayer = Replayer(
-        workflows=[JobRunWorkflow, MaintenanceWorkflow], data_converter=pydantic_data_converter
+        workflows=[JobRunWorkflow, MaintenanceWorkflow, RecurringFiringWorkflow],
+        data_converter=pydantic_data_converter,
     )
     await replayer.replay_workflow(history)
 

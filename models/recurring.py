@@ -1,0 +1,182 @@
+"""REST schemas of recurring jobs (``/v1/recurring-jobs``) and the carbon ledger (``/v1/reports/carbon``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
+
+from models.api import Name, PreviewOut, RiskModeIn, Scalar, Strict, WeightsIn, _check_args
+
+
+class OverlapPolicy(StrEnum):
+    """What a firing does while the previous firing's run is still in flight (Temporal's overlap policy)."""
+
+    skip = "skip"  # no run for this firing; Temporal counts it as skipped (shown as overlap_skipped)
+    buffer_one = "buffer_one"  # start it when the previous run ends (at most one waiting)
+    allow_all = "allow_all"  # runs may overlap
+
+
+class RecurringStatus(StrEnum):
+    active = "active"
+    paused = "paused"
+    deleted = "deleted"
+
+
+class RecurringJobCreate(Strict):
+    job_template_id: str = Field(min_length=1, max_length=40)
+    name: Name | None = None
+    cron: str | None = Field(
+        None, max_length=255, description="5-field cron in time_zone's wall clock, e.g. '0 16 * * *'"
+    )
+    interval: str | None = Field(None, max_length=64, description="ISO 8601 duration between nominal times")
+    time_zone: str = Field("UTC", max_length=64, description="IANA zone of the cron (Europe/London)")
+    margin_before: str = Field(
+        "PT0S",
+        max_length=64,
+        description="ISO 8601 duration: the run may start this long before each nominal time",
+    )
+    margin_after: str = Field(
+        "PT0S", max_length=64, description="ISO 8601 duration: ... and must start at most this long after it"
+    )
+    deadline: str | None = Field(
+        None,
+        max_length=64,
+        description="Instead of margin_after alone: the run must FINISH within this long after the nominal "
+        "time (latest start = deadline - runtime). Longer than margin_after.",
+    )
+    risk_mode: RiskModeIn = RiskModeIn.NEUTRAL
+    weights: WeightsIn = Field(default_factory=WeightsIn)
+    args: dict[str, Scalar] | None = None
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    overlap: OverlapPolicy = OverlapPolicy.skip
+    catchup_window: str = Field(
+        "PT1H",
+        max_length=64,
+        description="After downtime (Temporal or workers down), firings missed by less than this still run; "
+        "older ones are dropped. At least PT10S.",
+    )
+    paused: bool = False
+
+    _args = field_validator("args")(classmethod(lambda cls, v: _check_args(v)))
+
+
+class RecurringJobPatch(Strict):
+    """Every field optional; the calendar is re-validated as a whole and the Schedule updated."""
+
+    name: Name | None = None
+    cron: str | None = Field(None, max_length=255)
+    interval: str | None = Field(None, max_length=64)
+    time_zone: str | None = Field(None, max_length=64)
+    margin_before: str | None = Field(None, max_length=64)
+    margin_after: str | None = Field(None, max_length=64)
+    deadline: str | None = Field(None, max_length=64)
+    risk_mode: RiskModeIn | None = None
+    weights: WeightsIn | None = None
+    args: dict[str, Scalar] | None = None
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    overlap: OverlapPolicy | None = None
+    catchup_window: str | None = Field(None, max_length=64)
+
+    _args = field_validator("args")(classmethod(lambda cls, v: _check_args(v)))
+
+
+class PauseIn(Strict):
+    note: str | None = Field(None, max_length=500)
+
+
+class ScheduleInfoOut(BaseModel):
+    """What Temporal says about the Schedule right now (None fields: Temporal unreachable)."""
+
+    schedule_id: str
+    reachable: bool = True
+    paused: bool | None = None
+    note: str | None = None
+    actions_taken: int | None = None
+    overlap_skipped: int | None = Field(
+        None, description="Firings that created no run because the previous run was still in flight"
+    )
+    missed_catchup: int | None = Field(None, description="Firings dropped: older than the catch-up window")
+    recent_firings: list[datetime] = []
+    recent_firing_workflows: list[str] = []
+    running_firings: list[str] = []
+
+
+class NominalOut(BaseModel):
+    nominal_time: datetime
+    margin_start: datetime
+    margin_end: datetime
+
+
+class RecurringJobOut(BaseModel):
+    id: str
+    job_template_id: str
+    name: str | None = None
+    cron: str | None = None
+    interval: str | None = None
+    time_zone: str
+    margin_before: str
+    margin_after: str
+    deadline: str | None = None
+    risk_mode: str
+    weights: dict[str, Any]
+    args: dict[str, Any]
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    overlap: OverlapPolicy
+    catchup_window: str
+    status: RecurringStatus
+    status_reason: str | None = None
+    schedule_id: str
+    summary: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+    next: list[NominalOut] = Field(default_factory=list, description="The next nominal times and margins")
+    next_preview: PreviewOut | None = Field(
+        None, description="Planned start preview of the next firing (same shape as /v1/schedules/preview)"
+    )
+    next_preview_error: str | None = None
+    schedule: ScheduleInfoOut | None = None
+
+
+class TriggerOut(BaseModel):
+    recurring_job_id: str
+    triggered_at: datetime
+    detail: str
+
+
+# ---------- carbon ledger ----------
+class GroupBy(StrEnum):
+    template = "template"
+    recurring_job = "recurring_job"
+    month = "month"
+
+
+class LedgerRow(BaseModel):
+    key: str = Field(description="template id, recurring job id ('' for one-off jobs) or YYYY-MM")
+    label: str
+    runs: int
+    energy_kwh: float
+    emissions_chosen_g: float = Field(description="gCO2e at the chosen start (actual where recorded)")
+    emissions_baseline_g: float = Field(description="gCO2e had each run started at its earliest start")
+    saving_g: float
+    saving_forecast_g: float = Field(description="Part of the saving that rests on forecast intensities")
+    saving_actual_g: float = Field(description="Part of the saving measured over the run's real interval")
+    runs_with_actuals: int
+
+
+class LedgerOut(BaseModel):
+    client_id: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    group_by: GroupBy
+    rows: list[LedgerRow]
+    total: LedgerRow
+    notes: list[str] = []
+
+    model_config = {"populate_by_name": True}
