@@ -30,6 +30,9 @@ class FiringResult(BaseModel):
     summary: str | None = None
     details: str | None = None
     skipped: str | None = Field(None, description="Why no workflow is started for this firing")
+    # search attributes of the run's workflow ("" in histories recorded before RunInput was trimmed)
+    client_id: str = ""
+    job_template_id: str = ""
 
 
 class FiringOutcome(BaseModel):

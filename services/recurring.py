@@ -22,17 +22,14 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.client import (
-    Client as TemporalClient,
-)
-from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleDescription,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -49,6 +46,7 @@ from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID
 from models.recurring_workflow import FiringArgs
 from models.workflow import RunInput, workflow_id_for
 from scheduling.calendar import Calendar, build_calendar, parse_duration
+from services.jobs import TemporalClient
 
 log = logging.getLogger("orch.recurring")
 
@@ -114,7 +112,7 @@ def summary(rj: RecurringJob, template_name: str) -> str:
 
 
 # ---------------------------------------------------------------- the Temporal Schedule
-def build_schedule(settings: Settings, rj: RecurringJob, template: JobTemplate) -> Schedule:
+def _schedule_for(settings: Settings, rj: RecurringJob, template: JobTemplate) -> Schedule:
     cal = calendar_of(rj)
     start, end = cal.fire_window()
     if cal.interval is not None:
@@ -171,7 +169,7 @@ async def create_schedule(
 ):
     await client.create_schedule(
         rj.schedule_id,
-        build_schedule(settings, rj, template),
+        _schedule_for(settings, rj, template),
         memo=memo_for(rj, template),
         search_attributes=_search_attributes(rj),
         rpc_timeout=timedelta(seconds=10),
@@ -182,7 +180,7 @@ async def update_schedule(
     client: TemporalClient, settings: Settings, rj: RecurringJob, template: JobTemplate
 ):
     """Replace spec, action and policy; keep Temporal's paused state and note (the source of truth)."""
-    new = build_schedule(settings, rj, template)
+    new = _schedule_for(settings, rj, template)
 
     def updater(inp: ScheduleUpdateInput) -> ScheduleUpdate:
         state = inp.description.schedule.state
@@ -216,8 +214,9 @@ async def delete(client: TemporalClient, rj: RecurringJob) -> None:
             raise
 
 
-async def describe(client: TemporalClient, rj: RecurringJob) -> ScheduleDescription | None:
-    """The Schedule, or None if Temporal has none (deleted outside the API)."""
+async def describe(client: TemporalClient, rj: RecurringJob) -> Any:
+    """The Schedule's description (``temporalio.client.ScheduleDescription``), or None if Temporal has none
+    (deleted outside the API)."""
     from temporalio.service import RPCError, RPCStatusCode
 
     try:
@@ -228,8 +227,9 @@ async def describe(client: TemporalClient, rj: RecurringJob) -> ScheduleDescript
         raise
 
 
-def reconcile_with(session: Session, rj: RecurringJob, desc: ScheduleDescription | None) -> RecurringJob:
-    """Apply the consistency rule (module doc): Temporal's paused/deleted state wins. Commits a change."""
+def reconcile_with(session: Session, rj: RecurringJob, desc: Any) -> RecurringJob:
+    """Apply the consistency rule (module doc) given :func:`describe`'s answer: Temporal's paused/deleted
+    state wins. Commits a change."""
     if rj.status == "deleted":
         return rj
     if desc is None:
@@ -261,6 +261,8 @@ class Firing:
     summary: str | None = None
     details: str | None = None
     skipped: str | None = None
+    client_id: str = ""  # for the run workflow's search attributes
+    job_template_id: str = ""
 
 
 def _runtime_need(session: Session, settings: Settings, template: JobTemplate, risk_mode: str) -> float:
@@ -377,6 +379,8 @@ def create_firing_run(
         created=created,
         nominal_time=nominal,
         run_id=run.id,
+        client_id=run.client_id,
+        job_template_id=run.job_template_id,
         run_input=inp,
         workflow_id=run.workflow_id,
         summary=text,

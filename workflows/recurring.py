@@ -21,8 +21,9 @@ from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedErro
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID, SA_RUN_STATUS
-    from models.recurring_workflow import FiringArgs, FiringOutcome, FiringRequest, FiringResult
+    from activities.recurring import RecurringActivities
+    from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID, SA_RUN_STATUS, RunStatus
+    from models.recurring_workflow import FiringArgs, FiringOutcome, FiringRequest
     from models.workflow import RunState
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
@@ -40,10 +41,9 @@ class RecurringFiringWorkflow:
     async def run(self, args: FiringArgs) -> FiringOutcome:
         info = workflow.info()
         fire_time = info.typed_search_attributes.get(SCHEDULED_START) or info.start_time
-        made = await workflow.execute_activity(
-            "create_firing_run",
+        made = await workflow.execute_activity_method(
+            RecurringActivities.create_firing_run,
             FiringRequest(recurring_job_id=args.recurring_job_id, fire_time=fire_time),
-            result_type=FiringResult,
             **FIRING_ACTIVITY,
         )
         outcome = FiringOutcome(
@@ -62,11 +62,11 @@ class RecurringFiringWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=TypedSearchAttributes(
                     [
-                        SearchAttributePair(SearchAttributeKey.for_keyword(SA_CLIENT_ID), inp.client_id),
+                        SearchAttributePair(SearchAttributeKey.for_keyword(SA_CLIENT_ID), made.client_id),
                         SearchAttributePair(
-                            SearchAttributeKey.for_keyword(SA_JOB_TEMPLATE_ID), inp.job_template_id
+                            SearchAttributeKey.for_keyword(SA_JOB_TEMPLATE_ID), made.job_template_id
                         ),
-                        SearchAttributePair(SearchAttributeKey.for_keyword(SA_RUN_STATUS), "PENDING"),
+                        SearchAttributePair(SearchAttributeKey.for_keyword(SA_RUN_STATUS), RunStatus.PENDING),
                     ]
                 ),
                 static_summary=made.summary,

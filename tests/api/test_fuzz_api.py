@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.main import create_app
 from core.settings import Settings
-from tests.support.api import AWS_BODY, insert_job_and_run
+from tests.support.api import AWS_BODY, insert_job_and_run, insert_recurring_row
 from tests.support.common import ADMIN_KEY, new_client
 from tests.support.zips import make_zip
 
@@ -172,28 +172,9 @@ def world(api, api_settings) -> World:
         "job_id": job,
         "run_id": run,
         "fleet_template_id": "m5.large",
-        "recurring_id": _recurring_row(api_settings, cid, tpl.json()["id"]),
+        "recurring_id": insert_recurring_row(api_settings, cid, tpl.json()["id"]),
     }
     return w
-
-
-def _recurring_row(api_settings, client_id: str, template_id: str) -> str:
-    """A recurring job row (issue 13) for the path ids; its Schedule needs Temporal, which is down here."""
-    from core.db import Database
-    from models.db import RecurringJob
-
-    db = Database(api_settings)
-    rid = "rec_fuzz" + client_id[-8:]
-    with db.session() as s:
-        s.add(
-            RecurringJob(
-                id=rid, client_id=client_id, job_template_id=template_id, cron="0 1 * * *",
-                time_zone="Europe/London", margin_before="PT3H", margin_after="PT3H",
-                schedule_id=f"recurring-{rid}",
-            )
-        )  # fmt: skip
-    db.dispose()
-    return rid
 
 
 # ---------------------------------------------------------------- the schema, loaded at collection

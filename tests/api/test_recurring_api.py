@@ -260,7 +260,7 @@ def test_firing_is_idempotent_by_nominal_time(rec_api, rec_settings):
     assert count(rec_settings, Run, recurring_job_id=rj["id"]) == 2
     inp = a.run_input
     assert inp.job_type == "RESCHEDULABLE"
-    assert inp.earliest_start == datetime(2031, 3, 1, 22, 0, tzinfo=UTC)  # margin start
+    assert _job_of(rec_api, h, a.run_id)["earliest_start"] == "2031-03-01T22:00:00Z"  # margin start
     # latest start = latest_finish - p50 (template's expected runtime: 1800 s) = the margin's end
     assert inp.latest_finish == datetime(2031, 3, 2, 4, 0, tzinfo=UTC) + timedelta(seconds=1800)
     runs = rec_api.get(f"/v1/runs?recurring_job_id={rj['id']}", headers=h).json()["items"]
@@ -304,5 +304,10 @@ def test_deadline_sets_the_latest_finish(rec_api, rec_settings):
     finally:
         db.dispose()
     assert f.nominal_time == datetime(2031, 6, 2, 0, 0, tzinfo=UTC)
-    assert f.run_input.earliest_start == datetime(2031, 6, 1, 21, 0, tzinfo=UTC)
+    assert _job_of(rec_api, h, f.run_id)["earliest_start"] == "2031-06-01T21:00:00Z"
     assert f.run_input.latest_finish == datetime(2031, 6, 2, 8, 0, tzinfo=UTC)
+
+
+def _job_of(api, headers, run_id: str) -> dict:
+    run = api.get(f"/v1/runs/{run_id}", headers=headers).json()
+    return api.get(f"/v1/jobs/{run['job_id']}", headers=headers).json()

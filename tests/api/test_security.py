@@ -24,7 +24,14 @@ from sqlalchemy import func, inspect, select, text
 from core.s3 import s3_client
 from core.security import hash_key
 from models.db import Artifact, Run, new_id, utcnow
-from tests.support.api import AWS_BODY, engine_for, insert_job_and_run, is_problem, upload
+from tests.support.api import (
+    AWS_BODY,
+    engine_for,
+    insert_job_and_run,
+    insert_recurring_row,
+    is_problem,
+    upload,
+)
 from tests.support.common import ADMIN_KEY, S3_SECRET, new_client
 from tests.support.zips import make_zip
 
@@ -104,6 +111,7 @@ def make_tenant(api, api_settings, name: str, idempotency_key: str | None = None
         "template_id": t.template,
         "job_id": t.job,
         "run_id": t.run,
+        "recurring_id": insert_recurring_row(api_settings, cid, t.template),
     }
     return t
 
@@ -117,6 +125,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("PATCH", "/v1/clients/{client_id}"): {"json": {"status": "suspended"}},
     ("POST", "/v1/runs/{run_id}/cancel"): {"json": {"reason": "tenant B tries"}},
+    ("PATCH", "/v1/recurring-jobs/{recurring_id}"): {"json": {"name": "stolen"}},
+    ("POST", "/v1/recurring-jobs/{recurring_id}/pause"): {"json": {"note": "tenant B tries"}},
 }
 # Routes only the admin may call: a client gets 403 for every id (its own, another's, a missing one).
 ADMIN_ONLY = {("PATCH", "/v1/clients/{client_id}")}

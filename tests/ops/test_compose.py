@@ -331,7 +331,8 @@ def _declared_search_attributes() -> dict[str, str]:
         for path in ROOT.joinpath(pkg).rglob("*.py"):
             for kind, name in re.findall(r'SearchAttributeKey\.for_(\w+)\(\s*"?(\w+)"?', path.read_text()):
                 name = getattr(domain, name, name)  # SA_RUN_STATUS -> "OrchRunStatus"
-                found[name] = kinds[kind]
+                if not name.startswith("Temporal"):  # Temporal's own (e.g. TemporalScheduledStartTime)
+                    found[name] = kinds[kind]
     assert found.items() <= domain.SEARCH_ATTRIBUTES.items(), (
         "models.domain.SEARCH_ATTRIBUTES must declare them"
     )

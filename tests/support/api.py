@@ -117,3 +117,22 @@ def insert_job_and_run(
             return job.id, run_id
     finally:
         eng.dispose()
+
+
+def insert_recurring_row(api_settings, client_id: str, template_id: str) -> str:
+    """A recurring job row (issue 13) for the path ids; its Schedule needs Temporal, which is down here."""
+    from core.db import Database
+    from models.db import RecurringJob
+
+    db = Database(api_settings)
+    rid = "rec_" + client_id[-12:]
+    with db.session() as s:
+        s.add(
+            RecurringJob(
+                id=rid, client_id=client_id, job_template_id=template_id, cron="0 1 * * *",
+                time_zone="Europe/London", margin_before="PT3H", margin_after="PT3H",
+                schedule_id=f"recurring-{rid}",
+            )
+        )  # fmt: skip
+    db.dispose()
+    return rid
