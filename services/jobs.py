@@ -64,6 +64,21 @@ def _when(t: datetime | None) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if t is not None else "-"
 
 
+def new_run_for(job: Job, template: JobTemplate, **fields: Any) -> Run:
+    """The run row of a new job (PENDING unless ``fields`` say otherwise); its workflow id is fixed here."""
+    run_id = new_id("run")
+    return Run(
+        id=run_id,
+        job_id=job.id,
+        client_id=job.client_id,
+        job_template_id=template.id,
+        fleet_template_id=template.fleet_template_id,
+        workflow_id=workflow_id_for(run_id),
+        status=fields.pop("status", RunStatus.PENDING),
+        **fields,
+    )
+
+
 def run_input_for(settings: Settings, run: Run, job: Job, template: JobTemplate) -> RunInput:
     return RunInput(
         run_id=run.id,
@@ -214,16 +229,7 @@ def insert_job(
         idempotency_key=idempotency_key,
         request_hash=req_hash,
     )
-    run_id = new_id("run")
-    run = Run(
-        id=run_id,
-        job_id=job.id,
-        client_id=client.id,
-        job_template_id=template.id,
-        fleet_template_id=template.fleet_template_id,
-        workflow_id=workflow_id_for(run_id),
-        status="PENDING",
-    )
+    run = new_run_for(job, template)
     try:  # one short transaction: the template read, the plan's reads and the two inserts, then COMMIT
         session.add(job)
         session.flush()

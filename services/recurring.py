@@ -44,9 +44,9 @@ from core.settings import Settings
 from models.db import Client, Job, JobTemplate, RecurringJob, Run, new_id, utcnow
 from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID
 from models.recurring_workflow import FiringArgs
-from models.workflow import RunInput, workflow_id_for
+from models.workflow import RunInput
 from scheduling.calendar import Calendar, build_calendar, parse_duration
-from services.jobs import TemporalClient
+from services.jobs import TemporalClient, new_run_for
 
 log = logging.getLogger("orch.recurring")
 
@@ -325,18 +325,13 @@ def create_firing_run(
             recurring_job_id=rj.id,
             nominal_time=nominal,
         )
-        run_id = new_id("run")
-        run = Run(
-            id=run_id,
-            job_id=job.id,
-            client_id=rj.client_id,
-            job_template_id=template.id,
-            fleet_template_id=template.fleet_template_id,
-            workflow_id=workflow_id_for(run_id),
+        run = new_run_for(
+            job,
+            template,
             status="EXPIRED" if late else "PENDING",
             status_reason=(
-                f"the firing for {nominal.isoformat()} was processed at {now.isoformat()}, after its margin "
-                f"ended at {margin_end.isoformat()} (worker or Temporal down): not started"
+                f"the firing for {_when(nominal)} was processed at {_when(now)}, after its margin "
+                f"ended at {_when(margin_end)} (worker or Temporal down): not started"
                 if late
                 else None
             ),
