@@ -32,6 +32,7 @@ __all__ = [
     "fleet_power_kw",
     "get_fleet_template",
     "list_fleet_templates",
+    "offered_in",
     "spot_interruption_probability",
 ]
 
@@ -175,6 +176,23 @@ def fleet_power_kw(t: FleetTemplate, count: int = 1, pue: float = AWS_PUE) -> fl
     if pue < 1:
         raise ValueError("pue must be >= 1")
     return t.watts_50 * count * pue / 1000.0
+
+
+@lru_cache(maxsize=1)
+def _spot_regions() -> frozenset[str]:
+    return frozenset(json.loads(_data_bytes("spot-advisor-linux.json.gz"))["linux"])
+
+
+def offered_in(t: FleetTemplate, region: str) -> bool | None:
+    """Whether the instance type is offered in ``region``, as far as the packaged data tells: Spot Advisor
+    lists every type with spot capacity per region, and an EC2 type offered in a region is offered there as
+    spot too, so a type missing from a listed region is taken as not offered (True/False). None: the region
+    is not in the data (unknown; the planner then allows it). ``POST /v1/clients/{id}/aws/verify`` checks
+    the account's own offerings with DescribeInstanceTypeOfferings."""
+    r = region.strip().lower()
+    if r not in _spot_regions():
+        return None
+    return r in t.spot_bins
 
 
 def spot_interruption_probability(t: FleetTemplate, region: str, runtime_sec: float) -> float:

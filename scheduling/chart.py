@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,7 +18,12 @@ __all__ = ["preview_figure", "preview_svg"]
 _LOCK = threading.Lock()  # matplotlib's font cache and rcParams are process-global
 
 
-def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: datetime | None) -> bytes:
+SeriesArg = CarbonSeries | Mapping[str, CarbonSeries]
+# one colour per extra region (the chosen/home region keeps the blue of the one-region chart)
+_REGION_COLOURS = ("#dd6b20", "#805ad5", "#d53f8c", "#319795", "#b7791f", "#4a5568", "#e53e3e", "#38b2ac")
+
+
+def preview_svg(series: SeriesArg, plan: Plan, earliest: datetime, latest: datetime | None) -> bytes:
     """:func:`preview_figure` as SVG bytes; deterministic output for the same input."""
     import matplotlib
 
@@ -28,7 +34,7 @@ def preview_svg(series: CarbonSeries, plan: Plan, earliest: datetime, latest: da
     return buf.getvalue()
 
 
-def preview_figure(series: CarbonSeries, plan: Plan, earliest: datetime, latest: datetime | None):
+def preview_figure(series: SeriesArg, plan: Plan, earliest: datetime, latest: datetime | None):
     """The preview chart as a matplotlib Figure, two panels sharing the time axis (UTC):
 
     - top: intensity (g/kWh) over ``[earliest, latest]`` as steps (no edges down to 0: there is no data
@@ -37,6 +43,10 @@ def preview_figure(series: CarbonSeries, plan: Plan, earliest: datetime, latest:
       baseline start dotted, the window's edges dashed, and the chosen start annotated with its saving;
     - bottom: the total score (the objective the planner minimises; lower is better) of every candidate in
       ``plan.candidates`` at its start time, the chosen one marked.
+
+    With several regions (``series`` a mapping region -> series, the home region first), the top panel
+    draws one intensity line per region (the band for the chosen region only) and the bottom panel one
+    score line per region.
 
     Uses the non-interactive Agg backend."""
     import matplotlib
@@ -48,6 +58,10 @@ def preview_figure(series: CarbonSeries, plan: Plan, earliest: datetime, latest:
     def naive(t: datetime) -> float:  # matplotlib date number of the UTC time
         return float(date2num(t.astimezone(UTC).replace(tzinfo=None)))
 
+    by_region = dict(series) if isinstance(series, Mapping) else {}
+    if isinstance(series, Mapping):
+        series = by_region.get(plan.chosen.region or "", next(iter(by_region.values())))
+    multi = len(by_region) > 1
     end = latest or plan.chosen.finish_p90
     margin = max((end - earliest) * 0.03, timedelta(minutes=15))
     lo = max(series.start, earliest - margin)
@@ -74,8 +88,19 @@ def preview_figure(series: CarbonSeries, plan: Plan, earliest: datetime, latest:
                 label="forecast +- 1 sigma",
             )
         # baseline=None: only the steps, no vertical edges down to 0 at either end
-        ax.stairs(vals, times, baseline=None, color="#2b6cb0", linewidth=1.4, label="intensity (g/kWh)")
+        label = f"{plan.chosen.region} (chosen) g/kWh" if multi else "intensity (g/kWh)"
+        ax.stairs(vals, times, baseline=None, color="#2b6cb0", linewidth=1.4, label=label)
         low, high = float(np.min(vals - sg)), float(np.max(vals + sg))
+        others = [(r, s) for r, s in by_region.items() if s is not series]
+        for n, (region, other) in enumerate(others):
+            j0, j1 = max(0, other.index_of(lo)), min(len(other), other.index_of(hi) + 1)
+            ovals = np.asarray(other.values[j0:j1])
+            if not ovals.size:
+                continue
+            ot = np.array([naive(other.start + i * other.step) for i in range(j0, j1 + 1)])
+            colour = _REGION_COLOURS[n % len(_REGION_COLOURS)]
+            ax.stairs(ovals, ot, baseline=None, color=colour, linewidth=1.0, label=f"{region} g/kWh")
+            low, high = min(low, float(ovals.min())), max(high, float(ovals.max()))
         pad = max((high - low) * 0.12, high * 0.01, 1.0)
         ax.set_ylim(max(low - pad, 0.0), high + pad)
     ax.axvspan(
@@ -128,10 +153,13 @@ def preview_figure(series: CarbonSeries, plan: Plan, earliest: datetime, latest:
     )
     ax.legend(loc="lower left", fontsize=7, framealpha=0.85)
 
-    cands = sorted(plan.candidates, key=lambda c: c.start)
-    if cands:
+    regions = list(dict.fromkeys(c.region for c in plan.candidates))
+    for n, region in enumerate(regions):
+        cands = sorted((c for c in plan.candidates if c.region == region), key=lambda c: c.start)
+        colour = "#4a5568" if not multi or region == ch.region else _REGION_COLOURS[n % len(_REGION_COLOURS)]
         xs = [naive(c.start) for c in cands]
-        axs.plot(xs, [c.objective for c in cands], color="#4a5568", linewidth=1, marker=".", markersize=3)
+        axs.plot(xs, [c.objective for c in cands], color=colour, linewidth=1, marker=".", markersize=3)
+    if plan.candidates:
         axs.plot([naive(ch.start)], [ch.objective], marker="o", color="#38a169", markersize=6)
     axs.set_ylabel("score\n(lower = better)", fontsize=8)
     axs.set_xlabel("UTC")

@@ -46,6 +46,7 @@ for an offered type, since even the lowest Spot Advisor bin has a positive midpo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,9 +67,11 @@ __all__ = [
     "InfeasibleWindow",
     "Plan",
     "Policy",
+    "RegionOption",
     "RiskMode",
     "Weights",
     "lognormal_sigma",
+    "plan_regions",
     "plan_schedule",
     "prob_exceeds",
 ]
@@ -192,6 +195,7 @@ class Candidate:
     saving_sigma_pct: float = 0.0
     prob_saving: float = 0.5
     lost_run_g: float = 0.0
+    region: str | None = None
 
     @property
     def expected_saving_pct(self) -> float:
@@ -210,6 +214,7 @@ class Candidate:
             "saving_sigma_pct": self.saving_sigma_pct,
             "prob_saving": self.prob_saving,
             "expected_lost_run_gco2e": self.lost_run_g,
+            **({"region": self.region} if self.region is not None else {}),
         }
 
 
@@ -218,7 +223,10 @@ class Plan:
     """The chosen start, the top candidates (chosen first), the baseline (earliest feasible start) and why.
 
     ``skill_gated``: True when a start with a better objective existed but the skill gate (minimum expected
-    saving, P(saving > 0), risk per saving) kept the baseline."""
+    saving, P(saving > 0), risk per saving) kept the baseline. Planned over several regions
+    (:func:`plan_regions`): the baseline is the home region's; ``home_best`` the start the home region alone
+    would get (None with one region, or when the home region may not be chosen); ``regions`` the regions
+    that could be chosen."""
 
     chosen: Candidate
     candidates: list[Candidate]
@@ -231,6 +239,13 @@ class Plan:
     spot_interruption_prob: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
     skill_gated: bool = False
+    home_best: Candidate | None = None
+    regions: tuple[str, ...] = ()
+
+    @property
+    def region(self) -> str | None:
+        """The chosen region (None when the plan was made without region labels)."""
+        return self.chosen.region
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -343,6 +358,21 @@ def _norm_cdf(z: np.ndarray) -> np.ndarray:
     return np.asarray(ndtr(np.asarray(z, dtype=np.float64)), dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class RegionOption:
+    """One region a job may run in, for :func:`plan_regions`: ``series`` its intensity forecast (g/kWh, with
+    an optional ``sigma``), ``power_kw`` the fleet's power there (kW, PUE included),
+    ``spot_interruption_prob`` as for :func:`plan_schedule`, and ``selectable``: False for a region that
+    may not be chosen (the instance type is not offered there, or the job may not run there) but still
+    serves as the savings baseline when it is the home region."""
+
+    region: str | None
+    series: CarbonSeries
+    power_kw: float
+    spot_interruption_prob: float = 0.0
+    selectable: bool = True
+
+
 def plan_schedule(
     *,
     earliest: datetime,
@@ -360,6 +390,7 @@ def plan_schedule(
     notes: list[str] | None = None,
     policy: Policy | None = None,
     baseline: datetime | None = None,
+    region: str | None = None,
 ) -> Plan:
     """Choose the start in ``[earliest, latest)`` that minimises the weighted objective among the starts
     the skill gate allows (see module doc).
@@ -371,8 +402,53 @@ def plan_schedule(
     not offered); ``step`` the candidate grid; ``policy`` the skill gate, uncertainty model and spot caps
     (default :class:`Policy`; :data:`UNGATED` for the pure objective); ``baseline`` the start that
     "not moving" means (default ``earliest``; e.g. a nominal time inside a +-H window): carbon scores,
-    savings and the gate are relative to the feasible grid start nearest to it.
+    savings and the gate are relative to the feasible grid start nearest to it; ``region`` a label
+    carried by every candidate (None: no label).
     Raises :class:`InfeasibleWindow` when no start meets the mode's deadline rule, ValueError on bad input.
+    """
+    return plan_regions(
+        earliest=earliest,
+        latest=latest,
+        p50_sec=p50_sec,
+        p90_sec=p90_sec,
+        options=[RegionOption(region, series, power_kw, spot_interruption_prob)],
+        risk_mode=risk_mode,
+        weights=weights,
+        step=step,
+        top_k=top_k,
+        fixed_start=fixed_start,
+        notes=notes,
+        policy=policy,
+        baseline=baseline,
+    )
+
+
+def plan_regions(
+    *,
+    earliest: datetime,
+    latest: datetime | None,
+    p50_sec: float,
+    p90_sec: float,
+    options: Sequence[RegionOption],
+    risk_mode: RiskMode,
+    weights: Weights,
+    step: timedelta = timedelta(minutes=15),
+    top_k: int = 5,
+    fixed_start: bool = False,
+    notes: list[str] | None = None,
+    policy: Policy | None = None,
+    baseline: datetime | None = None,
+) -> Plan:
+    """Choose the (region, start) pair that minimises the weighted objective among the pairs the skill gate
+    allows: :func:`plan_schedule` over several regions at once (README "Choosing the region").
+
+    ``options[0]`` is the home region: the baseline (savings, carbon scores, the gate) is the home region at
+    the baseline start, whether or not the home region is selectable. Every region is scored on the same
+    start grid, vectorised (regions x starts arrays); forecast errors of different regions are taken as
+    independent. Ties go to the home region, then to earlier regions in ``options``, then to the earliest
+    start. Regions with ``selectable=False`` are never chosen nor listed; when none is selectable the home
+    region is planned as :func:`plan_schedule` would (the caller explains why in ``notes``).
+    With one option this is exactly :func:`plan_schedule`.
     """
     mode = RiskMode(risk_mode)
     pol = Policy() if policy is None else policy
@@ -380,6 +456,8 @@ def plan_schedule(
         raise ValueError("policy must be a Policy instance")
     if not isinstance(weights, Weights):
         raise ValueError("weights must be a Weights instance")
+    if not options:
+        raise ValueError("options must name at least one region")
     E = _as_utc(earliest, "earliest")
     L = None if latest is None else _as_utc(latest, "latest")
     p50, p90 = float(p50_sec), float(p90_sec)
@@ -387,11 +465,11 @@ def plan_schedule(
         raise ValueError(f"p50_sec must be a positive number of seconds, got {p50_sec}")
     if not (math.isfinite(p90) and p90 >= p50):
         raise ValueError(f"p90_sec must be >= p50_sec ({p50:g} s), got {p90_sec}")
-    if not (math.isfinite(power_kw) and power_kw >= 0):
-        raise ValueError(f"power_kw must be >= 0, got {power_kw}")
-    p_int = float(spot_interruption_prob)
-    if not 0.0 <= p_int <= 1.0:
-        raise ValueError(f"spot_interruption_prob must be in [0, 1], got {spot_interruption_prob}")
+    for o in options:
+        if not (math.isfinite(o.power_kw) and o.power_kw >= 0):
+            raise ValueError(f"power_kw must be >= 0, got {o.power_kw}")
+        if not 0.0 <= float(o.spot_interruption_prob) <= 1.0:
+            raise ValueError(f"spot_interruption_prob must be in [0, 1], got {o.spot_interruption_prob}")
     if step <= timedelta(0):
         raise ValueError("step must be positive")
     if top_k < 1:
@@ -412,11 +490,13 @@ def plan_schedule(
                 f"so no start finishes by latest_finish"
             )
     horizon_end = L if L is not None else E + timedelta(seconds=p90)
-    if not series.covers(E, horizon_end):
-        raise ValueError(
-            f"carbon series [{_iso(series.start)}, {_iso(series.end)}) does not cover "
-            f"[{_iso(E)}, {_iso(horizon_end)}]"
-        )
+    for o in options:
+        if not o.series.covers(E, horizon_end):
+            label = f"{o.region} " if o.region else ""
+            raise ValueError(
+                f"{label}carbon series [{_iso(o.series.start)}, {_iso(o.series.end)}) does not cover "
+                f"[{_iso(E)}, {_iso(horizon_end)}]"
+            )
 
     # Candidate starts as offsets (s) from E; feasible ones are a prefix since finish grows with s.
     if fixed_start or window is None:
@@ -425,115 +505,158 @@ def plan_schedule(
         total = max(1, math.ceil(window / step_sec - 1e-9))
         n_feas = min(total, int((window - need + _FEAS_TOL_SEC) // step_sec) + 1)
     s = np.arange(n_feas, dtype=np.float64) * step_sec
+    R = len(options)
 
-    sub = series.slice(E, horizon_end)
-    off = (E - sub.start).total_seconds()
-    # integrals over [s, s + p50] of intensity (g/kWh x s) and of its sigma, sharing one index computation
-    dt = sub.step_sec
-    n_sub = len(sub)
-    t = np.clip(np.concatenate([off + s + p50, off + s]), 0.0, n_sub * dt)
-    idx = np.minimum((t // dt).astype(np.int64), n_sub - 1)
-    frac = t - idx * dt
+    # Integrals over [s, s + p50] of intensity (g/kWh x s) and of its sigma, for every region and start:
+    # (R, n_feas) arrays; regions whose series share a grid are computed in one vectorised pass.
+    subs = [o.series.slice(E, horizon_end) for o in options]
+    integ = np.empty((R, n_feas))
+    sig_run = np.empty((R, n_feas))
+    for rows in _same_grid_groups(subs):
+        sub = subs[rows[0]]
+        off = (E - sub.start).total_seconds()
+        dt = sub.step_sec
+        n_sub = len(sub)
+        t = np.clip(np.concatenate([off + s + p50, off + s]), 0.0, n_sub * dt)
+        idx = np.minimum((t // dt).astype(np.int64), n_sub - 1)
+        frac = t - idx * dt
 
-    def run_integrals(arr: np.ndarray) -> np.ndarray:
-        pre = np.empty(n_sub + 1)
-        pre[0] = 0.0
-        np.cumsum(arr, out=pre[1:])
-        pre[1:] *= dt
-        c = pre[idx] + frac * arr[idx]
-        return c[:n_feas] - c[n_feas:]
+        def run_integrals(arr: np.ndarray) -> np.ndarray:
+            pre = np.empty((arr.shape[0], n_sub + 1))  # noqa: B023 - used within this iteration only
+            pre[:, 0] = 0.0
+            np.cumsum(arr, axis=1, out=pre[:, 1:])
+            pre[:, 1:] *= dt  # noqa: B023
+            c = pre[:, idx] + frac * arr[:, idx]  # noqa: B023
+            return c[:, :n_feas] - c[:, n_feas:]
 
-    integ = run_integrals(sub.values)  # g/kWh x s, as sub.cumulative() would give
-    emissions = integ * (power_kw / 3600.0)  # gCO2e
+        integ[rows] = run_integrals(np.stack([subs[r].values for r in rows]))
+        with_sigma = [r for r in rows if subs[r].sigma is not None]
+        if with_sigma:  # time-weighted mean sigma over each run
+            sig_run[with_sigma] = run_integrals(np.stack([subs[r].sigma for r in with_sigma])) / p50
+        for r in rows:
+            if subs[r].sigma is None:
+                sig_run[r] = integ[r] * (pol.default_rel_sigma / p50)
 
-    b = 0  # index of the baseline start
+    power = np.array([float(o.power_kw) for o in options])
+    emissions = integ * (power[:, None] / 3600.0)  # gCO2e
+    # carbon is compared in the home region's power units: region r's run costs integ x power_r / power_0
+    q = power / power[0] if power[0] > 0 else np.ones(R)
+    q[0] = 1.0
+    eff = integ * q[:, None]
+
+    b = 0  # index of the baseline start (in the home region)
     if baseline is not None and n_feas > 1:
         b_off = (_as_utc(baseline, "baseline") - E).total_seconds()
         b = int(min(max(round(b_off / step_sec), 0), n_feas - 1))
 
-    # Forecast uncertainty of each start's saving against the baseline (index b).
-    if sub.sigma is not None:
-        sig_run = run_integrals(sub.sigma) / p50  # time-weighted mean sigma over each run
-    else:
-        sig_run = integ * (pol.default_rel_sigma / p50)
-    d_sigma = _diff_sigma(sig_run, float(sig_run[b]), np.abs(s - s[b]), p50, pol)  # g/kWh x s
-    base_i = float(integ[b])
+    # Forecast uncertainty of each pair's saving against the baseline (home, b): correlated errors within
+    # the home region, independent errors between regions.
+    sig_b = float(sig_run[0, b])
+    d_sigma = np.empty((R, n_feas))
+    d_sigma[0] = _diff_sigma(sig_run[0], sig_b, np.abs(s - s[b]), p50, pol)  # g/kWh x s
+    if R > 1:
+        G = 2.0 * float(_corr_F(np.array(p50), pol))
+        other = sig_run[1:] * q[1:, None]
+        d_sigma[1:] = np.sqrt((other * other + sig_b * sig_b) * G)
+    base_i = float(integ[0, b])
     if base_i > 0:
-        carbon = (integ - base_i) / base_i  # 0 at the baseline, -0.005 for a 0.5 % saving
+        carbon = (eff - base_i) / base_i  # 0 at the baseline, -0.005 for a 0.5 % saving
         saving_pct = -carbon * 100.0
         sigma_pct = d_sigma / base_i * 100.0
     else:
-        carbon = np.zeros(n_feas)
-        saving_pct = np.zeros(n_feas)
-        sigma_pct = np.zeros(n_feas)
-    gain = base_i - integ
+        carbon = np.zeros((R, n_feas))
+        saving_pct = np.zeros((R, n_feas))
+        sigma_pct = np.zeros((R, n_feas))
+    gain = base_i - eff
     with np.errstate(divide="ignore", invalid="ignore"):
         p_pos = np.where(d_sigma > 0, _norm_cdf(gain / np.where(d_sigma > 0, d_sigma, 1.0)), 0.5)
     tol = 1e-9 * max(abs(base_i), 1e-12)
     p_pos = np.where(d_sigma > 0, p_pos, np.where(gain > tol, 1.0, np.where(gain < -tol, 0.0, 0.5)))
-    p_pos[b] = 0.5
+    p_pos[0, b] = 0.5
 
-    capacity = _capacity(mode, p_int, window, p50, p90, pol)
-    lost_g = np.zeros(n_feas)
+    p_ints = [float(o.spot_interruption_prob) for o in options]
+    capacities = [_capacity(mode, p, window, p50, p90, pol) for p in p_ints]
+    lost_g = np.zeros((R, n_feas))
     if window is None:
-        risk = np.zeros(n_feas)
+        risk = np.zeros((R, n_feas))
         slack = np.ones(n_feas)
     else:
-        risk = prob_exceeds(window - s, p50, p90)
-        if capacity == Capacity.SPOT:
+        plain = prob_exceeds(window - s, p50, p90)
+        risk = np.tile(plain, (R, 1))
+        if any(c == Capacity.SPOT for c in capacities):
             # an interruption after a share f of the run loses that share, then an on-demand rerun of the
             # whole job follows: the run needs (1 + f) x runtime, f = LOST_RUN_FRACTION in expectation
             rerun = prob_exceeds((window - s) / (1.0 + LOST_RUN_FRACTION), p50, p90)
-            risk = (1.0 - p_int) * risk + p_int * rerun
+            for r, cap in enumerate(capacities):
+                if cap == Capacity.SPOT:
+                    risk[r] = (1.0 - p_ints[r]) * plain + p_ints[r] * rerun
         slack = np.clip((window - s - p90) / window, 0.0, 1.0)
-    if capacity == Capacity.SPOT:
-        lost_g = p_int * LOST_RUN_FRACTION * emissions
+    for r, cap in enumerate(capacities):
+        if cap == Capacity.SPOT:
+            lost_g[r] = p_ints[r] * LOST_RUN_FRACTION * emissions[r]
 
     wt = weights.total
     objective = (weights.carbon * carbon + weights.risk * risk + weights.slack * (1.0 - slack)) / wt
-    emin, emax = float(emissions.min()), float(emissions.max())
+
+    selectable = np.array([bool(o.selectable) for o in options])
+    if not selectable.any():
+        selectable[0] = True  # nothing may be chosen: plan the home region as if it were the only one
+    usable = np.repeat(selectable[:, None], n_feas, axis=1)
+    em_use = emissions[usable]
+    emin, emax = float(em_use.min()), float(em_use.max())
     flat = emax - emin <= 1e-9 * max(abs(emax), 1e-12)
 
     # The skill gate: leave the baseline only for a likely, large enough saving worth its added risk.
-    added_risk_pts = (risk - risk[b]) * 100.0
+    added_risk_pts = (risk - risk[0, b]) * 100.0
     eligible = (saving_pct >= pol.min_saving_pct - 1e-9) & (p_pos >= pol.min_saving_prob)
     if math.isfinite(pol.max_risk_pts_per_saving_pct):
         eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(saving_pct, 0.0) + 1e-9
-    eligible[b] = True
-    best_all = float(objective.min())
-    best_all_i = int(np.argmax(objective <= best_all + TIE_TOL))
-    gated_obj = np.where(eligible, objective, np.inf)
-    best = float(gated_obj.min())
-    chosen_i = int(np.argmax(gated_obj <= best + TIE_TOL))  # first (earliest) within the tie tolerance
-    skill_gated = bool(chosen_i != best_all_i and objective[best_all_i] < objective[chosen_i] - TIE_TOL)
-    rank = np.where(eligible, objective, objective + 10.0)  # gated-out starts listed after allowed ones
-    k = min(top_k, n_feas)
-    part = np.argpartition(rank, k - 1)[:k] if n_feas > k else np.arange(n_feas)
+    eligible[0, b] = True
+    eligible &= usable
+    if not eligible.any():  # the home region may not be chosen and nothing passes the gate
+        eligible = usable.copy()
+    flat_obj = np.where(usable, objective, np.inf).ravel()  # region-major: ties go to the home region
+    best_all_i = int(np.argmax(flat_obj <= float(flat_obj.min()) + TIE_TOL))
+    gated_obj = np.where(eligible, objective, np.inf).ravel()
+    chosen_i = int(np.argmax(gated_obj <= float(gated_obj.min()) + TIE_TOL))  # first within the tolerance
+    skill_gated = bool(chosen_i != best_all_i and flat_obj[best_all_i] < flat_obj[chosen_i] - TIE_TOL)
+    rank = np.where(eligible, objective, objective + 10.0).ravel()  # gated-out pairs after allowed ones
+    pool = np.flatnonzero(usable.ravel())
+    k = min(top_k, pool.size)
+    part = pool[np.argpartition(rank[pool], k - 1)[:k]] if pool.size > k else pool
     part = part[np.lexsort((part, rank[part]))]
     order = [chosen_i] + [int(i) for i in part if i != chosen_i][: k - 1]
 
     d50, d90 = timedelta(seconds=p50), timedelta(seconds=p90)
 
-    def cand(i: int) -> Candidate:
+    def cand(flat_i: int) -> Candidate:
+        r, i = divmod(flat_i, n_feas)
         st = E + step * i
         return Candidate(
             start=st,
             finish_p50=st + d50,
             finish_p90=st + d90,
-            carbon=float(carbon[i]),
-            risk=float(risk[i]),
+            carbon=float(carbon[r, i]),
+            risk=float(risk[r, i]),
             slack=float(slack[i]),
-            objective=float(objective[i]),
-            emissions_g=float(emissions[i]),
-            saving_vs_earliest_pct=float(saving_pct[i]),
-            saving_sigma_pct=float(sigma_pct[i]),
-            prob_saving=float(p_pos[i]),
-            lost_run_g=float(lost_g[i]),
+            objective=float(objective[r, i]),
+            emissions_g=float(emissions[r, i]),
+            saving_vs_earliest_pct=float(saving_pct[r, i]),
+            saving_sigma_pct=float(sigma_pct[r, i]),
+            prob_saving=float(p_pos[r, i]),
+            lost_run_g=float(lost_g[r, i]),
+            region=options[r].region,
         )
 
     candidates = [cand(i) for i in order]
     chosen = candidates[0]
+    chosen_r = chosen_i // n_feas
     base_c = chosen if chosen_i == b else cand(b)
+    home_best = None
+    if R > 1 and selectable[0]:  # the plan the home region alone would get, for the rationale
+        home_gated = np.where(eligible[0], objective[0], np.inf)
+        home_i = int(np.argmax(home_gated <= float(home_gated.min()) + TIE_TOL))
+        home_best = chosen if home_i == chosen_i else cand(home_i)
     rationale = _rationale(
         mode,
         E,
@@ -543,11 +666,11 @@ def plan_schedule(
         n_feas,
         total,
         need_name,
-        capacity,
-        p_int,
+        capacities[chosen_r],
+        p_ints[chosen_r],
         fixed_start,
         flat=flat,
-        notes=notes or [],
+        notes=_region_notes(options, chosen, base_c, home_best, int(selectable.sum())) + (notes or []),
         gated_best=cand(best_all_i) if skill_gated else None,
         policy=pol,
         p50=p50,
@@ -557,14 +680,52 @@ def plan_schedule(
         candidates=candidates,
         baseline=base_c,
         rationale=rationale,
-        capacity=capacity,
+        capacity=capacities[chosen_r],
         feasible_count=n_feas,
         total_count=total,
         risk_mode=mode,
-        spot_interruption_prob=p_int,
+        spot_interruption_prob=p_ints[chosen_r],
         notes=tuple(notes or ()),
         skill_gated=skill_gated,
+        home_best=home_best,
+        regions=tuple(o.region for o, ok in zip(options, selectable, strict=True) if ok and o.region),
     )
+
+
+def _same_grid_groups(subs: Sequence[CarbonSeries]) -> list[list[int]]:
+    """Indices of the series grouped by identical grids (start, step, length), first-seen order."""
+    groups: dict[tuple[datetime, float, int], list[int]] = {}
+    for i, sub in enumerate(subs):
+        groups.setdefault((sub.start, sub.step_sec, len(sub)), []).append(i)
+    return list(groups.values())
+
+
+def _region_notes(
+    options: Sequence[RegionOption],
+    chosen: Candidate,
+    baseline: Candidate,
+    home_best: Candidate | None,
+    n_selectable: int,
+) -> list[str]:
+    """What the region choice adds to the rationale (nothing with one region)."""
+    if len(options) == 1:
+        return []
+    home = options[0].region
+    ref = baseline.start
+    if chosen.region == home:
+        return [f"{home} (home) is the best of {n_selectable} allowed regions"]
+    out = [
+        f"runs in {chosen.region} instead of {home} (home), chosen among {n_selectable} allowed regions: "
+        f"{chosen.emissions_g:,.0f} gCO2e against {baseline.emissions_g:,.0f} at the baseline in {home}"
+    ]
+    if home_best is not None:
+        out.append(
+            f"the best start in {home} alone, {_fmt_time(home_best.start, ref)}, would emit "
+            f"{home_best.emissions_g:,.0f} gCO2e ({home_best.saving_vs_earliest_pct:.0f}% saving)"
+        )
+    else:
+        out.append(f"{home} itself may not be chosen for this job")
+    return out
 
 
 def _why_gated(c: Candidate, base: Candidate, pol: Policy) -> str:

@@ -20,11 +20,26 @@ from models.api import window_limit_errors
 from models.db import Client, Job, JobTemplate, Run
 from models.workflow import PlanResult
 from scheduling.carbon import CarbonSeries
-from scheduling.catalog import fleet_power_kw, get_fleet_template, spot_interruption_probability
+from scheduling.catalog import (
+    fleet_power_kw,
+    get_fleet_template,
+    offered_in,
+    spot_interruption_probability,
+)
 from scheduling.prediction import RuntimePrediction, predict_runtime
-from scheduling.scoring import Candidate, InfeasibleWindow, Plan, Policy, RiskMode, Weights, plan_schedule
+from scheduling.scoring import (
+    Candidate,
+    InfeasibleWindow,
+    Plan,
+    Policy,
+    RegionOption,
+    RiskMode,
+    Weights,
+    plan_regions,
+)
 from services.access import owned
 from services.errors import Unprocessable, field_error
+from services.regions import candidate_regions, home_region
 
 __all__ = [
     "InfeasibleWindow",
@@ -118,7 +133,8 @@ def _runs(n: int) -> str:
 
 
 def region_for(template: JobTemplate, client: Client | None) -> str:
-    return template.region or (client.region_default if client else None) or "us-east-1"
+    """The home region: the template's region, else the client's ``region_default``."""
+    return home_region(template, client)
 
 
 def carbon_series(
@@ -147,35 +163,76 @@ def _plan(
     fixed_start: bool,
     runtime: tuple[float, float, list[str]] | None = None,
     top_k: int = 5,
+    regions: list[str] | None = None,
+    home: str | None = None,
 ) -> tuple[Plan, float, float]:
+    """Plan over ``regions`` (default: the home region only) with the home region (default
+    :func:`region_for`) as the savings baseline."""
     ft = get_fleet_template(fleet_template_id)
     if ft is None:
         raise InfeasibleWindow(f"unknown fleet template {fleet_template_id!r}")
     p50, p90, notes = runtime or _runtime(session, settings, template, fleet_template_id)
-    region = region_for(template, client)
+    home = home or region_for(template, client)
+    regions = regions or [home]
     try:  # the API refuses such dates up front (window_limit_errors); this keeps a 500 out of every path
         end = latest if latest is not None else earliest + timedelta(seconds=p90)
         end = max(end, earliest + timedelta(seconds=p90))
     except OverflowError as exc:
         raise InfeasibleWindow(f"dates out of the supported range near {earliest.isoformat()}") from exc
-    series, carbon_notes = carbon_series(settings, region, earliest, end, session)
-    plan = plan_schedule(
+    options, region_notes = _region_options(session, settings, ft, home, regions, earliest, end, p50)
+    plan = plan_regions(
         earliest=earliest,
         latest=latest,
         p50_sec=p50,
         p90_sec=p90,
-        series=series,
-        power_kw=fleet_power_kw(ft),
+        options=options,
         risk_mode=RiskMode(risk_mode),
         weights=weights,
-        spot_interruption_prob=spot_interruption_probability(ft, region, p50),
         step=timedelta(minutes=settings.forecast_step_min),
         fixed_start=fixed_start,
-        notes=notes + carbon_notes,
+        notes=notes + region_notes,
         policy=planning_policy(settings),
         top_k=top_k,
     )
     return plan, p50, p90
+
+
+def _region_options(
+    session, settings, ft, home: str, regions: list[str], earliest: datetime, end: datetime, p50: float
+) -> tuple[list[RegionOption], list[str]]:
+    """One planning option per region, home first (the baseline, selectable only when allowed and the
+    instance type is offered there), and the notes the rationale carries."""
+    power = fleet_power_kw(ft)
+    if regions == [home]:  # the one-region plan, exactly as before regions existed
+        series, notes = carbon_series(settings, home, earliest, end, session)
+        return [RegionOption(home, series, power, spot_interruption_probability(ft, home, p50))], notes
+    options: list[RegionOption] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    not_offered: list[str] = []
+    for region in [home, *(r for r in regions if r != home)]:
+        series, carbon_notes = carbon_series(settings, region, earliest, end, session)
+        offered = offered_in(ft, region) is not False
+        if not offered and region in regions:
+            not_offered.append(region)
+        options.append(
+            RegionOption(
+                region,
+                series,
+                power,
+                spot_interruption_probability(ft, region, p50),
+                selectable=region in regions and offered,
+            )
+        )
+        for n in carbon_notes:
+            if n not in seen:
+                seen.add(n)
+                notes.append(n if region == home else f"{region}: {n}")
+    if home not in regions:
+        notes.append(f"{home} (home) is the savings baseline but not allowed for this job")
+    if not_offered:
+        notes.append(f"{ft.id} is not offered in {', '.join(not_offered)}: not considered there")
+    return options, notes
 
 
 def candidate_doc(c: Candidate) -> dict:
@@ -193,6 +250,7 @@ def candidate_doc(c: Candidate) -> dict:
         "saving_sigma_pct": round(c.saving_sigma_pct, 2),
         "prob_saving": round(c.prob_saving, 4),
         "expected_lost_run_gco2e": round(c.lost_run_g, 3),
+        **({"region": c.region} if c.region is not None else {}),
     }
 
 
@@ -207,8 +265,10 @@ def preview_plan(
     risk_mode: str,
     weights: Weights,
     top_k: int = 5,
+    regions: list[str] | None = None,
 ) -> Plan:
-    """The plan a job in this window would get (``top_k`` best candidates; the chart asks for all)."""
+    """The plan a job in this window would get (``top_k`` best candidates; the chart asks for all), over the
+    regions the client, the template and ``regions`` (the job's own list, if any) allow."""
     plan, _, _ = _plan(
         session,
         settings,
@@ -221,8 +281,18 @@ def preview_plan(
         weights,
         fixed_start=False,
         top_k=top_k,
+        regions=job_regions(client, template, regions),
     )
     return plan
+
+
+def job_regions(client: Client, template: JobTemplate, regions: list[str] | None) -> list[str]:
+    """The regions a job may be planned in (:func:`services.regions.candidate_regions`), as Unprocessable
+    naming ``regions`` when none is left."""
+    try:
+        return candidate_regions(client, template, regions)
+    except ValueError as exc:
+        raise Unprocessable(str(exc), [field_error("regions", str(exc))]) from exc
 
 
 def _latest_start(job: Job, risk_mode: str, p50: float, p90: float, settings: Settings) -> datetime | None:
@@ -263,8 +333,10 @@ def plan_for_run(
         weights,
         fixed_start=job.type == "ONE_TIME",  # a ONE_TIME job starts at intended_time, no shifting
         runtime=runtime,
+        regions=job_regions(client, template, getattr(job, "regions", None)),
     )
     moved = True
+    current_region = getattr(run, "region", None)
     if current_start is not None and current_start >= not_before:
         current, _, _ = _plan(
             session,
@@ -278,6 +350,8 @@ def plan_for_run(
             weights,
             fixed_start=True,
             runtime=runtime,
+            regions=[current_region] if current_region else None,
+            home=region_for(template, client),
         )
         cur, new = current.chosen, plan.chosen
         moved = (
@@ -290,7 +364,8 @@ def plan_for_run(
         "rationale": plan.rationale,
         "skill_gated": plan.skill_gated,
         "capacity": plan.capacity,
-        "region": region_for(template, client),
+        "region": chosen.region,
+        "home_region": region_for(template, client),
         "p50_sec": p50,
         "p90_sec": p90,
         "risk_mode": job.risk_mode,
@@ -308,6 +383,7 @@ def plan_for_run(
         doc=doc,
         carbon_chosen_g=chosen.emissions_g,
         carbon_earliest_g=plan.baseline.emissions_g if first_plan else None,
+        region=chosen.region if moved else (current_region or chosen.region),
     )
 
 
@@ -332,6 +408,7 @@ def realised_emissions_g(
         Weights(),
         fixed_start=True,
         runtime=(seconds, seconds, []),
+        home=getattr(run, "region", None) or region_for(template, client),
     )
     return plan.chosen.emissions_g
 
@@ -395,7 +472,11 @@ def preview_chart(
     """The preview as an SVG chart: the window's carbon forecast and every candidate's score."""
     from scheduling.chart import preview_svg
 
-    series, _ = carbon_series(settings, region_for(p.template, p.client), earliest, latest, session)
+    home = region_for(p.template, p.client)
+    series = {
+        r: carbon_series(settings, r, earliest, latest, session)[0]
+        for r in [home, *(r for r in p.plan.regions if r != home)]
+    }
     return preview_svg(series, p.plan, earliest, latest)
 
 
