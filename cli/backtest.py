@@ -10,6 +10,14 @@ oracle_savings_pct, share_of_oracle (fraction: 1.0 = the oracle's whole saving),
 stayed_at_baseline, no_skill`` plus the settings used. Without ``--json`` a short table. See
 ``scheduling/backtest.py`` for the exact model.
 
+Where as well as when (the first ``--region`` is home; the baseline runs there at the nominal time)::
+
+    orch backtest --region eu-central-1 --region eu-west-3 --daily-at 01:00 --job-minutes 60 \
+        --window-hours 8 --forecast embedded
+
+prints the saving from choosing the time alone, the region alone, and both (``--json``: one object per
+scope under ``time``, ``region``, ``both``).
+
 What the product really does::
 
     orch backtest --forecast embedded --region eu-central-1 --carbon-csv actual-2024.csv --tz UTC ...
@@ -35,6 +43,7 @@ from scheduling.backtest import (
     parse_forecast_mode,
     parse_submissions,
     run_backtest,
+    run_region_backtest,
 )
 from scheduling.carbon import CarbonSeries, embedded_history, embedded_zones, regions, zone_for_region
 from scheduling.scoring import RiskMode, Weights
@@ -88,11 +97,12 @@ def backtest(
         typer.Option("--tz", help="time zone of CSV timestamps without an offset (else they are refused)"),
     ] = None,
     region: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--region",
             help="AWS region, e.g. eu-west-2: its embedded 2023 data as the actuals (without --carbon-csv), "
-            "and the region whose provider decides with --forecast embedded",
+            "and the region whose provider decides with --forecast embedded. Repeat it to compare "
+            "choosing the time, the region and both (the first is home)",
         ),
     ] = None,
     daily_at: Annotated[
@@ -143,7 +153,11 @@ def backtest(
     except ValueError as e:
         raise _fail(str(e)) from None
     product = mode == "embedded"
-    series, source = _load_series(carbon_csv, region, tz, product)
+    region_list = list(dict.fromkeys(r.strip().lower() for r in region or []))
+    if len(region_list) > 1 and carbon_csv is not None:
+        raise _fail("several --region values compare the embedded 2023 series: drop --carbon-csv")
+    series, source = _load_series(carbon_csv, region_list[0] if region_list else None, tz, product)
+    others = {r: _load_series(None, r, tz, product)[0] for r in region_list[1:]}
 
     if job_minutes is not None:
         if p50_minutes is not None or p90_minutes is not None:
@@ -189,16 +203,19 @@ def backtest(
     except ValueError as e:
         raise _fail(str(e)) from None
 
-    forecaster = None
+    forecasters = {}
     if product:
-        assert region is not None
-        forecaster = _product_forecaster(region, config.step)
-        try:
-            forecaster(series.start, series.start, series.start + config.step)
-        except ValueError as e:
-            raise _fail(str(e)) from None
-        source += f"; decisions: the product's embedded provider for {region}"
-    result = run_backtest(series, subs, config, forecaster)
+        for r in region_list:
+            forecasters[r] = _product_forecaster(r, config.step)
+            try:
+                forecasters[r](series.start, series.start, series.start + config.step)
+            except ValueError as e:
+                raise _fail(str(e)) from None
+        source += f"; decisions: the product's embedded provider for {', '.join(region_list)}"
+    if others:
+        _compare_regions({region_list[0]: series, **others}, subs, config, forecasters, json_output, details)
+        return
+    result = run_backtest(series, subs, config, forecasters.get(region_list[0]) if product else None)
     if json_output:
         out = result.to_dict(details=details)
         out["source"] = source
@@ -221,6 +238,40 @@ def backtest(
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         typer.echo(f"{k.ljust(width)}  {v}")
+
+
+def _compare_regions(actuals, subs, config, forecasters, json_output: bool, details: bool) -> None:
+    """Several regions: the saving from choosing the time alone, the region alone, and both."""
+    results = run_region_backtest(actuals, subs, config, forecasters or None)
+    regions = list(actuals)
+    if json_output:
+        out: dict = {scope: r.to_dict(details=details) for scope, r in results.items()}
+        out["regions"] = regions
+        out["home_region"] = regions[0]
+        out["source"] = f"embedded 2023 series of {', '.join(regions)} (Electricity Maps, ODbL)"
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"home {regions[0]}; also allowed: {', '.join(regions[1:])}; forecast {config.forecast}")
+    header = ("choose", "submissions", "baseline gCO2e", "chosen gCO2e", "saved", "oracle saved", "misses")
+    rows = [
+        (
+            {"time": "time alone", "region": "region alone", "both": "time and region"}[scope],
+            str(r.submissions),
+            f"{r.baseline_g:,.1f}",
+            f"{r.chosen_g:,.1f}",
+            f"{r.savings_pct:.1f}%",
+            f"{r.oracle_savings_pct:.1f}%",
+            str(r.deadline_misses),
+        )
+        for scope, r in results.items()
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    where: dict[str, int] = {}
+    for sub in results["both"].results:
+        where[sub.chosen_region or regions[0]] = where.get(sub.chosen_region or regions[0], 0) + 1
+    typer.echo("time and region ran in: " + ", ".join(f"{r} {n}" for r, n in sorted(where.items())))
 
 
 def _stayed(result) -> str:

@@ -28,7 +28,7 @@ exactly; pass the product's weights to see what slack and risk preferences cost 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -41,10 +41,11 @@ from scheduling.scoring import (
     UNGATED,
     InfeasibleWindow,
     Policy,
+    RegionOption,
     RiskMode,
     Weights,
     lognormal_sigma,
-    plan_schedule,
+    plan_regions,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "parse_forecast_mode",
     "parse_submissions",
     "run_backtest",
+    "run_region_backtest",
 ]
 
 CARBON_ONLY = Weights(carbon=1.0, risk=0.0, slack=0.0)
@@ -124,6 +126,7 @@ class SubmissionResult:
     missed: bool
     kept_baseline: bool = False  # chosen start == the nominal (baseline) start
     no_skill: bool | None = None  # the planner said it kept the baseline for lack of forecast skill
+    chosen_region: str | None = None  # with several regions: where it ran
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class BacktestResult:
                     "runtime_sec": r.runtime_sec,
                     "missed": r.missed,
                     "kept_baseline": r.kept_baseline,
+                    **({"chosen_region": r.chosen_region} if r.chosen_region else {}),
                 }
                 for r in self.results
             ]
@@ -240,79 +244,130 @@ def _emissions(actual: CarbonSeries, start: datetime, dur: timedelta, power_kw: 
     return power_kw * actual.integral(start, start + dur)
 
 
+Forecaster = Callable[[datetime, datetime, datetime], CarbonSeries]
+SCOPES = ("time", "region", "both")
+
+
 def run_backtest(
     actual: CarbonSeries,
     submissions: Sequence[datetime],
     config: BacktestConfig,
-    forecaster: Callable[[datetime, datetime, datetime], CarbonSeries] | None = None,
+    forecaster: Forecaster | None = None,
 ) -> BacktestResult:
     """Replay every submission (see the module docstring); pure and deterministic for a given seed.
 
     ``forecaster(decided_at, earliest, latest)``: the series the product would plan with, for ``embedded``."""
+    return _replay({"": actual}, submissions, config, {"": forecaster} if forecaster else {}, "time")
+
+
+def run_region_backtest(
+    actuals: Mapping[str, CarbonSeries],
+    submissions: Sequence[datetime],
+    config: BacktestConfig,
+    forecasters: Mapping[str, Forecaster] | None = None,
+) -> dict[str, BacktestResult]:
+    """The same replay over several regions (the first is home: the baseline runs there at the nominal
+    time), three ways: ``time`` (shift the start within the window, home region only), ``region`` (start at
+    the nominal time, in whichever region; the planner's own joint choice with a fixed start) and ``both``
+    (:func:`~scheduling.scoring.plan_regions` over the window and every region). Each is scored on the
+    chosen region's actual series; the oracle of each scope is its ungated carbon-only choice on the actual
+    series. Submissions are skipped in all three unless every region's series covers them."""
+    if not actuals:
+        raise ValueError("give at least one region")
+    return {scope: _replay(actuals, submissions, config, dict(forecasters or {}), scope) for scope in SCOPES}
+
+
+def _forecast(
+    mode: str,
+    sigma: float,
+    actual: CarbonSeries,
+    forecaster: Forecaster | None,
+    nominal: datetime,
+    E: datetime,
+    L: datetime,
+    rng: np.random.Generator,
+) -> CarbonSeries | None:
+    """The series the planner sees for one region and submission (None: not enough history: skip)."""
+    if mode == "perfect":
+        return actual.with_sigma(0.0)  # known exactly
+    if mode == "embedded":
+        assert forecaster is not None
+        return forecaster(min(E, nominal), E, L)
+    if mode == "noisy":
+        sl = actual.slice(E, L)
+        noise = 1.0 + sigma * rng.standard_normal(len(sl))
+        return CarbonSeries(sl.start, sl.step, np.maximum(sl.values * noise, 0.0))
+    cut = actual.start + ((E - actual.start) // actual.step) * actual.step
+    if cut - actual.start < timedelta(hours=24):
+        return None
+    history = actual.slice(actual.start, cut)
+    model = SeasonalForecaster() if mode == "seasonal" else NaiveForecaster()
+    return model.forecast(history, E, L, actual.step)
+
+
+def _replay(
+    actuals: Mapping[str, CarbonSeries],
+    submissions: Sequence[datetime],
+    config: BacktestConfig,
+    forecasters: Mapping[str, Forecaster | None],
+    scope: str,
+) -> BacktestResult:
     mode, sigma = parse_forecast_mode(config.forecast)
-    if mode == "embedded" and forecaster is None:
+    if mode == "embedded" and any(forecasters.get(r) is None for r in actuals):
         raise ValueError("forecast 'embedded' needs the product's provider: use orch backtest --region R")
     rng = np.random.default_rng(config.seed)
-    seasonal, naive = SeasonalForecaster(), NaiveForecaster()
+    home = next(iter(actuals))
+    in_scope = [home] if scope == "time" else list(actuals)
     dur = timedelta(seconds=config.p50_sec)
-    warm_until = actual.start + timedelta(days=config.warmup_days)
+    warm_until = min(a.start for a in actuals.values()) + timedelta(days=config.warmup_days)
     log_sigma = lognormal_sigma(config.p50_sec, config.p90_sec)
     results: list[SubmissionResult] = []
     skipped = 0
     for nominal in submissions:
         E, L = config.window(nominal)
-        if warm_until > E or not actual.covers(E, L):
+        if warm_until > E or not all(a.covers(E, L) for a in actuals.values()):
             skipped += 1
             continue
-        if mode == "perfect":
-            fc = actual.with_sigma(0.0)  # known exactly
-        elif mode == "embedded":
-            assert forecaster is not None
-            fc = forecaster(min(E, nominal), E, L)
-        elif mode == "noisy":
-            sl = actual.slice(E, L)
-            noise = 1.0 + sigma * rng.standard_normal(len(sl))
-            fc = CarbonSeries(sl.start, sl.step, np.maximum(sl.values * noise, 0.0))
-        else:
-            cut = actual.start + ((E - actual.start) // actual.step) * actual.step
-            if cut - actual.start < timedelta(hours=24):
-                skipped += 1
-                continue
-            history = actual.slice(actual.start, cut)
-            model = seasonal if mode == "seasonal" else naive
-            fc = model.forecast(history, E, L, actual.step)
+        fcs = [_forecast(mode, sigma, actuals[r], forecasters.get(r), nominal, E, L, rng) for r in in_scope]
+        if any(fc is None for fc in fcs):
+            skipped += 1
+            continue
+        fixed = scope == "region"
+        start = nominal if fixed else E
+        common: dict[str, Any] = dict(
+            earliest=start,
+            latest=L,
+            p50_sec=config.p50_sec,
+            p90_sec=config.p90_sec,
+            risk_mode=config.risk_mode,
+            step=config.step,
+            top_k=1,
+            fixed_start=fixed,
+        )
         try:
-            plan = plan_schedule(
-                earliest=E,
-                latest=L,
-                p50_sec=config.p50_sec,
-                p90_sec=config.p90_sec,
-                series=fc,
-                power_kw=config.power_kw,
-                risk_mode=config.risk_mode,
+            plan = plan_regions(
+                options=[
+                    RegionOption(r or None, fc, config.power_kw)
+                    for r, fc in zip(in_scope, fcs, strict=True)
+                    if fc
+                ],
                 weights=config.weights,
-                step=config.step,
-                top_k=1,
                 policy=config.policy or (UNGATED if mode == "perfect" else Policy()),
                 baseline=nominal,  # "not moving" is the nominal time, also inside a +-H window
+                **common,
             )
-            oracle = plan_schedule(
-                earliest=E,
-                latest=L,
-                p50_sec=config.p50_sec,
-                p90_sec=config.p90_sec,
-                series=actual,
-                power_kw=config.power_kw,
-                risk_mode=config.risk_mode,
+            oracle = plan_regions(
+                options=[RegionOption(r or None, actuals[r], config.power_kw) for r in in_scope],
                 weights=CARBON_ONLY,
-                step=config.step,
-                top_k=1,
                 policy=UNGATED,  # the oracle takes any real saving
+                **common,
             )
         except InfeasibleWindow:
             skipped += 1
             continue
         chosen = plan.chosen.start
+        chosen_region = plan.chosen.region or ""
+        oracle_region = oracle.chosen.region or ""
         base_start = nominal
         runtime = config.p50_sec
         if log_sigma > 0:
@@ -322,13 +377,14 @@ def run_backtest(
                 nominal=nominal,
                 chosen_start=chosen,
                 oracle_start=oracle.chosen.start,
-                baseline_g=_emissions(actual, base_start, dur, config.power_kw),
-                chosen_g=_emissions(actual, chosen, dur, config.power_kw),
-                oracle_g=_emissions(actual, oracle.chosen.start, dur, config.power_kw),
+                baseline_g=_emissions(actuals[home], base_start, dur, config.power_kw),
+                chosen_g=_emissions(actuals[chosen_region], chosen, dur, config.power_kw),
+                oracle_g=_emissions(actuals[oracle_region], oracle.chosen.start, dur, config.power_kw),
                 runtime_sec=runtime,
                 missed=chosen + timedelta(seconds=runtime) > L,
-                kept_baseline=chosen == base_start,
+                kept_baseline=chosen == base_start and chosen_region == home,
                 no_skill=plan.skill_gated,  # a better start existed; the forecast's skill did not back it
+                chosen_region=chosen_region or None,
             )
         )
     base = float(sum(r.baseline_g for r in results))

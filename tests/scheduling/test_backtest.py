@@ -11,7 +11,13 @@ import typer
 from typer.testing import CliRunner
 
 from cli.backtest import backtest
-from scheduling.backtest import BacktestConfig, daily_submissions, parse_submissions, run_backtest
+from scheduling.backtest import (
+    BacktestConfig,
+    daily_submissions,
+    parse_submissions,
+    run_backtest,
+    run_region_backtest,
+)
 from scheduling.carbon import CarbonSeries, embedded_history
 from scheduling.scoring import UNGATED, RiskMode, Weights
 
@@ -334,3 +340,85 @@ def test_forecast_embedded_decides_like_a_run_and_scores_on_the_csv(tmp_path):
     assert out["oracle_g"] == perfect["oracle_g"] and out["baseline_g"] == perfect["baseline_g"]
     r = run(*base, "--forecast", "embedded")
     assert r.exit_code == 2 and "give --region" in r.output
+
+
+# --------------------------------------------------------------------------- several regions
+
+
+def _two_regions(days=30):
+    de, fr = embedded_history("DE"), embedded_history("FR")
+    end = de.start + timedelta(days=days)
+    return {"eu-central-1": de.slice(de.start, end), "eu-west-3": fr.slice(fr.start, end)}
+
+
+def test_region_backtest_time_scope_is_the_one_region_backtest_and_both_beats_each_alone():
+    actuals = _two_regions()
+    home = actuals["eu-central-1"]
+    subs = daily_submissions(home, "01:00")
+    cfg = BacktestConfig(p50_sec=3600, p90_sec=3600, window_hours=6, forecast="perfect")
+    res = run_region_backtest(actuals, subs, cfg)
+    alone = run_backtest(home, subs, cfg)
+    assert res["time"].chosen_g == pytest.approx(alone.chosen_g, rel=1e-12)
+    assert res["time"].submissions == alone.submissions > 20
+    # with a perfect forecast and carbon-only weights, more freedom never emits more
+    assert res["both"].chosen_g <= res["time"].chosen_g + 1e-6
+    assert res["both"].chosen_g <= res["region"].chosen_g + 1e-6
+    # France's grid is far cleaner than Germany's: the region alone saves far more than the time alone
+    assert res["region"].savings_pct > 50 > res["time"].savings_pct > 0
+    assert {r.chosen_region for r in res["both"].results} <= set(actuals)
+    # the region scope never moves the start; the time scope never moves the region
+    assert all(r.chosen_start == r.nominal for r in res["region"].results)
+    assert all(r.chosen_region == "eu-central-1" for r in res["time"].results)
+
+
+def test_cli_compares_time_region_and_both():
+    r = run(
+        "--region",
+        "eu-central-1",
+        "--region",
+        "eu-west-3",
+        "--daily-at",
+        "01:00",
+        "--job-minutes",
+        60,
+        "--window-hours",
+        4,
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["regions"] == ["eu-central-1", "eu-west-3"] and out["home_region"] == "eu-central-1"
+    for scope in ("time", "region", "both"):
+        assert set(out[scope]) >= KEYS
+    assert out["both"]["savings_pct"] >= out["time"]["savings_pct"]
+    table = run(
+        "--region",
+        "eu-central-1",
+        "--region",
+        "eu-west-3",
+        "--daily-at",
+        "01:00",
+        "--job-minutes",
+        60,
+        "--window-hours",
+        4,
+    )
+    assert table.exit_code == 0 and "region alone" in table.output and "time and region" in table.output
+
+
+def test_cli_refuses_a_csv_with_several_regions(tmp_path):
+    r = run(
+        "--carbon-csv",
+        month_csv(tmp_path),
+        "--region",
+        "eu-central-1",
+        "--region",
+        "eu-west-3",
+        "--daily-at",
+        "01:00",
+        "--job-minutes",
+        60,
+        "--window-hours",
+        4,
+    )
+    assert r.exit_code == 2 and "drop --carbon-csv" in r.output

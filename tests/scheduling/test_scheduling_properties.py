@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduling.carbon import CarbonSeries
-from scheduling.scoring import UNGATED, RiskMode, Weights, plan_schedule
+from scheduling.scoring import UNGATED, RegionOption, RiskMode, Weights, plan_regions, plan_schedule
 
 BASE = datetime(2026, 1, 5, tzinfo=UTC)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -181,3 +181,83 @@ def test_carbon_only_fixed_runtime_equals_carbon_aware_sdk_optimum(step_min, val
         times, values, [step_min] * n, BASE, latest - timedelta(minutes=job_min), job_min
     )
     assert p.chosen.start == want
+
+
+# --------------------------------------------------------------------------- several regions (plan_regions)
+
+
+def _region_series(draw, like: CarbonSeries, shift_steps: int) -> CarbonSeries:
+    """Another region's series over the same span, possibly on a grid starting ``shift_steps`` earlier."""
+    n = len(like) + shift_steps
+    values = draw(st.lists(st.integers(min_value=0, max_value=900), min_size=n, max_size=n))
+    return CarbonSeries(like.start - like.step * shift_steps, like.step, np.array(values, dtype=float))
+
+
+@st.composite
+def region_scenarios(draw):
+    kw = draw(scenarios())
+    home = kw.pop("series")
+    power = kw.pop("power_kw")
+    spot = kw.pop("spot_interruption_prob")
+    others = [
+        RegionOption(
+            f"r{i}",
+            _region_series(draw, home, draw(st.sampled_from([0, 0, 3]))),
+            power,
+            draw(st.sampled_from([0.0, 0.02, 0.3, 1.0])),
+            selectable=draw(st.booleans()) if i else True,
+        )
+        for i in range(1, draw(st.integers(min_value=1, max_value=4)) + 1)
+    ]
+    return kw, RegionOption("home", home, power, spot), others
+
+
+@SETTINGS
+@given(region_scenarios())
+def test_adding_regions_never_raises_the_chosen_emissions_with_carbon_only_weights(sc):
+    kw, home, others = sc
+    kw["weights"] = Weights(1.0, 0.0, 0.0)
+    alone = plan_regions(options=[home], **kw)
+    joint = plan_regions(options=[home, *others], **kw)
+    assert joint.chosen.emissions_g <= alone.chosen.emissions_g * (1 + 1e-9) + 1e-9
+    # the baseline is the home region's, whatever else is allowed
+    assert joint.baseline == alone.baseline
+
+
+@SETTINGS
+@given(region_scenarios())
+def test_joint_plan_never_chooses_an_unselectable_region_and_scores_like_one_region(sc):
+    kw, home, others = sc
+    joint = plan_regions(options=[home, *others], **kw)
+    allowed = {"home"} | {o.region for o in others if o.selectable}
+    assert {c.region for c in joint.candidates} <= allowed
+    assert joint.region in allowed
+    assert set(joint.regions) == allowed
+    # each candidate's emissions are its own region's, as a one-region plan at that start computes them
+    by_region = {o.region: o for o in [home, *others]}
+    for c in joint.candidates[:5]:
+        o = by_region[c.region]
+        single = plan_schedule(
+            **{**kw, "earliest": c.start, "latest": None, "top_k": 1},
+            series=o.series,
+            power_kw=o.power_kw,
+            region=o.region,
+        )
+        assert abs(single.chosen.emissions_g - c.emissions_g) <= 1e-6 * max(1.0, c.emissions_g)
+
+
+@SETTINGS
+@given(region_scenarios())
+def test_a_home_only_joint_plan_is_the_one_region_plan(sc):
+    kw, home, others = sc
+    unselectable = [
+        RegionOption(o.region, o.series, o.power_kw, o.spot_interruption_prob, False) for o in others
+    ]
+    joint = plan_regions(options=[home, *unselectable], **kw)
+    alone = plan_schedule(
+        **kw, series=home.series, power_kw=home.power_kw, spot_interruption_prob=home.spot_interruption_prob
+    )
+    assert joint.chosen.start == alone.chosen.start
+    assert joint.chosen.emissions_g == alone.chosen.emissions_g
+    assert joint.capacity == alone.capacity
+    assert joint.chosen.region == "home" and alone.chosen.region is None
