@@ -715,8 +715,8 @@ def _region_notes(
     if chosen.region == home:
         return [f"{home} (home) is the best of {n_selectable} allowed regions"]
     out = [
-        f"runs in {chosen.region} instead of {home} (home), chosen among {n_selectable} allowed regions: "
-        f"{chosen.emissions_g:,.0f} gCO2e against {baseline.emissions_g:,.0f} at the baseline in {home}"
+        f"{chosen.region} chosen among {n_selectable} allowed regions: {chosen.emissions_g:,.0f} gCO2e "
+        f"against {baseline.emissions_g:,.0f} at the baseline in {home}"
     ]
     if home_best is not None:
         out.append(
@@ -774,7 +774,11 @@ def _rationale(
         pct, sig = chosen.saving_vs_earliest_pct, chosen.saving_sigma_pct
         base_name = "earliest_start" if baseline.start == E else "the baseline start"
         against = "earliest_start" if baseline.start == E else f"the baseline {_fmt_time(baseline.start, E)}"
-        if chosen.start == baseline.start:
+        moved_region = chosen.region != baseline.region
+        if moved_region:
+            when = f"{when} in {chosen.region}"
+            against = f"{against} in {baseline.region} (home)"
+        if chosen.start == baseline.start and not moved_region:
             if flat:
                 parts.append(f"every feasible start emits the same, so {when} ({base_name}) is kept")
             elif gated_best is not None:

@@ -57,3 +57,15 @@ def test_spot_interruption_probability_mapping():
     one_hour = spot_interruption_probability(t, region, 3600)
     assert 0 < one_hour < f and one_hour == pytest.approx(1 - (1 - f) ** (3600 / month))
     assert spot_interruption_probability(t, "mars-1", 3600) == 1.0  # not offered
+
+
+def test_offered_in_reads_the_spot_advisor_regions():
+    from scheduling.catalog import offered_in
+
+    a1 = get_fleet_template("a1.2xlarge")
+    m5 = get_fleet_template("m5.large")
+    assert a1 is not None and m5 is not None
+    assert offered_in(m5, "eu-west-3") is True
+    assert offered_in(a1, "eu-central-1") is True
+    assert offered_in(a1, "eu-west-3") is False  # the first Graviton never came to Paris
+    assert offered_in(m5, "xx-nowhere-1") is None  # not in the data: unknown, not "not offered"

@@ -217,3 +217,36 @@ def test_risk_weight_trades_carbon_for_safety():
     careful = plan(s, latest=L, p50=3600, p90=3 * 3600, mode=RiskMode.NEUTRAL, weights=Weights(0.1, 0.9, 0))
     assert greedy.chosen.start == E + 7 * H and greedy.chosen.risk > 0.2
     assert careful.chosen.risk < 0.01 and careful.chosen.emissions_g > greedy.chosen.emissions_g
+
+
+def test_joint_plan_rationale_names_the_region_and_the_home_regions_best():
+    from scheduling.carbon import embedded_history, zone_for_region
+    from scheduling.scoring import RegionOption, plan_regions
+
+    e = datetime(2023, 5, 2, 3, 20, tzinfo=UTC)
+    opts = [
+        RegionOption(
+            r,
+            embedded_history(zone_for_region(r) or "").slice(e - timedelta(days=1), e + timedelta(days=2)),
+            0.2,
+        )
+        for r in ("eu-central-1", "eu-west-3")
+    ]
+    kw = dict(
+        earliest=e,
+        latest=e + timedelta(hours=12),
+        p50_sec=3600,
+        p90_sec=3600,
+        risk_mode=RiskMode.NEUTRAL,
+        weights=Weights(),
+    )
+    p = plan_regions(options=opts, **kw)
+    assert p.region == "eu-west-3" and p.baseline.region == "eu-central-1"
+    assert p.home_best is not None and p.home_best.region == "eu-central-1"
+    assert "in eu-west-3" in p.rationale and "eu-central-1 (home)" in p.rationale
+    assert f"the best start in eu-central-1 alone, {p.home_best.start:%H:%M}Z" in p.rationale
+    assert p.chosen.to_dict()["region"] == "eu-west-3"
+    # not selectable (e.g. the type is not offered there): never chosen, never listed
+    opts[1] = RegionOption("eu-west-3", opts[1].series, 0.2, selectable=False)
+    p2 = plan_regions(options=opts, **kw)
+    assert {c.region for c in p2.candidates} == {"eu-central-1"} and p2.regions == ("eu-central-1",)
