@@ -80,3 +80,28 @@ def test_chart_scales_to_the_data_draws_every_score_and_no_fake_zero():
     assert len(line.get_xdata()) == len(plan.candidates) == plan.feasible_count
     assert any("expected saving" in t.get_text() for t in top.texts)  # the chosen start is annotated
     assert abs(plan.chosen.start.hour - 13) <= 1
+
+
+def test_several_regions_draw_one_line_each():
+    from scheduling.scoring import RegionOption, plan_regions
+
+    e = datetime(2026, 3, 10, 6, tzinfo=UTC)
+    latest = e + timedelta(hours=30)
+    regions = ("eu-central-1", "eu-west-3", "eu-west-2")
+    series = {r: embedded_series(r, e, latest)[0] for r in regions}
+    plan = plan_regions(
+        earliest=e,
+        latest=latest,
+        p50_sec=2 * 3600,
+        p90_sec=3 * 3600,
+        options=[RegionOption(r, s, 0.3) for r, s in series.items()],
+        risk_mode=RiskMode.NEUTRAL,
+        weights=Weights(),
+        top_k=10_000,
+    )
+    svg = preview_svg(series, plan, e, latest)
+    assert f"{plan.chosen.region} (chosen) g/kWh".encode() in svg
+    for r in regions:
+        if r != plan.chosen.region:
+            assert f"{r} g/kWh".encode() in svg
+    assert preview_svg(series, plan, e, latest) == svg
