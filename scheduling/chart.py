@@ -62,6 +62,8 @@ def preview_figure(series: SeriesArg, plan: Plan, earliest: datetime, latest: da
     if isinstance(series, Mapping):
         series = by_region.get(plan.chosen.region or "", next(iter(by_region.values())))
     multi = len(by_region) > 1
+    others_order = [r for r in by_region if r != plan.chosen.region]
+    colour_of = {r: _REGION_COLOURS[n % len(_REGION_COLOURS)] for n, r in enumerate(others_order)}
     end = latest or plan.chosen.finish_p90
     margin = max((end - earliest) * 0.03, timedelta(minutes=15))
     lo = max(series.start, earliest - margin)
@@ -92,13 +94,13 @@ def preview_figure(series: SeriesArg, plan: Plan, earliest: datetime, latest: da
         ax.stairs(vals, times, baseline=None, color="#2b6cb0", linewidth=1.4, label=label)
         low, high = float(np.min(vals - sg)), float(np.max(vals + sg))
         others = [(r, s) for r, s in by_region.items() if s is not series]
-        for n, (region, other) in enumerate(others):
+        for region, other in others:
             j0, j1 = max(0, other.index_of(lo)), min(len(other), other.index_of(hi) + 1)
             ovals = np.asarray(other.values[j0:j1])
             if not ovals.size:
                 continue
             ot = np.array([naive(other.start + i * other.step) for i in range(j0, j1 + 1)])
-            colour = _REGION_COLOURS[n % len(_REGION_COLOURS)]
+            colour = colour_of.get(region, "#4a5568")
             ax.stairs(ovals, ot, baseline=None, color=colour, linewidth=1.0, label=f"{region} g/kWh")
             low, high = min(low, float(ovals.min())), max(high, float(ovals.max()))
         pad = max((high - low) * 0.12, high * 0.01, 1.0)
@@ -154,9 +156,9 @@ def preview_figure(series: SeriesArg, plan: Plan, earliest: datetime, latest: da
     ax.legend(loc="lower left", fontsize=7, framealpha=0.85)
 
     regions = list(dict.fromkeys(c.region for c in plan.candidates))
-    for n, region in enumerate(regions):
+    for region in regions:
         cands = sorted((c for c in plan.candidates if c.region == region), key=lambda c: c.start)
-        colour = "#4a5568" if not multi or region == ch.region else _REGION_COLOURS[n % len(_REGION_COLOURS)]
+        colour = "#4a5568" if not multi or region == ch.region else colour_of.get(region or "", "#a0aec0")
         xs = [naive(c.start) for c in cands]
         axs.plot(xs, [c.objective for c in cands], color=colour, linewidth=1, marker=".", markersize=3)
     if plan.candidates:
