@@ -1,6 +1,6 @@
 """Validation of the client's AWS settings (pure; no AWS calls): the one home of the ARN, region, session
-name and external ID rules and their messages (known regions come from botocore's bundled endpoint data) (the API checks input with them, ``core.aws`` re-checks before
-calling AWS)."""
+name and external ID rules and their messages (the API checks input with them, ``core.aws`` re-checks before
+calling AWS). Known region names come from botocore's bundled endpoint data."""
 
 from __future__ import annotations
 

@@ -154,9 +154,7 @@ def client_region_errors(
     if allowed_regions is not None:
         errors += region_list_errors("allowed_regions", allowed_regions, partition)
         if region_default not in allowed_regions:
-            errors.append(
-                field_error("allowed_regions", f"must include region_default ({region_default})")
-            )
+            errors.append(field_error("allowed_regions", f"must include region_default ({region_default})"))
     allowed = set(allowed_regions) if allowed_regions is not None else {region_default}
     for region in region_settings or {}:
         if region not in allowed:
