@@ -231,12 +231,14 @@ class RunActivities:
             if spec.aws is not None:
                 a = spec.aws
                 handle.ref = {
+                    "client_id": spec.client_id,
+                    "region": a.region,
                     "aws": {
                         "role_arn": a.role_arn,
                         "external_id": a.external_id,
                         "session_name": a.session_name,
                         "region": a.region,
-                    }
+                    },
                 }
         return await _heartbeating("terminating", self.driver.terminate, handle)
 
