@@ -329,3 +329,59 @@ def test_run_views_show_the_region_and_the_ledger_groups_by_it(api, api_settings
     assert ledger.json()["total"]["saving_g"] == 80.0
     csv_text = api.get(f"/v1/reports/carbon?{q}&group_by=region", headers=h | {"Accept": "text/csv"}).text
     assert f"\n{PARIS},{PARIS},1," in csv_text
+
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def test_verify_reports_instance_types_not_offered_per_region(api_settings, moto_endpoint, monkeypatch):
+    """moto lists p4d.24xlarge in eu-central-1 but not in eu-west-3 (as AWS does)."""
+    from core.aws import clear_credential_cache
+
+    for k, v in AWS_ENV.items():
+        monkeypatch.setenv(k, v)
+    clear_credential_cache()
+    settings = api_settings.model_copy(update={"aws_endpoint_url": moto_endpoint})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as api:
+        cid, h, art = _eu_client(api)
+        for name, itype in (("gpu", "p4d.24xlarge"), ("cpu", "m5.large")):
+            r = api.post(
+                "/v1/job-templates", json=template_body(art, name=name, fleet_template_id=itype), headers=h
+            )
+            assert r.status_code == 201, r.text
+        out = api.post(f"/v1/clients/{cid}/aws/verify", headers=h)
+        assert out.status_code == 200, out.text
+        body = out.json()
+        assert body["ok"] is True
+        by_region = {r["region"]: r for r in body["regions"]}
+        assert list(by_region) == [HOME, PARIS]
+        assert by_region[HOME]["ok"] is True and by_region[HOME]["not_offered"] == []
+        assert by_region[PARIS]["ok"] is False and by_region[PARIS]["not_offered"] == ["p4d.24xlarge"]
+        # a client that never opted in: its home region only
+        cid2, h2, _ = _eu_client(api, allowed=None)
+        plain = api.post(f"/v1/clients/{cid2}/aws/verify", headers=h2).json()
+        assert [r["region"] for r in plain["regions"]] == [HOME] and plain["regions"][0]["ok"] is True
+    clear_credential_cache()
+
+
+def test_offerings_report_errors_per_region_and_never_raise(tmp_path, monkeypatch):
+    from core.aws import clear_credential_cache, instance_type_offerings
+    from models.fleet import AwsAccess
+    from tests.support.common import make_settings
+
+    for k, v in AWS_ENV.items():
+        monkeypatch.setenv(k, v)
+    clear_credential_cache()
+    access = AwsAccess(
+        role_arn=AWS_BODY["role_arn"], external_id="ext-x1", session_name="orch-x", region=HOME
+    )
+    out = instance_type_offerings(
+        access, make_settings(tmp_path, aws_endpoint_url="http://127.0.0.1:9"), [HOME, PARIS], ["m5.large"]
+    )
+    assert [(r["region"], r["ok"]) for r in out] == [(HOME, False), (PARIS, False)]
+    assert all(r["error_code"] == "EndpointConnectionError" and r["hint"] for r in out)
