@@ -39,7 +39,7 @@ from services.access import owned
 from services.errors import Conflict, Unavailable, Unprocessable, field_error
 from services.pagination import paginate
 from services.planning import InfeasibleWindow, preview_plan
-from services.regions import job_region_errors
+from services.regions import NoCandidateRegion, candidate_regions, job_region_errors
 
 log = logging.getLogger("orch.api")
 
@@ -219,6 +219,11 @@ def insert_job(
             return found
     template = owned(session, JobTemplate, body.job_template_id, client, "job template")
     region_errors = job_region_errors(client, template, body.regions)
+    if not region_errors:
+        try:  # the client may have dropped regions its template still lists
+            candidate_regions(client, template, body.regions)
+        except NoCandidateRegion as exc:
+            region_errors = [field_error("regions", str(exc))]
     if region_errors:
         raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in region_errors), region_errors)
     check_times(session, settings, client, template, body, plan_timer)

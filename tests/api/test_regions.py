@@ -385,3 +385,23 @@ def test_offerings_report_errors_per_region_and_never_raise(tmp_path, monkeypatc
     )
     assert [(r["region"], r["ok"]) for r in out] == [(HOME, False), (PARIS, False)]
     assert all(r["error_code"] == "EndpointConnectionError" and r["hint"] for r in out)
+
+
+def test_a_job_with_no_region_left_is_refused(regions_api):
+    """The client removed a region its templates still list: new jobs get a 422 naming the lists."""
+    api = regions_api
+    cid, h, art = _eu_client(api)
+    paris_only = api.post(
+        "/v1/job-templates", json=template_body(art, name="p", regions=[PARIS]), headers=h
+    ).json()["id"]
+    data_paris = api.post(
+        "/v1/job-templates", json=template_body(art, name="d", data_region=PARIS), headers=h
+    ).json()["id"]
+    assert api.post("/v1/jobs", json=_job(paris_only), headers=h).status_code == 201
+    r = api.put(f"/v1/clients/{cid}/aws", json=EU_AWS | {"allowed_regions": [HOME]}, headers=h)
+    assert r.status_code == 200, r.text
+    refused = is_problem(api.post("/v1/jobs", json=_job(paris_only), headers=h), 422)
+    assert refused["errors"][0]["path"] == "regions" and "no region is allowed" in refused["detail"]
+    assert "data_region" in is_problem(api.post("/v1/jobs", json=_job(data_paris), headers=h), 422)["detail"]
+    # the job may still move the data-bound template's runs home by listing regions itself
+    assert api.post("/v1/jobs", json=_job(data_paris, regions=[HOME]), headers=h).status_code == 201
