@@ -133,8 +133,9 @@ class RunActivities:
 
     @activity.defn
     async def check_launch(self, req: LaunchCheckRequest) -> LaunchCheck:
-        """Just before each launch: a suspended client's run, or one whose record is already final (e.g.
-        cancelled in the DB while it had no workflow), must not launch."""
+        """Just before each launch: a suspended client's run, one whose record is already final (e.g.
+        cancelled in the DB while it had no workflow), or one recorded for a region the client's
+        ``allowed_regions`` no longer list, must not launch."""
         _bind(req.run_id)
         return await asyncio.to_thread(self._check_launch, req)
 
@@ -150,6 +151,13 @@ class RunActivities:
                 status = client.status if client is not None else "deleted"
                 log.info("run %s not launched: client %s is %s", run.id, run.client_id, status)
                 return LaunchCheck(allowed=False, reason=f"client {status}")
+            if run.region and client.allowed_regions and run.region not in client.allowed_regions:
+                # residency is the client's current word: a region it removed after planning is not used
+                log.info("run %s not launched: region %s no longer allowed", run.id, run.region)
+                return LaunchCheck(
+                    allowed=False,
+                    reason=f"region {run.region} is no longer among the client's allowed regions",
+                )
         return LaunchCheck(allowed=True)
 
     # ---------- fleet ----------

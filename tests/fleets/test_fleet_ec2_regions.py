@@ -23,7 +23,7 @@ from fleets.ec2 import AL2023_SSM, TAG_RUN, Ec2FleetDriver
 from models.db import Artifact, Client, Job, JobTemplate, Run, utcnow
 from models.domain import Capacity
 from models.fleet import FleetHandle
-from models.workflow import LaunchRequest, RunUpdate
+from models.workflow import LaunchCheckRequest, LaunchRequest, RunUpdate
 from tests.support.common import make_settings
 from tests.support.fleet import FLEET_BUCKET, make_app_zip
 
@@ -229,3 +229,17 @@ async def test_launch_settings_by_region(world, db):
     spec = w["acts"]._spec(LaunchRequest(run_id=w["run"], attempt=1))
     assert spec.aws.region == "eu-north-1"
     assert spec.aws.subnet_ids == [] and spec.aws.security_group_ids == []
+
+
+async def test_no_launch_in_a_region_the_client_no_longer_allows(world, db):
+    w = world
+    await plan(w, PARIS)
+    check = await w["env"].run(w["acts"].check_launch, LaunchCheckRequest(run_id=w["run"]))
+    assert check.allowed
+    with db.session() as s:
+        s.get_one(Client, w["cl"]).allowed_regions = [HOME]
+    check = await w["env"].run(w["acts"].check_launch, LaunchCheckRequest(run_id=w["run"]))
+    assert not check.allowed and "eu-west-3 is no longer among" in check.reason
+    with db.session() as s:  # back in the list: it may launch again
+        s.get_one(Client, w["cl"]).allowed_regions = [PARIS, HOME]
+    assert (await w["env"].run(w["acts"].check_launch, LaunchCheckRequest(run_id=w["run"]))).allowed
