@@ -28,6 +28,7 @@ from models.workflow import (
     RunUpdate,
 )
 from services.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
+from services.regions import NoCandidateRegion, home_region, launch_settings
 
 log = logging.getLogger("orch.activities")
 
@@ -52,6 +53,12 @@ def _bind(run_id: str) -> None:
     bind(run_id=run_id, workflow_id=info.workflow_id, activity=info.activity_type, attempt=info.attempt)
 
 
+def _before_launch(run: Run) -> bool:
+    """No attempt has launched yet (the workflow only re-plans while it sleeps; this makes sure a late
+    plan update can never move a run that already runs somewhere)."""
+    return run.attempts == 0 and run.started_at is None and run.fleet is None
+
+
 class RunActivities:
     """Activities share the process's DB engine and fleet driver (both thread-safe)."""
 
@@ -64,7 +71,7 @@ class RunActivities:
         _bind(req.run_id)
         try:
             return await asyncio.to_thread(self._plan, req)
-        except InfeasibleWindow as exc:
+        except (InfeasibleWindow, NoCandidateRegion) as exc:  # neither gets better by retrying
             raise ApplicationError(str(exc), type=ERR_INFEASIBLE_WINDOW, non_retryable=True) from exc
 
     def _plan(self, req: PlanRequest) -> PlanResult:
@@ -90,8 +97,13 @@ class RunActivities:
                 raise ApplicationError(f"run {upd.run_id} not found", non_retryable=True)
             if run.status in TERMINAL_STATUSES:
                 return  # a finished run's record is final
+            unlaunched = _before_launch(run)
             for field in upd.model_dump(exclude={"run_id"}, exclude_none=True):
                 setattr(run, field, getattr(upd, field))
+            region = (upd.plan or {}).get("region")
+            if region and unlaunched:
+                # the plan's region is the run's; once an attempt launched it stays where it runs
+                run.region = str(region)
             run.updated_at = utcnow()
         log.info("run %s -> %s", upd.run_id, upd.status)
 
@@ -121,8 +133,9 @@ class RunActivities:
 
     @activity.defn
     async def check_launch(self, req: LaunchCheckRequest) -> LaunchCheck:
-        """Just before each launch: a suspended client's run, or one whose record is already final (e.g.
-        cancelled in the DB while it had no workflow), must not launch."""
+        """Just before each launch: a suspended client's run, one whose record is already final (e.g.
+        cancelled in the DB while it had no workflow), or one recorded for a region the client's
+        ``allowed_regions`` no longer list, must not launch."""
         _bind(req.run_id)
         return await asyncio.to_thread(self._check_launch, req)
 
@@ -138,6 +151,13 @@ class RunActivities:
                 status = client.status if client is not None else "deleted"
                 log.info("run %s not launched: client %s is %s", run.id, run.client_id, status)
                 return LaunchCheck(allowed=False, reason=f"client {status}")
+            if run.region and client.allowed_regions and run.region not in client.allowed_regions:
+                # residency is the client's current word: a region it removed after planning is not used
+                log.info("run %s not launched: region %s no longer allowed", run.id, run.region)
+                return LaunchCheck(
+                    allowed=False,
+                    reason=f"region {run.region} is no longer among the client's allowed regions",
+                )
         return LaunchCheck(allowed=True)
 
     # ---------- fleet ----------
@@ -168,16 +188,19 @@ class RunActivities:
             client = s.get_one(Client, run.client_id)
             aws = None
             if client.role_arn:
+                home = home_region(template, client)
+                region = run.region or home  # runs planned before issue 14 have none: their home region
+                where = launch_settings(client, region, home)
                 aws = AwsAccess(
                     role_arn=client.role_arn,
                     external_id=client.external_id,
                     session_name=render_session_name(
                         client.session_name_template or "", client.id, run.id, job.id
                     ),
-                    region=template.region or client.region_default or "",
-                    subnet_ids=list(client.subnet_ids or []),
-                    security_group_ids=list(client.security_group_ids or []),
-                    instance_profile_arn=client.instance_profile_arn,
+                    region=region,
+                    subnet_ids=where["subnet_ids"],
+                    security_group_ids=where["security_group_ids"],
+                    instance_profile_arn=where["instance_profile_arn"],
                 )
             return LaunchSpec(
                 run_id=run.id,
@@ -216,12 +239,14 @@ class RunActivities:
             if spec.aws is not None:
                 a = spec.aws
                 handle.ref = {
+                    "client_id": spec.client_id,
+                    "region": a.region,
                     "aws": {
                         "role_arn": a.role_arn,
                         "external_id": a.external_id,
                         "session_name": a.session_name,
                         "region": a.region,
-                    }
+                    },
                 }
         return await _heartbeating("terminating", self.driver.terminate, handle)
 

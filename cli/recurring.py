@@ -171,7 +171,7 @@ def delete(
 def carbon(
     since: str = typer.Option(None, "--from", help="ISO time with offset (default: a year ago)"),
     until: str = typer.Option(None, "--to", help="ISO time with offset (default: now)"),
-    group_by: str = typer.Option("month", "--group-by", help="template | recurring_job | month"),
+    group_by: str = typer.Option("month", "--group-by", help="template | recurring_job | month | region"),
     csv_file: Path = typer.Option(None, "--csv", help="Also write the CSV here"),
     chart: Path = typer.Option(None, "--chart", help="Write the SVG chart (baseline vs chosen per month)"),
     as_json: bool = JsonOpt,

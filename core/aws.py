@@ -310,3 +310,64 @@ def verify_role(access: AwsAccess, settings: Settings) -> dict[str, Any]:
             code, message = _error_code(exc)
             return {"ok": False, "error_code": code, "message": message, "hint": hint_for(code)}
     return {"ok": True, "account": ident["Account"], "arn": ident["Arn"]}
+
+
+def instance_type_offerings(
+    access: AwsAccess, settings: Settings, regions: list[str], instance_types: list[str]
+) -> list[dict[str, Any]]:
+    """For each region, which of ``instance_types`` the client's account is NOT offered there
+    (``ec2:DescribeInstanceTypeOfferings`` with LocationType ``region``, as the client's role).
+
+    One ``{"region", "ok", "not_offered", "error_code", "message", "hint"}`` per region, in order. Never
+    raises for AWS or network errors (they are reported per region); never includes credentials."""
+    types = sorted(set(instance_types))
+    out: list[dict[str, Any]] = []
+    try:
+        creds = assume_role(access, settings, _config=_VERIFY_CONFIG)
+    except (BotoCoreError, ClientError, ValueError) as exc:
+        code, message = _error_code(exc)
+        return [
+            {
+                "region": r,
+                "ok": False,
+                "not_offered": [],
+                "error_code": code,
+                "message": message,
+                "hint": hint_for(code),
+            }
+            for r in regions
+        ]
+    session = boto3.session.Session(**creds.boto_kwargs())
+    for region in regions:
+        entry: dict[str, Any] = {
+            "region": region,
+            "ok": True,
+            "not_offered": [],
+            "error_code": None,
+            "message": None,
+            "hint": None,
+        }
+        try:
+            ec2 = session.client(
+                "ec2", region_name=region, endpoint_url=settings.aws_endpoint_url, config=_VERIFY_CONFIG
+            )
+            offered: set[str] = set()
+            for i in range(0, len(types), 100):  # at most 200 values per filter
+                pages = ec2.get_paginator("describe_instance_type_offerings").paginate(
+                    LocationType="region", Filters=[{"Name": "instance-type", "Values": types[i : i + 100]}]
+                )
+                for page in pages:
+                    offered |= {o["InstanceType"] for o in page.get("InstanceTypeOfferings", [])}
+            entry["not_offered"] = [t for t in types if t not in offered]
+            entry["ok"] = not entry["not_offered"]
+        except (BotoCoreError, ClientError) as exc:
+            code, message = _error_code(exc)
+            if code in ("UnauthorizedOperation", "AccessDenied"):
+                hint = _PERMISSION_HINT.format(action="ec2:DescribeInstanceTypeOfferings")
+            elif code in ("AuthFailure", "OptInRequired", "UnrecognizedClientException"):
+                hint = f"Is {region} enabled in the client's account? Opt-in regions must be enabled first."
+            else:
+                hint = hint_for(code)
+            entry.update(ok=False, error_code=code, message=message, hint=hint)
+        out.append(entry)
+    return out

@@ -1,9 +1,10 @@
 """Validation of the client's AWS settings (pure; no AWS calls): the one home of the ARN, region, session
 name and external ID rules and their messages (the API checks input with them, ``core.aws`` re-checks before
-calling AWS)."""
+calling AWS). Known region names come from botocore's bundled endpoint data."""
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 
@@ -43,6 +44,38 @@ def check_region(region: str, partition: str | None = None) -> None:
         raise ValueError(f"region {region} is not in the aws-us-gov partition of role_arn")
     if partition == "aws" and (m.group("area") == "cn" or m.group("sub")):
         raise ValueError(f"region {region} is not in the aws partition of role_arn")
+
+
+@functools.cache
+def known_regions(partition: str) -> frozenset[str]:
+    """The EC2 regions of ``partition`` that the installed botocore knows (its bundled endpoint data: no
+    AWS call). Empty for partitions botocore lists no EC2 region for."""
+    import boto3.session
+
+    try:
+        return frozenset(boto3.session.Session().get_available_regions("ec2", partition_name=partition))
+    except Exception:  # noqa: BLE001 - an unknown partition name: nothing to check against
+        return frozenset()
+
+
+def partition_of(region: str) -> str:
+    """The partition a well-formed region name belongs to (``cn-*``: aws-cn, ``*-gov-*``: aws-us-gov)."""
+    m = REGION_RE.match(region)
+    if m and m.group("area") == "cn":
+        return "aws-cn"
+    if m and m.group("sub") == "gov":
+        return "aws-us-gov"
+    return "aws"
+
+
+def check_known_region(region: str, partition: str | None = None) -> None:
+    """:func:`check_region`, and the region must be one botocore lists for EC2 in its partition (so a typo
+    such as ``eu-wset-3`` or ``eu-west-33`` is refused). Raises ValueError with a reason."""
+    check_region(region, partition)
+    part = partition or partition_of(region)
+    known = known_regions(part)
+    if known and region not in known:
+        raise ValueError(f"{region!r} is not a known AWS region of the {part} partition")
 
 
 def render_session_name(

@@ -371,11 +371,16 @@ class Ec2FleetDriver:
         )
 
     def _read_result(self, handle: FleetHandle) -> dict[str, Any] | None:
+        key = handle.ref.get("result_key")
+        if key is None and handle.ref.get("client_id"):  # a handle rebuilt after a launch cut short
+            key = result_prefix(handle.ref["client_id"], handle.run_id, handle.attempt) + "result.json"
+        if key is None:
+            return None  # nothing to read it by: instance states alone decide
         s3 = self._s3()
         try:
-            body = s3.get_object(
-                Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket), Key=handle.ref["result_key"]
-            )["Body"].read()
+            body = s3.get_object(Bucket=handle.ref.get("result_bucket", self.settings.s3_bucket), Key=key)[
+                "Body"
+            ].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None

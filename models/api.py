@@ -26,6 +26,11 @@ InstanceType = Annotated[
 ]
 Scalar = str | int | float | bool | None
 MAX_ARGS = 100
+MAX_REGIONS = 40
+# An AWS region name ("eu-west-3"); which names are known is checked by the services (core.aws_validation)
+RegionName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]
+SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]
 T = TypeVar("T")
 ARG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
@@ -104,6 +109,16 @@ class ClientPatch(Strict):
     name: Name | None = None
 
 
+class RegionSettingsIn(Strict):
+    """Launch settings of one region (the same rules as the top-level fields)."""
+
+    subnet_ids: list[SubnetId] = Field(default_factory=list, max_length=16)
+    security_group_ids: list[SecurityGroupId] = Field(default_factory=list, max_length=16)
+    instance_profile_arn: str | None = Field(
+        None, max_length=2048, description="Default: the top-level instance_profile_arn (IAM is global)"
+    )
+
+
 class AwsSettingsIn(Strict):
     role_arn: str = Field(max_length=2048, examples=["arn:aws:iam::123456789012:role/orchestrator"])
     external_id: str | None = Field(
@@ -115,13 +130,35 @@ class AwsSettingsIn(Strict):
     )
     region_default: str = Field(examples=["us-east-1"])
     session_name_template: str = Field("orch-{client_id}", max_length=128)
-    subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list, max_length=16
+    subnet_ids: list[SubnetId] = Field(
+        default_factory=list, max_length=16, description="Launch subnets in the home region"
     )
-    security_group_ids: list[Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list, max_length=16
+    security_group_ids: list[SecurityGroupId] = Field(
+        default_factory=list, max_length=16, description="Security groups in the home region"
     )
     instance_profile_arn: str | None = Field(None, max_length=2048)
+    allowed_regions: list[RegionName] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_REGIONS,
+        description="Where this client's runs may go (data residency): known AWS region names, each once, "
+        "and it must include region_default. Omit it (null) and runs stay in their home region (the "
+        "template's region, else region_default): nothing moves unless the client opts in.",
+        examples=[["eu-central-1", "eu-west-3"]],
+    )
+    region_settings: dict[RegionName, RegionSettingsIn] | None = Field(
+        None,
+        max_length=MAX_REGIONS,
+        description="Launch settings per region (subnets and security groups are regional in AWS); keys "
+        "must be allowed regions. A region without an entry launches in its default VPC, except the home "
+        "region, which uses the top-level subnet_ids / security_group_ids.",
+    )
+
+
+class RegionSettingsOut(BaseModel):
+    subnet_ids: list[str] = []
+    security_group_ids: list[str] = []
+    instance_profile_arn: str | None = None
 
 
 class AwsSettingsOut(BaseModel):
@@ -133,16 +170,37 @@ class AwsSettingsOut(BaseModel):
     subnet_ids: list[str] = []
     security_group_ids: list[str] = []
     instance_profile_arn: str | None = None
+    allowed_regions: list[str] | None = Field(
+        None, description="null: runs stay in their home region (the template's region, else region_default)"
+    )
+    region_settings: dict[str, RegionSettingsOut] | None = None
     updated_at: datetime | None = None
 
 
+class RegionOfferingOut(BaseModel):
+    region: str
+    ok: bool = Field(description="Every instance type of the client's templates is offered here")
+    not_offered: list[str] = Field(
+        [], description="Instance types of the client's templates the account is not offered in this region"
+    )
+    error_code: str | None = None
+    message: str | None = None
+    hint: str | None = None
+
+
 class AwsVerifyOut(BaseModel):
-    ok: bool
+    ok: bool = Field(description="The role could be assumed and the permission probes passed")
     account: str | None = None
     arn: str | None = None
     error_code: str | None = None
     message: str | None = None
     hint: str | None = None
+    regions: list[RegionOfferingOut] | None = Field(
+        None,
+        description="When ok: per region the client's runs may go to (allowed_regions, else the home "
+        "regions), the instance types of its templates that EC2 DescribeInstanceTypeOfferings does not "
+        "list there",
+    )
 
 
 # ---------- artifacts ----------
@@ -186,7 +244,21 @@ class JobTemplateCreate(Strict):
         None, gt=0, le=30 * 86400, description="Hard limit: stop and TIMED_OUT"
     )
     region: str | None = Field(
-        None, description="AWS region of the fleet; default: the client's region_default"
+        None,
+        description="Home region of the template's runs (the baseline of savings); default: the client's "
+        "region_default. Must be one of the client's allowed_regions when the client declared them.",
+    )
+    regions: list[RegionName] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_REGIONS,
+        description="Narrow the client's allowed_regions for this template's runs (a subset of them; "
+        "known regions, each once). Omit it: no narrowing.",
+    )
+    data_region: RegionName | None = Field(
+        None,
+        description="Region of data_uri. A run of this template stays there unless the job itself lists "
+        "regions. Must be allowed (and among regions when set).",
     )
 
     _args = field_validator("default_args")(_check_args)
@@ -202,6 +274,8 @@ class JobTemplateOut(BaseModel):
     expected_runtime_sec: int | None
     max_runtime_sec: int | None
     region: str | None
+    regions: list[str] | None = None
+    data_region: str | None = None
     created_at: datetime
 
 
@@ -221,6 +295,16 @@ class WeightsIn(Strict):
         return self
 
 
+JOB_REGIONS_FIELD: dict[str, Any] = dict(
+    min_length=1,
+    max_length=MAX_REGIONS,
+    description="Regions this job may run in: a subset of the template's regions (else of the client's "
+    "allowed_regions); known regions, each once. Omit it to use the template's (a template with a "
+    "data_region then stays there).",
+    examples=[["eu-central-1", "eu-west-3"]],
+)
+
+
 class JobCreate(Strict):
     job_template_id: str = Field(min_length=1, max_length=40)
     type: JobType
@@ -232,6 +316,7 @@ class JobCreate(Strict):
     risk_mode: RiskMode = RiskMode.NEUTRAL
     weights: WeightsIn = Field(default_factory=WeightsIn)
     args: dict[str, Scalar] | None = Field(None, description="Override the template's default_args")
+    regions: list[RegionName] | None = Field(None, **JOB_REGIONS_FIELD)
 
     _args = field_validator("args")(_check_args)
 
@@ -321,6 +406,7 @@ class JobOut(BaseModel):
     args: dict[str, Any]
     created_at: datetime
     run_ids: list[str]
+    regions: list[str] | None = None
 
 
 # ---------- schedules / predictions ----------
@@ -331,6 +417,7 @@ class PreviewRequest(Strict):
     latest_finish: AwareDatetime
     risk_mode: RiskMode = RiskMode.NEUTRAL
     weights: WeightsIn = Field(default_factory=WeightsIn)
+    regions: list[RegionName] | None = Field(None, **JOB_REGIONS_FIELD)
 
     @model_validator(mode="after")
     def _window(self) -> PreviewRequest:
@@ -423,6 +510,11 @@ class RunOut(BaseModel):
     runtime_sec: float | None
     carbon: CarbonOut
     recurring_job_id: str | None = Field(None, description="The recurring job whose firing made this run")
+    region: str | None = Field(
+        None,
+        description="The AWS region chosen for the run when it was planned (fixed once it launched); null "
+        "before planning and for runs planned before regions were recorded",
+    )
 
 
 class CancelIn(Strict):

@@ -70,6 +70,10 @@ class Client(Base):
     subnet_ids: Mapped[list[Any] | None] = mapped_column(default=None)
     security_group_ids: Mapped[list[Any] | None] = mapped_column(default=None)
     instance_profile_arn: Mapped[str | None] = mapped_column(String(2048), default=None)
+    # issue 14: where the client's work may run (NULL: only the home region) and each region's launch
+    # settings {region: {"subnet_ids": [...], "security_group_ids": [...], "instance_profile_arn": ...}}
+    allowed_regions: Mapped[list[Any] | None] = mapped_column(default=None)
+    region_settings: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     aws_updated_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -101,6 +105,9 @@ class JobTemplate(Base):
     expected_runtime_sec: Mapped[int | None] = mapped_column(Integer, default=None)
     max_runtime_sec: Mapped[int | None] = mapped_column(Integer, default=None)
     region: Mapped[str | None] = mapped_column(String(32), default=None)
+    # issue 14: narrows the client's allowed regions (NULL: no narrowing); the region of data_uri
+    regions: Mapped[list[Any] | None] = mapped_column(default=None)
+    data_region: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -126,6 +133,7 @@ class Job(Base):
     # recurring jobs (issue 13): the firing that made this job; unique per (recurring job, nominal time)
     recurring_job_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)
     nominal_time: Mapped[datetime | None] = mapped_column(default=None)
+    regions: Mapped[list[Any] | None] = mapped_column(default=None)  # issue 14: narrows the template's
 
 
 class Run(Base):
@@ -154,6 +162,7 @@ class Run(Base):
     carbon_earliest_g: Mapped[float | None] = mapped_column(Float, default=None)
     carbon_realised_g: Mapped[float | None] = mapped_column(Float, default=None)
     recurring_job_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)  # issue 13
+    region: Mapped[str | None] = mapped_column(String(32), default=None)  # issue 14: chosen when planned
 
 
 class RecurringJob(Base):

@@ -155,10 +155,14 @@ class GroupBy(StrEnum):
     template = "template"
     recurring_job = "recurring_job"
     month = "month"
+    region = "region"
 
 
 class LedgerRow(BaseModel):
-    key: str = Field(description="template id, recurring job id ('' for one-off jobs) or YYYY-MM")
+    key: str = Field(
+        description="template id, recurring job id ('' for one-off jobs), YYYY-MM or AWS region ('' for "
+        "runs planned before regions were recorded)"
+    )
     label: str
     runs: int
     energy_kwh: float

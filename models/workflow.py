@@ -65,7 +65,9 @@ class PlanResult(BaseModel):
     doc: dict[str, Any] = Field(default_factory=dict, description="The plan as stored on the run (API view)")
     carbon_chosen_g: float | None = None
     carbon_earliest_g: float | None = None
-    region: str | None = Field(None, description="The chosen region (None in results of older versions)")
+    region: str | None = Field(
+        None, description="The AWS region the plan chose (issue 14); None in histories recorded before it"
+    )
 
 
 class ResumeState(BaseModel):

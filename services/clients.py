@@ -19,9 +19,10 @@ from core import aws_validation as v
 from core.security import hash_key, new_api_key, new_external_id
 from core.settings import Settings
 from models.api import AwsSettingsIn
-from models.db import Client, new_id, utcnow
+from models.db import Client, JobTemplate, new_id, utcnow
 from services.errors import Conflict, NotFound, Unprocessable, field_error
 from services.pagination import paginate
+from services.regions import allowed_for_client, client_region_errors
 
 
 def visible_client(session: Session, caller: Client | None, client_id: str) -> Client:
@@ -96,6 +97,20 @@ def put_aws(session: Session, caller: Client | None, client_id: str, body: AwsSe
                 "instance_profile_arn", "must look like arn:aws:iam::<account>:instance-profile/<name>"
             )
         )
+    for region, rs in (body.region_settings or {}).items():
+        if rs.instance_profile_arn and not v.INSTANCE_PROFILE_RE.match(rs.instance_profile_arn):
+            errors.append(
+                field_error(
+                    f"region_settings/{region}/instance_profile_arn",
+                    "must look like arn:aws:iam::<account>:instance-profile/<name>",
+                )
+            )
+    errors += client_region_errors(
+        body.region_default,
+        body.allowed_regions,
+        {k: rs.model_dump() for k, rs in (body.region_settings or {}).items()},
+        partition,
+    )
     if errors:
         raise Unprocessable(
             "invalid AWS settings: " + "; ".join(f"{e['path']}: {e['message']}" for e in errors), errors
@@ -108,6 +123,12 @@ def put_aws(session: Session, caller: Client | None, client_id: str, body: AwsSe
     c.session_name_template = body.session_name_template
     c.subnet_ids, c.security_group_ids = list(body.subnet_ids), list(body.security_group_ids)
     c.instance_profile_arn, c.aws_updated_at = body.instance_profile_arn, utcnow()
+    c.allowed_regions = list(body.allowed_regions) if body.allowed_regions is not None else None
+    c.region_settings = (
+        {k: rs.model_dump() for k, rs in body.region_settings.items()}
+        if body.region_settings is not None
+        else None
+    )
     try:
         session.flush()
     except IntegrityError as exc:  # concurrent claim of the same external_id
@@ -125,15 +146,23 @@ def get_aws(session: Session, caller: Client | None, client_id: str) -> Client:
 async def verify_aws(
     session: Session, settings: Settings, caller: Client | None, client_id: str
 ) -> dict[str, Any]:
-    """Try STS AssumeRole with the stored settings; what AWS said (``core.aws.verify_role``). The DB read
-    runs in a worker thread and commits before STS is called."""
+    """Try STS AssumeRole with the stored settings; what AWS said (``core.aws.verify_role``). Then, for each
+    region the client's runs may go to (its allowed regions, plus its templates' own regions), which of its
+    templates' instance types the account is not offered there (``core.aws.instance_type_offerings``). The
+    DB read runs in a worker thread and commits before AWS is called."""
 
-    def load() -> Client:
+    def load() -> tuple[Client, list[str], list[str]]:
         c = visible_client(session, caller, client_id)
+        templates = session.execute(
+            select(JobTemplate.fleet_template_id, JobTemplate.region).where(JobTemplate.client_id == c.id)
+        ).all()
+        regions = allowed_for_client(c)
+        if not c.allowed_regions:  # only home regions: each template's own, else region_default
+            regions += [r for r in sorted({t.region for t in templates if t.region}) if r not in regions]
         session.commit()  # no transaction stays open while STS is called
-        return c
+        return c, regions, sorted({t.fleet_template_id for t in templates})
 
-    c = await anyio.to_thread.run_sync(load)
+    c, regions, instance_types = await anyio.to_thread.run_sync(load)
     if not (c.role_arn and c.external_id and c.region_default and c.session_name_template):
         raise NotFound(f"client {client_id} has no AWS settings yet; PUT them first")
     from core.aws import verify_role
@@ -146,4 +175,11 @@ async def verify_aws(
         session_name=v.render_session_name(c.session_name_template, c.id),
     )
     # asyncio's executor, not the request threadpool: a slow STS answer must not hold the API's DB threads
-    return await asyncio.to_thread(verify_role, access, settings)
+    result = await asyncio.to_thread(verify_role, access, settings)
+    if result.get("ok"):
+        from core.aws import instance_type_offerings
+
+        result["regions"] = await asyncio.to_thread(
+            instance_type_offerings, access, settings, regions, instance_types
+        )
+    return result

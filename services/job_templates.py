@@ -13,10 +13,12 @@ from scheduling.catalog import get_fleet_template
 from services.access import owned
 from services.errors import Conflict, Unprocessable, field_error
 from services.pagination import paginate
+from services.regions import template_region_errors
 
 
 def create_template(session: Session, client: Client, body: JobTemplateCreate) -> JobTemplate:
-    """Unprocessable for an unknown fleet template or region, NotFound for an artifact that is not the
+    """Unprocessable for an unknown fleet template or region, a region list the client does not allow
+    (``services.regions.template_region_errors``), NotFound for an artifact that is not the
     client's, Conflict for a name the client already uses."""
     owned(session, Artifact, body.app_artifact_id, client, "artifact")
     errors = []
@@ -32,6 +34,8 @@ def create_template(session: Session, client: Client, body: JobTemplateCreate) -
             check_region(body.region)
         except ValueError as exc:
             errors.append(field_error("region", str(exc)))
+    if not any(e["path"] == "region" for e in errors):
+        errors += template_region_errors(client, body.region, body.regions, body.data_region)
     if errors:
         raise Unprocessable("; ".join(e["message"] for e in errors), errors)
     t = JobTemplate(
@@ -45,6 +49,8 @@ def create_template(session: Session, client: Client, body: JobTemplateCreate) -
         expected_runtime_sec=body.expected_runtime_sec,
         max_runtime_sec=body.max_runtime_sec,
         region=body.region,
+        regions=list(body.regions) if body.regions is not None else None,
+        data_region=body.data_region,
     )
     if session.scalar(
         select(JobTemplate.id).where(JobTemplate.client_id == client.id, JobTemplate.name == body.name)

@@ -39,6 +39,7 @@ from services.access import owned
 from services.errors import Conflict, Unavailable, Unprocessable, field_error
 from services.pagination import paginate
 from services.planning import InfeasibleWindow, preview_plan
+from services.regions import NoCandidateRegion, candidate_regions, job_region_errors
 
 log = logging.getLogger("orch.api")
 
@@ -127,7 +128,10 @@ async def start_run_workflow(
 
 # ---------------------------------------------------------------- checks
 def request_hash(body: JobCreate) -> str:
-    return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    doc = body.model_dump(mode="json")
+    if doc.get("regions") is None:  # a body without regions hashes as before issue 14 (stored keys match)
+        doc.pop("regions", None)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def check_limits(settings: Settings, body: JobCreate) -> None:
@@ -214,6 +218,14 @@ def insert_job(
         if found is not None:
             return found
     template = owned(session, JobTemplate, body.job_template_id, client, "job template")
+    region_errors = job_region_errors(client, template, body.regions)
+    if not region_errors:
+        try:  # the client may have dropped regions its template still lists
+            candidate_regions(client, template, body.regions)
+        except NoCandidateRegion as exc:
+            region_errors = [field_error("regions", str(exc))]
+    if region_errors:
+        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in region_errors), region_errors)
     check_times(session, settings, client, template, body, plan_timer)
     job = Job(
         id=new_id("job"),
@@ -228,6 +240,7 @@ def insert_job(
         args=dict(body.args or {}),
         idempotency_key=idempotency_key,
         request_hash=req_hash,
+        regions=list(body.regions) if body.regions is not None else None,
     )
     run = new_run_for(job, template)
     try:  # one short transaction: the template read, the plan's reads and the two inserts, then COMMIT

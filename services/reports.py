@@ -1,5 +1,6 @@
 """The carbon ledger (``GET /v1/reports/carbon``): per client, what its runs used and emitted, and what
-carbon-aware scheduling saved, grouped by job template, recurring job or month.
+carbon-aware scheduling saved, grouped by job template, recurring job, month or region (where each run ran,
+``Run.region``; the saving stays against the plan's baseline: the home region at the baseline start).
 
 Which runs: the client's runs that ran (SUCCEEDED, FAILED, TIMED_OUT) with ``started_at`` in [from, to).
 Per run:
@@ -60,6 +61,7 @@ class RunFigures:
     chosen_mg: int
     baseline_mg: int
     actual: bool
+    region: str = ""  # issue 14: where it ran ("" for runs planned before regions were recorded)
 
     @property
     def saving_mg(self) -> int:
@@ -141,6 +143,7 @@ def run_figures(r: Run) -> RunFigures:
         chosen_mg=_mg(chosen),
         baseline_mg=_mg(baseline),
         actual=actual,
+        region=r.region or "",
     )
 
 
@@ -174,11 +177,16 @@ def carbon_ledger(session: Session, client_id: str, start: datetime, end: dateti
         ):
             labels[rid] = name or (f"cron {cron}" if cron else f"every {interval}")
         labels[""] = "one-off jobs"
+    elif group_by == "region":
+        labels[""] = "region not recorded"
     groups: dict[str, Totals] = {}
     for f in figures:
-        key = {"template": f.template_id, "recurring_job": f.recurring_job_id or "", "month": f.month}[
-            group_by
-        ]
+        key = {
+            "template": f.template_id,
+            "recurring_job": f.recurring_job_id or "",
+            "month": f.month,
+            "region": f.region,
+        }[group_by]
         if key not in groups:
             groups[key] = Totals(key=key, label=labels.get(key, key))
         groups[key].add(f)

@@ -45,6 +45,8 @@ def aws_out(c: Client) -> AwsSettingsOut:
         subnet_ids=c.subnet_ids or [],
         security_group_ids=c.security_group_ids or [],
         instance_profile_arn=c.instance_profile_arn,
+        allowed_regions=c.allowed_regions,
+        region_settings=c.region_settings,
         updated_at=c.aws_updated_at,
     )
 

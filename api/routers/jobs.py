@@ -28,6 +28,7 @@ def job_out(job: Job, run_ids: list[str]) -> JobOut:
         args=job.args,
         created_at=job.created_at,
         run_ids=run_ids,
+        regions=job.regions,
     )
 
 

@@ -53,6 +53,7 @@ def run_out(r: Run) -> RunOut:
             realised_gco2e=r.carbon_realised_g,
         ),
         recurring_job_id=r.recurring_job_id,
+        region=r.region,
     )
 
 

@@ -118,6 +118,7 @@ def test_run_on_ec2_succeeds_when_the_instance_reports(ec2_stack, moto_endpoint)
     run = st.wait_status(h, job["run_id"], "RUNNING", timeout=60)
     ref = run["fleet"]["ref"]
     assert run["fleet"]["driver"] == "ec2" and ref["instance_ids"]
+    assert run["region"] == ref["region"] == "us-east-1"  # the plan's region, recorded on the run
     assert live_instances(moto_endpoint, job["run_id"]) == ref["instance_ids"]
     tags = ec2_client(moto_endpoint).describe_instances(InstanceIds=ref["instance_ids"])
     inst = tags["Reservations"][0]["Instances"][0]

@@ -17,7 +17,7 @@ import pytest
 
 from core.aws import assume_role
 from fleets import get_driver
-from fleets.base import AwsAccess, FleetState, LaunchSpec
+from fleets.base import AwsAccess, FleetHandle, FleetState, LaunchSpec
 from fleets.ec2 import (
     AL2023_SSM,
     TAG_ATTEMPT,
@@ -328,3 +328,20 @@ def test_terminate_unknown_handle_is_a_noop(driver):
     )
     h = driver._handle(sp, ACCESS)
     assert driver.terminate(h).state == FleetState.TERMINATED
+
+
+def test_terminate_with_a_rebuilt_handle(driver, spec, ec2):
+    """Cancelled while launch_fleet ran, the workflow holds no handle: the activity rebuilds one with the
+    role only (older workers) or with the client id too. Either terminates the attempt and never fails on
+    the missing result key (it did: KeyError 'result_key', retried for ever)."""
+    sp = spec()
+    driver.launch(sp)
+    aws = {"role_arn": ACCESS.role_arn, "external_id": ACCESS.external_id,
+           "session_name": ACCESS.session_name, "region": ACCESS.region}  # fmt: skip
+    assert driver.terminate(FleetHandle("ec2", sp.run_id, 1, {"aws": aws})).state == FleetState.TERMINATED
+    assert run_instances(ec2, sp.run_id, live_only=True) == []
+    sp2 = spec(run_id=sp.run_id, attempt=2)
+    driver.launch(sp2)
+    rebuilt = FleetHandle("ec2", sp.run_id, 2, {"aws": aws, "client_id": sp.client_id})
+    assert driver.terminate(rebuilt).state == FleetState.TERMINATED
+    assert run_instances(ec2, sp.run_id, live_only=True) == []

@@ -392,3 +392,44 @@ async def test_thirty_days_of_hourly_replans_keep_history_bounded(env):
     assert fake.calls["launch_fleet"] == 1 and fake.calls["terminate_fleet"] == 1
     assert fake.statuses.count("SCHEDULED") == 1  # the plan was carried across, not re-recorded
     assert fake.final.exit_code == 0 and fake.final.attempts == 1
+
+
+async def test_region_changes_only_before_launch(env):
+    """Issue 14: a RESCHEDULABLE run may change region while it sleeps (each re-plan here moves the start
+    and flips the region), never once launched: no plan after the first launch, not even across a spot
+    relaunch, so the run row's region (written from the plan's doc) is fixed from launch on."""
+    fake = FakeFleet(start_in=timedelta(hours=5))
+    fake.outcomes = [("INTERRUPTED", None)]
+    events: list[tuple] = []
+
+    @activity.defn(name="plan_schedule")
+    async def plan_schedule(req: PlanRequest) -> PlanResult:
+        fake.calls["plan_schedule"] += 1
+        region = ["eu-central-1", "eu-west-3"][fake.calls["plan_schedule"] % 2]
+        events.append(("plan", region))
+        start = (
+            (req.current_start - timedelta(minutes=1))
+            if req.current_start
+            else req.not_before + fake.start_in
+        )
+        return PlanResult(
+            start=start, p50_sec=60, p90_sec=90, moved=True, region=region, doc={"region": region}
+        )
+
+    @activity.defn(name="update_run")
+    async def update_run(upd: RunUpdate) -> None:
+        events.append(("update", upd.status, (upd.plan or {}).get("region")))
+
+    acts = [a for a in fake.activities() if a.__name__ not in ("plan_schedule", "update_run")]
+    async with Worker(
+        env.client,
+        task_queue=QUEUE,
+        workflows=[JobRunWorkflow],
+        activities=[*acts, plan_schedule, update_run],
+    ):
+        result = await (await start(env, await run_input(env))).result()
+    assert result.status == "SUCCEEDED" and fake.calls["launch_fleet"] == 2
+    first_launch = events.index(("update", "LAUNCHING", None))
+    planned = [e[-1] for e in events[:first_launch] if e[0] == "update" and e[-1]]
+    assert len(set(planned)) == 2 and len(planned) >= 4  # re-planned into both regions while sleeping
+    assert not [e for e in events[first_launch:] if e[0] == "plan" or (e[0] == "update" and e[-1])]
