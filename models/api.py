@@ -452,6 +452,7 @@ class CandidateOut(BaseModel):
     expected_lost_run_gco2e: float | None = Field(
         None, description="Spot only: expected gCO2e of a partial run lost to an interruption"
     )
+    region: str | None = Field(None, description="The AWS region this candidate runs in")
 
 
 class PreviewOut(BaseModel):
@@ -464,6 +465,19 @@ class PreviewOut(BaseModel):
     total_count: int
     skill_gated: bool = Field(
         False, description="A start looked better but the forecast's skill did not justify moving"
+    )
+    home_region: str | None = Field(
+        None, description="The template's region, else the client's region_default: the baseline's region"
+    )
+    regions: list[str] = Field(
+        default_factory=list,
+        description="The regions the plan could choose from (the client's allowed_regions narrowed by the "
+        "template's and the request's regions, minus those where the fleet template's instance type is "
+        "not offered)",
+    )
+    home_best: CandidateOut | None = Field(
+        None,
+        description="With several regions: the start the home region alone would get, for comparison",
     )
 
 

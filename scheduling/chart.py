@@ -156,9 +156,10 @@ def preview_figure(series: SeriesArg, plan: Plan, earliest: datetime, latest: da
     ax.legend(loc="lower left", fontsize=7, framealpha=0.85)
 
     regions = list(dict.fromkeys(c.region for c in plan.candidates))
-    for region in regions:
-        cands = sorted((c for c in plan.candidates if c.region == region), key=lambda c: c.start)
-        colour = "#4a5568" if not multi or region == ch.region else colour_of.get(region or "", "#a0aec0")
+    for cand_region in regions:
+        cands = sorted((c for c in plan.candidates if c.region == cand_region), key=lambda c: c.start)
+        grey = not multi or cand_region == ch.region
+        colour = "#4a5568" if grey else colour_of.get(cand_region or "", "#a0aec0")
         xs = [naive(c.start) for c in cands]
         axs.plot(xs, [c.objective for c in cands], color=colour, linewidth=1, marker=".", markersize=3)
     if plan.candidates:

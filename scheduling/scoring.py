@@ -532,7 +532,9 @@ def plan_regions(
         integ[rows] = run_integrals(np.stack([subs[r].values for r in rows]))
         with_sigma = [r for r in rows if subs[r].sigma is not None]
         if with_sigma:  # time-weighted mean sigma over each run
-            sig_run[with_sigma] = run_integrals(np.stack([subs[r].sigma for r in with_sigma])) / p50
+            sig_run[with_sigma] = (
+                run_integrals(np.stack([np.asarray(subs[r].sigma) for r in with_sigma])) / p50
+            )
         for r in rows:
             if subs[r].sigma is None:
                 sig_run[r] = integ[r] * (pol.default_rel_sigma / p50)

@@ -184,6 +184,7 @@ def check_times(
                 body.latest_finish,
                 body.risk_mode.value,
                 Weights(**body.weights.model_dump()),
+                regions=list(body.regions) if body.regions is not None else None,
             )
     except InfeasibleWindow as exc:
         raise Unprocessable(f"infeasible window: {exc}", [field_error("latest_finish", str(exc))]) from exc

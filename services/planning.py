@@ -6,6 +6,7 @@ API's preview and predictions, so a preview and a real run are planned by exactl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -194,6 +195,14 @@ def _plan(
         policy=planning_policy(settings),
         top_k=top_k,
     )
+    data_region = getattr(template, "data_region", None)
+    if data_region and plan.region and plan.region != data_region:
+        plan = dataclasses.replace(
+            plan,
+            rationale=f"{plan.rationale}; the template's data is in {data_region}: running in "
+            f"{plan.region} reads it across regions (inter-region transfer is charged per GB and adds "
+            "latency)",
+        )
     return plan, p50, p90
 
 
@@ -204,8 +213,8 @@ def _region_options(
     instance type is offered there), and the notes the rationale carries."""
     power = fleet_power_kw(ft)
     if regions == [home]:  # the one-region plan, exactly as before regions existed
-        series, notes = carbon_series(settings, home, earliest, end, session)
-        return [RegionOption(home, series, power, spot_interruption_probability(ft, home, p50))], notes
+        series, home_notes = carbon_series(settings, home, earliest, end, session)
+        return [RegionOption(home, series, power, spot_interruption_probability(ft, home, p50))], home_notes
     options: list[RegionOption] = []
     notes: list[str] = []
     seen: set[str] = set()
@@ -333,10 +342,10 @@ def plan_for_run(
         weights,
         fixed_start=job.type == "ONE_TIME",  # a ONE_TIME job starts at intended_time, no shifting
         runtime=runtime,
-        regions=job_regions(client, template, getattr(job, "regions", None)),
+        regions=job_regions(client, template, job.regions),
     )
     moved = True
-    current_region = getattr(run, "region", None)
+    current_region = run.region
     if current_start is not None and current_start >= not_before:
         current, _, _ = _plan(
             session,
@@ -408,7 +417,7 @@ def realised_emissions_g(
         Weights(),
         fixed_start=True,
         runtime=(seconds, seconds, []),
-        home=getattr(run, "region", None) or region_for(template, client),
+        home=run.region or home_region(template, client),
     )
     return plan.chosen.emissions_g
 
@@ -446,6 +455,7 @@ def preview(
     weights: Weights,
     top_k: int = 5,
     plan_timer: Callable[[], AbstractContextManager[Any]] | None = None,
+    regions: list[str] | None = None,
 ) -> Preview:
     """Score the candidate starts of [earliest, latest] for the client's template (blocking). Unprocessable
     for dates past the configured limits, an unknown fleet template or an infeasible window."""
@@ -459,7 +469,17 @@ def preview(
     try:
         with (plan_timer or contextlib.nullcontext)():
             plan = preview_plan(
-                session, settings, client, template, fleet_id, earliest, latest, risk_mode, weights, top_k
+                session,
+                settings,
+                client,
+                template,
+                fleet_id,
+                earliest,
+                latest,
+                risk_mode,
+                weights,
+                top_k,
+                regions=regions,
             )
     except InfeasibleWindow as exc:
         raise Unprocessable(f"infeasible window: {exc}", [field_error("latest_finish", str(exc))]) from exc

@@ -39,6 +39,7 @@ def preview(
         Weights(**body.weights.model_dump()),
         top_k=100_000 if format == "svg" else 5,  # the chart draws every candidate's score
         plan_timer=services.plan_timer,
+        regions=body.regions,
     )
     if format == "svg":
         svg = planning.preview_chart(session, services.settings, p, body.earliest_start, body.latest_finish)
@@ -57,6 +58,9 @@ def preview(
         feasible_count=plan.feasible_count,
         total_count=plan.total_count,
         skill_gated=plan.skill_gated,
+        home_region=planning.region_for(p.template, p.client),
+        regions=list(plan.regions) or [planning.region_for(p.template, p.client)],
+        home_best=c(plan.home_best) if plan.home_best is not None else None,
     )
 
 
