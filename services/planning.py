@@ -40,7 +40,7 @@ from scheduling.scoring import (
 )
 from services.access import owned
 from services.errors import Unprocessable, field_error
-from services.regions import candidate_regions, home_region
+from services.regions import candidate_regions, home_region, job_region_errors
 
 __all__ = [
     "InfeasibleWindow",
@@ -342,7 +342,7 @@ def plan_for_run(
         weights,
         fixed_start=job.type == "ONE_TIME",  # a ONE_TIME job starts at intended_time, no shifting
         runtime=runtime,
-        regions=job_regions(client, template, job.regions),
+        regions=candidate_regions(client, template, job.regions),  # NoCandidateRegion fails the run
     )
     moved = True
     current_region = run.region
@@ -466,6 +466,9 @@ def preview(
         raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in limit_errors), limit_errors)
     template = owned(session, JobTemplate, job_template_id, client, "job template")
     fleet_id = known_fleet_template(fleet_template_id or template.fleet_template_id)
+    region_errors = job_region_errors(client, template, regions)
+    if region_errors:
+        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in region_errors), region_errors)
     try:
         with (plan_timer or contextlib.nullcontext)():
             plan = preview_plan(

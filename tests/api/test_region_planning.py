@@ -20,7 +20,7 @@ LONDON = "eu-west-2"
 CARBON_ONLY = {"carbon": 1.0, "risk": 0.0, "slack": 0.0}
 
 
-def _template(api, allowed: list[str] | None, **over) -> tuple[dict, str]:
+def _template(api, allowed: list[str] | None, **over) -> tuple[str, dict, str]:
     cid, h = new_client(api, "planner-regions")
     aws = AWS_BODY | {"region_default": HOME} | ({"allowed_regions": allowed} if allowed else {})
     r = api.put(f"/v1/clients/{cid}/aws", json=aws, headers=h)
@@ -29,7 +29,7 @@ def _template(api, allowed: list[str] | None, **over) -> tuple[dict, str]:
     body = template_body(art, expected_runtime_sec=3600, fleet_template_id="m5.large") | over
     t = api.post("/v1/job-templates", json=body, headers=h)
     assert t.status_code == 201, t.text
-    return h, t.json()["id"]
+    return cid, h, t.json()["id"]
 
 
 def _preview(api, h, tpl, hours=12, **over):
@@ -46,7 +46,7 @@ def _preview(api, h, tpl, hours=12, **over):
 
 
 def test_carbon_only_job_allowed_in_paris_runs_there_against_the_home_baseline(api):
-    h, tpl = _template(api, [HOME, PARIS, LONDON])
+    _, h, tpl = _template(api, [HOME, PARIS, LONDON])
     p, _ = _preview(api, h, tpl, weights=CARBON_ONLY)
     assert p["chosen"]["region"] == PARIS
     assert p["home_region"] == HOME and p["baseline"]["region"] == HOME
@@ -64,13 +64,22 @@ def test_carbon_only_job_allowed_in_paris_runs_there_against_the_home_baseline(a
     assert only_home["chosen"]["region"] == HOME and only_home["regions"] == [HOME]
     assert only_home["chosen"]["proposed_start"] == p["home_best"]["proposed_start"]
     # ... and the template too
-    h2, narrow = _template(api, [HOME, PARIS, LONDON], regions=[LONDON, HOME])
+    _, h2, narrow = _template(api, [HOME, PARIS, LONDON], regions=[LONDON, HOME])
     p2, _ = _preview(api, h2, narrow, weights=CARBON_ONLY)
     assert p2["regions"] == [HOME, LONDON] and p2["chosen"]["region"] == LONDON
+    # a region outside the template's list is a 422 naming it, as for a job
+    start = datetime.now(UTC) + timedelta(hours=1)
+    bad = {"job_template_id": narrow, "earliest_start": start.isoformat(), "regions": [HOME, PARIS]}
+    r = api.post(
+        "/v1/schedules/preview",
+        json=bad | {"latest_finish": (start + timedelta(hours=9)).isoformat()},
+        headers=h2,
+    )
+    assert r.status_code == 422 and [e["path"] for e in r.json()["errors"]] == ["regions/1"], r.text
 
 
 def test_a_client_without_regions_gets_the_one_region_answer(api, api_settings):
-    h, tpl = _template(api, None)
+    _, h, tpl = _template(api, None)
     p, start = _preview(api, h, tpl)
     assert p["regions"] == [HOME] and p["chosen"]["region"] == HOME and p.get("home_best") is None
     # the same plan the one-region planner makes from the same forecast
@@ -98,7 +107,7 @@ def test_a_client_without_regions_gets_the_one_region_answer(api, api_settings):
 
 def test_a_region_where_the_instance_type_is_not_offered_is_never_chosen(api):
     # a1 (the first Graviton) was never offered in Paris
-    h, tpl = _template(api, [HOME, PARIS], fleet_template_id="a1.2xlarge")
+    _, h, tpl = _template(api, [HOME, PARIS], fleet_template_id="a1.2xlarge")
     p, _ = _preview(api, h, tpl, weights=CARBON_ONLY)
     assert p["chosen"]["region"] == HOME and p["regions"] == [HOME]
     assert all(c["region"] == HOME for c in p["candidates"])
@@ -106,7 +115,7 @@ def test_a_region_where_the_instance_type_is_not_offered_is_never_chosen(api):
 
 
 def test_data_region_stays_unless_the_job_lists_regions_and_the_transfer_is_named(api):
-    h, tpl = _template(api, [HOME, PARIS], data_region=HOME)
+    _, h, tpl = _template(api, [HOME, PARIS], data_region=HOME)
     stay, _ = _preview(api, h, tpl, weights=CARBON_ONLY)
     assert stay["chosen"]["region"] == HOME and stay["regions"] == [HOME]
     moved, _ = _preview(api, h, tpl, weights=CARBON_ONLY, regions=[HOME, PARIS])
@@ -117,7 +126,7 @@ def test_data_region_stays_unless_the_job_lists_regions_and_the_transfer_is_name
 
 
 def test_the_chart_draws_one_line_per_region(api):
-    h, tpl = _template(api, [HOME, PARIS])
+    _, h, tpl = _template(api, [HOME, PARIS])
     start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     body = {
         "job_template_id": tpl,
@@ -128,3 +137,38 @@ def test_the_chart_draws_one_line_per_region(api):
     r = api.post("/v1/schedules/preview?format=svg", json=body, headers=h)
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
     assert f"{PARIS} (chosen) g/kWh".encode() in r.content and f"{HOME} g/kWh".encode() in r.content
+
+
+def test_a_run_is_planned_into_the_cleaner_region_and_fails_clearly_when_none_is_left(api, api_settings):
+    from sqlalchemy.orm import Session
+
+    from models.db import Client, Job, JobTemplate, Run
+    from services.planning import plan_for_run
+    from services.regions import NoCandidateRegion
+    from tests.support.api import engine_for, insert_job_and_run
+
+    cid, _, tpl = _template(api, [HOME, PARIS], regions=[HOME, PARIS])
+    _, run_id = insert_job_and_run(api_settings, cid, tpl)
+    eng = engine_for(api_settings)
+    try:
+        with Session(eng) as s:
+            run = s.get_one(Run, run_id)
+            job, template, client = (
+                s.get_one(Job, run.job_id),
+                s.get_one(JobTemplate, tpl),
+                s.get_one(Client, cid),
+            )
+            res = plan_for_run(s, api_settings, run, job, template, client, datetime.now(UTC))
+            assert res.region == PARIS and res.doc["region"] == PARIS and res.doc["home_region"] == HOME
+            assert res.carbon_chosen_g is not None and res.carbon_earliest_g is not None
+            assert res.carbon_chosen_g < res.carbon_earliest_g / 2  # the baseline is the home region's
+            client.allowed_regions = [PARIS]  # the client narrowed its regions after the template was made
+            template.regions = [HOME]
+            try:
+                plan_for_run(s, api_settings, run, job, template, client, datetime.now(UTC))
+                raise AssertionError("planned with no region left")
+            except NoCandidateRegion as exc:
+                assert "no region is allowed" in str(exc)
+            s.rollback()
+    finally:
+        eng.dispose()
