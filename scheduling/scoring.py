@@ -767,10 +767,19 @@ def _rationale(
     when = _fmt_time(chosen.start, E)
     parts: list[str] = []
     if fixed_start or L is None:
+        where = f" in {chosen.region}" if chosen.region != baseline.region else ""
         head = (
-            f"{mode}: fixed start at {when}" if fixed_start else f"{mode}: no latest_finish, start at {when}"
+            f"{mode}: fixed start at {when}{where}"
+            if fixed_start
+            else f"{mode}: no latest_finish, start at {when}{where}"
         )
-        parts.append(f"{head}, estimated {chosen.emissions_g:,.0f} gCO2e")
+        est = f"estimated {chosen.emissions_g:,.0f} gCO2e"
+        if where:
+            est += (
+                f" against {baseline.emissions_g:,.0f} in {baseline.region} (home), "
+                f"{chosen.saving_vs_earliest_pct:.0f}% less"
+            )
+        parts.append(f"{head}, {est}")
     else:
         parts.append(f"{mode}: {n_feas} of {total} starts finish by {need_name} before latest_finish")
         pct, sig = chosen.saving_vs_earliest_pct, chosen.saving_sigma_pct

@@ -43,18 +43,18 @@ def ec2_stack(tmp_path_factory, temporal_dev_server, s3_settings, moto_endpoint)
     st.stop()
 
 
-def ec2_client(moto_endpoint):
+def ec2_client(moto_endpoint, region: str = "us-east-1"):
     return boto3.client(
         "ec2",
         endpoint_url=moto_endpoint,
-        region_name="us-east-1",
+        region_name=region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
 
 
-def live_instances(moto_endpoint, run_id: str) -> list[str]:
-    resp = ec2_client(moto_endpoint).describe_instances(
+def live_instances(moto_endpoint, run_id: str, region: str = "us-east-1") -> list[str]:
+    resp = ec2_client(moto_endpoint, region).describe_instances(
         Filters=[
             {"Name": "tag:orch:run-id", "Values": [run_id]},
             {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
@@ -151,3 +151,25 @@ def test_cancel_on_ec2_terminates_instances(ec2_stack, moto_endpoint):
     assert st.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h).status_code == 202
     st.wait_status(h, job["run_id"], "CANCELLED", timeout=60)
     assert live_instances(moto_endpoint, job["run_id"]) == []
+
+
+def test_a_carbon_only_job_allowed_in_frankfurt_and_paris_launches_in_paris(ec2_stack, moto_endpoint):
+    """The planner chooses the region (issue 14): the home region is eu-central-1 (Germany's grid), Paris's
+    is far cleaner, the job weighs only carbon: the run is planned, recorded and launched in eu-west-3,
+    nothing runs in eu-central-1, and cancel leaves nothing running in either."""
+    st = ec2_stack
+    h = st.client()
+    cid = st.http.get("/v1/clients", headers=h).json()["items"][0]["id"]
+    home, paris = "eu-central-1", "eu-west-3"
+    aws = {"role_arn": ROLE, "region_default": home, "allowed_regions": [home, paris]}
+    assert st.http.put(f"/v1/clients/{cid}/aws", headers=h, json=aws).status_code == 200
+    job = st.submit(h, st.template(h), weights={"carbon": 1.0, "risk": 0.0, "slack": 0.0})
+    run = st.wait_status(h, job["run_id"], "RUNNING", timeout=60)
+    assert run["region"] == paris and run["fleet"]["ref"]["region"] == paris, run
+    assert run["plan"]["home_region"] == home and f"in {paris}" in run["plan"]["rationale"]
+    assert live_instances(moto_endpoint, job["run_id"], paris) == run["fleet"]["ref"]["instance_ids"]
+    assert live_instances(moto_endpoint, job["run_id"], home) == []
+    assert st.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h).status_code == 202
+    st.wait_status(h, job["run_id"], "CANCELLED", timeout=60)
+    assert live_instances(moto_endpoint, job["run_id"], paris) == []
+    assert live_instances(moto_endpoint, job["run_id"], home) == []

@@ -238,7 +238,7 @@ def test_joint_plan_never_chooses_an_unselectable_region_and_scores_like_one_reg
     for c in joint.candidates[:5]:
         o = by_region[c.region]
         single = plan_schedule(
-            **{**kw, "earliest": c.start, "latest": None, "top_k": 1},
+            **{**kw, "earliest": c.start, "fixed_start": True, "top_k": 1},
             series=o.series,
             power_kw=o.power_kw,
             region=o.region,
