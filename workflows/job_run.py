@@ -264,7 +264,12 @@ class JobRunWorkflow:
                 new = await self._plan(
                     PlanRequest(run_id=inp.run_id, not_before=now, current_start=plan.start)
                 )
-                if new.moved and new.start != plan.start:
+                changed = new.start != plan.start
+                if not changed and new.moved and new.region != plan.region:
+                    # a re-plan that keeps the start but moves the region (issue 14); older histories
+                    # never took this branch
+                    changed = workflow.patched("replan-region-same-start")
+                if new.moved and changed:
                     plan = new
                     await self._set_status(
                         RunStatus.SCHEDULED,

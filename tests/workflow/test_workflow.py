@@ -433,3 +433,42 @@ async def test_region_changes_only_before_launch(env):
     planned = [e[-1] for e in events[:first_launch] if e[0] == "update" and e[-1]]
     assert len(set(planned)) == 2 and len(planned) >= 4  # re-planned into both regions while sleeping
     assert not [e for e in events[first_launch:] if e[0] == "plan" or (e[0] == "update" and e[-1])]
+
+
+async def test_a_replan_may_move_only_the_region(env):
+    """Issue 14: a re-plan that keeps the start but finds a cleaner region (moved=True) is taken before
+    launch: the run launches with the new plan's region."""
+    fake = FakeFleet(start_in=timedelta(hours=3))
+    regions: list[str | None] = []
+
+    @activity.defn(name="plan_schedule")
+    async def plan_schedule(req: PlanRequest) -> PlanResult:
+        fake.calls["plan_schedule"] += 1
+        first = req.current_start is None
+        region = "eu-central-1" if first else "eu-west-3"
+        start = req.not_before + fake.start_in if first else req.current_start
+        return PlanResult(
+            start=start, p50_sec=60, p90_sec=90, moved=True, region=region, doc={"region": region}
+        )
+
+    @activity.defn(name="update_run")
+    async def update_run(upd: RunUpdate) -> None:
+        if upd.plan:
+            regions.append(upd.plan.get("region"))
+
+    acts = [a for a in fake.activities() if a.__name__ not in ("plan_schedule", "update_run")]
+    async with Worker(
+        env.client,
+        task_queue=QUEUE,
+        workflows=[JobRunWorkflow],
+        activities=[*acts, plan_schedule, update_run],
+    ):
+        handle = await start(env, await run_input(env))
+        result = await handle.result()
+    assert result.status == "SUCCEEDED" and fake.calls["plan_schedule"] >= 2
+    assert regions[0] == "eu-central-1" and regions[-1] == "eu-west-3"
+    if os.environ.get("RECORD_HISTORIES") == "1":  # the replay test keeps this path (README)
+        history = await handle.fetch_history()
+        (Path(__file__).resolve().parents[1] / "histories" / "replanned_region_same_start.json").write_text(
+            history.to_json()
+        )
