@@ -15,7 +15,6 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_plan import timed  # noqa: E402
 from scheduling.carbon import CarbonSeries, embedded_history, zone_for_region  # noqa: E402
 from scheduling.scoring import RegionOption, RiskMode, Weights, plan_regions  # noqa: E402
 
@@ -38,15 +38,6 @@ REGIONS = [
     "sa-east-1",
     "ap-south-1",
 ]
-
-
-def timed(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def main() -> None:

@@ -109,6 +109,24 @@ def api(api_settings):
         yield client
 
 
+@pytest.fixture(scope="module")
+def no_worker_api(api_settings, temporal_dev_server):
+    """The real app with the Temporal dev server and no worker on its task queue: jobs are accepted (their
+    workflows start) and never run."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    settings = api_settings.model_copy(
+        update={
+            "temporal_address": f"127.0.0.1:{temporal_dev_server.ports['grpc']}",
+            "temporal_task_queue": "no-worker-here",
+        }
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
 @pytest.fixture
 def admin() -> dict[str, str]:
     return {"X-API-Key": ADMIN_KEY}

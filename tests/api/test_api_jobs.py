@@ -1,6 +1,7 @@
 """POST /v1/jobs validation, idempotency and Temporal-unavailable behaviour, on SQLite and PostgreSQL.
 
-The `jobs_api` fixture talks to the real Temporal dev server with no worker on its task queue, so workflows
+The `no_worker_api` fixture (conftest) talks to the real Temporal dev server with no worker on its task
+queue, so workflows
 start (and can be described) but never run: exactly what these API-level checks need."""
 
 from __future__ import annotations
@@ -8,24 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api.main import create_app
 from models.db import Job, Run
 from tests.support.api import count, is_problem, setup_template
 from tests.support.common import new_client
-
-
-@pytest.fixture(scope="module")
-def jobs_api(api_settings, temporal_dev_server):
-    settings = api_settings.model_copy(
-        update={
-            "temporal_address": f"127.0.0.1:{temporal_dev_server.ports['grpc']}",
-            "temporal_task_queue": "no-worker-here",
-        }
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
 
 
 def iso(dt: datetime) -> str:
@@ -53,21 +40,21 @@ def reschedulable(tpl: str, **over) -> dict:
     } | over
 
 
-def test_seed_bodies_are_accepted_and_start_workflows(jobs_api, api_settings):
+def test_seed_bodies_are_accepted_and_start_workflows(no_worker_api, api_settings):
     import asyncio
 
     from core.temporal import connect
 
-    cid, h, tpl = setup_template(jobs_api)
+    cid, h, tpl = setup_template(no_worker_api)
     for body in (one_time(tpl), reschedulable(tpl)):
-        r = jobs_api.post("/v1/jobs", json=body, headers=h)
+        r = no_worker_api.post("/v1/jobs", json=body, headers=h)
         assert r.status_code == 201, r.text
         out = r.json()
         assert set(out) == {"job_id", "run_id", "workflow_id", "status"}
         assert out["workflow_id"] == out["run_id"] and out["status"] == "PENDING"
 
         async def describe(wid=out["workflow_id"]):
-            client = await connect(jobs_api.app.state.services.settings)
+            client = await connect(no_worker_api.app.state.services.settings)
             return await client.get_workflow_handle(wid).describe()
 
         desc = asyncio.run(describe())
@@ -76,21 +63,23 @@ def test_seed_bodies_are_accepted_and_start_workflows(jobs_api, api_settings):
     assert count(api_settings, Job, client_id=cid) == 2
 
 
-def test_idempotency_key(jobs_api, api_settings):
-    cid, h, tpl = setup_template(jobs_api)
+def test_idempotency_key(no_worker_api, api_settings):
+    cid, h, tpl = setup_template(no_worker_api)
     body = one_time(tpl)
-    first = jobs_api.post("/v1/jobs", json=body, headers={**h, "Idempotency-Key": "abc"})
-    again = jobs_api.post("/v1/jobs", json=body, headers={**h, "Idempotency-Key": "abc"})
+    first = no_worker_api.post("/v1/jobs", json=body, headers={**h, "Idempotency-Key": "abc"})
+    again = no_worker_api.post("/v1/jobs", json=body, headers={**h, "Idempotency-Key": "abc"})
     assert first.status_code == 201 and again.status_code == 201
     assert again.json() == first.json() and again.headers.get("Idempotent-Replayed") == "true"
-    other = jobs_api.post(
+    other = no_worker_api.post(
         "/v1/jobs", json=body | {"risk_mode": "AGGRESSIVE"}, headers={**h, "Idempotency-Key": "abc"}
     )
     is_problem(other, 409)
     # keys are per client: another tenant may use the same key
-    _, h2, tpl2 = setup_template(jobs_api)
+    _, h2, tpl2 = setup_template(no_worker_api)
     assert (
-        jobs_api.post("/v1/jobs", json=one_time(tpl2), headers={**h2, "Idempotency-Key": "abc"}).status_code
+        no_worker_api.post(
+            "/v1/jobs", json=one_time(tpl2), headers={**h2, "Idempotency-Key": "abc"}
+        ).status_code
         == 201
     )
     assert count(api_settings, Job, client_id=cid) == 1 and count(api_settings, Run, client_id=cid) == 1
@@ -114,9 +103,9 @@ def _now(**delta) -> str:
         ({"job_template_id": "tpl_doesnotexist"}, None),  # 404
     ],
 )
-def test_one_time_validation(jobs_api, api_settings, over, path):
-    cid, h, tpl = setup_template(jobs_api)
-    r = jobs_api.post("/v1/jobs", json=one_time(tpl, **over), headers=h)
+def test_one_time_validation(no_worker_api, api_settings, over, path):
+    cid, h, tpl = setup_template(no_worker_api)
+    r = no_worker_api.post("/v1/jobs", json=one_time(tpl, **over), headers=h)
     body = is_problem(r, 404 if path is None else 422)
     if path and path != "body":
         assert any(e["path"].startswith(path) for e in body["errors"]), body
@@ -133,17 +122,17 @@ def test_one_time_validation(jobs_api, api_settings, over, path):
         {"intended_time": _now(hours=1)},  # wrong type's field
     ],
 )
-def test_reschedulable_validation(jobs_api, api_settings, over):
-    cid, h, tpl = setup_template(jobs_api)
+def test_reschedulable_validation(no_worker_api, api_settings, over):
+    cid, h, tpl = setup_template(no_worker_api)
     body = {k: v for k, v in (reschedulable(tpl) | over).items() if v is not None}
-    is_problem(jobs_api.post("/v1/jobs", json=body, headers=h), 422)
+    is_problem(no_worker_api.post("/v1/jobs", json=body, headers=h), 422)
     assert count(api_settings, Job, client_id=cid) == 0
 
 
-def test_other_tenants_template_is_404(jobs_api):
-    _, _, tpl = setup_template(jobs_api)
-    _, h2 = new_client(jobs_api)
-    is_problem(jobs_api.post("/v1/jobs", json=one_time(tpl), headers=h2), 404)
+def test_other_tenants_template_is_404(no_worker_api):
+    _, _, tpl = setup_template(no_worker_api)
+    _, h2 = new_client(no_worker_api)
+    is_problem(no_worker_api.post("/v1/jobs", json=one_time(tpl), headers=h2), 404)
 
 
 def test_temporal_unreachable_is_503_and_leaves_no_rows(api, api_settings):
@@ -154,31 +143,31 @@ def test_temporal_unreachable_is_503_and_leaves_no_rows(api, api_settings):
     assert count(api_settings, Job, client_id=cid) == 0 and count(api_settings, Run, client_id=cid) == 0
 
 
-def test_cancel_finished_and_unknown_runs(jobs_api, api_settings):
+def test_cancel_finished_and_unknown_runs(no_worker_api, api_settings):
     from sqlalchemy import create_engine, update
 
     from core.db import normalise_url
 
-    cid, h, tpl = setup_template(jobs_api)
-    out = jobs_api.post("/v1/jobs", json=one_time(tpl), headers=h).json()
-    r = jobs_api.post(f"/v1/runs/{out['run_id']}/cancel", headers=h)
+    cid, h, tpl = setup_template(no_worker_api)
+    out = no_worker_api.post("/v1/jobs", json=one_time(tpl), headers=h).json()
+    r = no_worker_api.post(f"/v1/runs/{out['run_id']}/cancel", headers=h)
     assert r.status_code == 202 and r.json()["status"] == "CANCELLING"
     eng = create_engine(normalise_url(api_settings.db_url))
     with eng.begin() as c:
         c.execute(update(Run).where(Run.id == out["run_id"]).values(status="SUCCEEDED"))
     eng.dispose()
-    body = is_problem(jobs_api.post(f"/v1/runs/{out['run_id']}/cancel", headers=h), 409)
+    body = is_problem(no_worker_api.post(f"/v1/runs/{out['run_id']}/cancel", headers=h), 409)
     assert "SUCCEEDED" in body["detail"]
-    is_problem(jobs_api.post("/v1/runs/run_nope/cancel", headers=h), 404)
-    _, h2 = new_client(jobs_api)
-    is_problem(jobs_api.get(f"/v1/runs/{out['run_id']}", headers=h2), 404)
-    is_problem(jobs_api.get(f"/v1/jobs/{out['job_id']}", headers=h2), 404)
+    is_problem(no_worker_api.post("/v1/runs/run_nope/cancel", headers=h), 404)
+    _, h2 = new_client(no_worker_api)
+    is_problem(no_worker_api.get(f"/v1/runs/{out['run_id']}", headers=h2), 404)
+    is_problem(no_worker_api.get(f"/v1/jobs/{out['job_id']}", headers=h2), 404)
 
 
-def test_metrics_count_requests_plans_and_runs(jobs_api):
-    _, h, tpl = setup_template(jobs_api)
+def test_metrics_count_requests_plans_and_runs(no_worker_api):
+    _, h, tpl = setup_template(no_worker_api)
     now = datetime.now(UTC)
-    r = jobs_api.post(
+    r = no_worker_api.post(
         "/v1/schedules/preview",
         headers=h,
         json={
@@ -189,8 +178,8 @@ def test_metrics_count_requests_plans_and_runs(jobs_api):
         | {"risk_mode": "NEUTRAL"},
     )
     assert r.status_code == 200, r.text
-    assert jobs_api.post("/v1/jobs", json=reschedulable(tpl), headers=h).status_code == 201
-    text = jobs_api.get("/metrics").text
+    assert no_worker_api.post("/v1/jobs", json=reschedulable(tpl), headers=h).status_code == 201
+    text = no_worker_api.get("/metrics").text
     assert 'orch_http_requests_total{method="POST",route="/v1/schedules/preview",status="200"}' in text
     plans = [ln for ln in text.splitlines() if ln.startswith("orch_plan_duration_seconds_count")]
     assert plans and float(plans[0].split()[-1]) >= 2
@@ -208,10 +197,10 @@ def _preview_body(tpl: str, hours: float = 24, **over) -> dict:
     } | over
 
 
-def test_preview_seed_shape_svg_and_no_side_effects(jobs_api, api_settings):
-    cid, h, tpl = setup_template(jobs_api, region="eu-west-2")
+def test_preview_seed_shape_svg_and_no_side_effects(no_worker_api, api_settings):
+    cid, h, tpl = setup_template(no_worker_api, region="eu-west-2")
     before = (count(api_settings, Job, client_id=cid), count(api_settings, Run, client_id=cid))
-    r = jobs_api.post("/v1/schedules/preview", json=_preview_body(tpl), headers=h)
+    r = no_worker_api.post("/v1/schedules/preview", json=_preview_body(tpl), headers=h)
     assert r.status_code == 200, r.text
     body = r.json()
     assert {"candidates", "chosen", "rationale"} <= set(body)
@@ -228,30 +217,30 @@ def test_preview_seed_shape_svg_and_no_side_effects(jobs_api, api_settings):
     assert body["chosen"]["estimated_gco2e"] <= body["baseline"]["estimated_gco2e"]
     assert "NEUTRAL" in body["rationale"]
     assert "not enough runtime history (0 successful runs of the 3 needed)" in body["rationale"]
-    svg = jobs_api.post("/v1/schedules/preview?format=svg", json=_preview_body(tpl), headers=h)
+    svg = no_worker_api.post("/v1/schedules/preview?format=svg", json=_preview_body(tpl), headers=h)
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     assert svg.text.lstrip().startswith(("<?xml", "<svg"))
     assert (count(api_settings, Job, client_id=cid), count(api_settings, Run, client_id=cid)) == before
 
 
-def test_preview_infeasible_window_names_the_numbers(jobs_api):
-    _, h, tpl = setup_template(jobs_api)  # expected runtime 1800 s -> p90 2700 s
-    r = jobs_api.post(
+def test_preview_infeasible_window_names_the_numbers(no_worker_api):
+    _, h, tpl = setup_template(no_worker_api)  # expected runtime 1800 s -> p90 2700 s
+    r = no_worker_api.post(
         "/v1/schedules/preview", json=_preview_body(tpl, hours=0.5, risk_mode="CONSERVATIVE"), headers=h
     )
     body = is_problem(r, 422)
     assert any(ch.isdigit() for ch in body["detail"]), body["detail"]
 
 
-def test_predictions_from_succeeded_runs(jobs_api, api_settings):
+def test_predictions_from_succeeded_runs(no_worker_api, api_settings):
     from sqlalchemy import create_engine
 
     from core.db import normalise_url
     from models.db import new_id
 
-    cid, h, tpl = setup_template(jobs_api)
+    cid, h, tpl = setup_template(no_worker_api)
     url = f"/v1/predictions/runtime?job_template_id={tpl}&fleet_template_id=m5.4xlarge"
-    assert jobs_api.get(url, headers=h).json() == {"available": False, "notes": "insufficient history"}
+    assert no_worker_api.get(url, headers=h).json() == {"available": False, "notes": "insufficient history"}
     eng = create_engine(normalise_url(api_settings.db_url))
     now = datetime.now(UTC)
     with eng.begin() as c:
@@ -289,11 +278,11 @@ def test_predictions_from_succeeded_runs(jobs_api, api_settings):
                 )
             )
     eng.dispose()
-    got = jobs_api.get(url, headers=h).json()
+    got = no_worker_api.get(url, headers=h).json()
     assert got["available"] is True and got["sample_size"] == 6
     assert 1700 <= got["p50_sec"] <= 2000 and got["p90_sec"] >= got["p50_sec"]
     assert 0 < got["confidence"] <= 1
     # another fleet template has no history; another tenant cannot ask
-    assert jobs_api.get(url.replace("m5.4xlarge", "m5.large"), headers=h).json()["available"] is False
-    _, h2 = new_client(jobs_api)
-    is_problem(jobs_api.get(url, headers=h2), 404)
+    assert no_worker_api.get(url.replace("m5.4xlarge", "m5.large"), headers=h).json()["available"] is False
+    _, h2 = new_client(no_worker_api)
+    is_problem(no_worker_api.get(url, headers=h2), 404)

@@ -103,19 +103,6 @@ def test_a_body_without_regions_hashes_as_before():
 
 
 # ---------------------------------------------------------------- API
-@pytest.fixture(scope="module")
-def regions_api(api_settings, temporal_dev_server):
-    """The real app with the Temporal dev server and no worker: jobs are accepted and never run."""
-    settings = api_settings.model_copy(
-        update={
-            "temporal_address": f"127.0.0.1:{temporal_dev_server.ports['grpc']}",
-            "temporal_task_queue": "no-worker-here",
-        }
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
-
-
 def _paths(r) -> list[str]:
     return [e["path"] for e in is_problem(r, 422).get("errors") or []]
 
@@ -240,8 +227,8 @@ def _job(tpl: str, **over) -> dict:
     return {"job_template_id": tpl, "type": "ONE_TIME", "intended_time": when} | over
 
 
-def test_job_regions_validation_and_storage(regions_api, api_settings):
-    api = regions_api
+def test_job_regions_validation_and_storage(no_worker_api, api_settings):
+    api = no_worker_api
     _, h, art = _eu_client(api, allowed=(HOME, PARIS, "eu-north-1"))
     narrow = api.post(
         "/v1/job-templates", json=template_body(art, name="narrow", regions=[HOME, PARIS]), headers=h
@@ -266,9 +253,9 @@ def test_job_regions_validation_and_storage(regions_api, api_settings):
     db.dispose()
 
 
-def test_preview_request_accepts_regions(regions_api):
+def test_preview_request_accepts_regions(no_worker_api):
     """The field exists and is checked for shape (its planning is the planner's part)."""
-    api = regions_api
+    api = no_worker_api
     _, h, art = _eu_client(api)
     tpl = api.post("/v1/job-templates", json=template_body(art), headers=h).json()["id"]
     now = datetime.now(UTC)
@@ -387,9 +374,9 @@ def test_offerings_report_errors_per_region_and_never_raise(tmp_path, monkeypatc
     assert all(r["error_code"] == "EndpointConnectionError" and r["hint"] for r in out)
 
 
-def test_a_job_with_no_region_left_is_refused(regions_api):
+def test_a_job_with_no_region_left_is_refused(no_worker_api):
     """The client removed a region its templates still list: new jobs get a 422 naming the lists."""
-    api = regions_api
+    api = no_worker_api
     cid, h, art = _eu_client(api)
     paris_only = api.post(
         "/v1/job-templates", json=template_body(art, name="p", regions=[PARIS]), headers=h
