@@ -1,8 +1,7 @@
 """POST /v1/jobs validation, idempotency and Temporal-unavailable behaviour, on SQLite and PostgreSQL.
 
 The `no_worker_api` fixture (conftest) talks to the real Temporal dev server with no worker on its task
-queue, so workflows
-start (and can be described) but never run: exactly what these API-level checks need."""
+queue, so workflows start (and can be described) but never run: exactly what these API-level checks need."""
 
 from __future__ import annotations
 
