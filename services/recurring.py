@@ -8,6 +8,11 @@
   make two runs for one firing; the run's window is the firing's margin, and its ``JobRunWorkflow``
   (id ``Run.workflow_id``) is started as a child the firing waits for, so Temporal's overlap policy sees a
   run in flight.
+- Downtime: a firing handled late (no worker, or Temporal itself catching up) makes its run when it is
+  handled before its margin ends (the run starts inside the margin) or within ``catchup_window`` of its fire
+  time (a catch-up: the run must start within ``CATCHUP_START_GRACE`` of being handled); later than both, it
+  is recorded as an ``EXPIRED`` run (never started) whose reason names the margin's end and the window.
+  Temporal applies the same window to firings it missed while down, so one rule covers both.
 - Consistency rule between REST and Temporal: **Temporal's Schedule is the source of truth for paused /
   deleted**. ``GET /v1/recurring-jobs/{id}`` describes the Schedule and repairs the row: paused or unpaused
   with ``temporal schedule toggle`` shows as such; a Schedule deleted with ``temporal schedule delete`` marks
@@ -52,6 +57,7 @@ log = logging.getLogger("orch.recurring")
 
 FIRING_WORKFLOW = "RecurringFiringWorkflow"
 MIN_CATCHUP = timedelta(seconds=10)  # Temporal's floor for a catch-up window
+CATCHUP_START_GRACE = timedelta(minutes=1)  # a caught-up firing's run must start within this long
 OVERLAP = {
     "skip": ScheduleOverlapPolicy.SKIP,
     "buffer_one": ScheduleOverlapPolicy.BUFFER_ONE,
@@ -308,7 +314,14 @@ def create_firing_run(
         assert template is not None  # a template with recurring jobs cannot be deleted (foreign key)
         earliest, latest_finish = firing_window(session, settings, rj, template, nominal)
         margin_end = cal.margin(nominal)[1]
-        late = now > margin_end
+        catchup_end = fire_time.astimezone(UTC) + parse_duration(rj.catchup_window)
+        late = now > margin_end and now > catchup_end
+        if now > margin_end and not late:
+            # a catch-up: handled after its margin (worker or Temporal down) but within the catch-up window
+            # after its fire time: the run starts at once (within CATCHUP_START_GRACE)
+            earliest = now
+            need = latest_finish - margin_end if not rj.deadline else timedelta(0)
+            latest_finish = max(now + CATCHUP_START_GRACE + need, latest_finish)
         body = {"recurring_job_id": rj.id, "nominal_time": nominal.isoformat()}
         job = Job(
             id=new_id("job"),
@@ -330,8 +343,9 @@ def create_firing_run(
             template,
             status="EXPIRED" if late else "PENDING",
             status_reason=(
-                f"the firing for {_when(nominal)} was processed at {_when(now)}, after its margin "
-                f"ended at {_when(margin_end)} (worker or Temporal down): not started"
+                f"the firing for {_when(nominal)} (fired {_when(fire_time)}) was processed at {_when(now)}, "
+                f"after its margin ended at {_when(margin_end)} and beyond its catch-up window "
+                f"{rj.catchup_window} (until {_when(catchup_end)}) (worker or Temporal down): not started"
                 if late
                 else None
             ),
@@ -365,9 +379,13 @@ def create_firing_run(
         f"{template.name} (recurring {rj.id}, nominal {_when(nominal)}, {job.risk_mode}) "
         f"on {run.fleet_template_id}"
     )
+    margin_end = cal.margin(nominal)[1]
+    caught_up = job.earliest_start is not None and job.earliest_start > margin_end
+    start_by = job.earliest_start + CATCHUP_START_GRACE if caught_up and job.earliest_start else margin_end
     details = (
         f"client {run.client_id}, job {job.id}, run {run.id}, start in "
-        f"[{_when(job.earliest_start)}, {_when(cal.margin(nominal)[1])}]"
+        f"[{_when(job.earliest_start)}, {_when(start_by)}]"
+        + (f" (caught up: its margin ended at {_when(margin_end)})" if caught_up else "")
     )
     session.commit()
     return Firing(
