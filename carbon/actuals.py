@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Measured:
-    """``series``: measured g/kWh covering at least ``[start, end]`` (integrate it there; None when no source has it); ``source``: who
-    measured it; ``reasons``: why each source asked before (or instead) could not answer."""
+    """``series``: measured g/kWh covering at least ``[start, end]`` (integrate it there; None when no
+    source has it); ``source``: who measured it; ``reasons``: why each source asked before (or instead)
+    could not answer."""
 
     series: CarbonSeries | None
     source: str | None = None

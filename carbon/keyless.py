@@ -106,26 +106,6 @@ class UkCarbonIntensity(LiveProvider):
             actuals = self._history(http, base, now, rows)
         return LiveData(target, now, forecast, actuals)
 
-    def history(self, http: httpx.Client, target: str, start: datetime, end: datetime) -> CarbonSeries:
-        """The measured ``co2eq`` values (not ``co2eq_forecast``) of the days around ``[start, end)``."""
-        r = http.get(
-            f"{self.settings.energy_charts_url.rstrip('/')}/co2eq",
-            params={
-                "country": target,
-                "start": start.astimezone(UTC).strftime("%Y-%m-%d"),
-                "end": (end.astimezone(UTC) + timedelta(days=1)).strftime("%Y-%m-%d"),
-            },
-        )
-        r.raise_for_status()
-        body = r.json()
-        if not isinstance(body, dict):
-            raise TypeError(f"response is a {type(body).__name__}, expected an object")
-        ts, past = body["unix_seconds"], body.get("co2eq")
-        if past is None or len(past) != len(ts):
-            raise NotCovered(f"Energy-Charts has no measured co2eq for {target!r} then")
-        times = [datetime.fromtimestamp(float(x), UTC) for x in ts]
-        return history_block(times, [_num(x) for x in past], start, end)
-
     def _history(self, http: httpx.Client, base: str, now: datetime, rows: list) -> CarbonSeries | None:
         days = max(0, min(14, int(self.settings.carbon_actuals_days)))
         t, v, d = _uk_points(rows, "actual")

@@ -179,7 +179,9 @@ class LedgerRow(BaseModel):
     energy_actual_kwh: float = Field(0.0, description="energy_kwh of the runs that rest on actuals")
     emissions_chosen_forecast_g: float = Field(0.0, description="emissions_chosen_g resting on a forecast")
     emissions_chosen_actual_g: float = Field(0.0, description="emissions_chosen_g resting on actuals")
-    emissions_baseline_forecast_g: float = Field(0.0, description="emissions_baseline_g resting on a forecast")
+    emissions_baseline_forecast_g: float = Field(
+        0.0, description="emissions_baseline_g resting on a forecast"
+    )
     emissions_baseline_actual_g: float = Field(0.0, description="emissions_baseline_g resting on actuals")
 
 

@@ -155,6 +155,7 @@ def run_figures(r: Run) -> RunFigures:
     real_interval = chosen is not None  # the figure covers the runtime that really happened
     if chosen is None:
         chosen = r.carbon_chosen_g
+    baseline: float | None
     if r.carbon_actual_baseline_g is not None:
         baseline, baseline_measured = r.carbon_actual_baseline_g, True
     elif r.carbon_earliest_g is not None:

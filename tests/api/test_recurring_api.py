@@ -277,8 +277,9 @@ def test_firing_is_idempotent_by_nominal_time(rec_api, rec_settings):
 
 
 def test_late_firing_is_caught_up_within_the_catchup_window_else_recorded(rec_api, rec_settings):
-    """A firing handled after its margin ended (worker down): within catchup_window of its fire time it makes
-    a run that must start at once; beyond it an EXPIRED record whose reason names the margin and the window."""
+    """A firing handled after its margin ended (worker down): within catchup_window of its fire time it
+    makes a run that must start at once; beyond it an EXPIRED record whose reason names the margin and the
+    window."""
     h, tpl = setup_template(rec_api)
     rj = rec_api.post(
         "/v1/recurring-jobs",

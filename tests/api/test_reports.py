@@ -329,6 +329,7 @@ def test_actuals_task_records_measured_figures_and_the_ledger_rests_on_them(api,
     assert mg(t["emissions_chosen_actual_g"]) == round(chosen * 1000)
     assert mg(t["emissions_baseline_actual_g"]) == round(baseline * 1000)
     assert mg(t["saving_actual_g"]) == round(baseline * 1000) - round(chosen * 1000)
-    # the two others rest on the end-of-run estimate (1.5 g) and the scaled forecast baseline (2 g x 1 h/1.5 h)
+    # the two others rest on the end-of-run estimate (1.5 g) and the forecast baseline scaled to the
+    # real runtime (2 g x 1 h / 1.5 h)
     assert mg(t["emissions_chosen_forecast_g"]) == 2 * 1500
     assert mg(t["saving_forecast_g"]) == 2 * (round(2.0 * 3600 / 5400 * 1000) - 1500)
