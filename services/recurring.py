@@ -88,10 +88,14 @@ def calendar_of(rj: RecurringJob) -> Calendar:
     )
 
 
-def validate_row(rj: RecurringJob, now: datetime | None = None) -> Calendar:
-    """Validate every calendar field of a row (raises scheduling.calendar.CalendarError naming the field)."""
-    from scheduling.calendar import CalendarError
+def validate_row(rj: RecurringJob, now: datetime | None = None, settings: Settings | None = None) -> Calendar:
+    """Validate every calendar field of a row (raises scheduling.calendar.CalendarError naming the field).
+    ``settings``: where the shortest interval comes from (default: 1 minute)."""
+    from scheduling.calendar import MIN_INTERVAL, CalendarError
 
+    min_interval = (
+        timedelta(seconds=settings.recurring_min_interval_sec) if settings is not None else MIN_INTERVAL
+    )
     cal = build_calendar(
         cron=rj.cron,
         interval=rj.interval,
@@ -102,6 +106,7 @@ def validate_row(rj: RecurringJob, now: datetime | None = None) -> Calendar:
         start_at=rj.start_at,
         end_at=rj.end_at,
         now=now,
+        min_interval=min_interval,
     )
     if parse_duration(rj.catchup_window, "catchup_window") < MIN_CATCHUP:
         raise CalendarError("catchup_window", "catchup_window must be at least PT10S (Temporal's minimum)")
@@ -472,7 +477,9 @@ def load(session: Session, client: Client, recurring_id: str) -> tuple[Recurring
     return rj, template
 
 
-def _new_row(session: Session, client: Client, body: Any) -> tuple[RecurringJob, JobTemplate]:
+def _new_row(
+    session: Session, settings: Settings, client: Client, body: Any
+) -> tuple[RecurringJob, JobTemplate]:
     """Blocking: validate ``body`` (models.recurring.RecurringJobCreate) and store the row."""
     from scheduling.calendar import CalendarError
     from services.access import owned
@@ -501,7 +508,7 @@ def _new_row(session: Session, client: Client, body: Any) -> tuple[RecurringJob,
         schedule_id=schedule_id_for(rid),
     )
     try:
-        cal = validate_row(rj)
+        cal = validate_row(rj, settings=settings)
     except CalendarError as exc:
         raise _calendar_error(exc) from exc
     if rj.interval:
@@ -520,7 +527,7 @@ async def create_recurring(
 
     from services.errors import Unavailable
 
-    rj, template = await anyio.to_thread.run_sync(_new_row, session, client, body)
+    rj, template = await anyio.to_thread.run_sync(_new_row, session, settings, client, body)
     try:
         await create_schedule(await temporal(), settings, rj, template)
     except Exception as exc:
@@ -670,7 +677,12 @@ async def get_recurring(
 
 
 def _patched_probe(
-    session: Session, client: Client, recurring_id: str, changes: dict[str, Any], body: Any
+    session: Session,
+    settings: Settings,
+    client: Client,
+    recurring_id: str,
+    changes: dict[str, Any],
+    body: Any,
 ) -> tuple[RecurringJob, RecurringJob, JobTemplate]:
     """Blocking: the row with ``changes`` applied on a detached copy, validated as a whole."""
     from scheduling.calendar import CalendarError
@@ -697,7 +709,7 @@ def _patched_probe(
         if getattr(probe, k) is None:
             raise Unprocessable(f"{k} cannot be null", [field_error(k, "cannot be null")])
     try:
-        cal = validate_row(probe)
+        cal = validate_row(probe, settings=settings)
     except CalendarError as exc:
         raise _calendar_error(exc) from exc
     probe.cron = cal.cron
@@ -721,7 +733,7 @@ async def update_recurring(
 
     changes = body.model_dump(exclude_unset=True, mode="json")
     rj, probe, template = await anyio.to_thread.run_sync(
-        _patched_probe, session, client, recurring_id, changes, body
+        _patched_probe, session, settings, client, recurring_id, changes, body
     )
     try:
         await update_schedule(await temporal(), settings, probe, template)

@@ -29,7 +29,9 @@ TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "TIMED_OUT"}
 @pytest.fixture(scope="module")
 def stack(open_tmp_root, temporal_dev_server, s3_settings):
     tmp = Path(tempfile.mkdtemp(prefix="e2e-rec-", dir=open_tmp_root))
-    settings = make_stack_settings(tmp, temporal_dev_server.ports["grpc"], s3_settings)
+    settings = make_stack_settings(
+        tmp, temporal_dev_server.ports["grpc"], s3_settings, recurring_min_interval_sec=5
+    )
     upgrade(settings)
     st = Stack(settings, tmp)
     st.start_api()
@@ -195,7 +197,7 @@ def test_interval_pause_trigger_delete(stack, app_tmp, cron_job):
 def test_overlap_skip_creates_no_run_and_says_so(stack, app_tmp):
     h = stack.client("rec-overlap")
     tpl = stack.template(h, args={"sleep": 60})  # each run outlives the next firings
-    rid = every(stack, h, tpl, 5, overlap="skip")["id"]
+    rid = every(stack, h, tpl, 10, overlap="skip")["id"]
     first = wait_runs(stack, h, rid, lambda rs: any(r["status"] == "RUNNING" for r in rs), 40, "a run")
     g: dict = {}
 
