@@ -21,6 +21,7 @@ after that long, until it is older than ``ORCH_CARBON_ACTUALS_DAYS``). For each 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -152,13 +153,22 @@ def _source_name(source: str | None) -> str | None:
 
 
 def record_actuals(
-    session: Session, settings: Settings, now: datetime, limit: int = 50, http: httpx.Client | None = None
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    limit: int = 50,
+    http: httpx.Client | None = None,
+    budget_sec: float = 60.0,
 ) -> ActualsPass:
-    """One pass over at most ``limit`` due runs, each committed on its own."""
+    """One pass over at most ``limit`` due runs, each committed on its own, for at most ``budget_sec`` of
+    wall time (a slow or hanging provider must not hold the maintenance pass; the rest waits for the next)."""
     out = ActualsPass()
     runs = due_runs(session, settings, now, limit)
     session.commit()  # end the read transaction before the provider calls
+    stop_at = time.monotonic() + budget_sec
     for run in runs:
+        if time.monotonic() > stop_at:
+            break
         out.examined += 1
         try:
             verdict = record_run_actuals(session, settings, run, now, http)
