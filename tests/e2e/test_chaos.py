@@ -20,31 +20,27 @@ from tests.support.e2e_stack import Stack, alive, make_stack_settings
 pytestmark = pytest.mark.slow  # API and worker as processes (a stack of their own)
 
 
-@pytest.fixture(scope="module")
-def own_temporal(tmp_path_factory):
-    """A Temporal dev server these tests may stop and restart (same port, same database file). One for the
-    module: each test leaves it running, and the stack on it healthy, for the next."""
-    tmp = tmp_path_factory.mktemp("chaos-temporal")
+@pytest.fixture
+def own_temporal(tmp_path):
+    """A Temporal dev server this test may stop and restart (same port, same database file)."""
     port = free_port()
-    holder = {"server": start_temporal(tmp / "temporal.db", port, None, tmp / "temporal.log")}
+    holder = {"server": start_temporal(tmp_path / "temporal.db", port, None, tmp_path / "temporal.log")}
 
     def restart():
         holder["server"].stop()
-        holder["server"] = start_temporal(tmp / "temporal.db", port, None, tmp / "temporal2.log")
+        holder["server"] = start_temporal(tmp_path / "temporal.db", port, None, tmp_path / "temporal2.log")
 
     holder["port"], holder["restart"] = port, restart
     yield holder
     holder["server"].stop()
 
 
-@pytest.fixture(scope="module")
-def chaos_stack(tmp_path_factory, own_temporal, s3_settings, open_tmp_root):
-    """API and worker on ``own_temporal``, shared by the module's tests; each test uses its own client and
-    brings back what it kills (the API, the worker)."""
+@pytest.fixture
+def chaos_stack(tmp_path, own_temporal, s3_settings, open_tmp_root):
     data = Path(tempfile.mkdtemp(prefix="chaos-", dir=open_tmp_root))  # apps run under their own uids
     settings = make_stack_settings(data, own_temporal["port"], s3_settings)
     upgrade(settings)
-    st = Stack(settings, tmp_path_factory.mktemp("chaos-logs"))
+    st = Stack(settings, tmp_path)
     st.start_api()
     st.start_worker()
     yield st
