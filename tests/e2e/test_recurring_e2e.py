@@ -244,14 +244,21 @@ def test_worker_killed_around_firings_still_one_run_each(stack, app_tmp):
 
     stack.http.post(f"/v1/recurring-jobs/{rid}/pause", headers=h)
     runs = wait_runs(stack, h, rid, lambda rs: all(r["status"] in TERMINAL for r in rs), 180, "runs to end")
-    assert all(r["status"] == "SUCCEEDED" for r in runs), [(r["status"], r["status_reason"]) for r in runs]
+    # Every run SUCCEEDED, except that the second kill may catch the new run's own JobRunWorkflow with an
+    # activity in flight (a plan is retried only after its 2-minute start-to-close timeout): that one run
+    # then misses its 20 s margin and ends EXPIRED, never started late (the margin guarantee). Seen once in
+    # three runs of this test; the 1-minute original (30 s margin) had the same exposure.
+    late = [(r["status"], r["started_at"], r["status_reason"]) for r in runs if r["status"] != "SUCCEEDED"]
+    assert len(late) <= 1, late
+    assert all(st == "EXPIRED" and not started and "could not start by" in why for st, started, why in late)
     nominals = sorted(check_one_run_per_firing(stack, h, runs, 20))
     # no firing lost: one run per tick from the first to the last
     assert [(b - a) for a, b in zip(nominals, nominals[1:], strict=False)] == [timedelta(seconds=20)] * (
         len(nominals) - 1
     ), nominals
     starts = counter.read_text().splitlines()
-    assert len(starts) == len(runs), f"{len(starts)} app starts for {len(runs)} runs"
+    ran = sum(r["status"] == "SUCCEEDED" for r in runs)
+    assert len(starts) == ran, f"{len(starts)} app starts for {ran} runs that ran"
     record_history(stack, firing_workflows(stack, h, rid)[-1], "recurring_firing_worker_killed")
     stack.http.delete(f"/v1/recurring-jobs/{rid}", headers=h)
 
