@@ -18,6 +18,9 @@ Tasks shipped here:
   (``services.artifacts.sweep_artifact_store``).
 - ``clean_run_dirs`` (``local`` driver): deletes finished attempts' run directories after
   ``ORCH_LOCAL_RUN_RETENTION_HOURS`` (``fleets.local.clean_run_dirs``).
+- ``record_carbon_actuals``: for finished runs with no measured carbon yet, asks the carbon provider for the
+  measured (actual) intensity over the run's real interval and its baseline interval and records the
+  measured gCO2e where the provider has actuals (``services.actuals``); up to ``ACTUALS_BATCH`` runs a pass.
 """
 
 from __future__ import annotations
@@ -44,12 +47,14 @@ from fleets.local import clean_run_dirs
 from models.db import Job, JobTemplate, Run, utcnow
 from models.domain import TERMINAL_STATUSES, RunStatus
 from models.workflow import MaintenancePassInput, MaintenancePassResult
+from services.actuals import record_actuals
 from services.artifacts import sweep_artifact_store
 from services.jobs import start_run_workflow
 
 log = logging.getLogger("orch.maintenance")
 
 FINAL = sorted(str(s) for s in TERMINAL_STATUSES)
+ACTUALS_BATCH = 50  # runs looked at per pass (each may cost two provider requests)
 
 
 @dataclass
@@ -242,3 +247,17 @@ def clean_local_run_dirs(ctx: MaintenanceContext, state: dict[str, Any]) -> tupl
         return state, {"examined": 0}
     removed = clean_run_dirs(ctx.settings, datetime.now(UTC))
     return state, {"removed": len(removed)}
+
+
+# ---------------------------------------------------------------- record_carbon_actuals
+@maintenance_task("record_carbon_actuals")
+def record_carbon_actuals(ctx: MaintenanceContext, state: dict[str, Any]) -> tuple[dict, dict]:
+    """Measured gCO2e of finished runs (and their baselines) where the provider publishes actuals."""
+    with ctx.db.session() as s:
+        done = record_actuals(s, ctx.settings, datetime.now(UTC), ACTUALS_BATCH)
+    return state, {
+        "examined": done.examined,
+        "recorded": done.recorded,
+        "partial": done.partial,
+        "unavailable": done.unavailable,
+    }

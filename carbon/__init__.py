@@ -5,6 +5,7 @@
 - Providers (:data:`REGISTRY`, the :class:`CarbonProvider` protocol): ``electricitymaps``, ``watttime``,
   ``carbon-aware-sdk`` (keyed, ``carbon.keyed``), ``uk-carbon-intensity``, ``energy-charts`` (keyless,
   ``carbon.keyless``); ``embedded`` (``carbon.embedded``) and ``csv`` (``carbon.csvfile``) need no network.
+- :func:`measured_series`: measured intensity (actuals only) of a past interval, for the ledger.
 - Caches: :class:`MemoryTTLCache`, :class:`DbCarbonCache` (``carbon.cache``).
 
 Adding a provider: a class with the :class:`CarbonProvider` members decorated with ``@register`` in a
@@ -13,6 +14,7 @@ module of this package imported below, and its settings in the carbon block of `
 """
 
 from carbon import keyed, keyless  # noqa: F401  (register the providers)
+from carbon.actuals import Measured, measured_series
 from carbon.base import REGISTRY, CarbonProvider, CarbonProviderError, LiveData, NotCovered, register
 from carbon.cache import CarbonCache, DbCarbonCache, MemoryTTLCache
 from carbon.csvfile import load_csv, load_csv_series
@@ -28,12 +30,14 @@ __all__ = [
     "CarbonService",
     "DbCarbonCache",
     "LiveData",
+    "Measured",
     "MemoryTTLCache",
     "NotCovered",
     "embedded_series",
     "get_series",
     "load_csv",
     "load_csv_series",
+    "measured_series",
     "providers",
     "register",
 ]

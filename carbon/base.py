@@ -104,6 +104,13 @@ class LiveProvider:
     def fetch(self, http: httpx.Client, target: str, now: datetime) -> LiveData:  # pragma: no cover
         raise NotImplementedError
 
+    def history(self, http: httpx.Client, target: str, start: datetime, end: datetime) -> CarbonSeries:
+        """Measured intensity (actuals, not a forecast) around ``[start, end)``, g/kWh on a regular UTC grid;
+        it may cover less than asked (the caller checks). Raises :class:`NotCovered` when the provider
+        publishes no measured history (the default), httpx errors or ValueError / KeyError / TypeError on a
+        bad response, like :meth:`fetch`."""
+        raise NotCovered(f"{self.name} publishes no measured history")
+
 
 #: name -> provider class; providers register themselves with :func:`register` when carbon/ is imported.
 REGISTRY: dict[str, type[LiveProvider]] = {}

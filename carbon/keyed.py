@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -28,7 +28,7 @@ from carbon.base import LiveData, LiveProvider, NotCovered, register, secret
 from carbon.gridding import points_to_blocks
 from scheduling.carbon import CarbonSeries, parse_timestamp, zone_for_region
 
-__all__ = ["CarbonAwareSdk", "ElectricityMaps", "WattTime", "forecast_block"]
+__all__ = ["CarbonAwareSdk", "ElectricityMaps", "WattTime", "forecast_block", "history_block"]
 
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237  # 453.59237 g/lb / 1000 kWh/MWh
 WATTTIME_TOKEN_TTL_SEC = 25 * 60  # tokens live ~30 min
@@ -61,6 +61,41 @@ def forecast_block(
     if not blocks:
         raise ValueError(f"provider returned no {what} values")
     return blocks[0].series
+
+
+def history_block(
+    times: list[datetime],
+    values: list[float],
+    start: datetime,
+    end: datetime,
+    *,
+    signal: str = "average",
+    durations: list[float] | None = None,
+) -> CarbonSeries:
+    """The contiguous run of measured points (gaps up to 3 h interpolated) that overlaps ``[start, end)``
+    most; NotCovered when none does."""
+    blocks, _ = points_to_blocks(times, values, max_gap=MAX_GAP, durations=durations, signal=signal)
+
+    def overlap(b) -> timedelta:
+        return max(timedelta(0), min(b.series.end, end) - max(b.series.start, start))
+
+    best = max(blocks, key=overlap, default=None)
+    if best is None or overlap(best) <= timedelta(0):
+        raise NotCovered(f"no measured values between {_iso(start)} and {_iso(end)}")
+    return best.series
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _watttime_factor(body: dict) -> float:
+    units = str(body.get("meta", {}).get("units", "lbs_co2_per_mwh")).lower()
+    if units in ("lbs_co2_per_mwh", "lbs/mwh"):
+        return LBS_PER_MWH_TO_G_PER_KWH
+    if units in ("g_co2_per_kwh", "g/kwh", "kg_co2_per_mwh"):
+        return 1.0
+    raise ValueError(f"unexpected WattTime units {units!r}")
 
 
 @register
@@ -99,6 +134,26 @@ class ElectricityMaps(LiveProvider):
             float("nan") if p.get("carbonIntensity") is None else float(p["carbonIntensity"]) for p in pts
         ]
         return LiveData(target, now, forecast_block(times, vals))
+
+    def history(self, http: httpx.Client, target: str, start: datetime, end: datetime) -> CarbonSeries:
+        """``GET /v3/carbon-intensity/past-range?zone=&start=&end=`` -> ``{"data": [{"carbonIntensity",
+        "datetime", "isEstimated"}]}``. Points Electricity Maps marks ``isEstimated`` are not measurements:
+        they count as missing."""
+        r = http.get(
+            f"{self.settings.electricitymaps_url.rstrip('/')}/v3/carbon-intensity/past-range",
+            params={"zone": target, "start": _iso(start), "end": _iso(end)},
+            headers={"auth-token": secret(self.settings.electricitymaps_api_key) or ""},
+        )
+        r.raise_for_status()
+        pts = r.json()["data"]
+        times = [parse_timestamp(p["datetime"]) for p in pts]
+        vals = [
+            float("nan")
+            if p.get("carbonIntensity") is None or p.get("isEstimated")
+            else float(p["carbonIntensity"])
+            for p in pts
+        ]
+        return history_block(times, vals, start, end)
 
 
 @register
@@ -150,17 +205,27 @@ class WattTime(LiveProvider):
             r = http.get(url, params=params, headers={"Authorization": f"Bearer {self._token(http, True)}"})
         r.raise_for_status()
         body = r.json()
-        units = str(body.get("meta", {}).get("units", "lbs_co2_per_mwh")).lower()
-        if units in ("lbs_co2_per_mwh", "lbs/mwh"):
-            factor = LBS_PER_MWH_TO_G_PER_KWH
-        elif units in ("g_co2_per_kwh", "g/kwh", "kg_co2_per_mwh"):
-            factor = 1.0
-        else:
-            raise ValueError(f"unexpected WattTime units {units!r}")
+        factor = _watttime_factor(body)
         pts = body["data"]
         times = [parse_timestamp(p["point_time"]) for p in pts]
         vals = [float("nan") if p.get("value") is None else float(p["value"]) * factor for p in pts]
         return LiveData(target, now, forecast_block(times, vals, signal="marginal"))
+
+    def history(self, http: httpx.Client, target: str, start: datetime, end: datetime) -> CarbonSeries:
+        """``GET /v3/historical?region=&start=&end=&signal_type=co2_moer`` -> the same shape as the
+        forecast: measured marginal emissions rates."""
+        url = f"{self.settings.watttime_url.rstrip('/')}/v3/historical"
+        params = {"region": target, "signal_type": "co2_moer", "start": _iso(start), "end": _iso(end)}
+        r = http.get(url, params=params, headers={"Authorization": f"Bearer {self._token(http)}"})
+        if r.status_code == 401:
+            r = http.get(url, params=params, headers={"Authorization": f"Bearer {self._token(http, True)}"})
+        r.raise_for_status()
+        body = r.json()
+        factor = _watttime_factor(body)
+        pts = body["data"]
+        times = [parse_timestamp(p["point_time"]) for p in pts]
+        vals = [float("nan") if p.get("value") is None else float(p["value"]) * factor for p in pts]
+        return history_block(times, vals, start, end, signal="marginal")
 
 
 @register

@@ -24,7 +24,7 @@ import httpx
 
 from carbon.base import LiveData, LiveProvider, NotCovered, register
 from carbon.gridding import points_to_blocks
-from carbon.keyed import MAX_GAP, _map, forecast_block
+from carbon.keyed import MAX_GAP, _map, forecast_block, history_block
 from scheduling.carbon import CarbonSeries, floor_time, parse_timestamp
 
 __all__ = ["EnergyCharts", "UkCarbonIntensity"]
@@ -121,6 +121,19 @@ class UkCarbonIntensity(LiveProvider):
                 log.info("uk-carbon-intensity: no recent actuals (%s)", type(e).__name__)
         return _last_block(t, v, d)
 
+    def history(self, http: httpx.Client, target: str, start: datetime, end: datetime) -> CarbonSeries:
+        """National actuals ``GET {url}/intensity/{from}/{to}`` (``intensity.actual``); the regional API
+        publishes forecasts only."""
+        if target != "national":
+            raise NotCovered("the GB regional API publishes forecasts only, no measured intensity")
+        base = self.settings.uk_carbon_intensity_url.rstrip("/")
+        frm = floor_time(start, HALF_HOUR).strftime("%Y-%m-%dT%H:%MZ")
+        to = (floor_time(end, HALF_HOUR) + HALF_HOUR).strftime("%Y-%m-%dT%H:%MZ")
+        r = http.get(f"{base}/intensity/{frm}/{to}")
+        r.raise_for_status()
+        t, v, d = _uk_points(r.json()["data"], "actual")
+        return history_block(t, v, start, end, durations=d)
+
 
 @register
 class EnergyCharts(LiveProvider):
@@ -171,3 +184,23 @@ class EnergyCharts(LiveProvider):
         if actuals is None and forecast is None:
             raise NotCovered(f"Energy-Charts has only nulls for {target!r}")
         return LiveData(target, now, forecast, actuals)
+
+    def history(self, http: httpx.Client, target: str, start: datetime, end: datetime) -> CarbonSeries:
+        """The measured ``co2eq`` values (not ``co2eq_forecast``) of the days around ``[start, end)``."""
+        r = http.get(
+            f"{self.settings.energy_charts_url.rstrip('/')}/co2eq",
+            params={
+                "country": target,
+                "start": start.astimezone(UTC).strftime("%Y-%m-%d"),
+                "end": (end.astimezone(UTC) + timedelta(days=1)).strftime("%Y-%m-%d"),
+            },
+        )
+        r.raise_for_status()
+        body = r.json()
+        if not isinstance(body, dict):
+            raise TypeError(f"response is a {type(body).__name__}, expected an object")
+        ts, past = body["unix_seconds"], body.get("co2eq")
+        if past is None or len(past) != len(ts):
+            raise NotCovered(f"Energy-Charts has no measured co2eq for {target!r} then")
+        times = [datetime.fromtimestamp(float(x), UTC) for x in ts]
+        return history_block(times, [_num(x) for x in past], start, end)

@@ -193,7 +193,8 @@ def carbon(
     if as_json:
         return _dump(data)
     t = Table(title=f"carbon ledger {_when(data['from'])} .. {_when(data['to'])} by {group_by}")
-    for col in ("group", "runs", "kWh", "chosen gCO2e", "baseline gCO2e", "saved g", "of it on actuals g"):
+    cols = ("group", "runs", "kWh", "chosen gCO2e", "baseline gCO2e", "saved g", "of it on actuals g")
+    for col in (*cols, "runs on actuals"):
         t.add_column(col, justify="left" if col == "group" else "right")
     for r in [*data["rows"], data["total"]]:
         t.add_row(
@@ -204,6 +205,7 @@ def carbon(
             f"{r['emissions_baseline_g']:.1f}",
             f"{r['saving_g']:.1f}",
             f"{r['saving_actual_g']:.1f}",
+            str(r["runs_with_actuals"]),
             style="bold" if r is data["total"] else None,
         )
     out.print(t)

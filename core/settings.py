@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         30.0, description="A run PENDING this long without a workflow is started by the reconciler"
     )
     reconcile_batch: int = Field(200, description="Runs examined per reconciler pass (rotating cursor)")
+    recurring_min_interval_sec: int = Field(
+        60, ge=1, description="Shortest `interval` a recurring job may have (tests lower it to seconds)"
+    )
 
     # S3 artifact store
     s3_endpoint_url: str | None = Field("http://127.0.0.1:8333", description="None = AWS S3")

@@ -163,6 +163,16 @@ class Run(Base):
     carbon_realised_g: Mapped[float | None] = mapped_column(Float, default=None)
     recurring_job_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)  # issue 13
     region: Mapped[str | None] = mapped_column(String(32), default=None)  # issue 14: chosen when planned
+    # measured carbon, recorded after the run by the record_carbon_actuals maintenance task (issue 13):
+    # gCO2e over [started_at, finished_at] and over the baseline interval from measured intensity only
+    # (never a forecast or climatology), the run's mean measured g/kWh, who measured it, and when it was
+    # last looked for (with why not, while a figure is missing)
+    carbon_actual_g: Mapped[float | None] = mapped_column(Float, default=None)
+    carbon_actual_baseline_g: Mapped[float | None] = mapped_column(Float, default=None)
+    carbon_actual_intensity: Mapped[float | None] = mapped_column(Float, default=None)
+    carbon_actual_source: Mapped[str | None] = mapped_column(String(255), default=None)
+    carbon_actual_note: Mapped[str | None] = mapped_column(Text, default=None)
+    carbon_actual_checked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RecurringJob(Base):

@@ -166,12 +166,27 @@ class LedgerRow(BaseModel):
     label: str
     runs: int
     energy_kwh: float
-    emissions_chosen_g: float = Field(description="gCO2e at the chosen start (actual where recorded)")
+    emissions_chosen_g: float = Field(
+        description="gCO2e at the chosen start: measured where recorded, else the estimate at the run's end, "
+        "else the plan's forecast"
+    )
     emissions_baseline_g: float = Field(description="gCO2e had each run started at its earliest start")
     saving_g: float
-    saving_forecast_g: float = Field(description="Part of the saving that rests on forecast intensities")
-    saving_actual_g: float = Field(description="Part of the saving measured over the run's real interval")
-    runs_with_actuals: int
+    saving_forecast_g: float = Field(
+        description="Part of the saving of runs whose chosen or baseline figure is not measured (forecast)"
+    )
+    saving_actual_g: float = Field(
+        description="Part of the saving of runs whose chosen and baseline figures are both measured"
+    )
+    runs_with_actuals: int = Field(description="Runs whose chosen and baseline figures are both measured")
+    energy_forecast_kwh: float = Field(0.0, description="energy_kwh of the runs that rest on a forecast")
+    energy_actual_kwh: float = Field(0.0, description="energy_kwh of the runs that rest on actuals")
+    emissions_chosen_forecast_g: float = Field(0.0, description="emissions_chosen_g resting on a forecast")
+    emissions_chosen_actual_g: float = Field(0.0, description="emissions_chosen_g resting on actuals")
+    emissions_baseline_forecast_g: float = Field(
+        0.0, description="emissions_baseline_g resting on a forecast"
+    )
+    emissions_baseline_actual_g: float = Field(0.0, description="emissions_baseline_g resting on actuals")
 
 
 class LedgerOut(BaseModel):

@@ -270,8 +270,10 @@ def build_calendar(
     start_at: datetime | None = None,
     end_at: datetime | None = None,
     now: datetime | None = None,
+    min_interval: timedelta = MIN_INTERVAL,
 ) -> Calendar:
-    """Validate every part of a calendar; raises CalendarError naming the field."""
+    """Validate every part of a calendar; raises CalendarError naming the field. ``min_interval``: the
+    shortest ``interval`` accepted (``ORCH_RECURRING_MIN_INTERVAL_SEC``)."""
     now = now or datetime.now(UTC)
     if (cron is None) == (interval is None):
         raise CalendarError("cron", "give exactly one of cron (5 fields) or interval (ISO 8601 duration)")
@@ -283,8 +285,8 @@ def build_calendar(
     expr = None
     if interval is not None:
         every = parse_duration(interval, "interval")
-        if every < MIN_INTERVAL:
-            raise CalendarError("interval", f"interval must be at least {format_duration(MIN_INTERVAL)}")
+        if every < min_interval:
+            raise CalendarError("interval", f"interval must be at least {format_duration(min_interval)}")
         if every.total_seconds() % 1:
             raise CalendarError("interval", "interval must be whole seconds")
     else:

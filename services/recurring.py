@@ -8,6 +8,11 @@
   make two runs for one firing; the run's window is the firing's margin, and its ``JobRunWorkflow``
   (id ``Run.workflow_id``) is started as a child the firing waits for, so Temporal's overlap policy sees a
   run in flight.
+- Downtime: a firing handled late (no worker, or Temporal itself catching up) makes its run when it is
+  handled before its margin ends (the run starts inside the margin) or within ``catchup_window`` of its fire
+  time (a catch-up: the run must start within ``CATCHUP_START_GRACE`` of being handled); later than both, it
+  is recorded as an ``EXPIRED`` run (never started) whose reason names the margin's end and the window.
+  Temporal applies the same window to firings it missed while down, so one rule covers both.
 - Consistency rule between REST and Temporal: **Temporal's Schedule is the source of truth for paused /
   deleted**. ``GET /v1/recurring-jobs/{id}`` describes the Schedule and repairs the row: paused or unpaused
   with ``temporal schedule toggle`` shows as such; a Schedule deleted with ``temporal schedule delete`` marks
@@ -46,12 +51,13 @@ from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID
 from models.recurring_workflow import FiringArgs
 from models.workflow import RunInput
 from scheduling.calendar import Calendar, build_calendar, parse_duration
-from services.jobs import TemporalClient, new_run_for
+from services.jobs import PlanTimer, TemporalClient, TemporalSource, new_run_for
 
 log = logging.getLogger("orch.recurring")
 
 FIRING_WORKFLOW = "RecurringFiringWorkflow"
 MIN_CATCHUP = timedelta(seconds=10)  # Temporal's floor for a catch-up window
+CATCHUP_START_GRACE = timedelta(minutes=1)  # a caught-up firing's run must start within this long
 OVERLAP = {
     "skip": ScheduleOverlapPolicy.SKIP,
     "buffer_one": ScheduleOverlapPolicy.BUFFER_ONE,
@@ -82,10 +88,14 @@ def calendar_of(rj: RecurringJob) -> Calendar:
     )
 
 
-def validate_row(rj: RecurringJob, now: datetime | None = None) -> Calendar:
-    """Validate every calendar field of a row (raises scheduling.calendar.CalendarError naming the field)."""
-    from scheduling.calendar import CalendarError
+def validate_row(rj: RecurringJob, now: datetime | None = None, settings: Settings | None = None) -> Calendar:
+    """Validate every calendar field of a row (raises scheduling.calendar.CalendarError naming the field).
+    ``settings``: where the shortest interval comes from (default: 1 minute)."""
+    from scheduling.calendar import MIN_INTERVAL, CalendarError
 
+    min_interval = (
+        timedelta(seconds=settings.recurring_min_interval_sec) if settings is not None else MIN_INTERVAL
+    )
     cal = build_calendar(
         cron=rj.cron,
         interval=rj.interval,
@@ -96,6 +106,7 @@ def validate_row(rj: RecurringJob, now: datetime | None = None) -> Calendar:
         start_at=rj.start_at,
         end_at=rj.end_at,
         now=now,
+        min_interval=min_interval,
     )
     if parse_duration(rj.catchup_window, "catchup_window") < MIN_CATCHUP:
         raise CalendarError("catchup_window", "catchup_window must be at least PT10S (Temporal's minimum)")
@@ -308,7 +319,14 @@ def create_firing_run(
         assert template is not None  # a template with recurring jobs cannot be deleted (foreign key)
         earliest, latest_finish = firing_window(session, settings, rj, template, nominal)
         margin_end = cal.margin(nominal)[1]
-        late = now > margin_end
+        catchup_end = fire_time.astimezone(UTC) + parse_duration(rj.catchup_window)
+        late = now > margin_end and now > catchup_end
+        if now > margin_end and not late:
+            # a catch-up: handled after its margin (worker or Temporal down) but within the catch-up window
+            # after its fire time: the run starts at once (within CATCHUP_START_GRACE)
+            earliest = now
+            need = latest_finish - margin_end if not rj.deadline else timedelta(0)
+            latest_finish = max(now + CATCHUP_START_GRACE + need, latest_finish)
         body = {"recurring_job_id": rj.id, "nominal_time": nominal.isoformat()}
         job = Job(
             id=new_id("job"),
@@ -330,8 +348,9 @@ def create_firing_run(
             template,
             status="EXPIRED" if late else "PENDING",
             status_reason=(
-                f"the firing for {_when(nominal)} was processed at {_when(now)}, after its margin "
-                f"ended at {_when(margin_end)} (worker or Temporal down): not started"
+                f"the firing for {_when(nominal)} (fired {_when(fire_time)}) was processed at {_when(now)}, "
+                f"after its margin ended at {_when(margin_end)} and beyond its catch-up window "
+                f"{rj.catchup_window} (until {_when(catchup_end)}) (worker or Temporal down): not started"
                 if late
                 else None
             ),
@@ -365,9 +384,13 @@ def create_firing_run(
         f"{template.name} (recurring {rj.id}, nominal {_when(nominal)}, {job.risk_mode}) "
         f"on {run.fleet_template_id}"
     )
+    margin_end = cal.margin(nominal)[1]
+    caught_up = job.earliest_start is not None and job.earliest_start > margin_end
+    start_by = job.earliest_start + CATCHUP_START_GRACE if caught_up and job.earliest_start else margin_end
     details = (
         f"client {run.client_id}, job {job.id}, run {run.id}, start in "
-        f"[{_when(job.earliest_start)}, {_when(cal.margin(nominal)[1])}]"
+        f"[{_when(job.earliest_start)}, {_when(start_by)}]"
+        + (f" (caught up: its margin ended at {_when(margin_end)})" if caught_up else "")
     )
     session.commit()
     return Firing(
@@ -394,3 +417,444 @@ def _firing_run(session: Session, recurring_id: str, nominal: datetime) -> tuple
 def owned_template(session: Session, client: Client, template_id: str) -> JobTemplate | None:
     t = session.get(JobTemplate, template_id)
     return t if t is not None and t.client_id == client.id else None
+
+
+# ---------------------------------------------------------------- the REST API's use cases
+# Every database step runs in a worker thread (anyio.to_thread) and commits before Temporal is awaited, so
+# no transaction stays open across a Temporal call. Temporal failures are ``Unavailable`` (503: nothing was
+# changed); a Schedule deleted outside the API is a ``Conflict`` (409) once the row says so.
+@dataclass
+class RecurringView:
+    """A recurring job as ``GET /v1/recurring-jobs/{id}`` shows it: the row (repaired from Temporal), its
+    template, Temporal's view of the Schedule and the next firing's preview."""
+
+    job: RecurringJob
+    template: JobTemplate
+    schedule: Any = None  # models.recurring.ScheduleInfoOut
+    next_preview: Any = None  # models.api.PreviewOut
+    next_preview_error: str | None = None
+
+
+def _calendar_error(exc: Exception) -> Exception:
+    from services.errors import Unprocessable, field_error
+
+    path = getattr(exc, "field", "calendar")
+    return Unprocessable(f"{path}: {exc}", [field_error(path, str(exc))])
+
+
+def _unavailable(exc: Exception, what: str) -> Exception:
+    from services.errors import Unavailable
+
+    log.warning("Temporal call failed (%s): %s", what, type(exc).__name__)
+    return Unavailable(f"could not {what} (Temporal unavailable); retry later")
+
+
+def _not_deleted(rj: RecurringJob) -> None:
+    from services.errors import Conflict
+
+    if rj.status == "deleted":
+        raise Conflict(f"recurring job {rj.id} is deleted ({rj.status_reason or 'through the API'})")
+
+
+def next_nominals(
+    rj: RecurringJob, n: int, now: datetime | None = None
+) -> list[tuple[datetime, datetime, datetime]]:
+    """The next ``n`` (nominal time, margin start, margin end) of a recurring job that is not deleted."""
+    if not n or rj.status == "deleted":
+        return []
+    cal = calendar_of(rj)
+    return [(t, *cal.margin(t)) for t in cal.nominal_times(now or datetime.now(UTC), n)]
+
+
+def load(session: Session, client: Client, recurring_id: str) -> tuple[RecurringJob, JobTemplate]:
+    """The client's recurring job and its template (NotFound otherwise); ends the read transaction."""
+    from services.access import owned
+
+    rj = owned(session, RecurringJob, recurring_id, client, "recurring job")
+    template = session.get(JobTemplate, rj.job_template_id)
+    assert template is not None  # a template with recurring jobs cannot be deleted (foreign key)
+    session.commit()  # no transaction stays open while Temporal is awaited
+    return rj, template
+
+
+def _new_row(
+    session: Session, settings: Settings, client: Client, body: Any
+) -> tuple[RecurringJob, JobTemplate]:
+    """Blocking: validate ``body`` (models.recurring.RecurringJobCreate) and store the row."""
+    from scheduling.calendar import CalendarError
+    from services.access import owned
+
+    template = owned(session, JobTemplate, body.job_template_id, client, "job template")
+    rid = new_id("rec")
+    rj = RecurringJob(
+        id=rid,
+        client_id=client.id,
+        job_template_id=template.id,
+        name=body.name,
+        cron=body.cron,
+        interval=body.interval,
+        time_zone=body.time_zone,
+        margin_before=body.margin_before.strip().upper(),
+        margin_after=body.margin_after.strip().upper(),
+        deadline=body.deadline.strip().upper() if body.deadline else None,
+        risk_mode=body.risk_mode.value,
+        weights=body.weights.model_dump(),
+        args=dict(body.args or {}),
+        start_at=body.start_at,
+        end_at=body.end_at,
+        overlap=body.overlap.value,
+        catchup_window=body.catchup_window.strip().upper(),
+        status="paused" if body.paused else "active",
+        schedule_id=schedule_id_for(rid),
+    )
+    try:
+        cal = validate_row(rj, settings=settings)
+    except CalendarError as exc:
+        raise _calendar_error(exc) from exc
+    if rj.interval:
+        rj.interval = rj.interval.strip().upper()
+    rj.cron = cal.cron
+    session.add(rj)
+    session.commit()
+    return rj, template
+
+
+async def create_recurring(
+    session: Session, settings: Settings, client: Client, body: Any, temporal: TemporalSource
+) -> tuple[RecurringJob, JobTemplate]:
+    """Store the recurring job, then create its Schedule; if Temporal refuses, the row goes again."""
+    import anyio.to_thread
+
+    from services.errors import Unavailable
+
+    rj, template = await anyio.to_thread.run_sync(_new_row, session, settings, client, body)
+    try:
+        await create_schedule(await temporal(), settings, rj, template)
+    except Exception as exc:
+
+        def drop() -> None:
+            session.delete(session.get(RecurringJob, rj.id))
+            session.commit()
+
+        await anyio.to_thread.run_sync(drop)
+        if isinstance(exc, Unavailable):
+            raise
+        raise _unavailable(exc, "create the Temporal Schedule; nothing was created") from exc
+    return rj, template
+
+
+def list_recurring(
+    session: Session,
+    client: Client,
+    limit: int,
+    cursor: str | None,
+    status: str | None = None,
+    job_template_id: str | None = None,
+    include_deleted: bool = False,
+) -> tuple[list[RecurringJob], dict[str, str], str | None]:
+    """One page of the client's recurring jobs (newest first), their templates' names, the next cursor."""
+    from services.pagination import paginate
+
+    stmt = select(RecurringJob).where(RecurringJob.client_id == client.id)
+    if status:
+        stmt = stmt.where(RecurringJob.status == status)
+    elif not include_deleted:
+        stmt = stmt.where(RecurringJob.status != "deleted")
+    if job_template_id:
+        stmt = stmt.where(RecurringJob.job_template_id == job_template_id)
+    rows, nxt = paginate(session, stmt, RecurringJob, limit, cursor)
+    ids = {r.job_template_id for r in rows}
+    names = dict(
+        session.execute(select(JobTemplate.id, JobTemplate.name).where(JobTemplate.id.in_(ids))).all()
+    )
+    return rows, {str(k): str(v) for k, v in names.items()}, nxt
+
+
+def schedule_info(rj: RecurringJob, desc: Any) -> Any:
+    """Temporal's view of the Schedule (``describe``'s answer) as ``ScheduleInfoOut``."""
+    from models.recurring import ScheduleInfoOut
+
+    if desc is None:
+        return ScheduleInfoOut(schedule_id=rj.schedule_id, reachable=True)
+    i = desc.info
+    return ScheduleInfoOut(
+        schedule_id=rj.schedule_id,
+        paused=desc.schedule.state.paused,
+        note=desc.schedule.state.note,
+        actions_taken=i.num_actions,
+        overlap_skipped=i.num_actions_skipped_overlap,
+        missed_catchup=i.num_actions_missed_catchup_window,
+        recent_firings=[a.scheduled_at for a in i.recent_actions][-10:],
+        recent_firing_workflows=[
+            getattr(a.action, "workflow_id", "")
+            for a in i.recent_actions
+            if getattr(a.action, "workflow_id", "")
+        ][-10:],
+        running_firings=[a.workflow_id for a in i.running_actions],
+    )
+
+
+def next_preview(
+    session: Session,
+    settings: Settings,
+    client: Client,
+    rj: RecurringJob,
+    template: JobTemplate,
+    nominal: datetime,
+    plan_timer: PlanTimer | None = None,
+) -> tuple[Any, str | None]:
+    """The plan the firing for ``nominal`` would get now, in the shape of POST /v1/schedules/preview
+    (``PreviewOut``), or (None, why) for an infeasible window."""
+    import contextlib
+
+    from models.api import CandidateOut, PreviewOut
+    from scheduling.scoring import Weights
+    from services.planning import InfeasibleWindow, candidate_doc, preview_plan
+
+    try:
+        earliest, latest = firing_window(session, settings, rj, template, nominal)
+        with plan_timer() if plan_timer else contextlib.nullcontext():
+            plan = preview_plan(
+                session,
+                settings,
+                client,
+                template,
+                template.fleet_template_id,
+                max(earliest, datetime.now(UTC)),
+                latest,
+                rj.risk_mode,
+                Weights(**(rj.weights or {})),
+            )
+    except InfeasibleWindow as exc:
+        return None, f"infeasible window: {exc}"
+
+    def c(x) -> CandidateOut:
+        return CandidateOut.model_validate(candidate_doc(x))
+
+    out = PreviewOut(
+        candidates=[c(x) for x in plan.candidates],
+        chosen=c(plan.chosen),
+        rationale=plan.rationale,
+        capacity=plan.capacity,
+        baseline=c(plan.baseline),
+        feasible_count=plan.feasible_count,
+        total_count=plan.total_count,
+        skill_gated=plan.skill_gated,
+    )
+    return out, None
+
+
+async def get_recurring(
+    session: Session,
+    settings: Settings,
+    client: Client,
+    recurring_id: str,
+    temporal: TemporalSource,
+    n_next: int,
+    plan_timer: PlanTimer | None = None,
+) -> RecurringView:
+    """The recurring job repaired from its Schedule (the consistency rule), Temporal's view (marked
+    unreachable when Temporal does not answer) and the next firing's preview."""
+    import anyio.to_thread
+
+    from models.recurring import ScheduleInfoOut
+
+    rj, template = await anyio.to_thread.run_sync(load, session, client, recurring_id)
+    view = RecurringView(rj, template)
+    try:
+        desc = await describe(await temporal(), rj)
+        await anyio.to_thread.run_sync(reconcile_with, session, rj, desc)
+        view.schedule = schedule_info(rj, desc)
+    except Exception as exc:  # noqa: BLE001 - Temporal down or slow: the stored view, marked unreachable
+        log.info("could not describe schedule %s: %s", rj.schedule_id, type(exc).__name__)
+        view.schedule = ScheduleInfoOut(schedule_id=rj.schedule_id, reachable=False)
+    nxt = next_nominals(rj, min(n_next, 1))
+    if nxt:
+        view.next_preview, view.next_preview_error = await anyio.to_thread.run_sync(
+            next_preview, session, settings, client, rj, template, nxt[0][0], plan_timer
+        )
+    return view
+
+
+def _patched_probe(
+    session: Session,
+    settings: Settings,
+    client: Client,
+    recurring_id: str,
+    changes: dict[str, Any],
+    body: Any,
+) -> tuple[RecurringJob, RecurringJob, JobTemplate]:
+    """Blocking: the row with ``changes`` applied on a detached copy, validated as a whole."""
+    from scheduling.calendar import CalendarError
+    from services.errors import Unprocessable, field_error
+
+    rj, template = load(session, client, recurring_id)
+    _not_deleted(rj)
+    probe = RecurringJob(**{c.key: getattr(rj, c.key) for c in RecurringJob.__table__.columns})
+    for k, v in changes.items():
+        if k in ("start_at", "end_at") and v is not None:
+            v = getattr(body, k)
+        elif k == "risk_mode" and v is not None:
+            v = body.risk_mode.value
+        elif k == "weights" and v is not None:
+            v = body.weights.model_dump()
+        elif k in ("margin_before", "margin_after", "deadline", "interval", "catchup_window") and v:
+            v = v.strip().upper()
+        setattr(probe, k, v)
+    if "cron" in changes and changes["cron"] is not None and "interval" not in changes:
+        probe.interval = None  # switching calendars: the other one is dropped
+    if "interval" in changes and changes["interval"] is not None and "cron" not in changes:
+        probe.cron = None
+    for k in ("margin_before", "margin_after", "catchup_window", "time_zone"):
+        if getattr(probe, k) is None:
+            raise Unprocessable(f"{k} cannot be null", [field_error(k, "cannot be null")])
+    try:
+        cal = validate_row(probe, settings=settings)
+    except CalendarError as exc:
+        raise _calendar_error(exc) from exc
+    probe.cron = cal.cron
+    return rj, probe, template
+
+
+async def update_recurring(
+    session: Session,
+    settings: Settings,
+    client: Client,
+    recurring_id: str,
+    body: Any,
+    temporal: TemporalSource,
+) -> tuple[RecurringJob, JobTemplate]:
+    """Apply a ``RecurringJobPatch``: validate, rewrite the Schedule, then store (nothing is stored when
+    Temporal refuses)."""
+    import anyio.to_thread
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from services.errors import Conflict, Unavailable
+
+    changes = body.model_dump(exclude_unset=True, mode="json")
+    rj, probe, template = await anyio.to_thread.run_sync(
+        _patched_probe, session, settings, client, recurring_id, changes, body
+    )
+    try:
+        await update_schedule(await temporal(), settings, probe, template)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("its Temporal Schedule no longer exists (deleted outside the API)") from exc
+        raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
+    except Unavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
+        raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
+
+    def store() -> RecurringJob:
+        row = session.get_one(RecurringJob, rj.id)
+        for c in RecurringJob.__table__.columns:
+            setattr(row, c.key, getattr(probe, c.key))
+        row.updated_at = utcnow()
+        session.commit()
+        return row
+
+    return await anyio.to_thread.run_sync(store), template
+
+
+async def change_state(
+    session: Session,
+    client: Client,
+    recurring_id: str,
+    action: str,
+    temporal: TemporalSource,
+    note: str | None = None,
+) -> tuple[RecurringJob, JobTemplate]:
+    """``pause`` (with ``note``), ``resume`` or ``trigger`` the Schedule, then record the new state. A
+    Schedule deleted outside the API marks the row deleted and answers Conflict."""
+    import anyio.to_thread
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from services.errors import Conflict, Unavailable
+
+    rj, template = await anyio.to_thread.run_sync(load, session, client, recurring_id)
+    _not_deleted(rj)
+    t = await temporal()
+    try:
+        if action == "pause":
+            await pause(t, rj, note)
+        elif action == "resume":
+            await resume(t, rj, template.name)
+        else:
+            await trigger(t, rj)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            await anyio.to_thread.run_sync(reconcile_with, session, rj, None)
+            raise Conflict(f"recurring job {rj.id}'s Temporal Schedule was deleted outside the API") from exc
+        raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
+    except Unavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
+        raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
+    if action == "trigger":
+        return rj, template
+    status, reason = ("paused", note) if action == "pause" else ("active", None)
+
+    def store() -> RecurringJob:
+        row = session.get_one(RecurringJob, rj.id)
+        row.status, row.status_reason, row.updated_at = status, reason, utcnow()
+        session.commit()
+        return row
+
+    return await anyio.to_thread.run_sync(store), template
+
+
+async def delete_recurring(
+    session: Session, client: Client, recurring_id: str, cancel_runs: bool, temporal: TemporalSource
+) -> tuple[RecurringJob, JobTemplate]:
+    """Delete the Schedule and mark the row deleted (its past runs keep their ``recurring_job_id``); with
+    ``cancel_runs`` also cancel its unfinished runs (by signal; directly for a run with no workflow)."""
+    import anyio.to_thread
+    from sqlalchemy import update
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from models.domain import TERMINAL_STATUSES
+    from models.workflow import CancelRequest
+
+    final = sorted(str(s) for s in TERMINAL_STATUSES)
+    rj, template = await anyio.to_thread.run_sync(load, session, client, recurring_id)
+    t = await temporal()
+    if rj.status != "deleted":
+        try:
+            await delete(t, rj)
+        except Exception as exc:  # noqa: BLE001 - RPC errors, timeouts, connection errors
+            raise _unavailable(exc, "delete the Temporal Schedule; nothing was changed") from exc
+
+    def mark() -> tuple[RecurringJob, list[Run]]:
+        row = session.get_one(RecurringJob, rj.id)
+        if row.status != "deleted":
+            row.status, row.status_reason = "deleted", "deleted through the API"
+            row.deleted_at = row.updated_at = utcnow()
+        runs: list[Run] = []
+        if cancel_runs:
+            runs = list(
+                session.scalars(select(Run).where(Run.recurring_job_id == rj.id, Run.status.not_in(final)))
+            )
+        session.commit()
+        return row, runs
+
+    row, runs = await anyio.to_thread.run_sync(mark)
+    reason = f"recurring job {rj.id} deleted with cancel_runs=true"
+    for r in runs:
+        try:
+            await t.get_workflow_handle(r.workflow_id).signal("cancel", CancelRequest(reason=reason))
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise _unavailable(exc, f"cancel run {r.id}") from exc
+
+            def direct(run_id: str = r.id) -> None:  # no workflow: nothing else will carry the cancel out
+                now = utcnow()
+                session.execute(
+                    update(Run)
+                    .where(Run.id == run_id, Run.status.not_in(final))
+                    .values(status="CANCELLED", status_reason=reason, finished_at=now, updated_at=now)
+                )
+                session.commit()
+
+            await anyio.to_thread.run_sync(direct)
+    return row, template

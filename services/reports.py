@@ -6,15 +6,22 @@ Which runs: the client's runs that ran (SUCCEEDED, FAILED, TIMED_OUT) with ``sta
 Per run:
 
 - energy: the fleet template's facility power (scheduling/catalog.py) x the run's measured runtime;
-- emissions at the chosen start: the **actual** figure where one was recorded after the run (the intensity
-  over the interval the run really occupied its fleet, ``carbon_realised_g``), else the plan's **forecast**
-  for the chosen start (``carbon_chosen_g``);
-- emissions at the baseline start (the window's earliest start, from the same plan): ``carbon_earliest_g``,
-  forecast for the planned runtime (p50); next to an actual figure it is scaled to the runtime that really
-  happened (x runtime / p50) so both cover the same work; a run with no baseline counts its chosen figure
-  (saving 0);
-- saving = baseline - chosen, attributed to ``saving_actual_g`` or ``saving_forecast_g`` by the basis of
-  the chosen figure.
+- emissions at the chosen start, the best figure recorded: the **measured** one (``carbon_actual_g``: the
+  provider's actual intensity over the interval the run really occupied its fleet, recorded after the run
+  by the ``record_carbon_actuals`` maintenance task, services/actuals.py), else the estimate made when the
+  run ended from the series then known (``carbon_realised_g``), else the plan's **forecast** for the chosen
+  start (``carbon_chosen_g``);
+- emissions at the baseline start: the **measured** figure over the baseline interval (the window's
+  earliest start, for the same real runtime: ``carbon_actual_baseline_g``), else the plan's forecast
+  ``carbon_earliest_g`` for the planned runtime (p50); next to a figure over the run's real interval it is
+  scaled to the runtime that really happened (x runtime / p50) so both cover the same work; a run with no
+  baseline counts its chosen figure (saving 0);
+- saving = baseline - chosen.
+
+Forecast vs actuals: a run **rests on actuals** when both its chosen and its baseline figures are measured;
+all its figures (kWh, chosen, baseline, saving) then go to the ``*_actual`` columns, those of every other
+run (a forecast, a climatology or an estimate from them in at least one of the two) to ``*_forecast``.
+Each pair adds up exactly to its total column.
 
 Exactness: each run's figures are rounded once to integer milligrams (energy to integer mWh) and every sum is
 an integer sum, so the rows add up exactly to the total and the total to the runs; JSON, CSV and the chart
@@ -46,6 +53,12 @@ CSV_COLUMNS = [
     "saving_forecast_g",
     "saving_actual_g",
     "runs_with_actuals",
+    "energy_forecast_kwh",
+    "energy_actual_kwh",
+    "emissions_chosen_forecast_g",
+    "emissions_chosen_actual_g",
+    "emissions_baseline_forecast_g",
+    "emissions_baseline_actual_g",
 ]
 
 
@@ -60,7 +73,7 @@ class RunFigures:
     energy_mwh: int
     chosen_mg: int
     baseline_mg: int
-    actual: bool
+    actual: bool  # both the chosen and the baseline figure are measured
     region: str = ""  # issue 14: where it ran ("" for runs planned before regions were recorded)
 
     @property
@@ -79,6 +92,9 @@ class Totals:
     saving_forecast_mg: int = 0
     saving_actual_mg: int = 0
     runs_with_actuals: int = 0
+    energy_actual_mwh: int = 0
+    chosen_actual_mg: int = 0
+    baseline_actual_mg: int = 0
 
     def add(self, f: RunFigures) -> None:
         self.runs += 1
@@ -88,6 +104,9 @@ class Totals:
         if f.actual:
             self.saving_actual_mg += f.saving_mg
             self.runs_with_actuals += 1
+            self.energy_actual_mwh += f.energy_mwh
+            self.chosen_actual_mg += f.chosen_mg
+            self.baseline_actual_mg += f.baseline_mg
         else:
             self.saving_forecast_mg += f.saving_mg
 
@@ -107,6 +126,12 @@ class Totals:
             "saving_forecast_g": self.saving_forecast_mg / 1000,
             "saving_actual_g": self.saving_actual_mg / 1000,
             "runs_with_actuals": self.runs_with_actuals,
+            "energy_forecast_kwh": (self.energy_mwh - self.energy_actual_mwh) / 1_000_000,
+            "energy_actual_kwh": self.energy_actual_mwh / 1_000_000,
+            "emissions_chosen_forecast_g": (self.chosen_mg - self.chosen_actual_mg) / 1000,
+            "emissions_chosen_actual_g": self.chosen_actual_mg / 1000,
+            "emissions_baseline_forecast_g": (self.baseline_mg - self.baseline_actual_mg) / 1000,
+            "emissions_baseline_actual_g": self.baseline_actual_mg / 1000,
         }
 
 
@@ -126,13 +151,23 @@ def run_figures(r: Run) -> RunFigures:
     ft = get_fleet_template(r.fleet_template_id)
     power = fleet_power_kw(ft) if ft is not None else 0.0
     energy_mwh = int(round(power * float(r.runtime_sec or 0.0) / 3600.0 * 1_000_000))
-    actual = r.carbon_realised_g is not None
-    chosen = r.carbon_realised_g if actual else r.carbon_chosen_g
-    baseline = r.carbon_earliest_g if r.carbon_earliest_g is not None else chosen
-    if actual and r.carbon_earliest_g is not None and r.plan and r.plan.get("p50_sec") and r.runtime_sec:
-        # the baseline was forecast for the planned runtime (p50): scale it to the runtime that really
-        # happened, which the actual figure covers
-        baseline = r.carbon_earliest_g * float(r.runtime_sec) / float(r.plan["p50_sec"])
+    measured = r.carbon_actual_g is not None
+    # the chosen figure: measured, else the estimate over the real interval, else the plan's forecast
+    chosen = r.carbon_actual_g if measured else r.carbon_realised_g
+    real_interval = chosen is not None  # the figure covers the runtime that really happened
+    if chosen is None:
+        chosen = r.carbon_chosen_g
+    baseline: float | None
+    if r.carbon_actual_baseline_g is not None:
+        baseline, baseline_measured = r.carbon_actual_baseline_g, True
+    elif r.carbon_earliest_g is not None:
+        baseline, baseline_measured = r.carbon_earliest_g, False
+        if real_interval and r.plan and r.plan.get("p50_sec") and r.runtime_sec:
+            # the baseline was forecast for the planned runtime (p50): scale it to the runtime that really
+            # happened, which the chosen figure covers
+            baseline = r.carbon_earliest_g * float(r.runtime_sec) / float(r.plan["p50_sec"])
+    else:
+        baseline, baseline_measured = chosen, measured  # no baseline: saving 0, on the chosen figure's basis
     start = r.started_at
     return RunFigures(
         run_id=r.id,
@@ -142,7 +177,7 @@ def run_figures(r: Run) -> RunFigures:
         energy_mwh=energy_mwh,
         chosen_mg=_mg(chosen),
         baseline_mg=_mg(baseline),
-        actual=actual,
+        actual=measured and baseline_measured,
         region=r.region or "",
     )
 
@@ -194,7 +229,11 @@ def carbon_ledger(session: Session, client_id: str, start: datetime, end: dateti
     for f in figures:
         total.add(f)
     notes = []
-    missing = sum(1 for r in runs if r.carbon_chosen_g is None and r.carbon_realised_g is None)
+    missing = sum(
+        1
+        for r in runs
+        if r.carbon_chosen_g is None and r.carbon_realised_g is None and r.carbon_actual_g is None
+    )
     if missing:
         notes.append(f"{missing} run(s) have no carbon estimate and count 0 g")
     return Ledger(rows=[groups[k] for k in sorted(groups)], total=total, runs=figures, notes=notes)

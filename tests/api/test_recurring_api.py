@@ -276,6 +276,46 @@ def test_firing_is_idempotent_by_nominal_time(rec_api, rec_settings):
     assert r["status"] == "EXPIRED" and "after its margin ended" in r["status_reason"]
 
 
+def test_late_firing_is_caught_up_within_the_catchup_window_else_recorded(rec_api, rec_settings):
+    """A firing handled after its margin ended (worker down): within catchup_window of its fire time it
+    makes a run that must start at once; beyond it an EXPIRED record whose reason names the margin and the
+    window."""
+    h, tpl = setup_template(rec_api)
+    rj = rec_api.post(
+        "/v1/recurring-jobs",
+        json=body(tpl, margin_before="PT0S", margin_after="PT30M", catchup_window="PT2H"),
+        headers=h,
+    ).json()
+    fire = datetime(2031, 3, 1, 1, 0, tzinfo=UTC)  # nominal 01:00 GMT, margin until 01:30
+    db = Database(rec_settings)
+    try:
+        with db.session() as s:  # inside the margin: the ordinary window
+            on_time = create_firing_run(s, rec_settings, rj["id"], fire, now=fire + timedelta(minutes=20))
+        with db.session() as s:  # 90 min late: margin over, catch-up window (2 h) not
+            caught = create_firing_run(
+                s, rec_settings, rj["id"], fire + timedelta(days=1), now=fire + timedelta(days=1, minutes=90)
+            )
+        with db.session() as s:  # 3 h late: beyond both
+            lost = create_firing_run(
+                s, rec_settings, rj["id"], fire + timedelta(days=2), now=fire + timedelta(days=2, hours=3)
+            )
+    finally:
+        db.dispose()
+    assert on_time.run_input is not None
+    assert _job_of(rec_api, h, on_time.run_id)["earliest_start"] == "2031-03-01T01:00:00Z"
+    assert caught.created and caught.run_input is not None and "caught up" in caught.details
+    job = _job_of(rec_api, h, caught.run_id)
+    handled = fire + timedelta(days=1, minutes=90)
+    assert job["earliest_start"] == handled.isoformat().replace("+00:00", "Z")
+    # latest start (latest_finish - p50 1800 s) = handled + 1 minute: the run starts at once or not at all
+    assert caught.run_input.latest_finish == handled + timedelta(minutes=1, seconds=1800)
+    assert lost.created and lost.run_input is None and "EXPIRED" in lost.skipped
+    r = rec_api.get(f"/v1/runs/{lost.run_id}", headers=h).json()
+    assert r["status"] == "EXPIRED" and r["started_at"] is None
+    assert "after its margin ended at 2031-03-03 01:30:00Z" in r["status_reason"]
+    assert "beyond its catch-up window PT2H (until 2031-03-03 03:00:00Z)" in r["status_reason"]
+
+
 def test_interval_schedule_fires_when_each_margin_opens(rec_api, rec_settings):
     h, tpl = setup_template(rec_api)
     r = rec_api.post(

@@ -1,5 +1,6 @@
 """The carbon ledger (GET /v1/reports/carbon) on SQLite and PostgreSQL: on random runs, its totals equal
-the sum over exactly the runs it covers, the groups add up to the total, JSON and CSV agree; SVG, errors."""
+the sum over exactly the runs it covers, the groups add up to the total, the forecast and actual parts add
+up to each figure, JSON and CSV agree; SVG, errors."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.support.common import new_client
 POWER_KW = {"m5.large": 0.0160035, "m5.4xlarge": 0.128255, "c5.xlarge": 0.030191000000000003}
 FROM = datetime(2026, 3, 1, tzinfo=UTC)
 TO = datetime(2026, 6, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 STATUSES = ["SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "EXPIRED", "RUNNING", "PENDING"]
 
 grams = st.one_of(st.none(), st.floats(min_value=0, max_value=5e6, allow_nan=False, allow_infinity=False))
@@ -39,6 +41,8 @@ run_st = st.fixed_dictionaries(
         "chosen": grams,
         "earliest": grams,
         "realised": grams,
+        "measured": grams,
+        "measured_baseline": grams,
         "p50": st.one_of(st.none(), st.floats(min_value=1, max_value=86400)),
     }
 )
@@ -95,6 +99,8 @@ def insert_runs(api_settings, client_id: str, job_id: str, specs: list[dict]) ->
                 carbon_chosen_g=sp["chosen"],
                 carbon_earliest_g=sp["earliest"],
                 carbon_realised_g=sp["realised"],
+                carbon_actual_g=sp["measured"],
+                carbon_actual_baseline_g=sp["measured_baseline"],
                 plan={"p50_sec": sp["p50"]} if sp["p50"] else None,
                 recurring_job_id=sp["recurring"],
             )
@@ -106,22 +112,35 @@ def insert_runs(api_settings, client_id: str, job_id: str, specs: list[dict]) ->
 
 def oracle(specs: list[dict]) -> dict:
     """The ledger recomputed from the runs by its documented rule (services/reports.py)."""
-    total = {"runs": 0, "energy": 0, "chosen": 0, "baseline": 0, "actual_runs": 0}
+    keys = ("runs", "energy", "chosen", "baseline", "actual_runs", "energy_a", "chosen_a", "baseline_a")
+    total = dict.fromkeys(keys, 0)
     for sp in specs:
         if sp["status"] not in ("SUCCEEDED", "FAILED", "TIMED_OUT") or sp["started_at"] is None:
             continue
         if not (FROM <= sp["started_at"] < TO):
             continue
-        actual = sp["realised"] is not None
-        chosen = sp["realised"] if actual else sp["chosen"]
-        base = sp["earliest"] if sp["earliest"] is not None else chosen
-        if actual and sp["earliest"] is not None and sp["p50"] and sp["runtime"]:
-            base = sp["earliest"] * sp["runtime"] / sp["p50"]
+        measured = sp["measured"] is not None
+        real = sp["measured"] if measured else sp["realised"]
+        chosen = real if real is not None else sp["chosen"]
+        if sp["measured_baseline"] is not None:
+            base, base_measured = sp["measured_baseline"], True
+        elif sp["earliest"] is not None:
+            base, base_measured = sp["earliest"], False
+            if real is not None and sp["p50"] and sp["runtime"]:
+                base = sp["earliest"] * sp["runtime"] / sp["p50"]
+        else:
+            base, base_measured = chosen, measured
+        actual = measured and base_measured
+        energy = round(POWER_KW.get(sp["fleet"], 0.0) * (sp["runtime"] or 0.0) / 3600 * 1e6)
         total["runs"] += 1
-        total["energy"] += round(POWER_KW.get(sp["fleet"], 0.0) * (sp["runtime"] or 0.0) / 3600 * 1e6)
+        total["energy"] += energy
         total["chosen"] += round((chosen or 0.0) * 1000)
         total["baseline"] += round((base or 0.0) * 1000)
         total["actual_runs"] += actual
+        if actual:
+            total["energy_a"] += energy
+            total["chosen_a"] += round((chosen or 0.0) * 1000)
+            total["baseline_a"] += round((base or 0.0) * 1000)
     return total
 
 
@@ -151,9 +170,32 @@ def test_ledger_adds_up_to_its_runs(api, api_settings, shared_job, specs, group_
     assert mg(t["emissions_baseline_g"]) == want["baseline"]
     assert mg(t["saving_g"]) == want["baseline"] - want["chosen"]
     assert mg(t["saving_forecast_g"]) + mg(t["saving_actual_g"]) == mg(t["saving_g"])
+    # what rests on actuals: runs whose chosen and baseline figures were both measured
+    assert round(t["energy_actual_kwh"] * 1e6) == want["energy_a"]
+    assert mg(t["emissions_chosen_actual_g"]) == want["chosen_a"]
+    assert mg(t["emissions_baseline_actual_g"]) == want["baseline_a"]
+    assert mg(t["saving_actual_g"]) == want["baseline_a"] - want["chosen_a"]
+    for row in [*body["rows"], t]:  # each figure = its forecast part + its actual part, exactly
+        for whole, parts in (
+            ("energy_kwh", ("energy_forecast_kwh", "energy_actual_kwh")),
+            ("emissions_chosen_g", ("emissions_chosen_forecast_g", "emissions_chosen_actual_g")),
+            ("emissions_baseline_g", ("emissions_baseline_forecast_g", "emissions_baseline_actual_g")),
+        ):
+            scale = 1e6 if whole == "energy_kwh" else 1000
+            assert sum(round(row[p] * scale) for p in parts) == round(row[whole] * scale), (whole, row)
+        chosen_f = mg(row["emissions_chosen_forecast_g"])
+        assert mg(row["emissions_baseline_forecast_g"]) - chosen_f == mg(row["saving_forecast_g"]), row
     # the groups add up exactly to the total
-    for field in ("emissions_chosen_g", "emissions_baseline_g", "saving_g", "saving_actual_g"):
+    for field in (
+        "emissions_chosen_g",
+        "emissions_baseline_g",
+        "saving_g",
+        "saving_actual_g",
+        "emissions_chosen_actual_g",
+        "emissions_baseline_forecast_g",
+    ):
         assert sum(mg(r[field]) for r in body["rows"]) == mg(t[field]), field
+    assert sum(r["runs_with_actuals"] for r in body["rows"]) == t["runs_with_actuals"]
     assert sum(r["runs"] for r in body["rows"]) == t["runs"]
     assert sum(round(r["energy_kwh"] * 1e6) for r in body["rows"]) == round(t["energy_kwh"] * 1e6)
     # CSV (Accept: text/csv) says the same
@@ -183,3 +225,114 @@ def test_svg_chart_and_bad_periods(api):
         headers=h,
     ).json()
     assert empty["rows"] == [] and empty["total"]["runs"] == 0
+
+
+def test_actuals_task_records_measured_figures_and_the_ledger_rests_on_them(api, api_settings, tmp_path):
+    """The record_carbon_actuals maintenance task on the real DB with a CSV of actuals: a run inside the file
+    gets measured gCO2e for its real and its baseline interval (exact integrals), one before the file gets a
+    reason and is asked again only after the cache TTL, one older than ORCH_CARBON_ACTUALS_DAYS is left;
+    the ledger then puts the first run's saving on actuals."""
+    from activities.maintenance import MAINTENANCE_TASKS, MaintenanceContext
+    from services.actuals import record_actuals
+    from tests.support.api import setup_template
+
+    cid, h, tpl = setup_template(api, fleet_template_id="m5.large")
+    now = datetime.now(UTC)
+    base = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=48)
+    values = [100.0 + 10 * (i % 24) for i in range(47)]  # hourly, until an hour ago
+    csv_file = tmp_path / "actuals.csv"
+    csv_file.write_text(
+        "timestamp,g\n" + "".join(f"{(base + i * HOUR).isoformat()},{v}\n" for i, v in enumerate(values))
+    )
+    settings = api_settings.model_copy(
+        update={"carbon_provider": "csv", "carbon_csv_path": str(csv_file), "carbon_cache_ttl_sec": 900}
+    )
+
+    def run_spec(earliest, started, finished) -> dict:
+        return {"earliest": earliest, "started": started, "finished": finished}
+
+    specs = {
+        "inside": run_spec(base + 2 * HOUR, base + 10 * HOUR, base + 11 * HOUR + timedelta(minutes=30)),
+        "before_file": run_spec(base - 6 * HOUR, base - 5 * HOUR, base - 4 * HOUR),
+        "too_old": run_spec(
+            now - timedelta(days=10), now - timedelta(days=10), now - timedelta(days=9, hours=23)
+        ),
+    }
+    db = Database(api_settings)
+    ids = {}
+    with db.session() as s:
+        for name, sp in specs.items():
+            jid, rid = "job_act_" + secrets.token_hex(6), "run_act_" + secrets.token_hex(6)
+            s.add(
+                Job(
+                    id=jid,
+                    client_id=cid,
+                    job_template_id=tpl,
+                    type="RESCHEDULABLE",
+                    earliest_start=sp["earliest"],
+                    latest_finish=sp["finished"] + timedelta(hours=6),
+                    risk_mode="NEUTRAL",
+                    request_hash="x",
+                )
+            )
+            s.flush()
+            s.add(
+                Run(
+                    id=rid,
+                    job_id=jid,
+                    client_id=cid,
+                    job_template_id=tpl,
+                    fleet_template_id="m5.large",
+                    workflow_id=f"run-{rid}",
+                    status="SUCCEEDED",
+                    created_at=sp["earliest"] - timedelta(minutes=5),
+                    started_at=sp["started"],
+                    finished_at=sp["finished"],
+                    runtime_sec=(sp["finished"] - sp["started"]).total_seconds(),
+                    carbon_chosen_g=1.0,
+                    carbon_earliest_g=2.0,
+                    carbon_realised_g=1.5,
+                    plan={"p50_sec": 5400},
+                )
+            )
+            ids[name] = rid
+    task = MAINTENANCE_TASKS["record_carbon_actuals"]
+    ctx = MaintenanceContext(settings, db, temporal=None)  # the task needs no Temporal
+    try:
+        _, summary = task(ctx, {})
+        # (>=: the DB is shared by the session's API tests; any finished run of theirs is examined too)
+        assert summary["recorded"] >= 1 and summary["unavailable"] >= 1, summary
+        with db.session() as s:
+            inside, before = s.get(Run, ids["inside"]), s.get(Run, ids["before_file"])
+            assert s.get(Run, ids["too_old"]).carbon_actual_checked_at is None
+            kw = POWER_KW["m5.large"]
+            assert inside.carbon_actual_g == pytest.approx(kw * (values[10] + values[11] / 2))
+            assert inside.carbon_actual_intensity == pytest.approx((values[10] + values[11] / 2) / 1.5)
+            assert inside.carbon_actual_baseline_g == pytest.approx(kw * (values[2] + values[3] / 2))
+            assert (
+                inside.carbon_actual_source == "csv actuals.csv (actuals)"
+                and inside.carbon_actual_note is None
+            )
+            assert before.carbon_actual_g is None and before.carbon_actual_checked_at is not None
+            assert "run interval not measured" in before.carbon_actual_note
+            assert "not a measurement" in before.carbon_actual_note  # embedded did not stand in for it
+            chosen, baseline = inside.carbon_actual_g, inside.carbon_actual_baseline_g
+        assert task(ctx, {})[1]["examined"] == 0  # nothing is asked again within the cache TTL
+        with db.session() as s:
+            s.get(Run, ids["before_file"]).carbon_actual_checked_at = now - timedelta(hours=1)
+        with db.session() as s:  # out of time budget: the due run waits for the next pass
+            assert record_actuals(s, settings, datetime.now(UTC), budget_sec=-1).examined == 0
+        assert task(ctx, {})[1] == {"examined": 1, "recorded": 0, "partial": 0, "unavailable": 1}
+    finally:
+        db.dispose()
+    frm = (now - timedelta(days=30)).isoformat()
+    body = api.get("/v1/reports/carbon", params={"from": frm, "group_by": "template"}, headers=h).json()
+    t = body["total"]
+    assert t["runs"] == 3 and t["runs_with_actuals"] == 1
+    assert mg(t["emissions_chosen_actual_g"]) == round(chosen * 1000)
+    assert mg(t["emissions_baseline_actual_g"]) == round(baseline * 1000)
+    assert mg(t["saving_actual_g"]) == round(baseline * 1000) - round(chosen * 1000)
+    # the two others rest on the end-of-run estimate (1.5 g) and the forecast baseline scaled to the
+    # real runtime (2 g x 1 h / 1.5 h)
+    assert mg(t["emissions_chosen_forecast_g"]) == 2 * 1500
+    assert mg(t["saving_forecast_g"]) == 2 * (round(2.0 * 3600 / 5400 * 1000) - 1500)
