@@ -501,6 +501,16 @@ class CarbonOut(BaseModel):
     expected_saving_pct: float | None = Field(None, description="Forecast saving at planning time (%)")
     saving_sigma_pct: float | None = Field(None, description="Its 1-sigma uncertainty (points)")
     realised_gco2e: float | None = Field(None, description="Estimate for the time it really ran")
+    measured_gco2e: float | None = Field(
+        None,
+        description="Measured after the run (record_carbon_actuals): gCO2e over the time it really ran, from "
+        "measured intensity only; null until a source published actuals",
+    )
+    measured_gco2e_baseline: float | None = Field(
+        None, description="Measured gCO2e of the baseline interval in the home region, from the same source"
+    )
+    measured_intensity: float | None = Field(None, description="The run's mean measured g/kWh")
+    measured_source: str | None = Field(None, description="Who measured it")
 
 
 class RunOut(BaseModel):

@@ -336,3 +336,9 @@ def test_actuals_task_records_measured_figures_and_the_ledger_rests_on_them(api,
     # real runtime (2 g x 1 h / 1.5 h)
     assert mg(t["emissions_chosen_forecast_g"]) == 2 * 1500
     assert mg(t["saving_forecast_g"]) == 2 * (round(2.0 * 3600 / 5400 * 1000) - 1500)
+    # the run itself shows what was measured
+    carbon = api.get(f"/v1/runs/{ids['inside']}", headers=h).json()["carbon"]
+    assert carbon["measured_gco2e"] == pytest.approx(chosen)
+    assert carbon["measured_gco2e_baseline"] == pytest.approx(baseline)
+    assert carbon["measured_source"] == "csv actuals.csv (actuals)" and carbon["measured_intensity"] > 0
+    assert api.get(f"/v1/runs/{ids['before_file']}", headers=h).json()["carbon"]["measured_gco2e"] is None
