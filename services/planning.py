@@ -239,7 +239,15 @@ def _region_options(
                 notes.append(n if region == home else f"{region}: {n}")
     if home not in regions:
         notes.append(f"{home} (home) is the savings baseline but not allowed for this job")
-    if not_offered:
+    if not_offered and not any(o.selectable for o in options):
+        # the packaged offerings say no allowed region has the type: plan where the job may run, as
+        # before offerings were known, and say so (verify checks the account's own offerings)
+        options = [dataclasses.replace(o, selectable=o.region in regions) for o in options]
+        notes.append(
+            f"{ft.id} is not offered in any allowed region according to the packaged Spot Advisor data; "
+            "planned anyway (POST /v1/clients/{id}/aws/verify checks the account)"
+        )
+    elif not_offered:
         notes.append(f"{ft.id} is not offered in {', '.join(not_offered)}: not considered there")
     return options, notes
 

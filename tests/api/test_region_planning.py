@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from scheduling.catalog import fleet_power_kw, get_fleet_template, spot_interruption_probability
 from scheduling.scoring import RiskMode, Weights, plan_schedule
 from services.planning import carbon_series, planning_policy
@@ -172,3 +175,59 @@ def test_a_run_is_planned_into_the_cleaner_region_and_fails_clearly_when_none_is
             s.rollback()
     finally:
         eng.dispose()
+
+
+POOL = ["eu-central-1", "eu-west-3", "eu-west-2", "eu-south-2", "us-east-1", "us-west-1", "ca-central-1"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    allowed=st.lists(st.sampled_from(POOL), min_size=1, max_size=5, unique=True),
+    tpl_pick=st.lists(st.sampled_from(POOL), max_size=4, unique=True),
+    job_pick=st.lists(st.sampled_from(POOL), max_size=4, unique=True),
+    fleet=st.sampled_from(["m5.large", "a1.2xlarge", "c7g.xlarge"]),
+    carbon_only=st.booleans(),
+)
+def test_the_chosen_region_is_always_in_the_client_template_and_job_lists(
+    allowed, tpl_pick, job_pick, fleet, carbon_only
+):
+    """Property (issue 14): whatever the lists, the planner's region is in client ∩ template ∩ job, and never
+    one where the instance type is known not to be offered while another candidate offers it."""
+    from types import SimpleNamespace
+
+    from scheduling.catalog import offered_in
+    from services.planning import _plan
+    from services.regions import NoCandidateRegion, candidate_regions
+    from tests.support.carbon import cfg
+
+    client = SimpleNamespace(region_default=allowed[0], allowed_regions=allowed)
+    template = SimpleNamespace(
+        region=None, regions=tpl_pick or None, data_region=None, expected_runtime_sec=3600
+    )
+    job_regions = job_pick or None
+    try:
+        cands = candidate_regions(client, template, job_regions)
+    except NoCandidateRegion:
+        assert not set(allowed) & set(tpl_pick or POOL) & set(job_pick or POOL)
+        return
+    start = datetime(2026, 6, 1, 8, tzinfo=UTC)
+    plan, _, _ = _plan(
+        None,
+        cfg(),
+        template,
+        client,
+        fleet,
+        start,
+        start + timedelta(hours=10),
+        "NEUTRAL",
+        Weights(1.0, 0.0, 0.0) if carbon_only else Weights(),
+        fixed_start=False,
+        runtime=(3600.0, 5400.0, []),
+        regions=cands,
+    )
+    chosen = plan.chosen.region
+    assert chosen in set(allowed) & set(tpl_pick or POOL) & set(job_pick or POOL)
+    ft = get_fleet_template(fleet)
+    assert ft is not None
+    if any(offered_in(ft, r) is not False for r in cands):
+        assert offered_in(ft, chosen) is not False
