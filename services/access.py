@@ -9,7 +9,7 @@ import time
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, instrumentation, make_transient_to_detached
 
 from models.db import Client, Run
 from services.errors import NotFound
@@ -90,6 +90,9 @@ class KeyCache:
 
 
 def _detached(row: dict[str, Any]) -> Client:
-    c = Client(**{k: list(v) if isinstance(v, list) else v for k, v in row.items()})
+    """A detached ``Client`` holding ``row`` as loaded state (as a query would build it, without the
+    constructor's per-attribute events: this runs on every authenticated request)."""
+    c = instrumentation.manager_of_class(Client).new_instance()
+    c.__dict__.update({k: list(v) if isinstance(v, list) else v for k, v in row.items()})
     make_transient_to_detached(c)  # a persistent row's copy: never INSERTed if a session ever saw it
     return c
