@@ -43,14 +43,19 @@ class KeepAliveHttp:
     start_workflow on the bare side), which would be charged to the API side; this costs a fraction.
     ``--http-client httpx`` keeps the old client for comparison."""
 
+    MAX_IDLE_SEC = 2.0  # a connection idle longer is not reused (uvicorn closes it after 5 s)
+
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.all: list[asyncio.StreamWriter] = []
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        now = time.monotonic()
+        while self.idle and now - self.idle[-1][2] > self.MAX_IDLE_SEC:  # the server may have closed it
+            self.idle.pop()[1].close()
         if self.idle:
-            reader, writer = self.idle.pop()
+            reader, writer, _ = self.idle.pop()
         else:
             reader, writer = await asyncio.open_connection(self.host, self.port)
             self.all.append(writer)
@@ -69,7 +74,7 @@ class KeepAliveHttp:
         if fields.get("connection", "").strip() == "close":
             writer.close()
         else:
-            self.idle.append((reader, writer))
+            self.idle.append((reader, writer, time.monotonic()))
         return status, text
 
     async def aclose(self) -> None:
