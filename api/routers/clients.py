@@ -103,6 +103,8 @@ def patch_client(
     "/{client_id}/rotate-key",
     response_model=ClientCreated,
     summary="Replace the client's API key; the old key stops working at once",
+    description="At once on this API process; other API processes of a deployment may still accept the old "
+    "key for up to `ORCH_AUTH_CACHE_TTL_SEC` seconds (5 by default), the life of their key-lookup cache.",
 )
 def rotate_key(
     client_id: str, principal: PrincipalDep, session: SessionDep, services: ServicesDep
