@@ -2,15 +2,20 @@
 JobRunWorkflow (same input, same search attributes) on the same Temporal server, in one run.
 
 Starts its own stack on 127.0.0.1 (free ports): the Temporal dev server, SeaweedFS, a fresh SQLite file (or a
-fresh schema on the machine's PostgreSQL with ``--db postgresql``) and the API (uvicorn, a subprocess). No
-worker polls the task queue, so the workflows start and wait: the figures are the submission path only.
-Both sides run ``--concurrency`` requests in flight; the API and bare batches alternate for ``--rounds``
-rounds (so a change in the machine's load hits both) after a warm-up of each.
+fresh schema on the machine's PostgreSQL with ``--db postgresql``) and the API (uvicorn, one process, a
+subprocess). No worker polls the task queue, so the workflows start and wait: the figures are the submission
+path only. Both sides run ``--concurrency`` requests in flight from this one process (uvloop); the API and
+bare batches alternate for ``--rounds`` rounds (so a change in the machine's load hits both) after a warm-up
+of each. The API side's HTTP client is a minimal keep-alive HTTP/1.1 client (``--http-client raw``, the
+default) or httpx (``--http-client httpx``, what earlier figures used: it costs ~2 ms more CPU per request on
+the cores the API and Temporal share). Every request sends the same body (the same window).
 
     .venv/bin/python bench/bench_submit.py [--jobs 300] [--concurrency 20] [--rounds 2] \
-        [--db sqlite|postgresql] [--type RESCHEDULABLE|ONE_TIME]
+        [--db sqlite|postgresql] [--type RESCHEDULABLE|ONE_TIME] [--http-client raw|httpx]
 
-Prints a JSON summary on stdout: per side submissions/s, p50/p99 latency; the ratio API/bare.
+Prints a JSON summary on stdout: per side submissions/s, p50/p99 latency; the ratio API/bare; `/healthz`
+latency during the API rounds; CPU ms per submission of the API, the Temporal dev server and this process
+on each side.
 """
 
 from __future__ import annotations
