@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -75,11 +76,13 @@ async def _session(services: Services) -> AsyncIterator[Session]:
             await anyio.to_thread.run_sync(s.commit)
     except BaseException:
         if s.in_transaction():
-            await anyio.to_thread.run_sync(s.rollback)
+            with anyio.CancelScope(shield=True):  # also when the request was cancelled
+                await anyio.to_thread.run_sync(s.rollback)
         raise
     finally:
         if s.in_transaction():  # only after a failed commit or rollback (the connection is given back)
-            await anyio.to_thread.run_sync(s.close)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(s.close)
         else:
             s.close()
 
@@ -138,9 +141,10 @@ async def authenticate(
     key_hash = hash_key(api_key)
     client = services.keys.get(key_hash)
     if client is None:
+        epoch = services.keys.epoch()
         client = await anyio.to_thread.run_sync(lookup_client, services, key_hash)
         if client is not None:
-            services.keys.put(key_hash, client)
+            services.keys.put(key_hash, client, epoch)
     if client is None or not key_matches(api_key, client.api_key_hash):
         raise Unauthorized("unknown API key", headers=_CHALLENGE)
     if client.status != "active":

@@ -57,6 +57,12 @@ class KeyCache:
         self.ttl, self.max_entries = ttl, max_entries
         self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._epoch = 0  # counts forget() calls: a lookup that raced one is not stored
+
+    def epoch(self) -> int:
+        """Take before a lookup, pass to :meth:`put` after it: a row read before a concurrent change was
+        committed and forgotten is then not cached (it would stay stale for the TTL)."""
+        return self._epoch
 
     def get(self, key_hash: str) -> Client | None:
         entry = self._entries.get(key_hash)
@@ -68,11 +74,13 @@ class KeyCache:
             return None
         return _detached(row)
 
-    def put(self, key_hash: str, client: Client) -> None:
+    def put(self, key_hash: str, client: Client, epoch: int) -> None:
         if self.ttl <= 0:
             return
         row = {k: getattr(client, k) for k in _CLIENT_COLUMNS}
         with self._lock:
+            if epoch != self._epoch:
+                return
             if len(self._entries) >= self.max_entries:
                 now = time.monotonic()
                 for k, (expires, _) in list(self._entries.items()):
@@ -84,6 +92,7 @@ class KeyCache:
 
     def forget(self, client_id: str) -> None:
         with self._lock:
+            self._epoch += 1
             for k, (_, row) in list(self._entries.items()):
                 if row["id"] == client_id:
                     self._entries.pop(k, None)

@@ -40,7 +40,7 @@ def test_cache_hits_until_the_ttl_then_misses(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(access.time, "monotonic", clock.monotonic)
     cache = KeyCache(ttl=5)
-    cache.put("hash-a", _client())
+    cache.put("hash-a", _client(), cache.epoch())
     first, second = cache.get("hash-a"), cache.get("hash-a")
     assert first is not None and second is not None
     assert first is not second  # every hit is a fresh copy: no ORM instance is shared between requests
@@ -56,21 +56,31 @@ def test_cache_hits_until_the_ttl_then_misses(monkeypatch):
 
 def test_forget_drops_every_key_of_the_client_and_ttl_zero_caches_nothing():
     cache = KeyCache(ttl=60)
-    cache.put("hash-a", _client("cl_1"))
-    cache.put("hash-b", _client("cl_1"))
-    cache.put("hash-c", _client("cl_2"))
+    for key, cid in (("hash-a", "cl_1"), ("hash-b", "cl_1"), ("hash-c", "cl_2")):
+        cache.put(key, _client(cid), cache.epoch())
     cache.forget("cl_1")
     assert cache.get("hash-a") is None and cache.get("hash-b") is None
     assert cache.get("hash-c") is not None
     off = KeyCache(ttl=0)
-    off.put("hash-a", _client())
+    off.put("hash-a", _client(), off.epoch())
     assert off.get("hash-a") is None
+
+
+def test_a_lookup_that_raced_a_change_is_not_cached():
+    """A row read before a suspension was committed and forgotten must not be stored after it."""
+    cache = KeyCache(ttl=60)
+    epoch = cache.epoch()  # a request starts its lookup (reads the row: still active) ...
+    cache.forget("cl_1")  # ... meanwhile the suspension commits and drops the client's entries
+    cache.put("hash-a", _client("cl_1"), epoch)  # the stale row arrives late
+    assert cache.get("hash-a") is None
+    cache.put("hash-a", _client("cl_1", "suspended"), cache.epoch())  # the next lookup is stored
+    assert cache.get("hash-a").status == "suspended"
 
 
 def test_the_cache_is_bounded():
     cache = KeyCache(ttl=60, max_entries=3)
     for i in range(5):
-        cache.put(f"hash-{i}", _client(f"cl_{i}"))
+        cache.put(f"hash-{i}", _client(f"cl_{i}"), cache.epoch())
     assert [cache.get(f"hash-{i}") is not None for i in range(5)] == [False, False, True, True, True]
 
 
