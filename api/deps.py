@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.errors import Forbidden, ServiceUnavailable, Unauthorized
@@ -19,7 +20,7 @@ from core.db import Database
 from core.security import hash_key, key_matches
 from core.settings import Settings
 from models.db import Client
-from services.access import owned
+from services.access import KeyCache, client_by_key_hash, owned
 
 __all__ = ["ClientDep", "Principal", "PrincipalDep", "Services", "ServicesDep", "SessionDep", "owned"]
 
@@ -35,6 +36,10 @@ class Services:
     s3: Any
     temporal: Any = None  # temporalio.client.Client, connected lazily
     metrics: Any = None  # api.metrics.ApiMetrics
+    keys: KeyCache = field(init=False)  # client-key lookups, ``settings.auth_cache_ttl_sec``
+
+    def __post_init__(self) -> None:
+        self.keys = KeyCache(self.settings.auth_cache_ttl_sec)
 
     def plan_timer(self):
         """Context manager timing one plan into orch_plan_duration_seconds."""
@@ -60,8 +65,34 @@ async def get_services(request: Request) -> Services:  # async: no threadpool ho
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    with services.db.session() as s:
+async def _session(services: Services) -> AsyncIterator[Session]:
+    """A request's session: committed when the caller is done, rolled back if it raises. Opening and
+    closing it costs no threadpool hop: only ending a transaction that is still open (the handler did not
+    commit itself) does I/O, and that runs in the threadpool, never on the event loop."""
+    s = services.db.sessions()  # no connection until first used
+    try:
+        yield s
+        if s.in_transaction() or s.new or s.dirty or s.deleted:
+            await anyio.to_thread.run_sync(s.commit)
+    except BaseException:
+        if s.in_transaction():
+            with anyio.CancelScope(shield=True):  # also when the request was cancelled
+                await anyio.to_thread.run_sync(s.rollback)
+        raise
+    finally:
+        if s.in_transaction():  # only after a failed commit or rollback (the connection is given back)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(s.close)
+        else:
+            s.close()
+
+
+# For a handler that opens its session itself (one dependency fewer to resolve per request).
+request_session = contextlib.asynccontextmanager(_session)
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
+    async with request_session(services) as s:
         yield s
 
 
@@ -90,22 +121,34 @@ class Principal:
 _CHALLENGE = {"WWW-Authenticate": "APIKey"}
 
 
-def authenticate(
-    services: ServicesDep, session: SessionDep, api_key: Annotated[str | None, Depends(api_key_header)]
+def lookup_client(services: Services, key_hash: str) -> Client | None:
+    """Blocking: the client with this key hash (any status), in a short session of its own."""
+    with services.db.session() as s:
+        return client_by_key_hash(s, key_hash)
+
+
+async def authenticate(
+    services: ServicesDep, api_key: Annotated[str | None, Depends(api_key_header)]
 ) -> Principal:
+    """The caller. A client key is looked up in its own short session in the threadpool (no request
+    session or transaction is held by authentication) and the result is reused for
+    ``ORCH_AUTH_CACHE_TTL_SEC`` seconds (``services.keys``), so most requests cost no DB round trip here."""
     if not api_key:
         raise Unauthorized("missing X-API-Key header", headers=_CHALLENGE)
     admin = services.settings.admin_api_key
     if admin and hmac.compare_digest(api_key.encode(), admin.encode()):
         return Principal(client=None)
-    client = session.scalar(select(Client).where(Client.api_key_hash == hash_key(api_key)))
+    key_hash = hash_key(api_key)
+    client = services.keys.get(key_hash)
+    if client is None:
+        epoch = services.keys.epoch()
+        client = await anyio.to_thread.run_sync(lookup_client, services, key_hash)
+        if client is not None:
+            services.keys.put(key_hash, client, epoch)
     if client is None or not key_matches(api_key, client.api_key_hash):
         raise Unauthorized("unknown API key", headers=_CHALLENGE)
     if client.status != "active":
         raise Forbidden(f"client {client.id} is {client.status}")
-    # End the read transaction now (the session stays usable): an async handler may await Temporal or S3
-    # next, and must not hold a pooled connection or a PostgreSQL snapshot ("idle in transaction") meanwhile.
-    session.commit()
     return Principal(client=client)
 
 

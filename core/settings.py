@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     db_pool_timeout_sec: float = Field(10.0, description="Wait for a pooled connection, then answer 503")
     sqlite_busy_timeout_sec: float = Field(10.0, description="SQLite: wait this long for the write lock")
     db_retry_after_sec: int = Field(2, description="Retry-After of a 503 after a database lock timeout")
+    auth_cache_ttl_sec: float = Field(
+        5.0,
+        description="An API process reuses a client-key lookup this long (0: look up every request); a "
+        "suspension, reactivation, key rotation or AWS-settings change made through another API process "
+        "reaches this one within this bound (through this process: at once)",
+    )
     max_window_days: int = Field(
         31, description="Longest earliest_start..latest_finish window (jobs, preview)"
     )

@@ -421,8 +421,16 @@ def ccf_factor(region: str) -> float | None:
 
 def embedded_zones() -> list[str]:
     """Zones with a packaged 2023 hourly series."""
+    return list(_embedded_zones())
+
+
+@lru_cache(maxsize=1)
+def _embedded_zones() -> tuple[str, ...]:
+    """The package's data files do not change while it runs: listed once (every plan asks)."""
     names = (p.name for p in resources.files("scheduling.data").iterdir())
-    return sorted(n.removeprefix("em2023_").removesuffix(".csv.gz") for n in names if n.startswith("em2023_"))
+    return tuple(
+        sorted(n.removeprefix("em2023_").removesuffix(".csv.gz") for n in names if n.startswith("em2023_"))
+    )
 
 
 @lru_cache(maxsize=16)

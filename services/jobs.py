@@ -22,16 +22,16 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from models.api import JobCreate, window_limit_errors
-from models.db import Client, Job, JobTemplate, Run, new_id
+from models.db import Client, Job, JobTemplate, Run, new_id, utcnow
 from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID, SA_RUN_STATUS, JobType, RunStatus
 from models.workflow import RunInput, workflow_id_for
 from scheduling.scoring import Weights
@@ -204,6 +204,14 @@ def _existing(session: Session, client: Client, idempotency_key: str) -> Submitt
     return Submitted(job, run, template, replayed=True)
 
 
+_JOBS, _RUNS = cast(Table, Job.__table__), cast(Table, Run.__table__)
+
+
+def _row(obj: Job | Run, table: Table) -> dict[str, Any]:
+    """The column values set on a new ORM object (the table's defaults fill the others)."""
+    return {c.key: obj.__dict__[c.key] for c in table.columns if c.key in obj.__dict__}
+
+
 def insert_job(
     session: Session,
     settings: Settings,
@@ -243,11 +251,12 @@ def insert_job(
         request_hash=req_hash,
         regions=list(body.regions) if body.regions is not None else None,
     )
-    run = new_run_for(job, template)
+    job.created_at = utcnow()
+    run = new_run_for(job, template, created_at=job.created_at, updated_at=job.created_at)
     try:  # one short transaction: the template read, the plan's reads and the two inserts, then COMMIT
-        session.add(job)
-        session.flush()
-        session.add(run)
+        # Core INSERTs of the rows as built (the job first: FK): no unit-of-work flush for two new rows
+        session.execute(_JOBS.insert(), _row(job, _JOBS))
+        session.execute(_RUNS.insert(), _row(run, _RUNS))
         session.commit()
     except IntegrityError:
         session.rollback()  # a concurrent request with the same Idempotency-Key won

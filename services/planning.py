@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
@@ -77,6 +77,21 @@ def planning_policy(settings: Settings) -> Policy:
     )
 
 
+# Built once (every submission and plan runs it): the last SUCCEEDED runs of one (job, fleet template).
+_HISTORY = (
+    select(Run.runtime_sec, Run.finished_at)
+    .where(
+        Run.job_template_id == bindparam("tpl"),
+        Run.fleet_template_id == bindparam("fleet"),
+        Run.status == "SUCCEEDED",
+        Run.runtime_sec.is_not(None),
+        Run.runtime_sec > 0,
+    )
+    .order_by(Run.finished_at.desc())
+    .limit(HISTORY_LIMIT)
+)
+
+
 def runtime_prediction(
     session: Session,
     settings: Settings,
@@ -85,18 +100,7 @@ def runtime_prediction(
     now: datetime | None = None,
 ) -> RuntimePrediction:
     """From the last SUCCEEDED runs of this (job template, fleet template); recent runs weigh more."""
-    rows = session.execute(
-        select(Run.runtime_sec, Run.finished_at)
-        .where(
-            Run.job_template_id == job_template_id,
-            Run.fleet_template_id == fleet_template_id,
-            Run.status == "SUCCEEDED",
-            Run.runtime_sec.is_not(None),
-            Run.runtime_sec > 0,
-        )
-        .order_by(Run.finished_at.desc())
-        .limit(HISTORY_LIMIT)
-    ).all()
+    rows = session.execute(_HISTORY, {"tpl": job_template_id, "fleet": fleet_template_id}).all()
     now = now or datetime.now().astimezone()
     durations = [float(r[0] or 0.0) for r in rows]  # the query excludes NULLs; this satisfies the type
     ages = [max(0.0, (now - r[1]).total_seconds()) if r[1] else 0.0 for r in rows]

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import select
 
-from api.deps import ClientDep, ServicesDep, SessionDep, api_key_header, authenticate, owned, tenant_of
+from api.deps import ClientDep, PrincipalDep, ServicesDep, SessionDep, owned, tenant_of
 from api.errors import (
     ApiError,
     Conflict,
@@ -104,11 +104,11 @@ class GatedUploadRoute(APIRoute):
         return gated
 
 
-def upload_client_id(services: ServicesDep, api_key: Annotated[str | None, Depends(api_key_header)]) -> str:
-    """The calling client's id, authenticated in a session of its own that is closed before the upload is
-    processed (no connection or transaction is held while the body is hashed, checked and stored)."""
-    with services.db.session() as s:
-        return tenant_of(authenticate(services, s, api_key)).id
+async def upload_client_id(principal: PrincipalDep) -> str:
+    """The calling client's id. Authentication holds no session or transaction of the request (its lookup
+    runs in a short session of its own, or hits the key cache), so nothing is held while the body is hashed,
+    checked and stored."""
+    return tenant_of(principal).id
 
 
 async def upload_artifact(

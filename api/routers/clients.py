@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from sqlalchemy.orm import Session
 
-from api.deps import Principal, PrincipalDep, ServicesDep, SessionDep
+from api.deps import Principal, PrincipalDep, Services, ServicesDep, SessionDep
 from api.errors import Forbidden
 from api.pagination import CursorQ, LimitQ
 from models.api import (
@@ -51,6 +52,14 @@ def aws_out(c: Client) -> AwsSettingsOut:
     )
 
 
+def committed(session: Session, services: Services, c: Client) -> None:
+    """Commit a change of the client's row, then drop its cached key lookups: in this process the change
+    (suspension, new key, AWS settings) is effective from the next request; other API processes see it
+    within ``ORCH_AUTH_CACHE_TTL_SEC``."""
+    session.commit()
+    services.keys.forget(c.id)
+
+
 def require_admin(principal: Principal) -> None:
     if not principal.is_admin:
         raise Forbidden("only the admin key may do this")
@@ -83,20 +92,27 @@ def get_client(client_id: str, principal: PrincipalDep, session: SessionDep) -> 
 
 @router.patch("/{client_id}", response_model=ClientOut, summary="Suspend/reactivate or rename (admin key)")
 def patch_client(
-    client_id: str, body: ClientPatch, principal: PrincipalDep, session: SessionDep
+    client_id: str, body: ClientPatch, principal: PrincipalDep, session: SessionDep, services: ServicesDep
 ) -> ClientOut:
     require_admin(principal)
     status_ = body.status.value if body.status is not None else None
-    return client_out(clients.patch_client(session, principal.client, client_id, status_, body.name))
+    c = clients.patch_client(session, principal.client, client_id, status_, body.name)
+    committed(session, services, c)
+    return client_out(c)
 
 
 @router.post(
     "/{client_id}/rotate-key",
     response_model=ClientCreated,
     summary="Replace the client's API key; the old key stops working at once",
+    description="At once on this API process; other API processes of a deployment may still accept the old "
+    "key for up to `ORCH_AUTH_CACHE_TTL_SEC` seconds (5 by default), the life of their key-lookup cache.",
 )
-def rotate_key(client_id: str, principal: PrincipalDep, session: SessionDep) -> ClientCreated:
+def rotate_key(
+    client_id: str, principal: PrincipalDep, session: SessionDep, services: ServicesDep
+) -> ClientCreated:
     c, raw = clients.rotate_key(session, principal.client, client_id)
+    committed(session, services, c)
     return ClientCreated(id=c.id, api_key=raw, status=c.status, name=c.name)
 
 
@@ -106,9 +122,11 @@ def rotate_key(client_id: str, principal: PrincipalDep, session: SessionDep) -> 
     summary="Set the IAM role the orchestrator assumes in the client's account",
 )
 def put_aws(
-    client_id: str, body: AwsSettingsIn, principal: PrincipalDep, session: SessionDep
+    client_id: str, body: AwsSettingsIn, principal: PrincipalDep, session: SessionDep, services: ServicesDep
 ) -> AwsSettingsOut:
-    return aws_out(clients.put_aws(session, principal.client, client_id, body))
+    c = clients.put_aws(session, principal.client, client_id, body)
+    committed(session, services, c)
+    return aws_out(c)
 
 
 @router.get("/{client_id}/aws", response_model=AwsSettingsOut)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
-from api.deps import ClientDep, ServicesDep, SessionDep
+from api.deps import ClientDep, PrincipalDep, ServicesDep, SessionDep, request_session, tenant_of
 from api.pagination import CursorQ, LimitQ
 from models.api import JobCreate, JobCreated, JobOut, Page
 from models.db import Job
@@ -40,8 +40,7 @@ def job_out(job: Job, run_ids: list[str]) -> JobOut:
 )
 async def create_job(
     body: JobCreate,
-    client: ClientDep,
-    session: SessionDep,
+    principal: PrincipalDep,
     services: ServicesDep,
     response: Response,
     idempotency_key: Annotated[
@@ -50,16 +49,18 @@ async def create_job(
 ) -> JobCreated:
     """``services.jobs.create_job`` runs every database step in the threadpool and commits before the
     workflow start is awaited, so the event loop never waits on a lock and no transaction stays open across
-    the Temporal call."""
-    sub = await jobs.create_job(
-        session,
-        services.settings,
-        client,
-        body,
-        idempotency_key,
-        services.temporal_client,
-        services.plan_timer,
-    )
+    the Temporal call. The session is opened here rather than as a dependency: this is the hot path."""
+    client = tenant_of(principal)
+    async with request_session(services) as session:
+        sub = await jobs.create_job(
+            session,
+            services.settings,
+            client,
+            body,
+            idempotency_key,
+            services.temporal_client,
+            services.plan_timer,
+        )
     if sub.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     run = sub.run
