@@ -69,8 +69,8 @@ class RunActivities:
     @activity.defn
     async def plan_schedule(self, req: PlanRequest) -> PlanResult:
         _bind(req.run_id)
-        try:
-            return await asyncio.to_thread(self._plan, req)
+        try:  # heartbeating: a worker that dies mid-plan is noticed in 20 s, not the 2-minute timeout
+            return await _heartbeating("planning", self._plan, req)
         except (InfeasibleWindow, NoCandidateRegion) as exc:  # neither gets better by retrying
             raise ApplicationError(str(exc), type=ERR_INFEASIBLE_WINDOW, non_retryable=True) from exc
 

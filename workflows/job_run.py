@@ -221,6 +221,7 @@ class JobRunWorkflow:
                 RunActivities.plan_schedule,
                 req,
                 start_to_close_timeout=timedelta(minutes=2),
+                heartbeat_timeout=timedelta(seconds=20),  # the activity heartbeats every 5 s
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=1),
                     maximum_interval=timedelta(seconds=30),
