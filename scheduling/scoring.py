@@ -294,7 +294,7 @@ def _iso(t: datetime) -> str:
 def _fmt_dur(sec: float) -> str:
     sec = float(sec)
     if sec < 120:
-        return f"{sec:g} s"
+        return f"{sec:.3g} s"
     if sec < 7200:
         return f"{sec / 60:.0f} min"
     return f"{sec / 3600:.1f} h"
@@ -702,6 +702,10 @@ def _same_grid_groups(subs: Sequence[CarbonSeries]) -> list[list[int]]:
     return list(groups.values())
 
 
+def _saving_words(pct: float) -> str:
+    return "no saving" if abs(pct) < 0.5 else f"{pct:.0f}% saving" if pct > 0 else f"{-pct:.0f}% more"
+
+
 def _region_notes(
     options: Sequence[RegionOption],
     chosen: Candidate,
@@ -723,7 +727,7 @@ def _region_notes(
     if home_best is not None:
         out.append(
             f"the best start in {home} alone, {_fmt_time(home_best.start, ref)}, would emit "
-            f"{home_best.emissions_g:,.0f} gCO2e ({home_best.saving_vs_earliest_pct:.0f}% saving)"
+            f"{home_best.emissions_g:,.0f} gCO2e ({_saving_words(home_best.saving_vs_earliest_pct)})"
         )
     else:
         out.append(f"{home} itself may not be chosen for this job")
