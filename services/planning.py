@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
-from models.api import window_limit_errors
+from models.api import CandidateOut, PreviewOut, window_limit_errors
 from models.db import Client, Job, JobTemplate, Run
 from models.workflow import PlanResult
 from scheduling.carbon import CarbonSeries
@@ -49,6 +49,7 @@ __all__ = [
     "predict_template_runtime",
     "preview",
     "preview_chart",
+    "preview_out",
     "plan_for_run",
     "planning_policy",
     "preview_plan",
@@ -137,11 +138,6 @@ def _runs(n: int) -> str:
     return f"{n} successful run" + ("" if n == 1 else "s")
 
 
-def region_for(template: JobTemplate, client: Client | None) -> str:
-    """The home region: the template's region, else the client's ``region_default``."""
-    return home_region(template, client)
-
-
 def carbon_series(
     settings: Settings, region: str, start: datetime, end: datetime, session: Session | None = None
 ) -> tuple[CarbonSeries, list[str]]:
@@ -172,12 +168,12 @@ def _plan(
     home: str | None = None,
 ) -> tuple[Plan, float, float]:
     """Plan over ``regions`` (default: the home region only) with the home region (default
-    :func:`region_for`) as the savings baseline."""
+    the template's :func:`~services.regions.home_region`) as the savings baseline."""
     ft = get_fleet_template(fleet_template_id)
     if ft is None:
         raise InfeasibleWindow(f"unknown fleet template {fleet_template_id!r}")
     p50, p90, notes = runtime or _runtime(session, settings, template, fleet_template_id)
-    home = home or region_for(template, client)
+    home = home or home_region(template, client)
     regions = regions or [home]
     try:  # the API refuses such dates up front (window_limit_errors); this keeps a 500 out of every path
         end = latest if latest is not None else earliest + timedelta(seconds=p90)
@@ -273,6 +269,27 @@ def candidate_doc(c: Candidate) -> dict:
         "expected_lost_run_gco2e": round(c.lost_run_g, 3),
         **({"region": c.region} if c.region is not None else {}),
     }
+
+
+def preview_out(plan: Plan, home: str) -> PreviewOut:
+    """The API's view of a plan (``POST /v1/schedules/preview`` and a recurring job's next firing)."""
+
+    def c(x: Candidate) -> CandidateOut:
+        return CandidateOut.model_validate(candidate_doc(x))
+
+    return PreviewOut(
+        candidates=[c(x) for x in plan.candidates],
+        chosen=c(plan.chosen),
+        rationale=plan.rationale,
+        capacity=plan.capacity,
+        baseline=c(plan.baseline),
+        feasible_count=plan.feasible_count,
+        total_count=plan.total_count,
+        skill_gated=plan.skill_gated,
+        home_region=home,
+        regions=list(plan.regions) or [home],
+        home_best=c(plan.home_best) if plan.home_best is not None else None,
+    )
 
 
 def preview_plan(
@@ -372,7 +389,7 @@ def plan_for_run(
             fixed_start=True,
             runtime=runtime,
             regions=[current_region] if current_region else None,
-            home=region_for(template, client),
+            home=home_region(template, client),
         )
         cur, new = current.chosen, plan.chosen
         moved = (
@@ -386,7 +403,7 @@ def plan_for_run(
         "skill_gated": plan.skill_gated,
         "capacity": plan.capacity,
         "region": chosen.region,
-        "home_region": region_for(template, client),
+        "home_region": home_region(template, client),
         "p50_sec": p50,
         "p90_sec": p90,
         "risk_mode": job.risk_mode,
@@ -507,7 +524,7 @@ def preview_chart(
     """The preview as an SVG chart: the window's carbon forecast and every candidate's score."""
     from scheduling.chart import preview_svg
 
-    home = region_for(p.template, p.client)
+    home = home_region(p.template, p.client)
     series = {
         r: carbon_series(settings, r, earliest, latest, session)[0]
         for r in [home, *(r for r in p.plan.regions if r != home)]

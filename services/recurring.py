@@ -607,9 +607,9 @@ def next_preview(
     (``PreviewOut``), or (None, why) for an infeasible window."""
     import contextlib
 
-    from models.api import CandidateOut, PreviewOut
     from scheduling.scoring import Weights
-    from services.planning import InfeasibleWindow, candidate_doc, preview_plan
+    from services.planning import InfeasibleWindow, preview_out, preview_plan
+    from services.regions import home_region
 
     try:
         earliest, latest = firing_window(session, settings, rj, template, nominal)
@@ -628,19 +628,7 @@ def next_preview(
     except InfeasibleWindow as exc:
         return None, f"infeasible window: {exc}"
 
-    def c(x) -> CandidateOut:
-        return CandidateOut.model_validate(candidate_doc(x))
-
-    out = PreviewOut(
-        candidates=[c(x) for x in plan.candidates],
-        chosen=c(plan.chosen),
-        rationale=plan.rationale,
-        capacity=plan.capacity,
-        baseline=c(plan.baseline),
-        feasible_count=plan.feasible_count,
-        total_count=plan.total_count,
-        skill_gated=plan.skill_gated,
-    )
+    out = preview_out(plan, home_region(template, client))
     return out, None
 
 

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from api.deps import ClientDep, ServicesDep, SessionDep
-from models.api import CandidateOut, PredictionOut, PreviewOut, PreviewRequest
+from models.api import PredictionOut, PreviewOut, PreviewRequest
 from scheduling.scoring import Weights
 from services import planning
+from services.regions import home_region
 
 router = APIRouter(tags=["scheduling"])
 
@@ -45,23 +46,7 @@ def preview(
         svg = planning.preview_chart(session, services.settings, p, body.earliest_start, body.latest_finish)
         return Response(svg, media_type="image/svg+xml")
 
-    def c(x) -> CandidateOut:
-        return CandidateOut.model_validate(planning.candidate_doc(x))
-
-    plan = p.plan
-    return PreviewOut(
-        candidates=[c(x) for x in plan.candidates],
-        chosen=c(plan.chosen),
-        rationale=plan.rationale,
-        capacity=plan.capacity,
-        baseline=c(plan.baseline),
-        feasible_count=plan.feasible_count,
-        total_count=plan.total_count,
-        skill_gated=plan.skill_gated,
-        home_region=planning.region_for(p.template, p.client),
-        regions=list(plan.regions) or [planning.region_for(p.template, p.client)],
-        home_best=c(plan.home_best) if plan.home_best is not None else None,
-    )
+    return planning.preview_out(p.plan, home_region(p.template, p.client))
 
 
 @router.get(

@@ -18,8 +18,9 @@ from cli.devstack import wait_for
 from core.db import Database
 from core.migrate import upgrade
 from core.temporal import connect
-from models.db import Job, Run, new_id, utcnow
+from models.db import Run, utcnow
 from models.workflow import MaintenanceStats, RunInput, maintenance_workflow_id, workflow_id_for
+from tests.support.api import insert_job_and_run
 from tests.support.e2e_stack import ADMIN, Stack, make_stack_settings, record_history, temporal_cli
 
 pytestmark = pytest.mark.slow
@@ -58,35 +59,9 @@ def new_tenant(stack: Stack, name: str) -> tuple[str, dict[str, str]]:
     return r.json()["id"], {"X-API-Key": r.json()["api_key"]}
 
 
-def strand(db: Database, client_id: str, template_id: str, intended: datetime | None = None) -> str:
+def strand(stack: Stack, client_id: str, template_id: str) -> str:
     """Job + run rows as create_job commits them (ONE_TIME), and no workflow: the API 'died' here."""
-    with db.session() as s:
-        job = Job(
-            id=new_id("job"),
-            client_id=client_id,
-            job_template_id=template_id,
-            type="ONE_TIME",
-            intended_time=intended or datetime.now(UTC),
-            risk_mode="NEUTRAL",
-            weights={"carbon": 0.5, "risk": 0.4, "slack": 0.1},
-            args={},
-            request_hash="0" * 64,
-        )
-        s.add(job)
-        s.flush()
-        run_id = new_id("run")
-        s.add(
-            Run(
-                id=run_id,
-                job_id=job.id,
-                client_id=client_id,
-                job_template_id=template_id,
-                fleet_template_id="m5.large",
-                workflow_id=workflow_id_for(run_id),
-                status="PENDING",
-            )
-        )
-    return run_id
+    return insert_job_and_run(stack.settings, client_id, template_id, status="PENDING")[1]
 
 
 async def workflow_exists(stack: Stack, workflow_id: str) -> bool:
@@ -119,7 +94,7 @@ async def wait_passes(stack: Stack, n: int, timeout: float = 60) -> None:
 def test_stranded_pending_run_is_started_and_succeeds(stack, db):
     cid, h = new_tenant(stack, "stranded")
     tpl = stack.template(h)
-    run_id = strand(db, cid, tpl)
+    run_id = strand(stack, cid, tpl)
     run = stack.wait_status(h, run_id, {"SUCCEEDED", "FAILED", "CANCELLED"}, timeout=90)
     assert run["status"] == "SUCCEEDED", run
     assert run["exit_code"] == 0 and run["attempts"] == 1 and run["plan"]
@@ -131,7 +106,7 @@ def test_stranded_pending_run_is_started_and_succeeds(stack, db):
 async def test_cancelled_pending_run_is_never_started(stack, db):
     cid, h = new_tenant(stack, "cancel-pending")
     tpl = stack.template(h)
-    run_id = strand(db, cid, tpl)
+    run_id = strand(stack, cid, tpl)
     r = stack.http.post(f"/v1/runs/{run_id}/cancel", headers=h, json={"reason": "never mind"})
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "CANCELLED" and r.json()["status_reason"] == "never mind"
@@ -157,7 +132,7 @@ async def test_pending_run_whose_workflow_closed_before_planning_is_failed(stack
     """A workflow that never got to record anything (terminated while still PENDING) is noticed too."""
     cid, h = new_tenant(stack, "terminated-pending")
     tpl = stack.template(h)
-    run_id = strand(db, cid, tpl)
+    run_id = strand(stack, cid, tpl)
     client = await connect(stack.settings)
     handle = await client.start_workflow(  # on a queue no worker polls: it can never record a status
         "JobRunWorkflow",

@@ -81,7 +81,8 @@ def insert_job_and_run(
     idempotency_key: str | None = None,
     fleet: dict | None = None,
 ) -> tuple[str, str]:
-    """Job + run rows written straight to the DB (Temporal is unreachable in the ``api`` fixture)."""
+    """Job + run rows written straight to the DB, as ``create_job`` commits them, without a workflow (Temporal
+    is unreachable in the ``api`` fixture; a PENDING run is one whose API died before starting it)."""
     eng = engine_for(api_settings)
     try:
         with Session(eng) as s:
@@ -110,7 +111,7 @@ def insert_job_and_run(
                     workflow_id=workflow_id_for(run_id),
                     status=status,
                     fleet=fleet,
-                    planned_start=utcnow(),
+                    planned_start=None if status == "PENDING" else utcnow(),  # PENDING: not planned yet
                 )
             )
             s.commit()
