@@ -251,7 +251,9 @@ def _region_options(
     elif not_offered:
         notes.append(f"{ft.id} is not offered in {', '.join(not_offered)}: not considered there")
     no_data = [
-        o.region for o in options if o.selectable and o.region != home and is_fallback_region(o.region)
+        o.region
+        for o in options
+        if o.selectable and o.region and o.region != home and is_fallback_region(o.region)
     ]
     if no_data and any(o.selectable and o.region not in no_data for o in options):
         # a flat average stands for these grids: moving there could claim a saving nobody measured
