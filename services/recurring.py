@@ -22,9 +22,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import random
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -190,13 +193,17 @@ async def create_schedule(
 async def update_schedule(
     client: TemporalClient, settings: Settings, rj: RecurringJob, template: JobTemplate
 ):
-    """Replace spec, action and policy; keep Temporal's paused state and note (the source of truth)."""
+    """Replace spec, action, policy and state. The paused state (and its note) is the stored one of ``rj``,
+    read in the same attempt as the version the change is stored against (see ``MAX_CHANGE_ATTEMPTS``), so
+    an update racing with a pause or a resume can never undo it (issue 21). A toggle made with the
+    ``temporal`` CLI is read back by GET; a PATCH before that GET rewrites it from the stored state."""
     new = _schedule_for(settings, rj, template)
 
     def updater(inp: ScheduleUpdateInput) -> ScheduleUpdate:
-        state = inp.description.schedule.state
-        note = state.note if state.paused else summary(rj, template.name)
-        new.state = ScheduleState(paused=state.paused, note=note)
+        if rj.status == "paused":
+            new.state = ScheduleState(paused=True, note=rj.status_reason or "paused through the API")
+        else:
+            new.state = ScheduleState(paused=False, note=summary(rj, template.name))
         return ScheduleUpdate(schedule=new)
 
     await client.get_schedule_handle(rj.schedule_id).update(updater, rpc_timeout=timedelta(seconds=10))
@@ -454,6 +461,54 @@ def _not_deleted(rj: RecurringJob) -> None:
 
     if rj.status == "deleted":
         raise Conflict(f"recurring job {rj.id} is deleted ({rj.status_reason or 'through the API'})")
+
+
+# Every change of a recurring job (PATCH, pause, resume) is one attempt: read the row and its version
+# (``updated_at``), call Temporal, then store only if the version is still the one read; if another change
+# was stored meanwhile, the attempt is made again from the fresh row (its Temporal call included), so the
+# last stored change is also the last one Temporal saw. Nothing is held across the Temporal call.
+# Within one API process, the changes of one recurring job also queue on a lock, so they do not make each
+# other retry; the version check is what holds across processes (with a short random back-off).
+MAX_CHANGE_ATTEMPTS = 8
+_change_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _change_lock(session: Session, recurring_id: str) -> asyncio.Lock:
+    """The lock of one recurring job in this app (its database engine: two apps in one process, as in the
+    tests, behave as two processes)."""
+    key = (id(session.get_bind()), recurring_id)
+    lock = _change_locks.get(key)
+    if lock is None:
+        lock = _change_locks[key] = asyncio.Lock()
+    return lock
+
+
+async def _back_off(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not security
+
+
+def _store_if_unchanged(
+    session: Session, recurring_id: str, version: datetime, values: dict[str, Any]
+) -> RecurringJob | None:
+    """Blocking: write ``values`` if the row's ``updated_at`` is still ``version``; the row, or None."""
+    from sqlalchemy import update
+
+    res = session.execute(
+        update(RecurringJob)
+        .where(RecurringJob.id == recurring_id, RecurringJob.updated_at == version)
+        .values(**values, updated_at=utcnow())
+    )
+    session.commit()
+    session.expire_all()  # the sessions keep attributes on commit: the next attempt must read the row anew
+    if getattr(res, "rowcount", 0) != 1:
+        return None
+    return session.get_one(RecurringJob, recurring_id)
+
+
+def _changed_concurrently(rj: RecurringJob) -> Exception:
+    from services.errors import Conflict
+
+    return Conflict(f"recurring job {rj.id} kept changing concurrently; retry")
 
 
 def next_nominals(
@@ -720,29 +775,35 @@ async def update_recurring(
     from services.errors import Conflict, Unavailable
 
     changes = body.model_dump(exclude_unset=True, mode="json")
-    rj, probe, template = await anyio.to_thread.run_sync(
-        _patched_probe, session, settings, client, recurring_id, changes, body
-    )
-    try:
-        await update_schedule(await temporal(), settings, probe, template)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Conflict("its Temporal Schedule no longer exists (deleted outside the API)") from exc
-        raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
-    except Unavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
-        raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
+    async with _change_lock(session, recurring_id):
+        for attempt in range(MAX_CHANGE_ATTEMPTS):
+            rj, probe, template = await anyio.to_thread.run_sync(
+                _patched_probe, session, settings, client, recurring_id, changes, body
+            )
+            version = rj.updated_at
+            try:
+                await update_schedule(await temporal(), settings, probe, template)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    raise Conflict(
+                        "its Temporal Schedule no longer exists (deleted outside the API)"
+                    ) from exc
+                raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
+            except Unavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
+                raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
 
-    def store() -> RecurringJob:
-        row = session.get_one(RecurringJob, rj.id)
-        for c in RecurringJob.__table__.columns:
-            setattr(row, c.key, getattr(probe, c.key))
-        row.updated_at = utcnow()
-        session.commit()
-        return row
-
-    return await anyio.to_thread.run_sync(store), template
+            values = {
+                c.key: getattr(probe, c.key)
+                for c in RecurringJob.__table__.columns
+                if c.key not in ("id", "updated_at", "status", "status_reason")
+            }
+            row = await anyio.to_thread.run_sync(_store_if_unchanged, session, rj.id, version, values)
+            if row is not None:
+                return row, template
+            await _back_off(attempt)
+    raise _changed_concurrently(rj)
 
 
 async def change_state(
@@ -760,36 +821,45 @@ async def change_state(
 
     from services.errors import Conflict, Unavailable
 
-    rj, template = await anyio.to_thread.run_sync(load, session, client, recurring_id)
-    _not_deleted(rj)
     t = await temporal()
-    try:
-        if action == "pause":
-            await pause(t, rj, note)
-        elif action == "resume":
-            await resume(t, rj, template.name)
-        else:
-            await trigger(t, rj)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            await anyio.to_thread.run_sync(reconcile_with, session, rj, None)
-            raise Conflict(f"recurring job {rj.id}'s Temporal Schedule was deleted outside the API") from exc
-        raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
-    except Unavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
-        raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
-    if action == "trigger":
-        return rj, template
-    status, reason = ("paused", note) if action == "pause" else ("active", None)
-
-    def store() -> RecurringJob:
-        row = session.get_one(RecurringJob, rj.id)
-        row.status, row.status_reason, row.updated_at = status, reason, utcnow()
-        session.commit()
-        return row
-
-    return await anyio.to_thread.run_sync(store), template
+    async with _change_lock(session, recurring_id):
+        for attempt in range(MAX_CHANGE_ATTEMPTS):
+            rj, template = await anyio.to_thread.run_sync(load, session, client, recurring_id)
+            _not_deleted(rj)
+            version = rj.updated_at
+            try:
+                if action == "pause":
+                    await pause(t, rj, note)
+                elif action == "resume":
+                    await resume(t, rj, template.name)
+                else:
+                    await trigger(t, rj)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    await anyio.to_thread.run_sync(reconcile_with, session, rj, None)
+                    raise Conflict(
+                        f"recurring job {rj.id}'s Temporal Schedule was deleted outside the API"
+                    ) from exc
+                raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
+            except Unavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
+                raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
+            if action == "trigger":
+                return rj, template
+            values = (
+                {"status": "paused", "status_reason": note}
+                if action == "pause"
+                else {
+                    "status": "active",
+                    "status_reason": None,
+                }
+            )
+            row = await anyio.to_thread.run_sync(_store_if_unchanged, session, rj.id, version, values)
+            if row is not None:
+                return row, template
+            await _back_off(attempt)
+    raise _changed_concurrently(rj)
 
 
 async def delete_recurring(
