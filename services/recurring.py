@@ -322,6 +322,12 @@ def create_firing_run(
     if found is None:
         if rj.status == "deleted":
             return Firing(created=False, nominal_time=nominal, skipped=f"recurring job {rj.id} is deleted")
+        owner = session.get(Client, rj.client_id)
+        if owner is not None and owner.status != "active":
+            # suspension pauses the Schedule; should that have failed, a firing still makes nothing
+            return Firing(
+                created=False, nominal_time=nominal, skipped=f"client {rj.client_id} is {owner.status}"
+            )
         template = session.get(JobTemplate, rj.job_template_id)
         assert template is not None  # a template with recurring jobs cannot be deleted (foreign key)
         earliest, latest_finish = firing_window(session, settings, rj, template, nominal)
@@ -536,10 +542,24 @@ def _new_row(
     session: Session, settings: Settings, client: Client, body: Any
 ) -> tuple[RecurringJob, JobTemplate]:
     """Blocking: validate ``body`` (models.recurring.RecurringJobCreate) and store the row."""
+    from sqlalchemy import func
+
     from scheduling.calendar import CalendarError
     from services.access import owned
+    from services.errors import Conflict
 
     template = owned(session, JobTemplate, body.job_template_id, client, "job template")
+    limit = settings.max_recurring_jobs_per_client
+    have = session.scalar(
+        select(func.count())
+        .select_from(RecurringJob)
+        .where(RecurringJob.client_id == client.id, RecurringJob.status != "deleted")
+    )
+    if (have or 0) >= limit:
+        raise Conflict(
+            f"client {client.id} already has {have} recurring jobs, the limit "
+            f"(ORCH_MAX_RECURRING_JOBS_PER_CLIENT) is {limit}: delete one first"
+        )
     rid = new_id("rec")
     rj = RecurringJob(
         id=rid,
@@ -600,17 +620,23 @@ async def create_recurring(
 
 def list_recurring(
     session: Session,
-    client: Client,
+    client: Client | None,
     limit: int,
     cursor: str | None,
     status: str | None = None,
     job_template_id: str | None = None,
     include_deleted: bool = False,
+    client_id: str | None = None,
 ) -> tuple[list[RecurringJob], dict[str, str], str | None]:
-    """One page of the client's recurring jobs (newest first), their templates' names, the next cursor."""
+    """One page of the client's recurring jobs (newest first), their templates' names, the next cursor.
+    The admin (``client`` None) sees every client's, or those of ``client_id``; a client only its own."""
     from services.pagination import paginate
 
-    stmt = select(RecurringJob).where(RecurringJob.client_id == client.id)
+    stmt = select(RecurringJob)
+    if client is not None:
+        stmt = stmt.where(RecurringJob.client_id == client.id)
+    elif client_id is not None:
+        stmt = stmt.where(RecurringJob.client_id == client_id)
     if status:
         stmt = stmt.where(RecurringJob.status == status)
     elif not include_deleted:
@@ -916,3 +942,69 @@ async def delete_recurring(
 
             await anyio.to_thread.run_sync(direct)
     return row, template
+
+
+# ---------------------------------------------------------------- the admin and suspension (issue 21)
+SUSPENSION_NOTE = "paused while its client is suspended"
+
+
+def acting_client(session: Session, caller: Client | None, recurring_id: str) -> Client:
+    """Blocking: whose recurring job the caller acts on: a client its own (the services check ownership),
+    the admin (``caller`` None) the owner of ``recurring_id`` whatever its status (NotFound if none)."""
+    from services.errors import NotFound
+
+    if caller is not None:
+        return caller
+    rj = session.get(RecurringJob, recurring_id)
+    owner = session.get(Client, rj.client_id) if rj is not None else None
+    session.commit()
+    if owner is None:
+        raise NotFound(f"recurring job {recurring_id} not found")
+    return owner
+
+
+def _to_follow(session: Session, client_id: str, suspended: bool) -> tuple[Client | None, list[str]]:
+    stmt = select(RecurringJob.id).where(RecurringJob.client_id == client_id)
+    if suspended:
+        stmt = stmt.where(RecurringJob.status == "active")
+    else:  # only those suspension paused: a pause of the client's or the admin's own stays
+        stmt = stmt.where(RecurringJob.status == "paused", RecurringJob.status_reason == SUSPENSION_NOTE)
+    ids = list(session.scalars(stmt.order_by(RecurringJob.id)))
+    owner = session.get(Client, client_id)
+    session.commit()
+    return owner, ids
+
+
+async def follow_client_status(session: Session, client_id: str, temporal: TemporalSource) -> list[str]:
+    """After a client's status changed: suspended, pause each of its active recurring jobs (note
+    ``SUSPENSION_NOTE``); active again, resume those (and only those) suspension paused. Returns the ids
+    that could not be changed (Temporal unavailable, a concurrent change); their firings still make nothing
+    while the client is suspended (``create_firing_run``)."""
+    import anyio.to_thread
+
+    from services.errors import ServiceError
+
+    owner, ids = await anyio.to_thread.run_sync(_to_follow, session, client_id, True)
+    if owner is None:
+        return []
+    suspended = owner.status != "active"
+    if not suspended:
+        owner, ids = await anyio.to_thread.run_sync(_to_follow, session, client_id, False)
+        assert owner is not None
+    failed: list[str] = []
+    for rid in ids:
+        try:
+            if suspended:
+                await change_state(session, owner, rid, "pause", temporal, SUSPENSION_NOTE)
+            else:
+                await change_state(session, owner, rid, "resume", temporal)
+        except ServiceError as exc:
+            log.warning(
+                "could not %s recurring job %s after a status change of %s: %s",
+                "pause" if suspended else "resume",
+                rid,
+                client_id,
+                exc.detail,
+            )
+            failed.append(rid)
+    return failed
