@@ -444,6 +444,7 @@ class RecurringView:
     job: RecurringJob
     template: JobTemplate
     schedule: Any = None  # models.recurring.ScheduleInfoOut
+    nominals: list[tuple[datetime, datetime, datetime]] | None = None  # Temporal's, when it answered
     next_preview: Any = None  # models.api.PreviewOut
     next_preview_error: str | None = None
 
@@ -515,6 +516,47 @@ def _changed_concurrently(rj: RecurringJob) -> Exception:
     from services.errors import Conflict
 
     return Conflict(f"recurring job {rj.id} kept changing concurrently; retry")
+
+
+async def temporal_nominals(
+    client: TemporalClient, rj: RecurringJob, n: int, now: datetime | None = None
+) -> list[tuple[datetime, datetime, datetime]]:
+    """The next ``n`` (nominal time, margin start, margin end) as Temporal's Schedule will really fire
+    them: its own reading of the cron, the zone's DST gaps and repeats and the calendar
+    (``ListScheduleMatchingTimes`` over the Schedule's spec), each fire time turned into its nominal time as
+    the firing does. The local reading (``next_nominals``) only sizes the window asked for."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from temporalio.api.workflowservice.v1 import ListScheduleMatchingTimesRequest
+
+    if not n or rj.status == "deleted":
+        return []
+    now = now or datetime.now(UTC)
+    cal = calendar_of(rj)
+    guess = cal.nominal_times(now, n)
+    if not guess:
+        return []
+    start = now - cal.margin_before
+    end = guess[-1] - cal.margin_before + timedelta(hours=3)  # DST moves a time by at most an hour
+    out: list[tuple[datetime, datetime, datetime]] = []
+    for _ in range(4):  # Temporal may skip times the local reading has (a DST gap): widen, a few times
+        lo, hi = Timestamp(), Timestamp()
+        lo.FromDatetime(start)
+        hi.FromDatetime(end)
+        resp = await client.workflow_service.list_schedule_matching_times(
+            ListScheduleMatchingTimesRequest(
+                namespace=client.namespace, schedule_id=rj.schedule_id, start_time=lo, end_time=hi
+            ),
+            timeout=timedelta(seconds=10),
+        )
+        out = []
+        for ts in resp.start_time:
+            nominal = cal.nominal_for_fire(ts.ToDatetime(tzinfo=UTC))
+            if nominal > now and (not out or nominal != out[-1][0]):
+                out.append((nominal, *cal.margin(nominal)))
+        if len(out) >= n:
+            break
+        end += end - start
+    return out[:n]
 
 
 def next_nominals(
@@ -734,10 +776,12 @@ async def get_recurring(
         desc = await describe(await temporal(), rj)
         await anyio.to_thread.run_sync(reconcile_with, session, rj, desc)
         view.schedule = schedule_info(rj, desc)
+        if desc is not None and n_next:
+            view.nominals = await temporal_nominals(await temporal(), rj, n_next)
     except Exception as exc:  # noqa: BLE001 - Temporal down or slow: the stored view, marked unreachable
         log.info("could not describe schedule %s: %s", rj.schedule_id, type(exc).__name__)
         view.schedule = ScheduleInfoOut(schedule_id=rj.schedule_id, reachable=False)
-    nxt = next_nominals(rj, min(n_next, 1))
+    nxt = view.nominals[:1] if view.nominals is not None else next_nominals(rj, min(n_next, 1))
     if nxt:
         view.next_preview, view.next_preview_error = await anyio.to_thread.run_sync(
             next_preview, session, settings, client, rj, template, nxt[0][0], plan_timer

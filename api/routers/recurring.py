@@ -37,7 +37,12 @@ _409: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _out(rj: RecurringJob, template_name: str, n_next: int = 0) -> RecurringJobOut:
+def _out(
+    rj: RecurringJob,
+    template_name: str,
+    n_next: int = 0,
+    nominals: list[tuple[datetime, datetime, datetime]] | None = None,
+) -> RecurringJobOut:
     return RecurringJobOut(
         id=rj.id,
         job_template_id=rj.job_template_id,
@@ -64,7 +69,7 @@ def _out(rj: RecurringJob, template_name: str, n_next: int = 0) -> RecurringJobO
         deleted_at=rj.deleted_at,
         next=[
             NominalOut(nominal_time=t, margin_start=lo, margin_end=hi)
-            for t, lo, hi in svc.next_nominals(rj, n_next)
+            for t, lo, hi in (nominals if nominals is not None else svc.next_nominals(rj, n_next))
         ],
     )
 
@@ -135,7 +140,7 @@ async def get_recurring(
     view = await svc.get_recurring(
         session, services.settings, client, recurring_id, services.temporal_client, next_, services.plan_timer
     )
-    out = await run_in_threadpool(_out, view.job, view.template.name, next_)
+    out = await run_in_threadpool(_out, view.job, view.template.name, next_, view.nominals)
     out.schedule = view.schedule
     out.next_preview, out.next_preview_error = view.next_preview, view.next_preview_error
     return out
