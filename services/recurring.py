@@ -891,12 +891,12 @@ async def change_state(
 
     from services.errors import Conflict, Unavailable
 
-    t = await temporal()
     async with _change_lock(session, recurring_id):
         for attempt in range(MAX_CHANGE_ATTEMPTS):
             rj, template = await anyio.to_thread.run_sync(load, session, client, recurring_id)
             _not_deleted(rj)
             version = rj.updated_at
+            t = await temporal()  # after the ownership check: another tenant's id is a 404 regardless
             try:
                 if action == "pause":
                     await pause(t, rj, note)

@@ -16,7 +16,7 @@ from tests.support.api import template_body, upload
 from tests.support.common import new_client
 from tests.support.zips import make_zip
 
-TRIALS = 4
+TRIALS = 3
 PATCHES = 4
 
 
