@@ -76,6 +76,17 @@ def _register_optional() -> None:
 
     app.add_typer(recurring_app, name="recurring")
     app.add_typer(report_app, name="report")
+    from cli.artifacts import artifacts_app  # issue 19: a CLI for every resource
+    from cli.clients_cmd import clients_app
+    from cli.rerun import runs_rerun
+    from cli.templates import templates_app
+    from cli.webhooks import webhooks_app
+
+    app.add_typer(clients_app, name="clients")
+    app.add_typer(artifacts_app, name="artifacts")
+    app.add_typer(templates_app, name="templates")
+    app.add_typer(webhooks_app, name="webhooks")
+    runs_app.command("rerun")(runs_rerun)
     try:
         from cli.backtest import backtest
     except ImportError:  # pragma: no cover - cli/backtest.py is added with the scheduling work
