@@ -20,11 +20,15 @@ def dev(
     kill_stale: bool = typer.Option(
         False, "--kill-stale", help="Stop the processes of an earlier dev stack from this data dir first."
     ),
+    stop: bool = typer.Option(
+        False, "--stop", help="Stop the dev stack running from this data dir (e.g. from another shell)."
+    ),
 ) -> None:
-    """Run the whole embedded stack: SeaweedFS, Temporal dev server + UI, worker, API (Ctrl-C stops it)."""
-    from cli.dev import run_dev_stack
+    """Run the whole embedded stack: SeaweedFS, Temporal dev server + UI, worker, API (Ctrl-C, SIGTERM,
+    SIGHUP or `orch dev --stop` stop it)."""
+    from cli.dev import run_dev_stack, stop_dev_stack
 
-    raise typer.Exit(run_dev_stack(kill_stale=kill_stale))
+    raise typer.Exit(stop_dev_stack() if stop else run_dev_stack(kill_stale=kill_stale))
 
 
 @app.command()
