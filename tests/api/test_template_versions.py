@@ -11,7 +11,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 from temporalio.client import Client as TemporalClient
 
+from activities.run_activities import RunActivities
+from core.db import Database
 from models.db import Job, Run
+from models.workflow import LaunchRequest
 from services.job_templates import template_at
 from tests.support.api import engine_for, is_problem, setup_template, template_body, upload
 from tests.support.common import new_client
@@ -84,6 +87,15 @@ def test_patch_makes_a_version_and_runs_keep_theirs(no_worker_api, api_settings)
             assert (cur.version, cur.default_args) == (2, {"arg1": "changed"})
     finally:
         eng.dispose()
+    # the launch activity's spec: the first run launches with version 1's args, the second with version 2's
+    db = Database(api_settings)
+    try:
+        acts = RunActivities(api_settings, db, driver=None)  # type: ignore[arg-type]  # _spec needs no driver
+        spec1 = acts._spec(LaunchRequest(run_id=first.json()["run_id"], attempt=1))
+        spec2 = acts._spec(LaunchRequest(run_id=second.json()["run_id"], attempt=1))
+        assert spec1.args == {"arg1": "value", "extra": 1} and spec2.args == {"arg1": "changed"}
+    finally:
+        db.dispose()
 
 
 def test_patch_validation_and_tenancy(api):
