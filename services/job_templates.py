@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -128,7 +129,11 @@ def update_template(
             "; ".join(f"{k} cannot be null" for k in nulls), [field_error(k, "cannot be null") for k in nulls]
         )
     merged = {f: _copy(getattr(t, f)) for f in TEMPLATE_VERSION_FIELDS} | changes
-    body = JobTemplateCreate.model_validate(merged)
+    try:
+        body = JobTemplateCreate.model_validate(merged)
+    except ValidationError as exc:  # the merged whole breaks a rule a single field could not
+        errors = [field_error(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in errors), errors) from exc
     _check(session, client, body)
     new = body.model_dump()
     if all(new[f] == getattr(t, f) for f in TEMPLATE_VERSION_FIELDS):
