@@ -69,10 +69,10 @@ class Api:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            err.print(escape(unreachable_text(f"{self.base}{path}", exc)), style="red")
+            err.print(escape(unreachable_text(f"{self.base}{path}", exc)), style="red", soft_wrap=True)
             raise typer.Exit(UNAVAILABLE) from exc
         if r.status_code >= 400:
-            err.print(escape(refusal_text(method, r, self.key_var)), style="red")
+            err.print(escape(refusal_text(method, r, self.key_var)), style="red", soft_wrap=True)
             raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
         return r
 
@@ -397,7 +397,7 @@ def runs_logs(
                 sys.stdout.flush()
                 printed = len(text)
         elif r.status_code != 404 or not follow:
-            err.print(escape(refusal_text("GET", r, api.key_var)), style="red")
+            err.print(escape(refusal_text("GET", r, api.key_var)), style="red", soft_wrap=True)
             raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
         if not follow or run["status"] in TERMINAL_STATUSES:
             raise typer.Exit(_run_exit(run["status"]) if follow else OK)

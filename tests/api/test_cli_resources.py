@@ -41,8 +41,8 @@ def live_url(api_settings, temporal_dev_server) -> Iterator[str]:
     thread.join(30)
 
 
-def orch(url: str, key: str | None, *args: str, admin: str | None = None):
-    env = {"ORCH_URL": url, "ORCH_API_KEY": key, "ORCH_ADMIN_API_KEY": admin, "COLUMNS": "250"}
+def orch(url: str, key: str | None, *args: str, admin: str | None = None, columns: int = 250):
+    env = {"ORCH_URL": url, "ORCH_API_KEY": key, "ORCH_ADMIN_API_KEY": admin, "COLUMNS": str(columns)}
     return CliRunner().invoke(orch_app, list(args), env=env, catch_exceptions=False)
 
 
@@ -123,7 +123,7 @@ def test_artifacts_templates_versions_rerun_and_retire(live_url, tmp_path):
 
 
 def test_errors_name_the_url_and_its_setting(live_url):
-    r = orch(live_url, "orch_not_a_key", "jobs", "list")
+    r = orch(live_url, "orch_not_a_key", "jobs", "list", columns=60)  # one line, even in a narrow terminal
     assert r.exit_code == 3
     assert f"401 unknown API key from {live_url}/v1/jobs?limit=20 (ORCH_URL" in r.stderr, r.stderr
     down = "http://127.0.0.1:1"
