@@ -3,7 +3,9 @@
 Before starting anything it checks that no earlier stack from this data dir is still alive (the pidfile
 ``<data_dir>/devstack.pid``) and that every port it needs is free; each problem is one line that says what
 to do. Every child dies with this process (parent-death signal, see ``cli.devstack.spawn``), and SIGINT,
-SIGTERM and SIGHUP all stop the whole stack cleanly; run by ``make dev``, it also stops when make dies.
+SIGTERM and SIGHUP all stop the whole stack cleanly (SIGINT too when it was started with SIGINT ignored, as a
+background job of a script is); run by ``make dev``, it also stops when make dies. ``orch dev --stop`` stops
+the stack of this data dir from another shell.
 Logs of this start are in ``<data_dir>/logs/<name>.log`` (the previous start's in ``<name>.log.1``).
 """
 
