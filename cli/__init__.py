@@ -91,6 +91,9 @@ def _register_optional() -> None:
     app.add_typer(templates_app, name="templates")
     app.add_typer(webhooks_app, name="webhooks")
     runs_app.command("rerun")(runs_rerun)
+    from cli.recurring_update import recurring_update
+
+    recurring_app.command("update")(recurring_update)
     try:
         from cli.backtest import backtest
     except ImportError:  # pragma: no cover - cli/backtest.py is added with the scheduling work

@@ -114,12 +114,21 @@ def test_artifacts_templates_versions_rerun_and_retire(live_url, tmp_path):
     run = js(orch(live_url, key, "runs", "get", again["run_id"], "--json"))
     assert run["job_template_version"] == 2
 
+    # a recurring job uses it: delete names it; switched to another template, delete works
+    other = js(orch(live_url, key, "templates", "create", "--name", "etl2", "--artifact", aid, "--fleet",
+                    "m5.large", "--json"))  # fmt: skip
+    rec = js(orch(live_url, key, "recurring", "create", "-t", tpl["id"], "--cron", "0 1 * * *", "--json"))
+    used = orch(live_url, key, "templates", "delete", tpl["id"])
+    assert used.exit_code == 3 and rec["id"] in used.stderr, used.output
+    switched = js(orch(live_url, key, "recurring", "update", rec["id"], "--template", other["id"], "--json"))
+    assert switched["job_template_id"] == other["id"]
     retired = orch(live_url, key, "templates", "delete", tpl["id"])
     assert retired.exit_code == 0 and "retired" in retired.stdout, retired.output
     assert tpl["id"] not in orch(live_url, key, "templates", "list", "--active").stdout
     refused = orch(live_url, key, "runs", "rerun", sub["run_id"])
     assert refused.exit_code == 3 and "retired" in refused.stderr
     assert f"{live_url}/v1/runs/{sub['run_id']}/rerun" in refused.stderr
+    assert orch(live_url, key, "recurring", "delete", rec["id"]).exit_code == 0
 
 
 def test_errors_name_the_url_and_its_setting(live_url):
