@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import anyio.to_thread
+from pydantic import ValidationError
 from sqlalchemy import Table, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -389,6 +390,16 @@ def rerun_request(
         "args": dict(job.args) if job.args else None,
         "regions": list(job.regions) if job.regions is not None else None,
     }
+    wrong = (
+        ("earliest_start", earliest_start)
+        if job.type == JobType.ONE_TIME
+        else ("intended_time", intended_time)
+    )
+    if wrong[1] is not None:
+        raise Unprocessable(
+            f"{wrong[0]} does not apply to rerunning a {job.type} job",
+            [field_error(wrong[0], f"not for a {job.type} job")],
+        )
     if job.type == JobType.ONE_TIME:
         doc["intended_time"] = intended_time or now
     else:
@@ -403,7 +414,12 @@ def rerun_request(
         "earliest_start": earliest_start.isoformat() if earliest_start else None,
     }
     req_hash = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
-    return JobCreate.model_validate(doc), version, req_hash
+    try:
+        body = JobCreate.model_validate(doc)
+    except ValidationError as exc:  # e.g. a window whose shape no longer passes today's rules
+        errors = [field_error(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
+        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in errors), errors) from exc
+    return body, version, req_hash
 
 
 async def rerun(

@@ -257,3 +257,7 @@ def test_rerun_keeps_version_args_and_window_shape(no_worker_api, api_settings):
     is_problem(api.post(f"/v1/runs/{once.json()['run_id']}/rerun", headers=h2), 404)
     bad = api.post(f"/v1/runs/{once.json()['run_id']}/rerun", headers=h, json={"intended_time": "soon"})
     assert "intended_time" in str(is_problem(bad, 422)["errors"])
+    wrong = api.post(
+        f"/v1/runs/{once.json()['run_id']}/rerun", headers=h, json={"earliest_start": _iso(datetime.now(UTC))}
+    )
+    assert [e["path"] for e in is_problem(wrong, 422)["errors"]] == ["earliest_start"]
