@@ -344,8 +344,12 @@ def test_running_stack_in_the_same_data_dir_is_named(tmp_path):
         fake.wait()
 
 
-def test_dev_stop_stops_the_stack_running_from_the_data_dir(tmp_path):
-    """`orch dev --stop` from another shell: the recorded `orch dev` process and its children are stopped."""
+def test_dev_stop_stops_the_stack_running_from_the_data_dir(tmp_path, capsys):
+    """`orch dev --stop` from another shell: the recorded `orch dev` process and its children are stopped
+    (called in-process: what `orch dev --stop` runs)."""
+    from cli.dev import stop_dev_stack
+    from core.settings import Settings
+
     main, _ = _fake_server()  # stands in for the running `orch dev`
     child, cport = _fake_server()
     try:
@@ -356,12 +360,13 @@ def test_dev_stop_stops_the_stack_running_from_the_data_dir(tmp_path):
             "ports": {"http": cport},
         }
         path = _pidfile(tmp_path, (main.pid, proc_start_time(main.pid)), [entry])
-        r = _run_dev(tmp_path, _ports(), "--stop")
-        assert r.returncode == 0 and "stopped." in r.stdout, r.stdout + r.stderr
+        settings = Settings(data_dir=tmp_path)
+        assert stop_dev_stack(settings) == 0
+        assert "stopped." in capsys.readouterr().out
         assert main.wait(30) is not None and child.wait(30) is not None
         assert not path.exists() and port_free(cport)
-        again = _run_dev(tmp_path, _ports(), "--stop")
-        assert again.returncode == 0 and "no dev stack is running" in again.stdout, again.stdout
+        assert stop_dev_stack(settings) == 0
+        assert "no dev stack is running" in capsys.readouterr().out
     finally:
         for p in (main, child):
             if p.poll() is None:
