@@ -43,7 +43,7 @@ __all__ = [
 
 LEAD_EDGES_H = (0.0, 3.0, 6.0, 12.0, 24.0, 48.0, math.inf)  # lead-time buckets (hours)
 MIN_PAIRS = 30  # below this many pairs in a bucket the prior is used as it is
-PRIOR_PAIRS = 30.0  # the prior weighs as much as this many pairs in the blend
+PRIOR_PAIRS = 10.0  # the prior weighs as much as this many pairs in the blend
 Z80 = 1.2815515655446004  # half-width of a central 80 % normal interval, in sigmas
 
 

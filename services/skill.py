@@ -46,7 +46,7 @@ METHOD = (
     "forecast's issue to the middle of the hour. Per lead bucket (0-3, 3-6, 6-12, 12-24, 24-48, 48+ h): "
     "bias and MAE (measured - forecast), the RMS relative error, coverage of the 80 % interval stated at "
     "planning (forecast +- 1.2816 sigma). Sigma in use: the provider's documented prior below 30 pairs in "
-    "a bucket, else sqrt((30 p^2 + n m) / (30 + n)) with p the prior and m the mean squared relative "
+    "a bucket, else sqrt((10 p^2 + n m) / (10 + n)) with p the prior and m the mean squared relative "
     "error of the n pairs (the latest 5000 per provider and zone)."
 )
 
