@@ -76,6 +76,9 @@ def _register_optional() -> None:
 
     app.add_typer(recurring_app, name="recurring")
     app.add_typer(report_app, name="report")
+    from cli.carbon import carbon_app  # issue 18
+
+    app.add_typer(carbon_app, name="carbon")
     try:
         from cli.backtest import backtest
     except ImportError:  # pragma: no cover - cli/backtest.py is added with the scheduling work

@@ -19,6 +19,7 @@ from scheduling.carbon import CarbonSeries
 from services.plan_audit import store_record
 from services.skill import calibrated, prior_for, record_pairs
 from tests.support.api import is_problem, setup_template
+from tests.support.common import new_client
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 ZONE = "ZZ-" + new_id("z")[-6:].upper()  # a zone of this test only: the table is shared by the module
@@ -150,3 +151,37 @@ def test_skill_endpoint_and_the_measured_sigma_in_planning(api, api_settings, db
         assert calibrated(s, api_settings, series, embedded) == (series, None)
         n = s.scalar(select(func.count()).select_from(ForecastPair).where(ForecastPair.zone == ZONE))
         assert n >= 200
+
+
+def test_orch_carbon_skill_prints_the_table_and_json(api, db, monkeypatch):
+    """``orch carbon skill`` over the same API (the CLI's httpx client is the in-process app)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import cli.carbon
+    from cli import app
+
+    _, h = new_client(api, "skill-cli")
+    monkeypatch.setenv("ORCH_API_KEY", h["X-API-Key"])
+
+    class InProcessApi(cli.client.Api):
+        def __init__(self) -> None:
+            super().__init__()
+            self.http = _Keyed()
+
+    class _Keyed:  # the shared TestClient, with this client's key on each request (its defaults untouched)
+        def request(self, method, path, **kw):
+            return api.request(method, path, headers=h, **kw)
+
+    monkeypatch.setattr(cli.carbon, "Api", InProcessApi)
+    runner = CliRunner()
+    res = runner.invoke(app, ["carbon", "skill", "--zone", ZONE, "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert [i["zone"] for i in data["items"]] == [ZONE] and data["items"][0]["pairs"] >= 200
+    res = runner.invoke(app, ["carbon", "skill", "--zone", ZONE])
+    assert res.exit_code == 0, res.output
+    assert f"electricitymaps {ZONE}" in res.output and "(prior)" in res.output and "0-3 h" in res.output
+    res = runner.invoke(app, ["carbon", "skill", "--zone", "NO-SUCH-ZONE"])
+    assert res.exit_code == 0 and "no forecast/measured pairs yet" in res.output
