@@ -34,6 +34,19 @@ def db(api_settings):
     d.dispose()
 
 
+@pytest.fixture(scope="module")
+def seeded(db) -> None:
+    """200 earlier pairs at 1.5 h lead: errors of 2 % (the prior says 5.45 %)."""
+    rng = np.random.default_rng(5)
+    with db.session() as s:
+        for i in range(200):
+            f = 300.0
+            a = f * (1 + 0.02 * rng.standard_normal())
+            s.add(ForecastPair(provider="electricitymaps", zone=ZONE, signal="average", run_id=f"run_x{i}",
+                               at=T0 - timedelta(hours=i), lead_h=1.5, forecast=f, actual=a,
+                               stated_sigma=f * 0.055))  # fmt: skip
+
+
 def _run_with_record(db, cid, tpl, *, provider="electricitymaps", live=True) -> str:
     """A run whose plan record says: eu-central-1's series came from ``provider`` (zone ZONE), issued at
     T0, live until T0 + 6 h, 15-min values 200 g/kWh with a stated sigma of 10 %."""
@@ -109,16 +122,8 @@ def test_pairs_are_recorded_once_per_hour_and_only_from_the_same_provider(api, d
         )
 
 
-def test_skill_endpoint_and_the_measured_sigma_in_planning(api, api_settings, db):
+def test_skill_endpoint_and_the_measured_sigma_in_planning(api, api_settings, db, seeded):
     cid, h, tpl = setup_template(api)
-    rng = np.random.default_rng(5)
-    with db.session() as s:  # 200 earlier pairs at 1-2 h lead: errors of 2 % (the prior says 5.5 %)
-        for i in range(200):
-            f = 300.0
-            a = f * (1 + 0.02 * rng.standard_normal())
-            s.add(ForecastPair(provider="electricitymaps", zone=ZONE, signal="average", run_id=f"run_x{i}",
-                               at=T0 - timedelta(hours=i), lead_h=1.5, forecast=f, actual=a,
-                               stated_sigma=f * 0.055))  # fmt: skip
     r = api.get(f"/v1/carbon/skill?zone={ZONE}", headers=h)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -153,7 +158,7 @@ def test_skill_endpoint_and_the_measured_sigma_in_planning(api, api_settings, db
         assert n >= 200
 
 
-def test_orch_carbon_skill_prints_the_table_and_json(api, db, monkeypatch):
+def test_orch_carbon_skill_prints_the_table_and_json(api, db, seeded, monkeypatch):
     """``orch carbon skill`` over the same API (the CLI's httpx client is the in-process app)."""
     import json
 
