@@ -163,7 +163,7 @@ def plan_record(session: Session, run_id: str, client: Client | None) -> dict[st
             raise Conflict(f"run {run_id} has no plan audit record: it has not been planned yet")
         raise Conflict(
             f"run {run_id} has no plan audit record: it was planned before plan audit records were kept "
-            "(issue 18); its stored plan is in GET /v1/runs/{id}"
+            "(issue 18), or its record could not be written; its stored plan is in GET /v1/runs/{id}"
         )
     rows = session.scalars(
         select(PlanAudit)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ __all__ = [
     "runtime_prediction",
     "realised_emissions_g",
 ]
+
+log = logging.getLogger("orch.planning")
 
 NO_HISTORY_P90_FACTOR = 1.5  # without history the spread is a guess: p90 = 1.5 x p50
 REPLAN_MIN_GAIN = 0.05  # move a planned start only for >= 5% less carbon ...
@@ -477,15 +480,19 @@ def plan_for_run(
             "carbon_earliest_g": plan.baseline.emissions_g if first_plan else None,
             "expected_saving_pct": doc["expected_saving_pct"],
         }
-        doc["audit_id"] = store_record(
-            session,
-            run,
-            audit_record(
-                plan, inputs, job, run, template, client, not_before, current_start, runtime, stored,
-                current.chosen if current is not None else None,
-            ),
-            not_before,
-        )  # fmt: skip
+        try:  # the record documents the plan; a failure to keep it must not stop the run
+            with session.begin_nested():
+                doc["audit_id"] = store_record(
+                    session,
+                    run,
+                    audit_record(
+                        plan, inputs, job, run, template, client, not_before, current_start, runtime, stored,
+                        current.chosen if current is not None else None,
+                    ),
+                    not_before,
+                )  # fmt: skip
+        except Exception:  # noqa: BLE001
+            log.warning("the plan audit record of run %s could not be kept", run.id, exc_info=True)
     return PlanResult(
         start=chosen.start,
         latest_start=_latest_start(job, job.risk_mode, p50, p90, settings),

@@ -270,3 +270,28 @@ def test_the_audit_record_recomputes_the_stored_saving(
     assert abs(saving - run["carbon"]["saved_pct"]) <= 0.005 + 1e-9
     assert abs(saving - run["plan"]["expected_saving_pct"]) <= 0.005 + 1e-9
     assert rec["stored"]["expected_saving_pct"] == run["plan"]["expected_saving_pct"]
+
+
+def test_a_record_past_the_size_limit_drops_the_other_regions_series_first():
+    import numpy as np
+
+    from services.plan_audit import MAX_RECORD_BYTES, _bounded, decode
+
+    rng = np.random.default_rng(1)
+
+    def region(name):
+        v, sg = rng.uniform(10, 900, 12000).tolist(), rng.uniform(1, 50, 12000).tolist()
+        return {"region": name, "series": {"start": "2027-01-01T00:00:00+00:00", "step_sec": 900.0,
+                                           "values": v, "sigma": sg}}  # fmt: skip
+
+    rec = {
+        "home_region": HOME,
+        "chosen": {"region": PARIS},
+        "regions": [region(r) for r in (HOME, PARIS, LONDON)],
+    }
+    raw = _bounded(rec)
+    assert len(raw) <= MAX_RECORD_BYTES
+    out = decode(raw)
+    kept = {r["region"]: r["series"] for r in out["regions"]}
+    assert kept[HOME]["values"] and kept[HOME]["sigma"] and kept[PARIS]["values"] and kept[PARIS]["sigma"]
+    assert kept[LONDON]["sigma"] is None and "dropped" in out["truncated"]
