@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 
 from carbon import SeriesSource
 from core.db import Database
-from models.db import ForecastPair, Job, Run, new_id
+from models.db import ForecastPair, Job, JobTemplate, Run, new_id
 from models.workflow import workflow_id_for
 from scheduling.carbon import CarbonSeries
 from services.plan_audit import store_record
@@ -47,7 +47,7 @@ def seeded(db) -> None:
                                stated_sigma=f * 0.055))  # fmt: skip
 
 
-def _run_with_record(db, cid, tpl, *, provider="electricitymaps", live=True) -> str:
+def _run_with_record(db, cid, tpl, *, provider="electricitymaps", live=True, zone=ZONE) -> str:
     """A run whose plan record says: eu-central-1's series came from ``provider`` (zone ZONE), issued at
     T0, live until T0 + 6 h, 15-min values 200 g/kWh with a stated sigma of 10 %."""
     n = 6 * 4
@@ -57,7 +57,7 @@ def _run_with_record(db, cid, tpl, *, provider="electricitymaps", live=True) -> 
             {
                 "region": "eu-central-1",
                 "provider": provider,
-                "zone": ZONE,
+                "zone": zone,
                 "signal": "average",
                 "live": live,
                 "issued_at": T0.isoformat(),
@@ -190,3 +190,42 @@ def test_orch_carbon_skill_prints_the_table_and_json(api, db, seeded, monkeypatc
     assert f"electricitymaps {ZONE}" in res.output and "(prior)" in res.output and "0-3 h" in res.output
     res = runner.invoke(app, ["carbon", "skill", "--zone", "NO-SUCH-ZONE"])
     assert res.exit_code == 0 and "no forecast/measured pairs yet" in res.output
+
+
+def test_the_actuals_task_pairs_the_run_and_baseline_hours_it_measured(api, api_settings, db):
+    """record_run_actuals (the maintenance task's step) measures the run and its baseline with Electricity
+    Maps (MockTransport) and pairs the plan's live Electricity Maps forecast with it, hour by hour."""
+    import httpx
+
+    from services.actuals import record_run_actuals
+    from tests.support.carbon import Recorder, client
+
+    cid, h, tpl = setup_template(api)
+    run_id = _run_with_record(db, cid, tpl, zone="DE")
+    pts = [{"carbonIntensity": 300 + i, "datetime": (T0 + timedelta(hours=i)).isoformat()} for i in range(12)]
+    rec = Recorder(
+        {("GET", "/v3/carbon-intensity/past-range"): lambda r: httpx.Response(200, json={"data": pts})}
+    )
+    settings = api_settings.model_copy(
+        update={"carbon_provider": "electricitymaps", "electricitymaps_api_key": "k"}
+    )
+    try:
+        with db.session() as s, client(rec) as http:
+            run = s.get_one(Run, run_id)
+            job = s.get_one(Job, run.job_id)
+            job.type, job.intended_time, job.earliest_start = "RESCHEDULABLE", None, T0 + timedelta(hours=1)
+            run.region, run.created_at = "eu-central-1", T0
+            s.get_one(JobTemplate, tpl).region = "eu-central-1"  # home: the baseline is measured there too
+            run.started_at, run.finished_at = T0 + timedelta(hours=2), T0 + timedelta(hours=3, minutes=30)
+            assert record_run_actuals(s, settings, run, T0 + timedelta(days=1), http=http) == "recorded"
+        with db.session() as s:
+            rows = s.execute(
+                select(ForecastPair.at, ForecastPair.lead_h, ForecastPair.actual)
+                .where(ForecastPair.run_id == run_id)
+                .order_by(ForecastPair.at)
+            ).all()
+        # run [02:00, 03:30] -> the 02:00 and 03:00 hours; baseline [01:00, 02:30] adds 01:00
+        assert [(r.lead_h, r.actual) for r in rows] == [(1.5, 301.0), (2.5, 302.0), (3.5, 303.0)]
+    finally:
+        with db.session() as s:
+            s.execute(delete(ForecastPair).where(ForecastPair.run_id == run_id))
