@@ -4,6 +4,7 @@ its figures recompute the saving the run stores; re-plans the run did not follow
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -295,3 +296,41 @@ def test_a_record_past_the_size_limit_drops_the_other_regions_series_first():
     kept = {r["region"]: r["series"] for r in out["regions"]}
     assert kept[HOME]["values"] and kept[HOME]["sigma"] and kept[PARIS]["values"] and kept[PARIS]["sigma"]
     assert kept[LONDON]["sigma"] is None and "dropped" in out["truncated"]
+
+
+def test_figures_the_planner_adds_flow_into_the_record_without_a_change_here():
+    """Candidates and plan-level figures are serialised field by field: a field a future rule adds to the
+    planner's Candidate or Plan (e.g. paired_days) appears in the record as it is."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from models.domain import Capacity
+    from scheduling.scoring import Candidate, Plan, Policy
+    from services.planning import PlanInputs, audit_record
+
+    @dataclasses.dataclass(frozen=True)
+    class PairedCandidate(Candidate):
+        paired_days: int = 0
+        paired_mean_saving_pct: float = float("nan")
+
+    @dataclasses.dataclass(frozen=True)
+    class RulePlan(Plan):
+        rule_table: dict = dataclasses.field(default_factory=dict)
+
+    t = datetime(2027, 1, 1, tzinfo=UTC)
+    c = PairedCandidate(t, t, t, -0.1, 0.0, 1.0, -0.05, 90.0, 10.0, 2.0, 0.9, 0.0, HOME, 26, 6.1)
+    b = PairedCandidate(t, t, t, 0.0, 0.0, 1.0, 0.0, 100.0, 0.0, region=HOME, paired_days=29)
+    plan = RulePlan(c, [c, b], b, "why", Capacity.ON_DEMAND, 2, 2, rule_table={"zone": "DE", "allowed": True})
+    job = SimpleNamespace(latest_finish=None, type="RESCHEDULABLE", risk_mode="NEUTRAL", weights={})
+    run = SimpleNamespace(id="run_x", fleet_template_id="m5.large")
+    tpl, client = SimpleNamespace(region=HOME), SimpleNamespace(region_default=HOME)
+    rec = audit_record(plan, PlanInputs(policy=Policy()), job, run, tpl, client, t, None, (60.0, 90.0, []),
+                       {"moved": True}, None)  # fmt: skip
+    assert rec["chosen"]["paired_days"] == 26 and rec["chosen"]["paired_mean_saving_pct"] == 6.1
+    assert rec["baseline"]["paired_days"] == 29 and rec["baseline"]["paired_mean_saving_pct"] == "nan"
+    assert [x["paired_days"] for x in rec["candidates"]] == [26, 29]
+    assert (
+        rec["rule"]["rule_table"] == {"zone": "DE", "allowed": True}
+        and rec["rule"]["policy"]["min_saving_pct"]
+    )
+    json.dumps(rec, allow_nan=False)  # plain JSON, whatever the planner put in
