@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.settings import Settings  # noqa: E402
 from scheduling.scoring import Weights  # noqa: E402
 from services.plan_audit import _bounded  # noqa: E402
-from services.planning import PlanInputs, _plan, audit_record  # noqa: E402
+from services.planning import RECORD_CANDIDATES, PlanInputs, _plan, audit_record  # noqa: E402
 
 REGIONS = ["eu-central-1", "eu-west-3", "eu-west-2"]
 
@@ -38,7 +38,7 @@ def main() -> None:
             inputs = PlanInputs()
             plan, _, _ = _plan(
                 None, settings, tpl, client, "m5.large", e, job.latest_finish, "NEUTRAL", Weights(), False,
-                runtime=runtime, regions=REGIONS[:n], inputs=inputs,
+                runtime=runtime, regions=REGIONS[:n], inputs=inputs, top_k=RECORD_CANDIDATES,
             )  # fmt: skip
             reps = 5
             t = time.perf_counter()

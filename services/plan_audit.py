@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 FORMAT = 1
-MAX_RECORD_BYTES = 512 * 1024  # compressed; a 31-day window on a 15-min grid, 3 regions: 71 KiB
+MAX_RECORD_BYTES = 512 * 1024  # compressed; a 31-day window on a 15-min grid, 3 regions: 75 KiB
 MAX_ADOPTED = 50  # earlier plans a run followed, kept besides the one in force
 
 

@@ -66,6 +66,7 @@ NO_HISTORY_P90_FACTOR = 1.5  # without history the spread is a guess: p90 = 1.5 
 REPLAN_MIN_GAIN = 0.05  # move a planned start only for >= 5% less carbon ...
 REPLAN_MAX_EXTRA_RISK = 0.01  # ... and at most 1 point more deadline risk
 HISTORY_LIMIT = 50
+RECORD_CANDIDATES = 48  # candidates a run's plan audit record lists (the best by the objective, chosen first)
 
 
 def planning_policy(settings: Settings) -> Policy:
@@ -430,6 +431,7 @@ def plan_for_run(
         runtime=runtime,
         regions=candidate_regions(client, template, job.regions),  # NoCandidateRegion fails the run
         inputs=inputs,
+        top_k=RECORD_CANDIDATES if record else 5,  # only the audit record lists them
     )
     moved = True
     current_region = run.region
