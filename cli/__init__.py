@@ -94,6 +94,10 @@ def _register_optional() -> None:
     from cli.recurring_update import recurring_update
 
     recurring_app.command("update")(recurring_update)
+
+    from cli.carbon import carbon_app  # issue 18
+
+    app.add_typer(carbon_app, name="carbon")
     try:
         from cli.backtest import backtest
     except ImportError:  # pragma: no cover - cli/backtest.py is added with the scheduling work

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -254,3 +255,42 @@ class CarbonCache(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class PlanAudit(Base):
+    """The audit record of one plan of a run (issue 18): everything the plan was decided from (forecast
+    series at decision time, provider, runtime model, power, candidates, the rule's figures), as
+    zlib-compressed JSON (``services/plan_audit.py``). The run's ``plan["audit_id"]`` names the record in
+    force; ``adopted`` marks earlier plans the run also followed (a re-plan that moved it). Deleted with
+    the run."""
+
+    __tablename__ = "plan_audits"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    decided_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    adopted: Mapped[bool] = mapped_column(Boolean, default=False)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ForecastPair(Base):
+    """One hour of a live forecast a plan used, paired with the intensity measured for it (issue 18):
+    the forecast's measured skill per (provider, zone) and lead time (``services/skill.py``)."""
+
+    __tablename__ = "carbon_forecast_pairs"
+    __table_args__ = (
+        Index("uq_forecast_pair", "run_id", "provider", "zone", "at", unique=True),
+        Index("ix_forecast_pair_key", "provider", "zone", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    zone: Mapped[str] = mapped_column(String(64))
+    signal: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column()  # start of the hour
+    lead_h: Mapped[float] = mapped_column(Float)  # hours from the forecast's issue to the hour's middle
+    forecast: Mapped[float] = mapped_column(Float)  # g/kWh, as the plan saw it
+    actual: Mapped[float] = mapped_column(Float)  # g/kWh, measured
+    stated_sigma: Mapped[float] = mapped_column(Float)  # g/kWh, the 1-sigma the plan used
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

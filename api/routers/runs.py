@@ -15,8 +15,10 @@ from fastapi import APIRouter, Header, Query, Response, status
 from api.deps import PrincipalDep, ServicesDep, SessionDep, request_session, tenant_of
 from api.pagination import CursorQ, LimitQ
 from models.api import CancelIn, CarbonOut, JobCreated, LogsOut, Page, RerunIn, RunOut, RunStatus
+from models.audit import PlanAuditOut
 from models.db import Run
 from services import jobs, runs
+from services.plan_audit import plan_record
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -93,6 +95,22 @@ def list_runs(
 @router.get("/{run_id}", response_model=RunOut)
 def get_run(run_id: str, principal: PrincipalDep, session: SessionDep) -> RunOut:
     return run_out(runs.get_run(session, run_id, principal.client))
+
+
+@router.get(
+    "/{run_id}/plan",
+    response_model=PlanAuditOut,
+    summary="The plan's audit record: the forecast it used, every candidate, the rule's figures",
+    responses={409: {"description": "The run has no audit record (not planned yet, or planned before them)"}},
+)
+def get_run_plan(run_id: str, principal: PrincipalDep, session: SessionDep) -> PlanAuditOut:
+    """What the plan in force was decided from, kept as long as the run: the forecast series of every region
+    (g/kWh and 1-sigma at decision time), the provider, its zone and fallback reason, the signal, the
+    runtime model (p50/p90), the fleet power, the baseline and chosen starts, every candidate and the
+    rule's figures, the rationale, when it was decided, and what the run stores from it. Any stored
+    saving recomputes from it: emissions = ``power_kw`` x the integral of the series over
+    ``[start, start + p50]``. Earlier plans the run followed are listed in ``earlier``."""
+    return PlanAuditOut.model_validate(plan_record(session, run_id, principal.client))
 
 
 @router.post(

@@ -14,7 +14,7 @@ from alembic import op
 import models.db
 
 revision = "0008_template_versions"
-down_revision = "0005_actuals"
+down_revision = "0006_plan_audit"
 branch_labels = None
 depends_on = None
 

@@ -166,6 +166,7 @@ def world(api, api_settings) -> World:
         "ref": {"dir": str(api_settings.data_dir / "nowhere")},
     }
     job, run = insert_job_and_run(api_settings, cid, tpl.json()["id"], fleet=fleet)
+    _plan(api_settings, run)
     assert api.put(f"/v1/clients/{cid}/aws", headers=h, json=AWS_BODY).status_code == 200
     w.ids = {
         "client_id": cid,
@@ -177,6 +178,22 @@ def world(api, api_settings) -> World:
         "recurring_id": insert_recurring_row(api_settings, cid, tpl.json()["id"]),
     }
     return w
+
+
+def _plan(api_settings, run_id: str) -> None:
+    """Plan the run as the plan activity does, so it has a plan and its audit record (issue 18)."""
+    from core.db import Database
+    from models.db import Client, Job, JobTemplate, Run
+    from services.planning import plan_for_run
+
+    db = Database(api_settings)
+    with db.session() as s:
+        run = s.get_one(Run, run_id)
+        job, tpl = s.get_one(Job, run.job_id), s.get_one(JobTemplate, run.job_template_id)
+        client = s.get_one(Client, run.client_id)
+        res = plan_for_run(s, api_settings, run, job, tpl, client, datetime.now(UTC))
+        run.plan = res.doc
+    db.dispose()
 
 
 # ---------------------------------------------------------------- the schema, loaded at collection
