@@ -5,7 +5,7 @@ Every existing template becomes version 1 (its row copied into job_template_vers
 runs reference version 1.
 
 Revision ID: 0008_template_versions
-Revises: 0005_actuals
+Revises: 0006_plan_audit
 """
 
 import sqlalchemy as sa
