@@ -26,7 +26,8 @@ from tests.support.api import engine_for, insert_job_and_run, template_body
 from tests.support.common import ADMIN_KEY
 from tests.support.zips import make_zip
 
-pytestmark = pytest.mark.slow
+# the dashboard only calls the API, whose own tests cover both databases: once on SQLite is enough
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -65,8 +66,6 @@ TEXT_BOXES = (
 def site(api_settings, temporal_dev_server):
     """The API served on a free port, a client with a template, runs and a recurring job, and a second client
     with a run and a recurring job of its own."""
-    if not api_settings.db_url.startswith("sqlite"):
-        pytest.skip("the dashboard only calls the API: once on SQLite is enough (the API tests cover both DBs)")
     settings = api_settings.model_copy(
         update={
             "temporal_address": f"127.0.0.1:{temporal_dev_server.ports['grpc']}",
@@ -306,7 +305,7 @@ def test_login_filters_and_live_status(site, page):
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")  # keyboard-operated navigation
     page.get_by_role("heading", name="Recurring jobs", exact=True).wait_for(timeout=WAIT)
-    page.wait_for_function("document.activeElement.id === 'main'", timeout=WAIT)
+    page.wait_for_function("() => document.activeElement.id === 'main'", timeout=WAIT)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "acme nightly"
 
@@ -321,7 +320,7 @@ def test_run_page_shows_plan_and_cancels(site, page):
     assert page.locator(".rationale").inner_text() == rationale
     chart = page.locator("figure.chart img")
     chart.wait_for(timeout=WAIT)
-    page.wait_for_function("document.querySelector('figure.chart img').naturalWidth > 0", timeout=WAIT)
+    page.wait_for_function("() => document.querySelector('figure.chart img').naturalWidth > 0", timeout=WAIT)
     page.locator("table caption", has_text="re-scored now").wait_for(timeout=WAIT)
     assert page.locator("tbody tr").count() >= 1
     page.get_by_text("No audit record for this run.").or_(page.locator("#h-audit ~ dl")).wait_for(timeout=WAIT)
@@ -329,6 +328,7 @@ def test_run_page_shows_plan_and_cancels(site, page):
     check_layout(page, "03-run-scheduled")
 
     page.goto(site["base"] + f"/ui/#/run/{a['pending']}")
+    page.get_by_role("heading", name=f"Run {a['pending']}").wait_for(timeout=WAIT)
     page.get_by_label("Reason for cancelling (optional)").fill("not needed after all")
     page.get_by_role("button", name="Cancel run").click()
     page.locator("#live").filter(has_text=f"{a['pending']} is CANCELLED").wait_for(timeout=WAIT)
@@ -347,11 +347,13 @@ def test_recurring_next_firings_pause_resume_trigger(site, page):
     page.locator("table caption", has_text="Next nominal times").wait_for(timeout=WAIT)
     assert page.locator("tbody tr").count() == 5
     check_layout(page, "05-recurring")
+    assert page.get_by_role("button", name="Resume").is_disabled()
     page.get_by_role("button", name="Pause").click()
-    page.locator("#live").filter(has_text="is PAUSED").wait_for(timeout=WAIT)
-    assert site["http"].get(f"/v1/recurring-jobs/{a['rec']}", headers=a["h"]).json()["status"] == "PAUSED"
+    page.locator("#live").filter(has_text="is paused").wait_for(timeout=WAIT)
+    assert site["http"].get(f"/v1/recurring-jobs/{a['rec']}", headers=a["h"]).json()["status"] == "paused"
+    assert page.get_by_role("button", name="Pause").is_disabled()
     page.get_by_role("button", name="Resume").click()
-    page.locator("#live").filter(has_text="is ACTIVE").wait_for(timeout=WAIT)
+    page.locator("#live").filter(has_text="is active").wait_for(timeout=WAIT)
     page.get_by_role("button", name="Trigger a firing now").click()
     page.locator("#live").filter(has_text="firing requested").wait_for(timeout=WAIT)
 
@@ -363,7 +365,7 @@ def test_preview_form(site, page):
     page.get_by_label("Job template").select_option(site["a"]["template"])
     page.get_by_role("button", name="Preview").click()
     page.get_by_role("heading", name="Chosen start").wait_for(timeout=WAIT)
-    page.wait_for_function("document.querySelector('figure.chart img')?.naturalWidth > 0", timeout=WAIT)
+    page.wait_for_function("() => document.querySelector('figure.chart img')?.naturalWidth > 0", timeout=WAIT)
     assert page.locator("#preview-result tbody tr").count() >= 1
     check_layout(page, "06-preview")
 
@@ -382,7 +384,7 @@ def test_report_and_csv_download(site, page):
     page.get_by_role("link", name="Carbon report").click()
     page.get_by_role("heading", name="Ledger").wait_for(timeout=WAIT)
     page.locator("table tfoot").wait_for(timeout=WAIT)
-    page.wait_for_function("document.querySelector('figure.chart img')?.naturalWidth > 0", timeout=WAIT)
+    page.wait_for_function("() => document.querySelector('figure.chart img')?.naturalWidth > 0", timeout=WAIT)
     check_layout(page, "07-report")
     with page.expect_download(timeout=WAIT) as dl:
         page.get_by_role("button", name="Download CSV").click()

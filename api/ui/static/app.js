@@ -255,6 +255,8 @@ async function route() {
     else a.removeAttribute("aria-current");
   }
   const mine = generation;
+  // the previous page's buttons must not stay clickable while this one loads
+  main.replaceChildren(el("p", { class: "note", "aria-busy": "true", text: "Loading…" }));
   try {
     if (parts[0] === "run" && parts[1]) await runPage(parts[1], mine);
     else if (parts[0] === "recurring" && parts[1]) await recurringPage(parts[1], mine);
@@ -593,9 +595,10 @@ async function recurringPage(id, mine) {
         facts([["Planned start (UTC)", fmtTime(rj.next_preview.chosen?.proposed_start)], ["Region", rj.next_preview.chosen?.region || "—"],
           ["Expected saving", rj.next_preview.chosen?.expected_saving_pct == null ? "—" : `${fmtNum(rj.next_preview.chosen.expected_saving_pct, 1)} %`]]))
       : el("p", { class: "note", text: rj.next_preview_error ? `No preview: ${rj.next_preview_error}` : "No preview of the next firing." }));
-    const deleted = rj.status === "DELETED";
-    pause.disabled = deleted || rj.status === "PAUSED";
-    resume.disabled = deleted || rj.status !== "PAUSED";
+    const state = String(rj.status).toLowerCase();
+    const deleted = state === "deleted";
+    pause.disabled = deleted || state === "paused";
+    resume.disabled = deleted || state !== "paused";
     trigger.disabled = deleted;
   };
   const act = (what, btn) => btn.addEventListener("click", async () => {
@@ -744,10 +747,12 @@ async function previewPage(mine) {
       await chartInto(figure, "/v1/schedules/preview?format=svg", { method: "POST", body }, "Carbon forecast over the window and every candidate's score");
     } catch (e) {
       out.replaceChildren(errorBox(e, "Preview refused"));
+      // mark the inputs the API named: by path ("weights/carbon"), or, for a rule over the whole body,
+      // by the field names its message mentions ("earliest_start must be before latest_finish")
       for (const er of e.errors || []) {
-        const k = String(er.path || "").replace(/^body\./, "");
-        const input = inputs[k] || inputs[k.split(".")[0]];
-        if (input) input.setAttribute("aria-invalid", "true");
+        const k = String(er.path || "").replace(/\//g, ".");
+        const named = inputs[k] ? [k] : Object.keys(inputs).filter((name) => String(er.message || "").includes(name));
+        for (const name of named) inputs[name].setAttribute("aria-invalid", "true");
       }
     } finally { submit.disabled = false; }
   });
