@@ -306,6 +306,8 @@ def test_login_filters_and_live_status(site, page):
     page.keyboard.press("Enter")  # keyboard-operated navigation
     page.get_by_role("heading", name="Recurring jobs", exact=True).wait_for(timeout=WAIT)
     page.wait_for_function("() => document.activeElement.id === 'main'", timeout=WAIT)
+    page.keyboard.press("Tab")  # the table's scrollable region, then its first link
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "region"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "acme nightly"
 
@@ -326,6 +328,9 @@ def test_run_page_shows_plan_and_cancels(site, page):
     page.get_by_text("No audit record for this run.").or_(page.locator("#h-audit ~ dl")).wait_for(timeout=WAIT)
     page.locator(".log, .note", has_text="No log yet").first.wait_for(timeout=WAIT)
     check_layout(page, "03-run-scheduled")
+    page.set_viewport_size({"width": 800, "height": 900})  # narrower: things wrap, nothing collides
+    check_layout(page, "03-run-scheduled-800px")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.goto(site["base"] + f"/ui/#/run/{a['pending']}")
     page.get_by_role("heading", name=f"Run {a['pending']}").wait_for(timeout=WAIT)
@@ -368,6 +373,9 @@ def test_preview_form(site, page):
     page.wait_for_function("() => document.querySelector('figure.chart img')?.naturalWidth > 0", timeout=WAIT)
     assert page.locator("#preview-result tbody tr").count() >= 1
     check_layout(page, "06-preview")
+    page.set_viewport_size({"width": 800, "height": 900})
+    check_layout(page, "06-preview-800px")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # a bad window: the API's 422 shown with the field named, and the input marked invalid
     page.get_by_label("Latest finish (UTC)").fill("2020-01-01T00:00")
@@ -386,6 +394,8 @@ def test_report_and_csv_download(site, page):
     page.locator("table tfoot").wait_for(timeout=WAIT)
     page.wait_for_function("() => document.querySelector('figure.chart img')?.naturalWidth > 0", timeout=WAIT)
     check_layout(page, "07-report")
+    headline = page.locator(".headline").inner_text()
+    assert "1 runs" in headline and "saved 10.75 g CO2e (20.6 %)" in headline, headline
     with page.expect_download(timeout=WAIT) as dl:
         page.get_by_role("button", name="Download CSV").click()
     download = dl.value

@@ -39,16 +39,18 @@ function fmtTime(v) {
   if (!v) return "—";
   const d = new Date(v);
   if (Number.isNaN(d.getTime())) return String(v);
-  return d.toISOString().replace(".000Z", "Z").replace("T", " ");
+  return d.toISOString().replace(/\.\d+Z$/, "Z").replace("T", " ");
 }
 
 function fmtNum(v, digits = 2) {
   if (v === null || v === undefined || v === "") return "—";
   if (typeof v !== "number") return String(v);
+  if (Object.is(v, -0)) return "0";
   if (Number.isInteger(v)) return v.toLocaleString("en");
   const a = Math.abs(v);
   if (a !== 0 && (a < 0.01 || a >= 1e9)) return v.toPrecision(3);
-  return v.toLocaleString("en", { maximumFractionDigits: digits });
+  // no "-0": a value that rounds to zero is shown as 0
+  return v.toLocaleString("en", { maximumFractionDigits: digits }).replace(/^-(0(\.0*)?)$/, "$1");
 }
 
 function fmtAny(v) {
@@ -56,12 +58,19 @@ function fmtAny(v) {
   if (typeof v === "number") return fmtNum(v);
   if (typeof v === "boolean") return v ? "yes" : "no";
   if (typeof v === "string" && /^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(v)) return fmtTime(v);
+  if (typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => x === null || typeof x !== "object")) {
+    return Object.entries(v).map(([k, x]) => `${humanKey(k)} ${fmtAny(x)}`).join(", ") || "—";
+  }
   if (typeof v === "object") return JSON.stringify(v);
   return String(v);
 }
 
+// "emissions_chosen_g" -> "emissions chosen (g)", "expected_saving_pct" -> "expected saving (%)"
 function humanKey(k) {
-  return String(k).replace(/_/g, " ");
+  return String(k)
+    .replace(/gco2e/g, "gCO2e")
+    .replace(/_pct$/, " (%)").replace(/_kwh$/, " (kWh)").replace(/_g$/, " (g)").replace(/_sec$/, " (s)")
+    .replace(/_/g, " ");
 }
 
 function statusBadge(s) {
@@ -103,7 +112,8 @@ function table(caption, columns, rows, footRow) {
         v instanceof Node ? v : String(v ?? "—"));
     }))));
   }
-  return el("div", { class: "table-wrap" }, t);
+  // a scrollable region a keyboard can reach and scroll, named after its table
+  return el("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || "table" }, t);
 }
 
 // A table whose columns are the union of the rows' keys: for answers whose fields may grow.
@@ -673,7 +683,13 @@ async function reportPage(params, mine) {
   if (mine !== generation) return;
   const scalars = Object.entries(rep).filter(([, v]) => v === null || typeof v !== "object");
   const nested = Object.entries(rep).filter(([k, v]) => v && typeof v === "object" && !["rows", "total", "notes"].includes(k));
+  const t = rep.total || {};
+  const headline = typeof t.saving_g === "number" && typeof t.emissions_baseline_g === "number"
+    ? el("p", { class: "headline" }, `${fmtNum(t.runs ?? 0)} runs: emitted ${grams(t.emissions_chosen_g)} where starting at the earliest start would have emitted ${grams(t.emissions_baseline_g)}; saved `,
+      el("strong", { text: `${grams(t.saving_g)}${t.emissions_baseline_g > 0 ? ` (${fmtNum((100 * t.saving_g) / t.emissions_baseline_g, 1)} %)` : ""}` }), ".")
+    : null;
   out.replaceChildren(
+    headline,
     facts(scalars.map(([k, v]) => [humanKey(k), fmtAny(v)])),
     ...nested.map(([k, v]) => el("section", {}, el("h2", { text: humanKey(k) }), genericValue(v, humanKey(k)))),
     el("h2", { text: "Ledger" }),
@@ -683,6 +699,15 @@ async function reportPage(params, mine) {
   if (await chartInto(figure, `/v1/reports/carbon${query()}&format=svg`, {}, "Emissions at the chosen starts against the baseline, per period")) {
     figure.append(el("figcaption", { text: "Baseline (earliest start) against chosen start." }));
   }
+}
+
+// grams of CO2e scaled to g / kg / t
+function grams(g) {
+  if (typeof g !== "number") return "—";
+  const a = Math.abs(g);
+  if (a >= 1e6) return `${fmtNum(g / 1e6, 2)} t CO2e`;
+  if (a >= 1e3) return `${fmtNum(g / 1e3, 2)} kg CO2e`;
+  return `${fmtNum(g, 2)} g CO2e`;
 }
 
 // ---------------------------------------------------------------- preview
