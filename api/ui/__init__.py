@@ -1,4 +1,4 @@
-"""The client dashboard at ``/ui``: static files only (HTML, one vanilla JS module, CSS), no server-side state.
+"""The client dashboard at ``/ui``: static files (HTML, one vanilla JS module, CSS), no server-side state.
 
 The browser keeps the client's API key in sessionStorage and calls the REST API itself with ``X-API-Key``;
 this module only serves the files, with a strict Content-Security-Policy (no inline script or style, nothing

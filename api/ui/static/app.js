@@ -125,6 +125,7 @@ function genericTable(caption, rows, footRow) {
   const cols = keys.map((k) => ({
     label: humanKey(k),
     num: rows.some((r) => typeof r[k] === "number"),
+    cls: rows.every((r) => fmtAny(r[k]).length <= 24) ? "nowrap" : null,  // short values (months, regions) stay whole
     get: (r) => fmtAny(r[k]),
   }));
   return table(caption, cols, rows, footRow);
@@ -351,7 +352,7 @@ async function runsPage(params, mine) {
       { label: "Status", get: (r) => statusBadge(r.status) },
       { label: "Template", get: (r) => n.template[r.job_template_id] || r.job_template_id },
       { label: "Recurring job", get: (r) => (r.recurring_job_id ? el("a", { href: `#/recurring/${encodeURIComponent(r.recurring_job_id)}`, text: n.rec[r.recurring_job_id] || r.recurring_job_id }) : "—") },
-      { label: "Region", get: (r) => r.region || "—" },
+      { label: "Region", cls: "nowrap", get: (r) => r.region || "—" },
       { label: "Planned start (UTC)", get: (r) => fmtTime(r.planned_start) },
       { label: "Finished (UTC)", get: (r) => fmtTime(r.finished_at) },
       { label: "Saving", num: true, get: (r) => (r.carbon.saved_pct ?? r.carbon.expected_saving_pct) == null ? "—" : `${fmtNum(r.carbon.saved_pct ?? r.carbon.expected_saving_pct, 1)} %` },
@@ -415,7 +416,7 @@ async function runPage(id, mine) {
   const plan = el("div");
   const figure = el("figure", { class: "chart" }, el("p", { class: "note", text: "Loading the chart…" }));
   const candidates = el("div");
-  const audit = el("div", {}, el("p", { class: "note", text: "Loading the audit record…" }));
+  const audit = el("div", { id: "audit" }, el("p", { class: "note", text: "Loading the audit record…" }));
   const logs = el("pre", { class: "log", tabindex: "0", "aria-label": "Log tail" });
   const logsNote = el("p", { class: "note" });
   const refreshLogs = el("button", { type: "button", class: "secondary", text: "Refresh log" });
@@ -543,7 +544,7 @@ function candidateTable(caption, list) {
   if (!known) return genericTable(caption, list);
   return table(caption, [
     { label: "Start (UTC)", get: (c) => fmtTime(c.proposed_start) },
-    { label: "Region", get: (c) => c.region || "—" },
+    { label: "Region", cls: "nowrap", get: (c) => c.region || "—" },
     { label: "Objective", num: true, get: (c) => fmtNum(c.objective, 4) },
     { label: "Carbon score", num: true, get: (c) => fmtNum(c.scores?.carbon, 3) },
     { label: "Risk score", num: true, get: (c) => fmtNum(c.scores?.risk, 3) },
@@ -685,7 +686,7 @@ async function reportPage(params, mine) {
   const nested = Object.entries(rep).filter(([k, v]) => v && typeof v === "object" && !["rows", "total", "notes"].includes(k));
   const t = rep.total || {};
   const headline = typeof t.saving_g === "number" && typeof t.emissions_baseline_g === "number"
-    ? el("p", { class: "headline" }, `${fmtNum(t.runs ?? 0)} runs: emitted ${grams(t.emissions_chosen_g)} where starting at the earliest start would have emitted ${grams(t.emissions_baseline_g)}; saved `,
+    ? el("p", { class: "headline" }, `${fmtNum(t.runs ?? 0)} run${t.runs === 1 ? "" : "s"}: emitted ${grams(t.emissions_chosen_g)} where starting at the earliest start would have emitted ${grams(t.emissions_baseline_g)}; saved `,
       el("strong", { text: `${grams(t.saving_g)}${t.emissions_baseline_g > 0 ? ` (${fmtNum((100 * t.saving_g) / t.emissions_baseline_g, 1)} %)` : ""}` }), ".")
     : null;
   out.replaceChildren(
