@@ -347,7 +347,8 @@ def test_run_page_shows_plan_and_cancels(site, page):
     page.get_by_label("Reason for cancelling (optional)").fill("not needed after all")
     page.get_by_role("button", name="Cancel run").click()
     page.locator("#live").filter(has_text=f"{a['pending']} is CANCELLED").wait_for(timeout=WAIT)
-    assert page.get_by_role("button", name="Cancel run").is_disabled()
+    page.get_by_text("Nothing to cancel: the run is CANCELLED.").wait_for(timeout=WAIT)
+    assert page.get_by_role("button", name="Cancel run").is_hidden()
     got = site["http"].get(f"/v1/runs/{a['pending']}", headers=a["h"]).json()
     assert got["status"] == "CANCELLED"
     check_layout(page, "04-run-cancelled")

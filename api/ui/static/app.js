@@ -412,6 +412,7 @@ async function runPage(id, mine) {
   const reason = el("input", { id: "cancel-reason", name: "reason", maxlength: 500, autocomplete: "off" });
   const cancelBtn = el("button", { type: "button", class: "danger", text: "Cancel run" });
   const cancelMsg = el("div");
+  const cancelDone = el("p", { class: "note" });
   actions.append(el("div", { class: "field" }, el("label", { for: "cancel-reason", text: "Reason for cancelling (optional)" }), reason), cancelBtn);
   const plan = el("div");
   const figure = el("figure", { class: "chart" }, el("p", { class: "note", text: "Loading the chart…" }));
@@ -442,6 +443,8 @@ async function runPage(id, mine) {
     const final = FINAL.has(run.status) || run.status === "CANCELLING";
     cancelBtn.disabled = final;
     reason.disabled = final;
+    actions.hidden = final;
+    cancelDone.textContent = final ? `Nothing to cancel: the run is ${run.status}.` : "";
     const p = run.plan || {};
     plan.replaceChildren(
       p.rationale ? el("p", { class: "rationale", text: p.rationale }) : el("p", { class: "note", text: "Not planned yet." }),
@@ -450,7 +453,7 @@ async function runPage(id, mine) {
   page(`Run ${run.run_id}`, statusLine,
     el("div", { class: "cols" }, el("section", { "aria-labelledby": "h-sum" }, el("h2", { id: "h-sum", text: "Summary" }), summary),
       el("section", { "aria-labelledby": "h-carbon" }, el("h2", { id: "h-carbon", text: "Carbon" }), carbon)),
-    el("section", { "aria-labelledby": "h-cancel" }, el("h2", { id: "h-cancel", text: "Cancel" }), actions, cancelMsg),
+    el("section", { "aria-labelledby": "h-cancel" }, el("h2", { id: "h-cancel", text: "Cancel" }), actions, cancelDone, cancelMsg),
     el("section", { "aria-labelledby": "h-plan" }, el("h2", { id: "h-plan", text: "Plan and rationale" }), plan, figure),
     el("section", { "aria-labelledby": "h-cand" }, el("h2", { id: "h-cand", text: "Candidates" }), candidates),
     el("section", { "aria-labelledby": "h-audit" }, el("h2", { id: "h-audit", text: "Audit record" }), audit),
@@ -464,6 +467,7 @@ async function runPage(id, mine) {
       render();
       cancelMsg.replaceChildren();
       say(`Cancel requested: ${run.run_id} is ${run.status}.`);
+      loadLogs();
     } catch (e) {
       cancelMsg.replaceChildren(errorBox(e, "Cancel refused"));
       cancelBtn.disabled = FINAL.has(run.status);
@@ -482,6 +486,16 @@ async function runPage(id, mine) {
   };
   refreshLogs.addEventListener("click", loadLogs);
   loadLogs();
+
+  // live status while the run is unfinished
+  every(POLL_MS, async () => {
+    if (FINAL.has(run.status)) return;
+    const fresh = await call(`/v1/runs/${encodeURIComponent(run.run_id)}`);
+    if (mine !== generation) return;
+    if (fresh.status !== run.status) { say(`${fresh.run_id} is now ${fresh.status}`); loadLogs(); }
+    run = fresh;
+    render();
+  });
 
   // the audit record (GET /v1/runs/{id}/plan): what the planner saw and chose
   let auditCandidates = null;
@@ -512,7 +526,9 @@ async function runPage(id, mine) {
   }
   if (!body) {
     figure.replaceChildren(el("p", { class: "note", text: "No chart: this job has no window to chart." }));
-    if (!auditCandidates) candidates.replaceChildren(el("p", { class: "note", text: "Only the chosen start is recorded (see the plan above)." }));
+    if (!auditCandidates) {
+      candidates.replaceChildren(el("p", { class: "note", text: run.plan ? "Only the chosen start is recorded (see the plan above)." : "Not planned yet." }));
+    }
     return;
   }
   const ok = await chartInto(figure, "/v1/schedules/preview?format=svg", { method: "POST", body }, `Carbon forecast and candidate scores for the window of job ${run.job_id}`);
@@ -528,14 +544,6 @@ async function runPage(id, mine) {
     }
   }
 
-  every(POLL_MS, async () => {
-    if (FINAL.has(run.status)) return;
-    const fresh = await call(`/v1/runs/${encodeURIComponent(run.run_id)}`);
-    if (mine !== generation) return;
-    if (fresh.status !== run.status) say(`${fresh.run_id} is now ${fresh.status}`);
-    run = fresh;
-    render();
-  });
 }
 
 function candidateTable(caption, list) {
