@@ -8,9 +8,10 @@ routes are left out of the OpenAPI schema: they are not part of the REST contrac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,6 +57,22 @@ class _UiHeaders:
         await self.app(scope, receive, _send)
 
 
+def _file(request: Request, path: Path, media_type: str) -> Response:
+    """The file, or 304 when the browser's copy (If-None-Match) is current."""
+    response = FileResponse(path, media_type=media_type, stat_result=os.stat(path))
+    etag = response.headers["etag"]
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers={"etag": etag})
+    return response
+
+
+def _asset(path: Path, media_type: str):
+    async def asset(request: Request) -> Response:
+        return _file(request, path, media_type)
+
+    return asset
+
+
 def mount_ui(app: FastAPI) -> None:
     """Serve the dashboard at ``/ui/`` (``/ui`` redirects there) and its two assets."""
 
@@ -64,13 +81,11 @@ def mount_ui(app: FastAPI) -> None:
         return RedirectResponse(PREFIX + "/", status_code=308)
 
     @app.get(PREFIX + "/", include_in_schema=False)
-    async def ui_index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+    async def ui_index(request: Request) -> Response:
+        return _file(request, STATIC / "index.html", "text/html; charset=utf-8")
 
     for name, media_type in FILES.items():
-
-        def asset(path: Path = STATIC / name, media_type: str = media_type) -> FileResponse:
-            return FileResponse(path, media_type=media_type)
-
-        app.add_api_route(f"{PREFIX}/{name}", asset, methods=["GET", "HEAD"], include_in_schema=False)
+        # a closure, not default arguments: FastAPI would read those from the query string
+        route = _asset(STATIC / name, media_type)
+        app.add_api_route(f"{PREFIX}/{name}", route, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_middleware(_UiHeaders)

@@ -246,6 +246,14 @@ def test_served_static_with_csp_and_no_cache_out_of_openapi(site):
         assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert r.headers["cache-control"] == "no-cache" and r.headers["etag"]
         assert r.headers["x-content-type-options"] == "nosniff"
+        # revalidation: the browser's current copy gets a 304, without the body
+        again = http.get(path, headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == r.headers["etag"]
+        # only the named files are served: no parameter reaches the file system
+        assert http.get(path, params={"path": "/etc/passwd"}).content == r.content
+    assert http.get("/ui/../pyproject.toml").status_code == 404
+    assert http.get("/ui/__init__.py").status_code == 404
     html = http.get("/ui/").text
     assert '<script type="module" src="app.js"></script>' in html and "<script>" not in html
     assert "style=" not in html
