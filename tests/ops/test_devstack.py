@@ -141,6 +141,7 @@ def test_dev_stack_end_to_end(tmp_path):
         if proc.poll() is None:
             out = _stop(proc, ports)
             assert "Admin key" in out and "stopped." in out
+            assert f"Dashboard    {base}/ui/" in out  # the banner names the dashboard's URL
 
     # a second start reuses the data (same admin key file, the client still exists)
     proc = _start(tmp_path, ports, admin=None)
