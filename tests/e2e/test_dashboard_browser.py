@@ -304,6 +304,10 @@ def test_login_filters_and_live_status(site, page):
         live.filter(has_text=f"{a['scheduled']} is now LAUNCHING").wait_for(timeout=WAIT)
         row = page.locator("tbody tr", has=page.get_by_role("link", name=a["scheduled"]))
         assert row.locator(".status").inner_text() == "LAUNCHING"
+        # and a run made meanwhile (e.g. a recurring job's firing) appears on top
+        new_run = insert_job_and_run(site["settings"], a["id"], a["template"], status="PENDING")[1]
+        live.filter(has_text="1 new run").wait_for(timeout=WAIT)
+        assert page.locator("tbody tr").first.get_by_role("link").first.inner_text() == new_run
     finally:
         with Session(eng) as s:
             s.execute(update(Run).where(Run.id == a["scheduled"]).values(status="SCHEDULED"))

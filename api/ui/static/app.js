@@ -252,7 +252,7 @@ async function route() {
   blobUrls = [];
   const hash = location.hash.replace(/^#\/?/, "");
   const [pathPart, query = ""] = hash.split("?");
-  const parts = pathPart.split("/").map(decodeURIComponent);
+  const parts = pathPart.split("/").map((x) => { try { return decodeURIComponent(x); } catch { return x; } });
   const params = new URLSearchParams(query);
   const nav = document.getElementById("nav");
   if (!key()) {
@@ -376,18 +376,26 @@ async function runsPage(params, mine) {
       say(`Loaded ${p.items.length} more runs.`);
     } catch (e) { holder.append(errorBox(e)); } finally { more.disabled = false; }
   });
-  // live status: re-read the unfinished runs shown and announce changes
+  // live status: re-read the first page (new runs appear on top) and the other unfinished runs shown;
+  // announce what changed
   every(POLL_MS, async () => {
-    const open = items.filter((r) => !FINAL.has(r.status)).slice(0, 20);
-    if (!open.length) return;
+    const head = await call(apiQuery(null));
+    const onHead = new Set(head.items.map((r) => r.run_id));
+    const open = items.filter((r) => !FINAL.has(r.status) && !onHead.has(r.run_id)).slice(0, 20);
     const fresh = await Promise.all(open.map((r) => call(`/v1/runs/${encodeURIComponent(r.run_id)}`).catch(() => null)));
     if (mine !== generation) return;
     const changed = [];
-    for (const f of fresh) {
+    const known = new Set(items.map((r) => r.run_id));
+    const added = head.items.filter((r) => !known.has(r.run_id));
+    for (const f of [...head.items, ...fresh]) {
       if (!f) continue;
       const i = items.findIndex((r) => r.run_id === f.run_id);
       if (i >= 0 && items[i].status !== f.status) changed.push(`${f.run_id} is now ${f.status}`);
       if (i >= 0) items[i] = f;
+    }
+    if (added.length) {
+      items = added.concat(items);
+      changed.unshift(`${added.length} new run${added.length === 1 ? "" : "s"}`);
     }
     if (changed.length) { render(); say(changed.join("; ")); }
   });
