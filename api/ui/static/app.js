@@ -58,11 +58,25 @@ function fmtAny(v) {
   if (typeof v === "number") return fmtNum(v);
   if (typeof v === "boolean") return v ? "yes" : "no";
   if (typeof v === "string" && /^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(v)) return fmtTime(v);
-  if (typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => x === null || typeof x !== "object")) {
-    return Object.entries(v).map(([k, x]) => `${humanKey(k)} ${fmtAny(x)}`).join(", ") || "—";
+  if (Array.isArray(v)) return fmtList(v);
+  if (typeof v === "object") {
+    // flat: "p50 (s) 1800, p90 (s) 2700"; nested: "series: start …; values 96 values, 180–420"
+    const flat = Object.values(v).every((x) => x === null || typeof x !== "object");
+    return Object.entries(v).map(([k, x]) => `${humanKey(k)}${flat ? " " : ": "}${fmtAny(x)}`).join(flat ? ", " : "; ") || "—";
   }
-  if (typeof v === "object") return JSON.stringify(v);
   return String(v);
+}
+
+// A list in one cell: a long series as its size and range, a short list in full
+function fmtList(v) {
+  if (!v.length) return "none";
+  if (v.every((x) => typeof x === "number")) {
+    if (v.length <= 6) return v.map((x) => fmtNum(x)).join(", ");
+    const lo = v.reduce((a, b) => Math.min(a, b)), hi = v.reduce((a, b) => Math.max(a, b));
+    return `${v.length} values, ${fmtNum(lo)}–${fmtNum(hi)}`;
+  }
+  if (v.length > 6) return `${v.length} items`;
+  return v.map(fmtAny).join(", ");
 }
 
 // "emissions_chosen_g" -> "emissions chosen (g)", "expected_saving_pct" -> "expected saving (%)"
@@ -90,7 +104,11 @@ function facts(pairs) {
 }
 
 // A table from a list of column specs {label, get(row) -> Node|string, num}
-function table(caption, columns, rows, footRow) {
+const MAX_ROWS = 100;
+
+function table(caption, columns, allRows, footRow) {
+  const rows = allRows.slice(0, MAX_ROWS);  // a long list (a month of candidates) stays readable
+  if (allRows.length > rows.length) caption = `${caption} (the first ${rows.length} of ${allRows.length})`;
   const t = el("table", {},
     el("caption", { text: caption }),
     el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col", class: c.num ? "num" : null, text: c.label })))),
@@ -135,7 +153,7 @@ function genericTable(caption, rows, footRow) {
 function genericValue(v, caption = "") {
   if (Array.isArray(v)) {
     if (v.length && v.every((x) => x && typeof x === "object" && !Array.isArray(x))) return genericTable(caption, v);
-    if (!v.length) return el("span", { class: "note", text: "none" });
+    if (!v.length || v.length > 20 || v.every((x) => typeof x !== "object")) return document.createTextNode(fmtList(v));
     return el("ul", {}, v.map((x) => el("li", {}, genericValue(x))));
   }
   if (v && typeof v === "object") {
@@ -514,10 +532,14 @@ async function runPage(id, mine) {
     auditCandidates = list;
     const rest = { ...a };
     delete rest.candidates;
-    audit.replaceChildren(genericValue(rest, "Audit record"));
+    delete rest.rationale;
+    audit.replaceChildren(a.rationale ? el("p", { class: "rationale", text: a.rationale }) : "", genericValue(rest, "Audit record"));
   } catch (e) {
     if (mine !== generation) return;
-    audit.replaceChildren(el("p", { class: "note", text: e.status === 404 ? "No audit record for this run." : `Audit record unavailable: ${e.status} ${e.detail || e.title}` }));
+    // 409: the run has none (not planned yet, or planned before audit records); 404: an API without them
+    const none = e.status === 404 || e.status === 409;
+    audit.replaceChildren(el("p", { class: "note", text: none ? "No audit record for this run." : `Audit record unavailable: ${e.status} ${e.detail || e.title}` }),
+      e.status === 409 && e.detail ? el("p", { class: "note", text: e.detail }) : "");
   }
 
   // the chart and, without an audit record, the candidates: the job's window re-scored with today's forecast
