@@ -106,8 +106,8 @@ function facts(pairs) {
 // A table from a list of column specs {label, get(row) -> Node|string, num}
 const MAX_ROWS = 100;
 
-function table(caption, columns, allRows, footRow) {
-  const rows = allRows.slice(0, MAX_ROWS);  // a long list (a month of candidates) stays readable
+function table(caption, columns, allRows, footRow, maxRows = MAX_ROWS) {
+  const rows = allRows.slice(0, maxRows);  // a long list (a month of candidates) stays readable
   if (allRows.length > rows.length) caption = `${caption} (the first ${rows.length} of ${allRows.length})`;
   const t = el("table", {},
     el("caption", { text: caption }),
@@ -143,7 +143,8 @@ function genericTable(caption, rows, footRow) {
   const cols = keys.map((k) => ({
     label: humanKey(k),
     num: rows.some((r) => typeof r[k] === "number"),
-    cls: rows.every((r) => fmtAny(r[k]).length <= 24) ? "nowrap" : null,  // short values (months, regions) stay whole
+    // short values (months, regions) stay whole; long ones (a series' summary) get room to wrap
+    cls: rows.every((r) => fmtAny(r[k]).length <= 24) ? "nowrap" : rows.some((r) => fmtAny(r[k]).length > 60) ? "wide" : null,
     get: (r) => fmtAny(r[k]),
   }));
   return table(caption, cols, rows, footRow);
@@ -579,7 +580,7 @@ async function runPage(id, mine) {
 function candidateTable(caption, list) {
   const pct = (v) => (v == null ? "—" : `${fmtNum(v, 1)} %`);
   const known = list.length && "proposed_start" in list[0];
-  if (!known) return genericTable(caption, list);
+  if (!known) return genericTable(list.length > 20 ? `${caption} (the first 20 of ${list.length})` : caption, list.slice(0, 20));
   return table(caption, [
     { label: "Start (UTC)", get: (c) => fmtTime(c.proposed_start) },
     { label: "Region", cls: "nowrap", get: (c) => c.region || "—" },
@@ -590,7 +591,7 @@ function candidateTable(caption, list) {
     { label: "Saving vs earliest", num: true, get: (c) => pct(c.saving_vs_earliest_pct) },
     { label: "± (1σ)", num: true, get: (c) => (c.saving_sigma_pct == null ? "—" : `${fmtNum(c.saving_sigma_pct, 1)} pts`) },
     { label: "P(saving)", num: true, get: (c) => (c.prob_saving == null ? "—" : fmtNum(c.prob_saving, 2)) },
-  ], list);
+  ], list, null, 20);
 }
 
 // ---------------------------------------------------------------- recurring jobs
