@@ -279,6 +279,9 @@ def test_login_filters_and_live_status(site, page):
         table.get_by_role("link", name=run_id).wait_for(timeout=WAIT)
     assert site["b"]["run"] not in page.content()
     check_layout(page, "02-runs")
+    page.set_viewport_size({"width": 800, "height": 900})
+    check_layout(page, "02-runs-800px")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.get_by_label("Status").select_option("SCHEDULED")
     page.get_by_role("button", name="Apply filters").click()
@@ -453,3 +456,15 @@ def test_another_clients_ids_show_the_apis_404(site, page):
         assert f"404 {api.json()['title']}" in text and api.json()["detail"] in text, (text, api.text)
         assert b["id"] not in page.content()
     check_layout(page, "08-not-found")
+
+
+@needs_chromium
+def test_a_deep_link_opened_before_login_is_shown_after_it(site, page):
+    a = site["a"]
+    page.goto(site["base"] + f"/ui/#/recurring/{a['rec']}")
+    page.get_by_label("API key").fill(a["key"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="acme nightly").wait_for(timeout=WAIT)
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("API key").wait_for(timeout=WAIT)
+    assert page.evaluate("() => sessionStorage.length") == 0

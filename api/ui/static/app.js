@@ -324,7 +324,9 @@ function loginPage() {
       msg.replaceChildren(errorBox(e, e.status === 401 ? "This key was refused" : "Could not log in"));
       return;
     }
-    location.hash = "#/runs";
+    // a deep link opened before logging in (#/run/...) is where the user goes next
+    const target = location.hash && location.hash !== "#/login" ? location.hash : "#/runs";
+    if (location.hash === target) route(); else location.hash = target;
   });
   page("Log in", form);
   input.focus();
@@ -809,6 +811,7 @@ async function previewPage(mine) {
         el("h2", { text: "Best candidates" }),
         candidateTable("Best candidates, best first", p.candidates));
       say(`Preview ready: start ${fmtTime(p.chosen.proposed_start)}.`);
+      if (out.getBoundingClientRect().top > window.innerHeight) out.scrollIntoView({ block: "start" });
       await chartInto(figure, "/v1/schedules/preview?format=svg", { method: "POST", body }, "Carbon forecast over the window and every candidate's score");
     } catch (e) {
       out.replaceChildren(errorBox(e, "Preview refused"));
