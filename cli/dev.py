@@ -410,6 +410,7 @@ def _run(settings: Settings, kill_stale: bool) -> int:
             f"""
 Carbon-aware orchestrator is running (data in {data})
   API          {base}        (OpenAPI docs: {base}/docs)
+  Dashboard    {base}/ui/     (log in with a client's API key)
   Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}
   Temporal     {settings.temporal_address}  (temporal workflow list --address {settings.temporal_address})
   S3           {settings.s3_endpoint_url}  (bucket {settings.s3_bucket})

@@ -150,6 +150,7 @@ def test_dev_stack_end_to_end(tmp_path):
         if proc.poll() is None:
             out = _stop(proc, ports)
             assert "Admin key" in out and "stopped." in out
+            assert f"Dashboard    {base}/ui/" in out  # the banner names the dashboard's URL
             # the banner's export lines name the stack's real port and key
             assert f"export ORCH_URL={base} ORCH_ADMIN_API_KEY={admin}" in out, out
             assert "orch dev --stop" in out and f"kill -INT {proc.pid}" in out, out
