@@ -202,6 +202,11 @@ class LocalFleetDriver:
         self.uid_base = settings.local_run_uid_base
         self.uid_count = settings.local_run_uid_count
         self.drop_privileges = is_root() and settings.local_run_as_run_uid
+        # a namespace only isolates an app that cannot leave it again, i.e. one under its own uid
+        self.isolate_network = self.drop_privileges and settings.local_app_network == "none"
+        if not _ANNOUNCED:
+            _ANNOUNCED.add(True)
+            log.log(*isolation_summary(self.drop_privileges, self.isolate_network))
         if self.drop_privileges and settings.local_runs_dir is None and self._closed_parents():
             # e.g. a checkout under /root: apps under their own uid could not reach data_dir/runs, so the
             # runs live in a directory of the system temp dir named after the data dir (stable across
@@ -297,6 +302,8 @@ class LocalFleetDriver:
             **app_env(spec.run_id, spec.data_uri, spec.args),
         }
         ids = ["--uid", str(owner[0]), "--gid", str(owner[1])] if owner else []
+        if owner and self.isolate_network:
+            ids.append("--isolate-net")
         slog_fd = os.open(d / "supervisor.log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
         with os.fdopen(slog_fd, "ab") as slog:
             starter = subprocess.Popen(
@@ -617,6 +624,29 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 
 _MOVED_RUNS_DIRS: set[Path] = set()  # warned about once per process
+_ANNOUNCED: set[bool] = set()  # the isolation summary is logged once per process
+
+
+def isolation_summary(run_uids: bool, own_network: bool) -> tuple[int, str]:
+    """(log level, message) saying what the ``local`` driver isolates on this host, for the worker's start."""
+    if not run_uids:
+        why = "the worker is not root" if not is_root() else "ORCH_LOCAL_RUN_AS_RUN_UID=false"
+        return (
+            logging.WARNING,
+            f"local fleet: apps run as the worker's own user on the worker's network ({why}): they can read "
+            "the data dir and reach the API, Temporal and SeaweedFS; only their environment is scrubbed. "
+            "Run the worker as root for per-run uids and network namespaces (README: what `local` isolates)",
+        )
+    if not own_network:
+        return (
+            logging.WARNING,
+            "local fleet: apps run under their own uids but on the host's network "
+            "(ORCH_LOCAL_APP_NETWORK=host): they reach the API, Temporal, SeaweedFS and the internet",
+        )
+    return (
+        logging.INFO,
+        "local fleet: apps run under their own uids, each in a network namespace with only loopback",
+    )
 
 
 def allocate_uid(runs_dir: Path, key: str, base: int, count: int) -> int:

@@ -332,3 +332,83 @@ def test_launch_errors_name_no_host_path(driver, upload_app):
     with pytest.raises(RuntimeError, match="cannot launch the app") as info:
         driver.launch(upload_app({"run.sh": "echo hi\n"}))
     assert str(data) not in str(info.value) and "/tmp" not in str(info.value), str(info.value)
+
+
+# Connects to each given 127.0.0.1 port (and the host's other addresses), lists its interfaces, and checks
+# that its own loopback works; prints one JSON line.
+NET_PROBE_APP = {
+    "main.py": r"""
+import json, socket, sys
+a = dict(x[2:].split("=", 1) for x in sys.argv[1:])
+out = {}
+def attempt(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "CONNECTED"
+    except OSError as e:
+        return type(e).__name__ + ":" + str(e.errno)
+for name, port in json.loads(a["ports"]).items():
+    out[name] = attempt("127.0.0.1", port)
+for addr in json.loads(a["host_addrs"]):
+    out["host " + addr] = attempt(addr, 22)
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+out["own_loopback"] = attempt("127.0.0.1", srv.getsockname()[1])
+out["interfaces"] = sorted(n for _, n in socket.if_nameindex())
+print("NETPROBE " + json.dumps(out), flush=True)
+"""
+}
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="network namespaces need a root worker",
+)
+def test_app_reaches_no_server_of_the_stack(driver, upload_app, seaweedfs, temporal_dev_server):
+    """Issue 21 item 3: an app must not reach the (unauthenticated) SeaweedFS filer and master, the S3
+    gateway or the Temporal frontend of the real servers the worker uses, nor other hosts."""
+    import errno
+    import socket
+
+    import psutil
+
+    ports = {
+        "s3": seaweedfs.ports["s3"],
+        "filer": seaweedfs.ports["filer"],
+        "master": seaweedfs.ports["master"],
+        "volume": seaweedfs.ports["volume"],
+        "temporal": temporal_dev_server.ports["grpc"],
+    }
+    for name, port in ports.items():  # they do listen: a refusal below is the isolation
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
+    host_addrs = [
+        a.address
+        for nic, addrs in psutil.net_if_addrs().items()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ][:3]
+    args = {"ports": json.dumps(ports), "host_addrs": json.dumps(host_addrs)}
+    handle = driver.launch(upload_app(NET_PROBE_APP, args=args))
+    assert wait_final(driver, handle).state == FleetState.SUCCEEDED, driver.logs(handle)
+    text = driver.logs(handle)
+    out = json.loads(next(x for x in text.splitlines() if x.startswith("NETPROBE "))[len("NETPROBE ") :])
+    for name in ports:
+        assert out[name] == f"ConnectionRefusedError:{errno.ECONNREFUSED}", (name, out)
+    for addr in host_addrs:
+        assert out["host " + addr] == f"OSError:{errno.ENETUNREACH}", (addr, out)
+    assert out["own_loopback"] == "CONNECTED"  # its own servers on 127.0.0.1 still work
+    assert out["interfaces"] == ["lo"]
+
+
+def test_host_network_is_a_setting(s3_settings, open_dir, upload_app, seaweedfs):
+    """ORCH_LOCAL_APP_NETWORK=host (or a non-root worker) shares the worker's network, as documented."""
+    from fleets.local import LocalFleetDriver
+    from tests.support.common import make_settings
+
+    drv = LocalFleetDriver(make_settings(open_dir / "hostnet", local_app_network="host", **s3_settings))
+    assert not drv.isolate_network
+    args = {"ports": json.dumps({"s3": seaweedfs.ports["s3"]}), "host_addrs": "[]"}
+    handle = drv.launch(upload_app(NET_PROBE_APP, args=args))
+    assert wait_final(drv, handle).state == FleetState.SUCCEEDED, drv.logs(handle)
+    assert '"s3": "CONNECTED"' in drv.logs(handle)
