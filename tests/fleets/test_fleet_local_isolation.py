@@ -412,3 +412,17 @@ def test_host_network_is_a_setting(s3_settings, open_dir, upload_app, seaweedfs)
     handle = drv.launch(upload_app(NET_PROBE_APP, args=args))
     assert wait_final(drv, handle).state == FleetState.SUCCEEDED, drv.logs(handle)
     assert '"s3": "CONNECTED"' in drv.logs(handle)
+
+
+def test_start_up_says_what_local_isolates():
+    """A worker that cannot isolate apps says so (logged once when the driver is built)."""
+    import logging
+
+    from fleets.local import isolation_summary
+
+    level, msg = isolation_summary(False, False)
+    assert level == logging.WARNING and "own user on the worker's network" in msg
+    assert "reach the API, Temporal and SeaweedFS" in msg
+    level, msg = isolation_summary(True, False)
+    assert level == logging.WARNING and "ORCH_LOCAL_APP_NETWORK=host" in msg
+    assert isolation_summary(True, True)[0] == logging.INFO
