@@ -380,7 +380,7 @@ def test_app_reaches_no_server_of_the_stack(driver, upload_app, seaweedfs, tempo
         "volume": seaweedfs.ports["volume"],
         "temporal": temporal_dev_server.ports["grpc"],
     }
-    for name, port in ports.items():  # they do listen: a refusal below is the isolation
+    for port in ports.values():  # they do listen: a refusal below is the isolation
         socket.create_connection(("127.0.0.1", port), timeout=3).close()
     host_addrs = [
         a.address
