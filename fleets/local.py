@@ -55,7 +55,7 @@ from core.s3 import s3_client
 from core.settings import Settings
 from fleets.archive import ZipRejected, extract_zip
 from fleets.base import FleetHandle, FleetState, FleetStatus, LaunchSpec
-from fleets.contract import app_argv, app_env, safe_path_part
+from fleets.contract import app_argv, app_env, args_problem, safe_path_part
 from fleets.logstore import log_key, upload_file
 from fleets.supervisor import create_time as _create_time
 from fleets.supervisor import group_members, stop_all, uid_members
@@ -259,8 +259,7 @@ class LocalFleetDriver:
             self._launch(spec, d)
         except OSError as exc:  # the activity retries; its error may reach the run's status_reason
             log.warning("local fleet: launching run %s attempt %s failed: %s", spec.run_id, spec.attempt, exc)
-            safe = _tenant_text(str(exc), d, self.runs_dir, self.data_dir)
-            raise RuntimeError(f"local fleet: cannot launch the app: {safe}") from None
+            raise RuntimeError(f"local fleet: cannot launch the app: {self._os_error_text(exc, d)}") from None
         return handle
 
     def _launch(self, spec: LaunchSpec, d: Path) -> None:
@@ -282,6 +281,9 @@ class LocalFleetDriver:
                 "the local fleet cannot run apps under their own uid on this host: a parent "
                 "directory of its data dir is closed to other users (the worker's log names it)",
             )
+            return
+        if problem := args_problem(spec.args):  # a row stored before the API refused such args
+            self._fail(d, f"the args cannot be given to the app: {problem}")
             return
         cmd = self._prepare(spec, d)
         if cmd is None:  # refused artifact, already recorded
@@ -465,6 +467,18 @@ class LocalFleetDriver:
     def _choose_runs_dir(settings: Settings) -> Path:
         configured = settings.local_runs_dir
         return Path(configured).resolve() if configured else Path(settings.data_dir).resolve() / "runs"
+
+    def _os_error_text(self, exc: OSError, d: Path) -> str:
+        """What a tenant may read of an OSError: its text, and the file it names only relative to the attempt,
+        runs or data dir (never the worker's interpreter or any other host path)."""
+        text = exc.strerror or type(exc).__name__
+        for name in (exc.filename, exc.filename2):
+            if name is None:
+                continue
+            shown = _tenant_text(os.fsdecode(name), d, self.runs_dir, self.data_dir)
+            if not os.path.isabs(shown):
+                text += f": {shown}"
+        return text
 
     def _closed_parents(self) -> list[str]:
         """Parents of the runs dir that a run uid cannot traverse (no o+x). Python opens ``main.py`` and

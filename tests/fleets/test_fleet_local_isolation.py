@@ -426,3 +426,34 @@ def test_start_up_says_what_local_isolates():
     level, msg = isolation_summary(True, False)
     assert level == logging.WARNING and "ORCH_LOCAL_APP_NETWORK=host" in msg
     assert isolation_summary(True, True)[0] == logging.INFO
+
+
+def test_unlaunchable_args_fail_the_attempt_at_once_without_host_paths(driver, upload_app, monkeypatch):
+    """Issue 21 item 11: args stored before the API refused them (a lone surrogate, more than the OS passes
+    to a program) fail their attempt once with a reason; an OS error while launching names no host path
+    (not the worker's interpreter, not the data dir)."""
+    from models.api import MAX_ARG_STRLEN
+
+    data = str(Path(driver.settings.data_dir).resolve())
+    for args, why in (
+        ({"x": "a\ud800"}, "not valid Unicode"),
+        ({f"a{i}": "x" * 4096 for i in range(40)}, "ORCH_ARGS"),
+    ):
+        handle = driver.launch(upload_app({"run.sh": "echo never\n"}, args=args))
+        st = driver.poll(handle)
+        assert st.state == FleetState.FAILED and why in st.reason, st
+        assert data not in st.reason and "never" not in driver.logs(handle)
+    # the limits the API applies are those of what the driver really passes (fleets.contract)
+    from fleets.contract import app_argv, app_env
+    from models.api import args_launch_problem
+
+    args = {"a": "x" * (MAX_ARG_STRLEN - len('ORCH_ARGS={"a": ""}') - 1)}
+    assert len(("ORCH_ARGS=" + app_env("r", None, args)["ORCH_ARGS"]).encode()) + 1 == MAX_ARG_STRLEN
+    assert args_launch_problem(args) is None
+    assert args_launch_problem({"a": args["a"] + "x"}) is not None
+    assert app_argv({"b": "é"}) == ["--b=é"]
+
+    monkeypatch.setattr("fleets.local.sys.executable", "/opt/hidden-venv/bin/python-missing")
+    with pytest.raises(RuntimeError, match="cannot launch the app") as info:
+        driver.launch(upload_app({"run.sh": "echo hi\n"}))
+    assert "/opt" not in str(info.value) and "hidden" not in str(info.value), str(info.value)
