@@ -4,7 +4,9 @@ Before starting anything it checks that no earlier stack from this data dir is s
 ``<data_dir>/devstack.pid``) and that every port it needs is free; each problem is one line that says what
 to do. Every child dies with this process (parent-death signal, see ``cli.devstack.spawn``), and SIGINT,
 SIGTERM and SIGHUP all stop the whole stack cleanly; run by ``make dev``, it also stops when make dies.
-Logs of this start are in ``<data_dir>/logs/<name>.log`` (the previous start's in ``<name>.log.1``).
+Logs of this start are in ``<data_dir>/logs/<name>.log`` (the five previous starts' in ``<name>.log.1`` ..
+``.5``). Everything it creates is owner-only (umask 077, inherited by its servers): the data dir is 0700
+from the start.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from cli.devstack import (
     start_seaweedfs,
     start_temporal,
 )
+from core.datadir import make_data_dir
 from core.migrate import upgrade
 from core.settings import Settings
 
@@ -243,10 +246,20 @@ def _check_stale(path: Path, kill: bool) -> None:
 # --- start and wait ---------------------------------------------------------------------------------------
 
 
-def _fresh_log(path: Path) -> Path:
-    """This start's log file; the previous start's is kept as ``<name>.log.1``."""
-    if path.exists():
-        os.replace(path, path.with_name(path.name + ".1"))
+KEPT_LOGS = 5  # earlier starts' logs kept per component: <name>.log.1 (the last) .. <name>.log.5
+
+
+def _fresh_log(path: Path, keep: int = KEPT_LOGS) -> Path:
+    """This start's log file; the previous starts' are kept as ``<name>.log.1`` (the last) to
+    ``<name>.log.<keep>`` (the oldest kept; an older one is deleted)."""
+    if not path.exists():
+        return path
+    path.with_name(f"{path.name}.{keep}").unlink(missing_ok=True)
+    for i in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    os.replace(path, path.with_name(path.name + ".1"))
     return path
 
 
@@ -305,8 +318,8 @@ def run_dev_stack(settings: Settings | None = None, *, kill_stale: bool = False)
 
 
 def _run(settings: Settings, kill_stale: bool) -> int:
-    data = settings.data_dir.resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the database, keys, logs, S3 store and pidfile: owner-only from the start
+    data = make_data_dir(settings.data_dir.resolve())
     pidfile = data / PIDFILE
     _check_stale(pidfile, kill_stale)
     if problems := port_problems(needed_ports(settings)):

@@ -429,3 +429,36 @@ def test_child_failing_to_start_is_one_line_and_its_own_log_tail(tmp_path):
     for name, port in ports.items():
         assert port_free(port), f"{name} port {port} still in use after the failed start"
     assert not (data / "devstack.pid").exists()
+
+
+def test_data_dir_is_owner_only_from_the_start(tmp_path):
+    """Issue 21 item 12: `orch dev` creates its data dir 0700 before anything else (even a start that stops
+    at its pre-checks); an existing world-readable one loses read and write for others."""
+    import stat
+
+    from core.datadir import make_data_dir
+
+    sock, port = _listener()
+    with sock:
+        r = _run_dev(tmp_path / "fresh", _ports() | {"api": port})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
+    old = tmp_path / "old"
+    old.mkdir(mode=0o755)
+    old.chmod(0o755)
+    assert stat.S_IMODE(make_data_dir(old).stat().st_mode) == 0o711  # traverse only: lists nothing
+    assert stat.S_IMODE(make_data_dir(tmp_path / "new" / "data").stat().st_mode) == 0o700
+
+
+def test_five_earlier_logs_are_kept(tmp_path):
+    """Issue 21 item 12: each start keeps the previous starts' logs as .log.1 (the last) .. .log.5."""
+    from cli.dev import KEPT_LOGS, _fresh_log
+
+    log = tmp_path / "worker.log"
+    for start in range(1, 9):
+        assert _fresh_log(log) == log and not log.exists()
+        log.write_text(f"start {start}\n")
+    assert log.read_text() == "start 8\n"
+    kept = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert KEPT_LOGS == 5
+    assert kept == {"worker.log": "start 8\n", **{f"worker.log.{i}": f"start {8 - i}\n" for i in range(1, 6)}}
