@@ -136,7 +136,12 @@ class Settings(BaseSettings):
     local_run_as_run_uid: bool = Field(
         True, description="When the worker is root, run each attempt as its own unprivileged uid/gid"
     )
-    local_run_uid_base: int = Field(2_000_000_000, description="First uid/gid of the per-run range")
+    local_run_uid_base: int | None = Field(
+        None,
+        ge=1000,
+        description="First uid/gid of the per-run range; default: 2000000000 + a multiple of "
+        "local_run_uid_count picked by a hash of the data dir (two stacks on one host: different ranges)",
+    )
     local_run_uid_count: int = Field(1_000_000, description="Size of the per-run uid/gid range")
     local_app_path: str = Field("/usr/local/bin:/usr/bin:/bin", description="PATH the app gets")
     local_app_network: Literal["none", "host"] = Field(

@@ -58,7 +58,7 @@ from fleets.base import FleetHandle, FleetState, FleetStatus, LaunchSpec
 from fleets.contract import app_argv, app_env, args_problem, safe_path_part
 from fleets.logstore import log_key, upload_file
 from fleets.supervisor import create_time as _create_time
-from fleets.supervisor import group_members, stop_all, uid_members
+from fleets.supervisor import group_members, remove_files_of, stop_all, uid_members
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +199,8 @@ class LocalFleetDriver:
         self.grace_sec = settings.cancel_grace_sec
         self.start_timeout_sec = float(settings.local_start_timeout_sec)
         self.app_path = settings.local_app_path
-        self.uid_base = settings.local_run_uid_base
         self.uid_count = settings.local_run_uid_count
+        self.uid_base = settings.local_run_uid_base or default_uid_base(self.data_dir, self.uid_count)
         self.drop_privileges = is_root() and settings.local_run_as_run_uid
         # a namespace only isolates an app that cannot leave it again, i.e. one under its own uid
         self.isolate_network = self.drop_privileges and settings.local_app_network == "none"
@@ -689,6 +689,19 @@ def allocate_uid(runs_dir: Path, key: str, base: int, count: int) -> int:
     raise RuntimeError(f"no free run uid in [{base}, {base + count}): clean old run directories")
 
 
+UID_RANGE_START, UID_RANGE_END = 2_000_000_000, 4_000_000_000  # numeric ids no /etc/passwd names; < 2**32-1
+
+
+def default_uid_base(data_dir: Path, count: int) -> int:
+    """The run uids' default first id for the stack whose data dir is ``data_dir`` (resolved): one of the
+    ``(UID_RANGE_END - UID_RANGE_START) // count`` slots of ``count`` ids from 2000000000, chosen by a hash of
+    the path. Two stacks on one host (two data dirs) so get disjoint ranges unless their hashes pick the same
+    slot (1 in 2000 with the default count); every worker of one stack computes the same base."""
+    slots = max(1, (UID_RANGE_END - UID_RANGE_START) // max(1, count))
+    slot = int(hashlib.sha256(str(data_dir).encode()).hexdigest()[:12], 16) % slots
+    return UID_RANGE_START + slot * count
+
+
 UID_LOCKS = ".uids"  # under runs/; run ids never start with a dot
 
 
@@ -729,6 +742,7 @@ def clean_run_dirs(settings: Settings, now: datetime | float) -> list[str]:
             owner = _read_json(d / "run_uid") or {}
             if "uid" in owner:  # nothing may outlive its attempt under a uid about to be reused
                 _kill_uid(int(owner["uid"]))
+                remove_files_of(int(owner["uid"]))  # a supervisor killed before it could
             shutil.rmtree(d, ignore_errors=True)
             if d.exists():
                 log.warning("local fleet: could not remove %s", d)

@@ -16,6 +16,7 @@ Started by :class:`fleets.local.LocalFleetDriver` in a new session with the app'
 5. records the app leader's ``pid`` (with its start time, to tell it from a later process with a reused pid);
 6. after the leader exits, stops whatever is left of its process group and, with a run uid, every other
    process of that uid (SIGTERM, SIGKILL after the grace period): a job ends when its main process ends;
+   then deletes what that uid left directly in ``/tmp``, ``/var/tmp`` and ``/dev/shm``;
 7. writes ``exit_code`` atomically.
 
 Everything it writes lives in the attempt directory, which belongs to the worker's user, so an app running
@@ -31,6 +32,7 @@ import ctypes
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -101,6 +103,34 @@ def _no_new_privs() -> None:
     """In the app's child before exec: setuid binaries (sudo, su) cannot raise its privileges."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+SHARED_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def remove_files_of(uid: int, dirs: tuple[str, ...] = SHARED_TMP_DIRS) -> list[str]:
+    """Delete what a run uid left directly in the host's shared temporary directories: every entry of
+    ``dirs`` owned by ``uid`` (a directory with all it holds; no symlink is followed). Only once nothing
+    runs as that uid any more (it could not recreate them). Returns the paths removed."""
+    removed = []
+    for top in dirs:
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                path = os.path.join(top, e.name)
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path)  # fd-based on Linux: a symlink swapped in is not followed
+                else:
+                    os.unlink(path)
+                removed.append(path)
+            except OSError:
+                continue
+    return removed
 
 
 def isolate_network() -> None:
@@ -193,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     stop_all(lambda: group_members(p.pid), grace)
     if drop:  # anything the app left outside its group (setsid daemons) still runs as the run uid
         stop_all(lambda: uid_members(a.uid), grace)
+        if not uid_members(a.uid):
+            remove_files_of(a.uid)  # its files in /tmp, /var/tmp, /dev/shm go with the run
     write_json("exit_code", {"exit_code": 128 + sig if sig else rc, "signal": sig})
     return 0
 

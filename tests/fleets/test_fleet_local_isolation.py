@@ -457,3 +457,65 @@ def test_unlaunchable_args_fail_the_attempt_at_once_without_host_paths(driver, u
     with pytest.raises(RuntimeError, match="cannot launch the app") as info:
         driver.launch(upload_app({"run.sh": "echo hi\n"}))
     assert "/opt" not in str(info.value) and "hidden" not in str(info.value), str(info.value)
+
+
+# Leaves files and a directory in the host's shared temporary directories, and a daemon that keeps one open.
+LITTER_APP = {
+    "run.sh": """
+set -e
+echo left > /tmp/orch-litter-$ORCH_RUN_ID
+mkdir -p /var/tmp/orch-litter-$ORCH_RUN_ID/sub && echo left > /var/tmp/orch-litter-$ORCH_RUN_ID/sub/f
+echo left > /dev/shm/orch-litter-$ORCH_RUN_ID
+ln -s /etc/hostname /tmp/orch-litter-link-$ORCH_RUN_ID
+setsid sleep 300 < /tmp/orch-litter-$ORCH_RUN_ID > /dev/null 2>&1 &
+echo done
+"""
+}
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="per-run uids need a root worker (a non-root worker's files cannot be told from the app's)",
+)
+def test_files_an_app_leaves_in_shared_tmp_dirs_go_with_the_run(driver, upload_app):
+    """Issue 21 item 12: /tmp, /var/tmp and /dev/shm hold nothing of a run once it ended; what is not the
+    run uid's (the host's own files, the target of a symlink it made) stays."""
+    spec = upload_app(LITTER_APP)
+    mine = Path("/tmp") / f"orch-litter-{spec.run_id}.root"  # the host's: same prefix, another owner
+    mine.write_text("host")
+    litter = [Path(p) / f"orch-litter-{spec.run_id}" for p in ("/tmp", "/var/tmp", "/dev/shm")] + [
+        Path(f"/tmp/orch-litter-link-{spec.run_id}")
+    ]
+    try:
+        handle = driver.launch(spec)
+        st = wait_final(driver, handle)
+        assert st.state == FleetState.SUCCEEDED and "done" in driver.logs(handle), driver.logs(handle)
+        assert not [p for p in litter if os.path.lexists(p)]
+        assert mine.read_text() == "host" and Path("/etc/hostname").exists()
+    finally:
+        mine.unlink(missing_ok=True)
+        for p in litter:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            elif os.path.lexists(p):
+                p.unlink()
+
+
+def test_two_stacks_get_distinct_run_uid_ranges_by_default(open_dir, s3_settings):
+    """Issue 21 item 12: the default range comes from a hash of the data dir; a set base wins."""
+    from fleets.local import LocalFleetDriver, default_uid_base
+    from tests.support.common import make_settings
+
+    a = LocalFleetDriver(make_settings(open_dir / "stack-a", **s3_settings))
+    b = LocalFleetDriver(make_settings(open_dir / "stack-b", **s3_settings))
+    again = LocalFleetDriver(make_settings(open_dir / "stack-a", **s3_settings))
+    count = a.uid_count
+    assert a.uid_base == again.uid_base == default_uid_base(a.data_dir, count)
+    assert abs(a.uid_base - b.uid_base) >= count  # disjoint ranges
+    for d in (a, b):
+        assert d.uid_base >= 2_000_000_000 and d.uid_base + count <= 4_000_000_000
+        assert (d.uid_base - 2_000_000_000) % count == 0
+    bases = {default_uid_base(open_dir / f"s{i}", count) for i in range(50)}
+    assert len(bases) >= 45  # spread over the 2000 slots
+    fixed = LocalFleetDriver(make_settings(open_dir / "stack-c", local_run_uid_base=3_000_000, **s3_settings))
+    assert fixed.uid_base == 3_000_000
