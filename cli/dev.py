@@ -76,6 +76,23 @@ def admin_key(settings: Settings) -> tuple[str, str]:
     return path.read_text().strip(), f"stored in {path}"
 
 
+DEV_S3_SECRET = "orchdev-secret"  # Settings' default: public, so never what the dev stack's S3 accepts
+
+
+def s3_secret(settings: Settings) -> tuple[str, str]:
+    """The S3 gateway's secret key for this deployment: ORCH_S3_SECRET_ACCESS_KEY if set to anything but the
+    public default, else a random one kept in <data_dir>/s3_secret (created once, mode 0600)."""
+    if settings.s3_secret_access_key != DEV_S3_SECRET:
+        return settings.s3_secret_access_key or "", "from ORCH_S3_SECRET_ACCESS_KEY"
+    path = settings.data_dir / "s3_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip(), f"stored in {path}"
+
+
 def _port(url_or_addr: str, setting: str) -> int:
     try:
         if "://" in url_or_addr:
@@ -328,8 +345,16 @@ def _run(settings: Settings, kill_stale: bool) -> int:
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
     key, key_src = admin_key(settings)
-    env = {**os.environ, "ORCH_ADMIN_API_KEY": key, "ORCH_DATA_DIR": str(data)}
-    settings = Settings(**{**settings.model_dump(), "admin_api_key": key, "data_dir": data})
+    s3_key, _ = s3_secret(settings)  # per deployment: the dev default is public
+    env = {
+        **os.environ,
+        "ORCH_ADMIN_API_KEY": key,
+        "ORCH_DATA_DIR": str(data),
+        "ORCH_S3_SECRET_ACCESS_KEY": s3_key,
+    }
+    settings = Settings(
+        **{**settings.model_dump(), "admin_api_key": key, "data_dir": data, "s3_secret_access_key": s3_key}
+    )
 
     servers: list[Server] = []
     try:
