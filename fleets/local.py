@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -207,6 +208,12 @@ class LocalFleetDriver:
         if not _ANNOUNCED:
             _ANNOUNCED.add(True)
             log.log(*isolation_summary(self.drop_privileges, self.isolate_network))
+            if self.isolate_network and not network_namespaces_available():
+                log.error(
+                    "local fleet: this host cannot create network namespaces (a container without "
+                    'CAP_SYS_ADMIN?): every app will fail with "cannot isolate the app\'s network"; set '
+                    "ORCH_LOCAL_APP_NETWORK=host to run apps on the host's network instead"
+                )
         if self.drop_privileges and settings.local_runs_dir is None and self._closed_parents():
             # e.g. a checkout under /root: apps under their own uid could not reach data_dir/runs, so the
             # runs live in a directory of the system temp dir named after the data dir (stable across
@@ -639,6 +646,17 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 _MOVED_RUNS_DIRS: set[Path] = set()  # warned about once per process
 _ANNOUNCED: set[bool] = set()  # the isolation summary is logged once per process
+
+
+@functools.cache
+def network_namespaces_available() -> bool:
+    """Can this process's children create a network namespace (what the supervisor does per attempt)?
+    Tried once per process in a throw-away child."""
+    probe = "import ctypes, sys; sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0)"
+    try:
+        return subprocess.run([sys.executable, "-I", "-c", probe], timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def isolation_summary(run_uids: bool, own_network: bool) -> tuple[int, str]:

@@ -373,6 +373,11 @@ def test_app_reaches_no_server_of_the_stack(driver, upload_app, seaweedfs, tempo
 
     import psutil
 
+    from fleets.local import network_namespaces_available
+
+    if not network_namespaces_available():
+        pytest.skip("this host cannot create network namespaces (no CAP_SYS_ADMIN)")
+
     ports = {
         "s3": seaweedfs.ports["s3"],
         "filer": seaweedfs.ports["filer"],
