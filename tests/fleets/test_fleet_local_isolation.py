@@ -93,9 +93,18 @@ def _dev_data_dir(data: Path) -> dict[str, Path]:
     (data / "logs" / "worker.log").write_text("worker-log-secret\n")
     ids = data / "s3" / "s3-identities.json"
     ids.write_text(json.dumps({"identities": [{"credentials": [{"secretKey": "s3-identities-secret"}]}]}))
-    for p, mode in ((db, 0o644), (data / "logs", 0o755), (data / "s3", 0o755), (ids, 0o644), (data, 0o755)):
+    secret = data / "s3_secret"  # make dev's per-deployment S3 secret
+    secret.write_text("s3-deployment-secret")
+    for p, mode in (
+        (db, 0o644),
+        (data / "logs", 0o755),
+        (data / "s3", 0o755),
+        (ids, 0o644),
+        (secret, 0o644),
+        (data, 0o755),
+    ):
         p.chmod(mode)
-    return {"db": db, "worker_log": data / "logs" / "worker.log", "s3_identities": ids}
+    return {"db": db, "worker_log": data / "logs" / "worker.log", "s3_identities": ids, "s3_secret": secret}
 
 
 @pytest.fixture
