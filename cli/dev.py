@@ -345,7 +345,7 @@ def _run(settings: Settings, kill_stale: bool) -> int:
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
     key, key_src = admin_key(settings)
-    s3_key, _ = s3_secret(settings)  # per deployment: the dev default is public
+    s3_key, s3_src = s3_secret(settings)  # per deployment: the dev default is public
     env = {
         **os.environ,
         "ORCH_ADMIN_API_KEY": key,
@@ -425,6 +425,7 @@ Carbon-aware orchestrator is running (data in {data})
   Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}
   Temporal     {settings.temporal_address}  (temporal workflow list --address {settings.temporal_address})
   S3           {settings.s3_endpoint_url}  (bucket {settings.s3_bucket})
+  S3 keys      access key {settings.s3_access_key_id}, secret key {s3_src}
   Logs         {logs}
   Admin key    {key}  ({key_src})
 Press Ctrl-C to stop."""
