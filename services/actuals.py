@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session
 
 from carbon import measured_series
 from core.settings import Settings
-from models.db import Client, Job, JobTemplate, Run
+from models.db import Client, Job, Run
 from scheduling.catalog import fleet_power_kw, get_fleet_template
+from services.job_templates import template_at
 from services.regions import home_region
 
 __all__ = ["ActualsPass", "baseline_interval", "due_runs", "record_run_actuals"]
@@ -90,7 +91,7 @@ def record_run_actuals(
     The caller commits. The rows are read first, so no write (and no SQLite write lock) is pending while
     the provider is asked."""
     assert run.started_at is not None and run.finished_at is not None  # due_runs selects only such runs
-    template = session.get(JobTemplate, run.job_template_id)
+    template = template_at(session, run.job_template_id, run.job_template_version)
     client = session.get(Client, run.client_id)
     job = session.get(Job, run.job_id)
     run.carbon_actual_checked_at = now

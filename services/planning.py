@@ -429,7 +429,9 @@ def realised_emissions_g(
     session: Session, settings: Settings, run: Run, started: datetime, finished: datetime
 ) -> float | None:
     """Estimated gCO2e for the interval the run really occupied its fleet."""
-    template = session.get(JobTemplate, run.job_template_id)
+    from services.job_templates import template_at
+
+    template = template_at(session, run.job_template_id, run.job_template_version)
     client = session.get(Client, run.client_id)
     seconds = (finished - started).total_seconds()
     if seconds <= 0:
@@ -493,7 +495,9 @@ def preview(
     )
     if limit_errors:
         raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in limit_errors), limit_errors)
-    template = owned(session, JobTemplate, job_template_id, client, "job template")
+    from services.job_templates import usable_template
+
+    template = usable_template(session, client, job_template_id)
     fleet_id = known_fleet_template(fleet_template_id or template.fleet_template_id)
     region_errors = job_region_errors(client, template, regions)
     if region_errors:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 
-from api.deps import PrincipalDep, ServicesDep, SessionDep
+from api.deps import PrincipalDep, ServicesDep, SessionDep, request_session, tenant_of
 from api.pagination import CursorQ, LimitQ
-from models.api import CancelIn, CarbonOut, LogsOut, Page, RunOut, RunStatus
+from models.api import CancelIn, CarbonOut, JobCreated, LogsOut, Page, RerunIn, RunOut, RunStatus
 from models.db import Run
-from services import runs
+from services import jobs, runs
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -58,6 +58,7 @@ def run_out(r: Run) -> RunOut:
         ),
         recurring_job_id=r.recurring_job_id,
         region=r.region,
+        job_template_version=r.job_template_version or 1,
     )
 
 
@@ -113,6 +114,44 @@ async def cancel_run(
         session, run_id, principal.client, body.reason if body else None, services.temporal_client
     )
     return run_out(r)
+
+
+@router.post(
+    "/{run_id}/rerun",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobCreated,
+    summary="Run again: a new job + run with the same template version, args and window shape "
+    "(honours Idempotency-Key; 409 for a retired template)",
+)
+async def rerun(
+    run_id: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    response: Response,
+    body: RerunIn | None = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, description="Same key + same rerun request -> same job")
+    ] = None,
+) -> JobCreated:
+    """A ONE_TIME run is rerun now (or at ``intended_time``); a RESCHEDULABLE one in a window of the same
+    length from now (or from ``earliest_start``), planned again (``services.jobs.rerun``)."""
+    client = tenant_of(principal)
+    async with request_session(services) as session:
+        sub = await jobs.rerun(
+            session,
+            services.settings,
+            client,
+            run_id,
+            idempotency_key,
+            services.temporal_client,
+            services.plan_timer,
+            intended_time=body.intended_time if body else None,
+            earliest_start=body.earliest_start if body else None,
+        )
+    if sub.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    run = sub.run
+    return JobCreated(job_id=sub.job.id, run_id=run.id, workflow_id=run.workflow_id, status=run.status)
 
 
 @router.get("/{run_id}/logs", response_model=LogsOut, summary="Tail of the app's log (latest attempt)")
