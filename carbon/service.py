@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = MemoryTTLCache()
 FAILURE_TTL_SEC = 60
+OFFLINE_WARNING_INTERVAL_SEC = 300.0  # one "source failed" warning per source per this long, per process
 _USER_AGENT = "carbon-orchestrator/0.1 (+scheduling)"
 _DAY = timedelta(hours=24)
 
@@ -83,6 +86,35 @@ PROVIDERS = providers()
 
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+_offline_lock = threading.Lock()
+_offline_seen: dict[str, tuple[float, int]] = {}  # source -> (when it was last warned about, failures since)
+
+
+def _warn_offline(name: str, region: str, why: str) -> None:
+    """Log a failed source as a WARNING at most once per ``OFFLINE_WARNING_INTERVAL_SEC`` per source (an
+    outage would otherwise log one per plan, preview and request); the failures in between go to DEBUG and
+    are counted in the next warning."""
+    now = time.monotonic()
+    with _offline_lock:
+        prev = _offline_seen.get(name)
+        quiet = prev[1] if prev else 0
+        loud = prev is None or now - prev[0] >= OFFLINE_WARNING_INTERVAL_SEC
+        _offline_seen[name] = (now, 0) if loud or prev is None else (prev[0], quiet + 1)
+    if loud:
+        more = f" ({quiet} more failures since the last warning)" if quiet else ""
+        log.warning(
+            "carbon source %s failed for %s: %s%s; next warning for %s in %.0f s at the earliest",
+            name,
+            region,
+            why,
+            more,
+            name,
+            OFFLINE_WARNING_INTERVAL_SEC,
+        )
+    else:
+        log.debug("carbon source %s failed for %s: %s", name, region, why)
 
 
 class CarbonService:
@@ -193,7 +225,7 @@ class CarbonService:
                 why = describe_error(e)
                 using = "the embedded data" if nxt == "embedded" else nxt
                 reasons.append(f"{name} unavailable ({why}): using {using}")
-                log.warning("carbon source %s failed for %s: %s", name, region, why)
+                _warn_offline(name, region, why)
         raise CarbonProviderError("; ".join(reasons))  # pragma: no cover - embedded ends every chain
 
     def forecast(self, region: str, start: datetime, end: datetime) -> CarbonSeries:

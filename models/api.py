@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -45,22 +46,74 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A JSON body may escape half of a UTF-16 pair (``"\\ud800"``): Python keeps it as a lone surrogate,
+    which is no Unicode text: no UTF-8 encoder (PostgreSQL, an app's argv) accepts it."""
+    if isinstance(value, str):
+        return bool(_LONE_SURROGATE.search(value))
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 class Strict(BaseModel):
-    """Request bodies: unknown fields are refused, and so is NUL (U+0000) in any text: PostgreSQL cannot
-    store it, and no name, id or argument needs it."""
+    """Request bodies: unknown fields are refused, and so are NUL (U+0000) and lone surrogates (an escaped
+    half of a UTF-16 pair) in any text: PostgreSQL cannot store them, no app can be given them, and no
+    name, id or argument needs them. The error names the field."""
 
     model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        if _has_nul(data):
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
             raise ValueError("text must not contain NUL (U+0000) characters")
-        return data
+        if _has_lone_surrogate(value):
+            raise ValueError("text must not contain lone surrogates (U+D800..U+DFFF): not valid Unicode")
+        return value
+
+
+# What an app is given must fit the kernel's limits of execve(), or it can never start (E2BIG): each
+# argument and each environment string at most MAX_ARG_STRLEN bytes with its NUL (Linux: 32 pages, 128 KiB),
+# all of them together well within ARG_MAX (2 MiB with the usual 8 MiB stack; the worker's own variables
+# and the command take the rest). Drivers pass the args twice: as ``--key=value`` arguments and as the JSON
+# in ``ORCH_ARGS`` (fleets.contract, whose output tests/fleets checks against these sums).
+MAX_ARG_STRLEN = 128 * 1024
+MAX_ARGS_TOTAL_BYTES = 1024 * 1024
+
+
+def arg_string(key: str, value: Any) -> str:
+    """The app's argument for one arg, as fleets.contract.app_argv builds it."""
+    return f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def args_launch_problem(args: dict[str, Any]) -> str | None:
+    """Why the app could never be started with these args (too big for execve), or None."""
+    env = len(("ORCH_ARGS=" + json.dumps(args, sort_keys=True)).encode()) + 1
+    if env > MAX_ARG_STRLEN:
+        return (
+            f"the args take {env} bytes as the app's ORCH_ARGS variable (JSON, non-ASCII escaped), more than "
+            f"the {MAX_ARG_STRLEN} bytes the OS passes in one variable"
+        )
+    total = env
+    for key in sorted(args):
+        n = len(arg_string(key, args[key]).encode()) + 1
+        if n > MAX_ARG_STRLEN:
+            return f"arg {key!r} takes {n} bytes as --{key}=..., more than the OS's {MAX_ARG_STRLEN} per arg"
+        total += n
+    if total > MAX_ARGS_TOTAL_BYTES:
+        return f"the args take {total} bytes as arguments and ORCH_ARGS, more than {MAX_ARGS_TOTAL_BYTES}"
+    return None
 
 
 def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Args are a flat object of scalars with simple keys (they become ``--key=value`` argv)."""
+    """Args are a flat object of scalars with simple keys (they become ``--key=value`` argv and the JSON in
+    ``ORCH_ARGS``), small enough that the OS can pass them to the app."""
     if v is None:
         return v
     if len(v) > MAX_ARGS:
@@ -74,6 +127,10 @@ def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
             )
         if isinstance(val, str) and len(val) > 4096:
             raise ValueError(f"arg {k!r} is longer than 4096 characters")
+        if isinstance(val, str) and _has_lone_surrogate(val):
+            raise ValueError(f"arg {k!r} contains a lone surrogate (U+D800..U+DFFF): it is not valid Unicode")
+    if problem := args_launch_problem(v):
+        raise ValueError(problem)
     return v
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
-from models.api import JobCreate, window_limit_errors
+from models.api import JobCreate, args_launch_problem, window_limit_errors
 from models.db import Client, Job, JobTemplate, Run, new_id, utcnow
 from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID, SA_RUN_STATUS, JobType, RunStatus
 from models.workflow import RunInput, workflow_id_for
@@ -215,6 +215,16 @@ def _row(obj: Job | Run, table: Table) -> dict[str, Any]:
     return {c.key: obj.__dict__[c.key] for c in table.columns if c.key in obj.__dict__}
 
 
+def check_launchable_args(template: JobTemplate, args: dict[str, Any] | None) -> None:
+    """Unprocessable (field ``args``) when the template's default_args merged with ``args`` could never be
+    given to the app (too big for the OS: ``models.api.args_launch_problem``). Each part alone was checked
+    by its model; only the merge can still be too big."""
+    merged = {**(template.default_args or {}), **(args or {})}
+    if problem := args_launch_problem(merged):
+        msg = f"{problem} (the template's default_args merged with these args)"
+        raise Unprocessable(f"args: {msg}", [field_error("args", msg)])
+
+
 def insert_job(
     session: Session,
     settings: Settings,
@@ -244,6 +254,7 @@ def insert_job(
             region_errors = [field_error("regions", str(exc))]
     if region_errors:
         raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in region_errors), region_errors)
+    check_launchable_args(template, body.args)
     check_times(session, settings, client, template, body, plan_timer)
     job = Job(
         id=new_id("job"),

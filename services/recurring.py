@@ -51,7 +51,7 @@ from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID
 from models.recurring_workflow import FiringArgs
 from models.workflow import RunInput
 from scheduling.calendar import Calendar, build_calendar, parse_duration
-from services.jobs import PlanTimer, TemporalClient, TemporalSource, new_run_for
+from services.jobs import PlanTimer, TemporalClient, TemporalSource, check_launchable_args, new_run_for
 
 log = logging.getLogger("orch.recurring")
 
@@ -488,6 +488,7 @@ def _new_row(
     from services.job_templates import usable_template
 
     template = usable_template(session, client, body.job_template_id)
+    check_launchable_args(template, body.args)
     rid = new_id("rec")
     rj = RecurringJob(
         id=rid,
@@ -701,6 +702,8 @@ def _patched_probe(
         elif k in ("margin_before", "margin_after", "deadline", "interval", "catchup_window") and v:
             v = v.strip().upper()
         setattr(probe, k, v)
+    if "args" in changes:
+        check_launchable_args(template, probe.args)
     if "cron" in changes and changes["cron"] is not None and "interval" not in changes:
         probe.interval = None  # switching calendars: the other one is dropped
     if "interval" in changes and changes["interval"] is not None and "cron" not in changes:

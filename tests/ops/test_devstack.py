@@ -134,6 +134,7 @@ def test_dev_stack_end_to_end(tmp_path):
             )
             assert r.status_code == 201, r.text
             assert port_open(ports["ui"]), "Temporal Web UI is not listening"
+        _s3_refuses_public_and_anonymous_access(ports["s3"], (tmp_path / "s3_secret").read_text().strip())
         demo = subprocess.run(
             [sys.executable, "-m", "cli", "demo", "--api", base, "--admin-key", admin, "--timeout", "120"],
             capture_output=True,
@@ -170,6 +171,28 @@ def test_dev_stack_end_to_end(tmp_path):
     finally:
         if proc.poll() is None:
             _stop(proc, ports)
+
+
+def _s3_refuses_public_and_anonymous_access(port: int, secret: str) -> None:
+    """The dev stack's S3 gateway answers its own per-deployment secret only (issue 21 item 3)."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    def client(**kw):
+        return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", **kw)
+
+    ok = client(aws_access_key_id="orchdev", aws_secret_access_key=secret)
+    assert ok.list_objects_v2(Bucket="orchestrator-artifacts")["KeyCount"] >= 1  # the artifact just uploaded
+    for bad in (
+        client(aws_access_key_id="orchdev", aws_secret_access_key="orchdev-secret"),  # the public default
+        client(config=Config(signature_version=UNSIGNED)),  # anonymous
+    ):
+        with pytest.raises(ClientError):
+            bad.list_objects_v2(Bucket="orchestrator-artifacts")
+        with pytest.raises(ClientError):
+            bad.put_object(Bucket="orchestrator-artifacts", Key="x", Body=b"x")
 
 
 @pytest.mark.slow
@@ -478,3 +501,54 @@ def test_child_failing_to_start_is_one_line_and_its_own_log_tail(tmp_path):
     for name, port in ports.items():
         assert port_free(port), f"{name} port {port} still in use after the failed start"
     assert not (data / "devstack.pid").exists()
+
+
+def test_data_dir_is_owner_only_from_the_start(tmp_path):
+    """Issue 21 item 12: `orch dev` creates its data dir 0700 before anything else (even a start that stops
+    at its pre-checks); an existing world-readable one loses read and write for others."""
+    import stat
+
+    from core.datadir import make_data_dir
+
+    sock, port = _listener()
+    with sock:
+        r = _run_dev(tmp_path / "fresh", _ports() | {"api": port})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
+    old = tmp_path / "old"
+    old.mkdir(mode=0o755)
+    old.chmod(0o755)
+    assert stat.S_IMODE(make_data_dir(old).stat().st_mode) == 0o711  # traverse only: lists nothing
+    assert stat.S_IMODE(make_data_dir(tmp_path / "new" / "data").stat().st_mode) == 0o700
+
+
+def test_five_earlier_logs_are_kept(tmp_path):
+    """Issue 21 item 12: each start keeps the previous starts' logs as .log.1 (the last) .. .log.5."""
+    from cli.dev import KEPT_LOGS, _fresh_log
+
+    log = tmp_path / "worker.log"
+    for start in range(1, 9):
+        assert _fresh_log(log) == log and not log.exists()
+        log.write_text(f"start {start}\n")
+    assert log.read_text() == "start 8\n"
+    kept = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert KEPT_LOGS == 5
+    assert kept == {"worker.log": "start 8\n", **{f"worker.log.{i}": f"start {8 - i}\n" for i in range(1, 6)}}
+
+
+def test_dev_s3_secret_is_per_deployment(tmp_path):
+    """Issue 21 item 3: `make dev`'s S3 gateway never accepts the public default secret: each data dir gets
+    its own (kept 0600); one set explicitly is used as it is."""
+    import stat
+
+    from cli.dev import DEV_S3_SECRET, s3_secret
+    from core.settings import Settings
+
+    a1, _ = s3_secret(Settings(_env_file=None, data_dir=tmp_path / "a"))
+    a2, _ = s3_secret(Settings(_env_file=None, data_dir=tmp_path / "a"))
+    b, _ = s3_secret(Settings(_env_file=None, data_dir=tmp_path / "b"))
+    assert Settings(_env_file=None).s3_secret_access_key == DEV_S3_SECRET
+    assert a1 == a2 and a1 != b and DEV_S3_SECRET not in (a1, b) and len(a1) >= 40
+    assert stat.S_IMODE((tmp_path / "a" / "s3_secret").stat().st_mode) == 0o600
+    mine = Settings(_env_file=None, data_dir=tmp_path / "c", s3_secret_access_key="set-by-the-operator")
+    assert s3_secret(mine)[0] == "set-by-the-operator" and not (tmp_path / "c").exists()
