@@ -56,6 +56,7 @@ from scipy.special import ndtr
 
 from models.domain import Capacity, RiskMode
 from scheduling.carbon import CarbonSeries
+from scheduling.paired import paired_figures
 
 __all__ = [
     "AGGRESSIVE_SPOT_MAX_PROB",
@@ -99,7 +100,9 @@ class Policy:
     expected saving; ``default_rel_sigma``: 1-sigma forecast error, as a share of the value, for a series
     without ``sigma``; ``corr_floor``/``corr_hours``: forecast errors at two times ``dt`` apart correlate
     by ``corr_floor + (1 - corr_floor) * exp(-|dt| / corr_hours)``; ``neutral_spot_max_prob`` /
-    ``aggressive_spot_max_prob``: the highest interruption probability each mode accepts for spot.
+    ``aggressive_spot_max_prob``: the highest interruption probability each mode accepts for spot;
+    ``use_paired``: judge a history-based forecast (a series with ``paired``) by the paired rule
+    (:mod:`scheduling.paired`) instead of the saving/probability thresholds (the risk cap applies to both).
     :data:`UNGATED` turns the gate off (pure objective, as a perfect-foresight oracle would plan).
     """
 
@@ -111,6 +114,7 @@ class Policy:
     corr_hours: float = ERROR_CORR_HOURS
     neutral_spot_max_prob: float = NEUTRAL_SPOT_MAX_PROB
     aggressive_spot_max_prob: float = AGGRESSIVE_SPOT_MAX_PROB
+    use_paired: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_saving_pct", "max_risk_pts_per_saving_pct", "default_rel_sigma"):
@@ -131,6 +135,7 @@ UNGATED = Policy(
     max_risk_pts_per_saving_pct=math.inf,
     neutral_spot_max_prob=NEUTRAL_SPOT_MAX_PROB,
     aggressive_spot_max_prob=AGGRESSIVE_SPOT_MAX_PROB,
+    use_paired=False,
 )
 
 
@@ -181,7 +186,10 @@ class Candidate:
     forecast's expectation); ``saving_vs_earliest_pct`` is the expected emissions saving against the
     baseline start (negative = more); ``saving_sigma_pct`` its 1-sigma uncertainty (percentage points of
     the baseline's emissions) and ``prob_saving`` = P(saving > 0); ``lost_run_g`` the expected gCO2e of a
-    partial run lost to a spot interruption (0 on on-demand), not included in ``emissions_g``."""
+    partial run lost to a spot interruption (0 on on-demand), not included in ``emissions_g``.
+    Judged by the paired rule (a history-based forecast): ``paired_days`` comparable history days,
+    ``paired_days_saved`` of them on which this start emitted less than the baseline start the same day, and
+    ``paired_mean_saving_pct`` the mean of the daily savings (%); 0, 0 and None otherwise."""
 
     start: datetime
     finish_p50: datetime
@@ -196,6 +204,9 @@ class Candidate:
     prob_saving: float = 0.5
     lost_run_g: float = 0.0
     region: str | None = None
+    paired_days: int = 0
+    paired_days_saved: int = 0
+    paired_mean_saving_pct: float | None = None
 
     @property
     def expected_saving_pct(self) -> float:
@@ -215,6 +226,14 @@ class Candidate:
             "prob_saving": self.prob_saving,
             "expected_lost_run_gco2e": self.lost_run_g,
             **({"region": self.region} if self.region is not None else {}),
+            **(self.paired_dict() if self.paired_days else {}),
+        }
+
+    def paired_dict(self) -> dict[str, Any]:
+        return {
+            "paired_days": self.paired_days,
+            "paired_days_saved": self.paired_days_saved,
+            "paired_mean_saving_pct": self.paired_mean_saving_pct,
         }
 
 
@@ -226,7 +245,8 @@ class Plan:
     saving, P(saving > 0), risk per saving) kept the baseline. Planned over several regions
     (:func:`plan_regions`): the baseline is the home region's; ``home_best`` the start the home region alone
     would get (None with one region, or when the home region may not be chosen); ``regions`` the regions
-    that could be chosen."""
+    that could be chosen. ``decision_rule``: which rule allowed moves and with which thresholds
+    (``{"rule": "paired", ...}`` for a history-based forecast, ``{"rule": "forecast", ...}`` otherwise)."""
 
     chosen: Candidate
     candidates: list[Candidate]
@@ -241,6 +261,7 @@ class Plan:
     skill_gated: bool = False
     home_best: Candidate | None = None
     regions: tuple[str, ...] = ()
+    decision_rule: dict[str, Any] = field(default_factory=dict)
 
     @property
     def region(self) -> str | None:
@@ -258,6 +279,7 @@ class Plan:
             "total_count": self.total_count,
             "risk_mode": str(self.risk_mode),
             "skill_gated": self.skill_gated,
+            "decision_rule": self.decision_rule,
         }
 
 
@@ -611,8 +633,25 @@ def plan_regions(
     # The skill gate: leave the baseline only for a likely, large enough saving worth its added risk.
     added_risk_pts = (risk - risk[0, b]) * 100.0
     eligible = (saving_pct >= pol.min_saving_pct - 1e-9) & (p_pos >= pol.min_saving_prob)
+    gate_saving = saving_pct
+    rows: list[int] = []
+    p_mean = np.zeros((0, 0))
+    p_saved = np.zeros((0, 0), dtype=np.int64)
+    p_n = 0
+    paired = _paired_rule(options, E, s, p50, b, step_sec, q, pol) if n_feas > 1 else None
+    rule: dict[str, Any] = {
+        "rule": "forecast",
+        "min_saving_pct": pol.min_saving_pct,
+        "min_saving_prob": pol.min_saving_prob,
+    }
+    if paired is not None:  # history-based forecast: same-day paired savings decide instead
+        rows, p_mean, p_saved, p_n, p_ok, rule = paired
+        eligible[rows] = p_ok
+        gate_saving = saving_pct.copy()
+        gate_saving[rows] = p_mean
     if math.isfinite(pol.max_risk_pts_per_saving_pct):
-        eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(saving_pct, 0.0) + 1e-9
+        eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(gate_saving, 0.0) + 1e-9
+    rule["max_risk_pts_per_saving_pct"] = pol.max_risk_pts_per_saving_pct
     eligible[0, b] = True
     eligible &= usable
     if not eligible.any():  # the home region may not be chosen and nothing passes the gate
@@ -648,6 +687,15 @@ def plan_regions(
             prob_saving=float(p_pos[r, i]),
             lost_run_g=float(lost_g[r, i]),
             region=options[r].region,
+            **(
+                {
+                    "paired_days": p_n,
+                    "paired_days_saved": int(p_saved[r, i]),
+                    "paired_mean_saving_pct": float(p_mean[r, i]),
+                }
+                if paired is not None and r in rows
+                else {}
+            ),
         )
 
     candidates = [cand(i) for i in order]
@@ -676,6 +724,7 @@ def plan_regions(
         gated_best=cand(best_all_i) if skill_gated else None,
         policy=pol,
         p50=p50,
+        rule=rule,
     )
     return Plan(
         chosen=chosen,
@@ -691,7 +740,47 @@ def plan_regions(
         skill_gated=skill_gated,
         home_best=home_best,
         regions=tuple(o.region for o, ok in zip(options, selectable, strict=True) if ok and o.region),
+        decision_rule=rule,
     )
+
+
+
+def _paired_rule(
+    options: Sequence[RegionOption],
+    E: datetime,
+    s: np.ndarray,
+    p50: float,
+    b: int,
+    step_sec: float,
+    q: np.ndarray,
+    pol: Policy,
+) -> tuple[list[int], np.ndarray, np.ndarray, int, np.ndarray, dict[str, Any]] | None:
+    """The paired rule (:mod:`scheduling.paired`) for the regions whose forecast is history-based, when the
+    home region's is: (rows, mean saving %, days saved, days, allowed, summary); None = not applicable."""
+    home = options[0].series.paired
+    if not pol.use_paired or home is None:
+        return None
+    rows = [r for r, o in enumerate(options) if o.series.paired is not None]
+    ref = E + timedelta(seconds=float(s[b]))
+    try:
+        days = home.paired_days(ref, float(s[-1]) + p50)
+        base = home.integrals(E, s, p50, days, ref)
+        integ = [base if r == 0 else options[r].series.paired.integrals(E, s, p50, days, ref) * q[r] for r in rows]  # type: ignore[union-attr]
+    except ValueError:
+        return None  # a window longer than the history's wrap: the forecast gate decides
+    n = int(days.size)
+    mean = np.zeros((len(options), s.size))
+    saved = np.zeros((len(options), s.size), dtype=np.int64)
+    ok = np.zeros((len(rows), s.size), dtype=bool)
+    sk = home.skill
+    for k, (r, m) in enumerate(zip(rows, integ, strict=True)):
+        mean[r], saved[r] = paired_figures(base[:, b], m)
+        if n:
+            ok[k] = (mean[r] >= sk.min_mean_saving_pct - 1e-9) & (saved[r] >= sk.min_share_saved * n - 1e-9)
+        if r == 0 and not sk.allowed:
+            ok[k] = False
+    summary = {**sk.summary(), "paired_days": n, "history": home.year_label}
+    return rows, mean, saved, n, ok, summary
 
 
 def _same_grid_groups(subs: Sequence[CarbonSeries]) -> list[list[int]]:
@@ -734,6 +823,46 @@ def _region_notes(
     return out
 
 
+def _pct(x: float, nd: int = 0) -> str:
+    """``x`` as a percentage with ``nd`` decimals, never "-0%"."""
+    v = round(float(x), nd)
+    return f"{0.0 if v == 0 else v:.{nd}f}%"
+
+
+def saving_text(pct: float, sigma: float, nd: int = 0) -> str:
+    """"12% +- 5%"; an uncertainty wider than the saving says so: "2% (uncertain: +- 5%)"."""
+    if round(abs(sigma), nd) > round(abs(pct), nd):
+        return f"{_pct(pct, nd)} (uncertain: +- {_pct(sigma, nd)})"
+    return f"{_pct(pct, nd)} +- {_pct(sigma, nd)}"
+
+
+def paired_text(c: Candidate, rule: dict[str, Any]) -> str:
+    """"saved on 26 of 29 comparable days of the 2023 history, mean 6.1%"."""
+    hist = rule.get("history")
+    of = f" of the {hist} history" if hist else ""
+    return (
+        f"saved on {c.paired_days_saved} of {c.paired_days} comparable days{of}, "
+        f"mean {_pct(c.paired_mean_saving_pct or 0.0, 1)}"
+    )
+
+
+def _why_paired(c: Candidate, base: Candidate, rule: dict[str, Any], pol: Policy) -> str:
+    reasons = []
+    n = max(c.paired_days, 1)
+    share = float(rule.get("min_share_saved", 0.0))
+    mean = float(rule.get("min_mean_saving_pct", 0.0))
+    if c.paired_days_saved < share * n - 1e-9:
+        reasons.append(f"the rule needs {share * 100:.0f}% of days")
+    if (c.paired_mean_saving_pct or 0.0) < mean - 1e-9:
+        reasons.append(f"a mean saving of at least {mean:g}%")
+    added = (c.risk - base.risk) * 100
+    if added > pol.max_risk_pts_per_saving_pct * max(c.paired_mean_saving_pct or 0.0, 0.0) + 1e-9:
+        reasons.append(f"it adds {added:.1f} points of deadline-miss risk")
+    if not reasons and c.paired_days == 0:
+        reasons.append("no comparable history day")
+    return ", ".join(reasons) or "not allowed by the paired rule"
+
+
 def _why_gated(c: Candidate, base: Candidate, pol: Policy) -> str:
     reasons = []
     if c.saving_vs_earliest_pct < pol.min_saving_pct:
@@ -766,8 +895,10 @@ def _rationale(
     gated_best: Candidate | None = None,
     policy: Policy | None = None,
     p50: float = 0.0,
+    rule: dict[str, Any] | None = None,
 ) -> str:
     pol = policy or Policy()
+    rule = rule or {}
     when = _fmt_time(chosen.start, E)
     parts: list[str] = []
     if fixed_start or L is None:
@@ -796,17 +927,34 @@ def _rationale(
         if chosen.start == baseline.start and not moved_region:
             if flat:
                 parts.append(f"every feasible start emits the same, so {when} ({base_name}) is kept")
+            elif gated_best is not None and gated_best.paired_days and rule.get("allowed") is False:
+                parts.append(
+                    f"{when} ({base_name}) is kept: history-based shifting is off for zone {rule.get('zone')}: "
+                    f"{rule.get('reason') or 'no skill out of sample'} (the best alternative, "
+                    f"{_fmt_time(gated_best.start, E)}, {paired_text(gated_best, rule)})"
+                )
+            elif gated_best is not None and gated_best.paired_days:
+                parts.append(
+                    f"{when} ({base_name}) is kept: the best alternative, {_fmt_time(gated_best.start, E)}, "
+                    f"{paired_text(gated_best, rule)}; {_why_paired(gated_best, baseline, rule, pol)}"
+                )
             elif gated_best is not None:
                 parts.append(
                     f"{when} ({base_name}) is kept: the best alternative, "
-                    f"{_fmt_time(gated_best.start, E)}, would save {gated_best.saving_vs_earliest_pct:.1f}% "
-                    f"+- {gated_best.saving_sigma_pct:.1f}%, {_why_gated(gated_best, baseline, pol)}"
+                    f"{_fmt_time(gated_best.start, E)}, would save "
+                    f"{saving_text(gated_best.saving_vs_earliest_pct, gated_best.saving_sigma_pct, 1)}, "
+                    f"{_why_gated(gated_best, baseline, pol)}"
                 )
             else:
                 parts.append(f"starting at {base_name} ({when}) is the best trade-off")
+        elif chosen.paired_days:
+            parts.append(
+                f"{when}: {paired_text(chosen, rule)}, against starting at {against} "
+                f"(forecast: {_pct(pct)} less)"
+            )
         else:
             parts.append(
-                f"{when}: expected saving {pct:.0f}% +- {sig:.0f}% against starting at {against} "
+                f"{when}: expected saving {saving_text(pct, sig)} against starting at {against} "
                 f"(P(saving > 0) {chosen.prob_saving * 100:.0f}%)"
             )
         parts.append(f"deadline-miss risk {chosen.risk * 100:.0f}%")
