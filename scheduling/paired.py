@@ -9,8 +9,9 @@ run-length integral of intensity is computed at ``s`` and at ``b`` at the same U
 - ``paired_mean_saving_pct`` = mean over the days of ``(I_b - I_s) / I_b x 100``,
 - ``paired_days_saved`` = the number of days with ``I_s < I_b``.
 
-A candidate is allowed when its mean saving is at least ``min_mean_saving_pct`` and its share of days saved
-at least ``min_share_saved`` (the baseline is always allowed); the objective then chooses among the allowed
+A candidate is allowed when its mean saving is at least ``min_mean_saving_pct`` and at least ``min_t``
+standard errors above zero (``t`` = sum of the daily savings / sqrt(sum of their squares)), and its share of
+days saved at least ``min_share_saved`` (the baseline is always allowed); the objective then chooses among the allowed
 starts. Thresholds and whether a zone may shift on history at all come from
 ``scheduling/data/paired_skill.json``, made by ``scripts/paired_skill.py`` by leave-one-month-out
 cross-validation inside 2023 (README; the file records the method and per-zone out-of-sample figures).
@@ -37,6 +38,8 @@ __all__ = [
     "CYCLE_DAYS",
     "PairedHistory",
     "PairedSkill",
+    "allowed",
+    "paired_figures",
     "paired_history",
     "paired_skill",
     "skill_table",
@@ -50,6 +53,7 @@ ORDER_MARGIN = 45  # nearest-day lists keep this many spares for days a held-out
 DEFAULT_DAYS = 29  # +-14 days around the same day of the cycle
 DEFAULT_MIN_MEAN_SAVING_PCT = 1.0
 DEFAULT_MIN_SHARE_SAVED = 0.7
+DEFAULT_MIN_T = 0.0
 SKILL_FILE = "paired_skill.json"
 
 
@@ -64,12 +68,15 @@ class PairedSkill:
     min_share_saved: float = DEFAULT_MIN_SHARE_SAVED
     days: int = DEFAULT_DAYS
     reason: str = ""
+    min_t: float = DEFAULT_MIN_T
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_mean_saving_pct) and self.min_mean_saving_pct >= 0):
             raise ValueError(f"min_mean_saving_pct must be >= 0, got {self.min_mean_saving_pct}")
         if not (math.isfinite(self.min_share_saved) and 0 <= self.min_share_saved <= 1):
             raise ValueError(f"min_share_saved must be in [0, 1], got {self.min_share_saved}")
+        if not (math.isfinite(self.min_t) and self.min_t >= 0):
+            raise ValueError(f"min_t must be >= 0, got {self.min_t}")
         if not 1 <= self.days <= CYCLE_DAYS:
             raise ValueError(f"days must be in 1..{CYCLE_DAYS}, got {self.days}")
 
@@ -81,6 +88,7 @@ class PairedSkill:
             "days": self.days,
             "min_mean_saving_pct": self.min_mean_saving_pct,
             "min_share_saved": self.min_share_saved,
+            "min_t": self.min_t,
             **({"reason": self.reason} if self.reason else {}),
         }
 
@@ -109,6 +117,7 @@ def paired_skill(zone: str | None, fold: int | None = None) -> PairedSkill:
         min_mean_saving_pct=float(th.get("min_mean_saving_pct", DEFAULT_MIN_MEAN_SAVING_PCT)),
         min_share_saved=float(th.get("min_share_saved", DEFAULT_MIN_SHARE_SAVED)),
         days=int(th.get("days", DEFAULT_DAYS)),
+        min_t=float(th.get("min_t", DEFAULT_MIN_T)),
         reason=str(zrow.get("reason", "")),
     )
 
@@ -165,16 +174,24 @@ class PairedHistory:
         """Seconds since the start of the cycle for ``t`` (in [0, 364 days))."""
         return (t.timestamp() - self._t0) % (CYCLE_DAYS * DAY_SEC)
 
-    def paired_days(self, t: datetime, span_sec: float = 0.0) -> np.ndarray:
-        """The cycle days paired with a plan whose baseline falls at ``t`` (nearest first, at most
-        ``days``), skipping days whose ``[t, t + span_sec]`` would touch a masked hour."""
-        pos = self.cycle_position(t)
-        d0 = int(pos // DAY_SEC)
+    def _bases(self, earliest: datetime, ref: datetime, days: np.ndarray) -> np.ndarray:
+        """Seconds into the (extended) cycle where a window opening at ``earliest`` opens on each of
+        ``days``, read at the same UTC times relative to ``ref``'s day."""
+        cyc = CYCLE_DAYS * DAY_SEC
+        d_ref = int(self.cycle_position(ref) // DAY_SEC)
+        rel = (self.cycle_position(earliest) - d_ref * DAY_SEC + cyc / 2) % cyc - cyc / 2
+        base = days.astype(np.float64) * DAY_SEC + rel
+        return np.where(base < 0, base + cyc, base)
+
+    def paired_days(self, ref: datetime, earliest: datetime | None = None, span_sec: float = 0.0) -> np.ndarray:
+        """The cycle days paired with a plan whose baseline start is ``ref`` (nearest first, at most
+        ``days``), skipping days on which ``[earliest, earliest + span_sec]`` would touch a masked hour."""
+        d0 = int(self.cycle_position(ref) // DAY_SEC)
         cand = self._order[d0][self._usable[d0]]
         if self._mpre is not None:
-            tod = pos - d0 * DAY_SEC
-            lo = np.floor((cand * DAY_SEC + tod) / HOUR_SEC).astype(np.int64)
-            hi = np.minimum(np.ceil((cand * DAY_SEC + tod + span_sec) / HOUR_SEC).astype(np.int64), self._y.size)
+            lo_s = self._bases(earliest or ref, ref, cand)
+            lo = np.floor(lo_s / HOUR_SEC).astype(np.int64)
+            hi = np.minimum(np.ceil((lo_s + span_sec) / HOUR_SEC).astype(np.int64), self._y.size)
             cand = cand[self._mpre[hi] - self._mpre[lo] == 0]
         return cand[: self.days]
 
@@ -185,13 +202,7 @@ class PairedHistory:
         read on each paired day: the day's own UTC times, shifted by whole days from ``ref``'s day."""
         if run_sec < 0:
             raise ValueError("run_sec must be >= 0")
-        pos_e = self.cycle_position(earliest)
-        d_ref = int(self.cycle_position(ref) // DAY_SEC)
-        # earliest's position relative to ref's cycle day (may be negative or beyond one day)
-        rel = (pos_e - d_ref * DAY_SEC + CYCLE_DAYS * DAY_SEC / 2) % (CYCLE_DAYS * DAY_SEC)
-        rel -= CYCLE_DAYS * DAY_SEC / 2
-        base = days.astype(np.float64) * DAY_SEC + rel  # (N,) where the window opens on each day
-        base = np.where(base < 0, base + CYCLE_DAYS * DAY_SEC, base)
+        base = self._bases(earliest, ref, days)
         span = float(offsets_sec[-1]) + run_sec if len(offsets_sec) else run_sec
         if float(base.max(initial=0.0)) + span > self._y.size * HOUR_SEC:
             raise ValueError("window too long for the paired history")
@@ -226,19 +237,44 @@ class PairedHistory:
         return self._y[idx]
 
 
-def paired_figures(base_integrals: np.ndarray, integrals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean saving %, days saved) per column of ``integrals`` (days x starts) against the same day's
-    baseline integral ``base_integrals`` (days,)."""
+def paired_figures(
+    base_integrals: np.ndarray, integrals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean saving %, days saved, t) per column of ``integrals`` (days x starts) against the same day's
+    baseline integral ``base_integrals`` (days,). ``t`` = sum of the daily savings / sqrt(sum of their
+    squares) = the mean over its standard error when the true mean is 0 (the spread is taken around 0, not
+    around the mean: then a day on which the start lost can only lower ``t``, so more history of that kind
+    never makes the rule more eager; 0 when every saving is 0)."""
     ib = np.asarray(base_integrals, dtype=np.float64)
     pos = ib > 0
     if not pos.all():
         ib, integrals = ib[pos], integrals[pos]
-    if ib.size == 0:
+    n = ib.size
+    if n == 0:
         zeros = np.zeros(integrals.shape[1])
-        return zeros, zeros.astype(np.int64)
-    mean = 100.0 - (1.0 / ib) @ integrals * (100.0 / ib.size)
+        return zeros, zeros.astype(np.int64), zeros
+    inv = 1.0 / ib
+    ratio_mean = inv @ integrals / n  # mean of I_s / I_b
+    mean = 100.0 * (1.0 - ratio_mean)
     saved = (integrals < ib[:, None] * (1.0 - 1e-12)).sum(axis=0)
-    return mean, saved
+    sq = 1e4 * (1.0 - 2.0 * ratio_mean + (inv * inv) @ (integrals * integrals) / n)  # mean squared saving
+    rms = np.sqrt(np.maximum(sq, 0.0))
+    tol = 1e-9 * np.maximum(np.abs(mean), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(rms > tol, math.sqrt(n) * mean / np.where(rms > tol, rms, 1.0), 0.0)
+    return mean, saved, t
+
+
+def allowed(mean: np.ndarray, saved: np.ndarray, t: np.ndarray, days: int, skill: PairedSkill) -> np.ndarray:
+    """The starts the rule allows on its figures (:func:`paired_figures`) over ``days`` days (the caller
+    adds the baseline, which is always allowed, and the risk cap)."""
+    if days < 1:
+        return np.zeros(np.shape(mean), dtype=bool)
+    return (
+        (mean >= skill.min_mean_saving_pct - 1e-9)
+        & (saved >= skill.min_share_saved * days - 1e-9)
+        & (t >= skill.min_t - 1e-9)
+    )
 
 
 @lru_cache(maxsize=16)

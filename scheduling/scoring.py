@@ -56,6 +56,7 @@ from scipy.special import ndtr
 
 from models.domain import Capacity, RiskMode
 from scheduling.carbon import CarbonSeries
+from scheduling.paired import allowed as paired_allowed
 from scheduling.paired import paired_figures
 
 __all__ = [
@@ -651,7 +652,9 @@ def plan_regions(
         gate_saving[rows] = p_mean
     if math.isfinite(pol.max_risk_pts_per_saving_pct):
         eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(gate_saving, 0.0) + 1e-9
-    rule["max_risk_pts_per_saving_pct"] = pol.max_risk_pts_per_saving_pct
+    rule["max_risk_pts_per_saving_pct"] = (
+        pol.max_risk_pts_per_saving_pct if math.isfinite(pol.max_risk_pts_per_saving_pct) else None
+    )
     eligible[0, b] = True
     eligible &= usable
     if not eligible.any():  # the home region may not be chosen and nothing passes the gate
@@ -763,7 +766,7 @@ def _paired_rule(
     rows = [r for r, o in enumerate(options) if o.series.paired is not None]
     ref = E + timedelta(seconds=float(s[b]))
     try:
-        days = home.paired_days(ref, float(s[-1]) + p50)
+        days = home.paired_days(ref, E, float(s[-1]) + p50)
         base = home.integrals(E, s, p50, days, ref)
         integ = [base if r == 0 else options[r].series.paired.integrals(E, s, p50, days, ref) * q[r] for r in rows]  # type: ignore[union-attr]
     except ValueError:
@@ -774,9 +777,8 @@ def _paired_rule(
     ok = np.zeros((len(rows), s.size), dtype=bool)
     sk = home.skill
     for k, (r, m) in enumerate(zip(rows, integ, strict=True)):
-        mean[r], saved[r] = paired_figures(base[:, b], m)
-        if n:
-            ok[k] = (mean[r] >= sk.min_mean_saving_pct - 1e-9) & (saved[r] >= sk.min_share_saved * n - 1e-9)
+        mean[r], saved[r], t = paired_figures(base[:, b], m)
+        ok[k] = paired_allowed(mean[r], saved[r], t, n, sk)
         if r == 0 and not sk.allowed:
             ok[k] = False
     summary = {**sk.summary(), "paired_days": n, "history": home.year_label}
@@ -855,6 +857,9 @@ def _why_paired(c: Candidate, base: Candidate, rule: dict[str, Any], pol: Policy
         reasons.append(f"the rule needs {share * 100:.0f}% of days")
     if (c.paired_mean_saving_pct or 0.0) < mean - 1e-9:
         reasons.append(f"a mean saving of at least {mean:g}%")
+    min_t = float(rule.get("min_t", 0.0))
+    if min_t > 0 and reasons == [] and c.paired_days:
+        reasons.append(f"a mean at least {min_t:g} standard errors above zero (the days disagree too much)")
     added = (c.risk - base.risk) * 100
     if added > pol.max_risk_pts_per_saving_pct * max(c.paired_mean_saving_pct or 0.0, 0.0) + 1e-9:
         reasons.append(f"it adds {added:.1f} points of deadline-miss risk")
