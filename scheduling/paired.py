@@ -203,7 +203,7 @@ class PairedHistory:
         if run_sec < 0:
             raise ValueError("run_sec must be >= 0")
         base = self._bases(earliest, ref, days)
-        span = float(offsets_sec[-1]) + run_sec if len(offsets_sec) else run_sec
+        span = float(np.max(offsets_sec, initial=0.0)) + run_sec
         if float(base.max(initial=0.0)) + span > self._y.size * HOUR_SEC:
             raise ValueError("window too long for the paired history")
         # the fractional hour of every start is the same on every day (days are whole hours apart): split

@@ -56,8 +56,8 @@ from scipy.special import ndtr
 
 from models.domain import Capacity, RiskMode
 from scheduling.carbon import CarbonSeries
+from scheduling.paired import PairedHistory, paired_figures
 from scheduling.paired import allowed as paired_allowed
-from scheduling.paired import paired_figures
 
 __all__ = [
     "AGGRESSIVE_SPOT_MAX_PROB",
@@ -89,6 +89,7 @@ DEFAULT_REL_SIGMA = 0.10  # forecast error (1 sigma, share of the value) when a 
 ERROR_CORR_FLOOR = 0.45  # forecast-error correlation: a + (1 - a) exp(-|dt| / tau), fitted on the ...
 ERROR_CORR_HOURS = 8.0  # ... residuals of the embedded climatology (lag 1 h 0.96, 6 h 0.75, 24 h 0.5)
 TIE_TOL = 1e-9  # objective differences below this are ties (float noise of prefix sums)
+PAIRED_CHUNK = 96  # starts judged at a time by the paired rule, best objective first
 _FEAS_TOL_SEC = 1e-6
 
 
@@ -634,27 +635,50 @@ def plan_regions(
     # The skill gate: leave the baseline only for a likely, large enough saving worth its added risk.
     added_risk_pts = (risk - risk[0, b]) * 100.0
     eligible = (saving_pct >= pol.min_saving_pct - 1e-9) & (p_pos >= pol.min_saving_prob)
-    gate_saving = saving_pct
-    rows: list[int] = []
-    p_mean = np.zeros((0, 0))
-    p_saved = np.zeros((0, 0), dtype=np.int64)
-    p_n = 0
-    paired = _paired_rule(options, E, s, p50, b, step_sec, q, pol) if n_feas > 1 else None
     rule: dict[str, Any] = {
         "rule": "forecast",
         "min_saving_pct": pol.min_saving_pct,
         "min_saving_prob": pol.min_saving_prob,
     }
+    cap = pol.max_risk_pts_per_saving_pct
+    if math.isfinite(cap):
+        eligible &= added_risk_pts <= cap * np.maximum(saving_pct, 0.0) + 1e-9
+    rule["max_risk_pts_per_saving_pct"] = cap if math.isfinite(cap) else None
+    paired = _paired_context(options, E, s, p50, b, pol) if n_feas > 1 else None
+    p_mean = np.zeros((R, n_feas))
+    p_saved = np.zeros((R, n_feas), dtype=np.int64)
+    p_done = np.zeros((R, n_feas), dtype=bool)
+    p_n = 0
     if paired is not None:  # history-based forecast: same-day paired savings decide instead
-        rows, p_mean, p_saved, p_n, p_ok, rule = paired
-        eligible[rows] = p_ok
-        gate_saving = saving_pct.copy()
-        gate_saving[rows] = p_mean
-    if math.isfinite(pol.max_risk_pts_per_saving_pct):
-        eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(gate_saving, 0.0) + 1e-9
-    rule["max_risk_pts_per_saving_pct"] = (
-        pol.max_risk_pts_per_saving_pct if math.isfinite(pol.max_risk_pts_per_saving_pct) else None
-    )
+        hists, days, ref, base_b, summary = paired
+        rule = {**summary, "max_risk_pts_per_saving_pct": rule["max_risk_pts_per_saving_pct"]}
+        p_n = int(days.size)
+        sk = hists[0].skill
+        in_rule = np.array([h is not None for h in hists])
+        eligible[in_rule] = False
+        p_done[0, b] = True  # the baseline against itself: 0 of the days, mean 0
+        # Judge the pairs that could beat the baseline, best objective first, a chunk at a time: the choice
+        # is the first allowed one, so the rest need no figures (they show none).
+        obj_flat = objective.ravel()
+        could = usable & in_rule[:, None] & (objective < objective[0, b] - TIE_TOL)
+        todo = np.flatnonzero(could.ravel())
+        todo = todo[np.lexsort((todo, obj_flat[todo]))]
+        for c0 in range(0, todo.size, PAIRED_CHUNK):
+            chunk = todo[c0 : c0 + PAIRED_CHUNK]
+            r_of, i_of = np.divmod(chunk, n_feas)
+            for r in np.unique(r_of):
+                cols = i_of[r_of == r]
+                hist = hists[int(r)]
+                assert hist is not None
+                integ = hist.integrals(E, s[cols], p50, days, ref) * q[r]
+                mean, saved, t = paired_figures(base_b, integ)
+                ok = paired_allowed(mean, saved, t, p_n, sk) & (bool(sk.allowed) or int(r) != 0)
+                if math.isfinite(cap):
+                    ok &= added_risk_pts[r, cols] <= cap * np.maximum(mean, 0.0) + 1e-9
+                p_mean[r, cols], p_saved[r, cols], p_done[r, cols] = mean, saved, True
+                eligible[r, cols] = ok
+            if eligible.ravel()[chunk].any():
+                break
     eligible[0, b] = True
     eligible &= usable
     if not eligible.any():  # the home region may not be chosen and nothing passes the gate
@@ -696,7 +720,7 @@ def plan_regions(
                     "paired_days_saved": int(p_saved[r, i]),
                     "paired_mean_saving_pct": float(p_mean[r, i]),
                 }
-                if paired is not None and r in rows
+                if p_done[r, i]
                 else {}
             ),
         )
@@ -748,41 +772,24 @@ def plan_regions(
 
 
 
-def _paired_rule(
-    options: Sequence[RegionOption],
-    E: datetime,
-    s: np.ndarray,
-    p50: float,
-    b: int,
-    step_sec: float,
-    q: np.ndarray,
-    pol: Policy,
-) -> tuple[list[int], np.ndarray, np.ndarray, int, np.ndarray, dict[str, Any]] | None:
-    """The paired rule (:mod:`scheduling.paired`) for the regions whose forecast is history-based, when the
-    home region's is: (rows, mean saving %, days saved, days, allowed, summary); None = not applicable."""
+def _paired_context(
+    options: Sequence[RegionOption], E: datetime, s: np.ndarray, p50: float, b: int, pol: Policy
+) -> tuple[list[PairedHistory | None], np.ndarray, datetime, np.ndarray, dict[str, Any]] | None:
+    """What the paired rule (:mod:`scheduling.paired`) needs when the home region's forecast is
+    history-based: each region's history (None: that region's forecast gate decides), the paired days, the
+    reference time, the baseline's integral on each day and the rule's summary. None = not applicable."""
     home = options[0].series.paired
     if not pol.use_paired or home is None:
         return None
-    rows = [r for r, o in enumerate(options) if o.series.paired is not None]
     ref = E + timedelta(seconds=float(s[b]))
     try:
         days = home.paired_days(ref, E, float(s[-1]) + p50)
-        base = home.integrals(E, s, p50, days, ref)
-        integ = [base if r == 0 else options[r].series.paired.integrals(E, s, p50, days, ref) * q[r] for r in rows]  # type: ignore[union-attr]
+        base_b = home.integrals(E, s[b : b + 1], p50, days, ref)[:, 0]
+        home.integrals(E, s[-1:], p50, days, ref)  # the whole window fits the history's wrap
     except ValueError:
         return None  # a window longer than the history's wrap: the forecast gate decides
-    n = int(days.size)
-    mean = np.zeros((len(options), s.size))
-    saved = np.zeros((len(options), s.size), dtype=np.int64)
-    ok = np.zeros((len(rows), s.size), dtype=bool)
-    sk = home.skill
-    for k, (r, m) in enumerate(zip(rows, integ, strict=True)):
-        mean[r], saved[r], t = paired_figures(base[:, b], m)
-        ok[k] = paired_allowed(mean[r], saved[r], t, n, sk)
-        if r == 0 and not sk.allowed:
-            ok[k] = False
-    summary = {**sk.summary(), "paired_days": n, "history": home.year_label}
-    return rows, mean, saved, n, ok, summary
+    summary = {**home.skill.summary(), "paired_days": int(days.size), "history": home.year_label}
+    return [o.series.paired for o in options], days, ref, base_b, summary
 
 
 def _same_grid_groups(subs: Sequence[CarbonSeries]) -> list[list[int]]:
