@@ -21,12 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, cast
+from typing import Any, cast
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from scheduling.paired import PairedHistory
 
 __all__ = [
     "CarbonSeries",
@@ -86,7 +83,7 @@ class CarbonSeries:
     values: np.ndarray
     sigma: np.ndarray | None = None
     signal: str = "average"
-    paired: PairedHistory | None = None
+    paired: Any = None  # a scheduling.paired.PairedHistory (not imported: scheduling.paired reads this module)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", _as_utc(self.start, "series start"))
@@ -127,7 +124,7 @@ class CarbonSeries:
             arr = np.full(len(self), float(cast(float, sigma)))
         return CarbonSeries(self.start, self.step, self.values, arr, self.signal, self.paired)
 
-    def with_paired(self, paired: PairedHistory | None) -> CarbonSeries:
+    def with_paired(self, paired: Any) -> CarbonSeries:
         """The same series, judged by same-day paired savings in ``paired`` (None: by its sigma)."""
         return CarbonSeries(self.start, self.step, self.values, self.sigma, self.signal, paired)
 
