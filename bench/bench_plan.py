@@ -5,9 +5,10 @@
 Timed: ``plan_schedule`` end to end, from a 14-day 5-minute forecast series (slicing it to the window,
 prefix sums, risk/slack, normalisation, top-5, Candidate objects and the rationale); then the same plan with
 the forecast marked history-based (``with_paired``: the embedded climatology's case), so the paired rule
-runs (29 paired days x every start), and a nightly 30-min job with a +-8 h window on a 15-min grid. Compared with the
-straightforward per-candidate reference (``bench/reference_plan.py``) of the same model, which is also
-checked to choose the same start. Then the cost for windows of 1..28 days (linear growth).
+runs (29 paired days x the starts it judges), and a nightly 30-min job with a +-8 h window on a 15-min
+grid. Compared with the straightforward per-candidate reference (``bench/reference_plan.py``) of the
+same model, which is also checked to choose the same start. Then the cost for windows of 1..28 days
+(linear growth).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from scheduling import forecast as fc
-from scheduling.paired import paired_history
 from scheduling.carbon import (
     CarbonSeries,
     ccf_factor,
@@ -31,6 +30,7 @@ from scheduling.carbon import (
     regions,
     zone_for_region,
 )
+from scheduling.paired import paired_history
 
 __all__ = ["embedded_series", "has_hourly_data", "recent_series"]
 
@@ -60,7 +60,9 @@ def embedded_series(
     zone = zone_for_region(key)
     g0, g1 = floor_time(start, step), ceil_time(end, step)
     if zone is not None and zone in embedded_zones():
-        series = fc.climatology_forecast(embedded_history(zone), g0, g1, step).with_paired(paired_history(zone))
+        series = fc.climatology_forecast(embedded_history(zone), g0, g1, step).with_paired(
+            paired_history(zone)
+        )
         note = (
             f"embedded: 2023 climatology for {key} (Electricity Maps zone {zone}, 2023 hourly data, ODbL): "
             "the usual daily and weekly shape at this time of year, not a forecast of today's grid"

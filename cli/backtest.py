@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -174,7 +174,9 @@ def backtest(
     region_list = list(dict.fromkeys(r.strip().lower() for r in region or []))
     if out_of_sample:
         if not product or carbon_csv is not None:
-            raise _fail("--out-of-sample replays the shipped 2023 series with --forecast embedded: drop --carbon-csv")
+            raise _fail(
+                "--out-of-sample replays the shipped 2023 series with --forecast embedded: drop --carbon-csv"
+            )
         if not region_list:
             by_zone: dict[str, str] = {}
             for r in regions():
@@ -307,7 +309,7 @@ def _compare_regions(actuals, subs, config, forecasters, json_output: bool, deta
 
 def _print_out_of_sample(region_list: list[str], subs, config: BacktestConfig, json_output: bool) -> None:
     """Per zone: the share of the oracle kept by each variant, the paired rule's worst month, its moves."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in region_list:
         zone = zone_for_region(r)
         if zone is None or zone not in embedded_zones():
@@ -323,11 +325,15 @@ def _print_out_of_sample(region_list: list[str], subs, config: BacktestConfig, j
                 "submissions": paired.submissions,
                 "oracle_savings_pct": round(paired.oracle_savings_pct, 3),
                 **{
-                    f"share_{k.replace(' ', '_')}": None if v.share_of_oracle is None else round(v.share_of_oracle, 4)
+                    f"share_{k.replace(' ', '_')}": None
+                    if v.share_of_oracle is None
+                    else round(v.share_of_oracle, 4)
                     for k, v in oos.results.items()
                 },
                 "paired_rule_worst_month": None if worst is None else round(worst, 4),
-                "paired_rule_month_shares": {str(m): None if v is None else round(v, 4) for m, v in months.items()},
+                "paired_rule_month_shares": {
+                    str(m): None if v is None else round(v, 4) for m, v in months.items()
+                },
                 "paired_rule_moves": paired.submissions - paired.stayed_at_baseline,
             }
         )
@@ -335,8 +341,8 @@ def _print_out_of_sample(region_list: list[str], subs, config: BacktestConfig, j
         typer.echo(json.dumps({"out_of_sample": "leave one month out", "zones": rows}))
         return
 
-    def f(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.2f}"
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{float(v):.2f}"
 
     typer.echo(
         f"leave one month out on the shipped 2023 series; {config.p50_sec / 60:g}-min job, "

@@ -434,7 +434,9 @@ class OutOfSampleResult:
         return {m: (s / o if o > 1e-9 else None) for m, (s, o) in sorted(out.items())}
 
 
-def out_of_sample_forecaster(actual: CarbonSeries, zone: str, config: BacktestConfig, with_paired: bool) -> Forecaster:
+def out_of_sample_forecaster(
+    actual: CarbonSeries, zone: str, config: BacktestConfig, with_paired: bool
+) -> Forecaster:
     """The forecast a decision would get without the month being judged: for a window ``[E, L]``, the mean
     (and spread x the climatology's inflation, for the forecast gate) of the ``N`` history days nearest the
     nominal time whose runs touch no hour of the calendar months the window touches; with ``with_paired``
@@ -484,8 +486,6 @@ def run_out_of_sample(
     out: dict[str, BacktestResult] = {}
     for variant in OUT_OF_SAMPLE_VARIANTS:
         fc = out_of_sample_forecaster(actual, zone, config, with_paired=variant == "paired rule")
-        cfg = replace(
-            config, forecast="embedded", policy=UNGATED if variant == "ungated" else Policy()
-        )
+        cfg = replace(config, forecast="embedded", policy=UNGATED if variant == "ungated" else Policy())
         out[variant] = run_backtest(actual, submissions, cfg, fc)
     return OutOfSampleResult(zone, out)

@@ -83,7 +83,9 @@ class CarbonSeries:
     values: np.ndarray
     sigma: np.ndarray | None = None
     signal: str = "average"
-    paired: Any = None  # a scheduling.paired.PairedHistory (not imported: scheduling.paired reads this module)
+    paired: Any = (
+        None  # a scheduling.paired.PairedHistory (not imported: scheduling.paired reads this module)
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", _as_utc(self.start, "series start"))

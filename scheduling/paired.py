@@ -11,8 +11,8 @@ run-length integral of intensity is computed at ``s`` and at ``b`` at the same U
 
 A candidate is allowed when its mean saving is at least ``min_mean_saving_pct`` and at least ``min_t``
 standard errors above zero (``t`` = sum of the daily savings / sqrt(sum of their squares)), and its share of
-days saved at least ``min_share_saved`` (the baseline is always allowed); the objective then chooses among the allowed
-starts. Thresholds and whether a zone may shift on history at all come from
+days saved at least ``min_share_saved`` (the baseline is always allowed); the objective then chooses among
+the allowed starts. Thresholds and whether a zone may shift on history at all come from
 ``scheduling/data/paired_skill.json``, made by ``scripts/paired_skill.py`` by leave-one-month-out
 cross-validation inside 2023 (README; the file records the method and per-zone out-of-sample figures).
 
@@ -183,7 +183,9 @@ class PairedHistory:
         base = days.astype(np.float64) * DAY_SEC + rel
         return np.where(base < 0, base + cyc, base)
 
-    def paired_days(self, ref: datetime, earliest: datetime | None = None, span_sec: float = 0.0) -> np.ndarray:
+    def paired_days(
+        self, ref: datetime, earliest: datetime | None = None, span_sec: float = 0.0
+    ) -> np.ndarray:
         """The cycle days paired with a plan whose baseline start is ``ref`` (nearest first, at most
         ``days``), skipping days on which ``[earliest, earliest + span_sec]`` would touch a masked hour."""
         d0 = int(self.cycle_position(ref) // DAY_SEC)

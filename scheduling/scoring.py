@@ -640,10 +640,10 @@ def plan_regions(
         "min_saving_pct": pol.min_saving_pct,
         "min_saving_prob": pol.min_saving_prob,
     }
-    cap = pol.max_risk_pts_per_saving_pct
-    if math.isfinite(cap):
-        eligible &= added_risk_pts <= cap * np.maximum(saving_pct, 0.0) + 1e-9
-    rule["max_risk_pts_per_saving_pct"] = cap if math.isfinite(cap) else None
+    risk_cap = pol.max_risk_pts_per_saving_pct
+    if math.isfinite(risk_cap):
+        eligible &= added_risk_pts <= risk_cap * np.maximum(saving_pct, 0.0) + 1e-9
+    rule["max_risk_pts_per_saving_pct"] = risk_cap if math.isfinite(risk_cap) else None
     paired = _paired_context(options, E, s, p50, b, pol) if n_feas > 1 else None
     p_mean = np.zeros((R, n_feas))
     p_saved = np.zeros((R, n_feas), dtype=np.int64)
@@ -653,6 +653,7 @@ def plan_regions(
         hists, days, ref, base_b, summary = paired
         rule = {**summary, "max_risk_pts_per_saving_pct": rule["max_risk_pts_per_saving_pct"]}
         p_n = int(days.size)
+        assert hists[0] is not None
         sk = hists[0].skill
         in_rule = np.array([h is not None for h in hists])
         eligible[in_rule] = False
@@ -673,8 +674,8 @@ def plan_regions(
                 integ = hist.integrals(E, s[cols], p50, days, ref) * q[r]
                 mean, saved, t = paired_figures(base_b, integ)
                 ok = paired_allowed(mean, saved, t, p_n, sk) & (bool(sk.allowed) or int(r) != 0)
-                if math.isfinite(cap):
-                    ok &= added_risk_pts[r, cols] <= cap * np.maximum(mean, 0.0) + 1e-9
+                if math.isfinite(risk_cap):
+                    ok &= added_risk_pts[r, cols] <= risk_cap * np.maximum(mean, 0.0) + 1e-9
                 p_mean[r, cols], p_saved[r, cols], p_done[r, cols] = mean, saved, True
                 eligible[r, cols] = ok
             if eligible.ravel()[chunk].any():
@@ -714,15 +715,9 @@ def plan_regions(
             prob_saving=float(p_pos[r, i]),
             lost_run_g=float(lost_g[r, i]),
             region=options[r].region,
-            **(
-                {
-                    "paired_days": p_n,
-                    "paired_days_saved": int(p_saved[r, i]),
-                    "paired_mean_saving_pct": float(p_mean[r, i]),
-                }
-                if p_done[r, i]
-                else {}
-            ),
+            paired_days=p_n if p_done[r, i] else 0,
+            paired_days_saved=int(p_saved[r, i]),
+            paired_mean_saving_pct=float(p_mean[r, i]) if p_done[r, i] else None,
         )
 
     candidates = [cand(i) for i in order]
@@ -769,7 +764,6 @@ def plan_regions(
         regions=tuple(o.region for o, ok in zip(options, selectable, strict=True) if ok and o.region),
         decision_rule=rule,
     )
-
 
 
 def _paired_context(
@@ -839,14 +833,14 @@ def _pct(x: float, nd: int = 0) -> str:
 
 
 def saving_text(pct: float, sigma: float, nd: int = 0) -> str:
-    """"12% +- 5%"; an uncertainty wider than the saving says so: "2% (uncertain: +- 5%)"."""
+    """ "12% +- 5%"; an uncertainty wider than the saving says so: "2% (uncertain: +- 5%)"."""
     if round(abs(sigma), nd) > round(abs(pct), nd):
         return f"{_pct(pct, nd)} (uncertain: +- {_pct(sigma, nd)})"
     return f"{_pct(pct, nd)} +- {_pct(sigma, nd)}"
 
 
 def paired_text(c: Candidate, rule: dict[str, Any]) -> str:
-    """"saved on 26 of 29 comparable days of the 2023 history, mean 6.1%"."""
+    """ "saved on 26 of 29 comparable days of the 2023 history, mean 6.1%"."""
     hist = rule.get("history")
     of = f" of the {hist} history" if hist else ""
     return (
@@ -941,9 +935,10 @@ def _rationale(
                 parts.append(f"every feasible start emits the same, so {when} ({base_name}) is kept")
             elif gated_best is not None and gated_best.paired_days and rule.get("allowed") is False:
                 parts.append(
-                    f"{when} ({base_name}) is kept: history-based shifting is off for zone {rule.get('zone')}: "
-                    f"{rule.get('reason') or 'no skill out of sample'} (the best alternative, "
-                    f"{_fmt_time(gated_best.start, E)}, {paired_text(gated_best, rule)})"
+                    f"{when} ({base_name}) is kept: history-based shifting is off for zone "
+                    f"{rule.get('zone')}: {rule.get('reason') or 'no skill out of sample'} "
+                    f"(the best alternative, {_fmt_time(gated_best.start, E)}, "
+                    f"{paired_text(gated_best, rule)})"
                 )
             elif gated_best is not None and gated_best.paired_days:
                 parts.append(

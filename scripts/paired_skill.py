@@ -80,10 +80,13 @@ class Scenario:
         self.earliest = ref - timedelta(hours=WINDOW_H)
         self.A = self.hist.integrals(self.earliest, self.offsets, self.run, np.arange(CYCLE_DAYS), ref)
         self.month = months_of_cycle(h.start)
+        self.masks: dict = {}  # (masked months, days) -> PairedHistory, shared by one zone's scenarios
 
     def rows_for(self, hist: PairedHistory, days: np.ndarray) -> list[np.ndarray]:
         return [
-            hist.paired_days(self.ref + timedelta(days=int(d)), self.earliest + timedelta(days=int(d)), self.span)
+            hist.paired_days(
+                self.ref + timedelta(days=int(d)), self.earliest + timedelta(days=int(d)), self.span
+            )
             for d in days
         ]
 
@@ -215,14 +218,16 @@ def main() -> None:
     g = select(res, zones, grid)
     table: dict = {
         "method": (
-            "leave-one-month-out cross-validation inside the shipped 2023 hourly series (scripts/paired_skill.py):"
-            f" daily jobs {', '.join(f'{j} min at {h:02d}:00' for j, h in SCENARIOS)} UTC, +-{WINDOW_H} h window,"
-            f" {STEP_MIN}-min starts, carbon-only weights; month m is decided with paired days that touch no hour "
-            "of month m; thresholds maximise the mean over zones and scenarios of the share of the oracle "
-            f"(clipped at 0), taking the strictest set (fewest moves) within {SCORE_TOLERANCE} of the best; a zone may shift when its "
-            f"share is >= {MIN_ZONE_SHARE} in the reference scenario ({REFERENCE[0]} min at {REFERENCE[1]:02d}:00), "
-            f">= {MIN_ZONE_MEAN_SHARE} on average over the scenarios, and no scenario loses more than "
-            f"{MAX_SCENARIO_LOSS} of its oracle saving"
+            "leave-one-month-out cross-validation inside the shipped 2023 hourly series "
+            "(scripts/paired_skill.py): daily jobs "
+            f"{', '.join(f'{j} min at {h:02d}:00' for j, h in SCENARIOS)} UTC, +-{WINDOW_H} h window, "
+            f"{STEP_MIN}-min starts, carbon-only weights; month m is decided with paired days that touch no "
+            "hour of month m; thresholds maximise the mean over zones and scenarios of the share of the "
+            f"oracle (clipped at 0), taking the strictest set (fewest moves) within {SCORE_TOLERANCE} of the "
+            "best; "
+            f"a zone may shift when its share is >= {MIN_ZONE_SHARE} in the reference scenario "
+            f"({REFERENCE[0]} min at {REFERENCE[1]:02d}:00), >= {MIN_ZONE_MEAN_SHARE} on average over the "
+            f"scenarios, and no scenario loses more than {MAX_SCENARIO_LOSS} of its oracle saving"
         ),
         "thresholds": {"min_mean_saving_pct": g[0], "min_share_saved": g[1], "min_t": g[2], "days": dn},
         "grid": {
@@ -242,15 +247,24 @@ def main() -> None:
             gm = select(rm, zones, grid)
             zr = zone_rows(rm, zones, gm)
             folds[str(m)] = {
-                "thresholds": {"min_mean_saving_pct": gm[0], "min_share_saved": gm[1], "min_t": gm[2], "days": dn},
-                "zones": {z: {k: v for k, v in r.items() if k in ("allowed", "reason")} for z, r in zr.items()},
+                "thresholds": {
+                    "min_mean_saving_pct": gm[0],
+                    "min_share_saved": gm[1],
+                    "min_t": gm[2],
+                    "days": dn,
+                },
+                "zones": {
+                    z: {k: v for k, v in r.items() if k in ("allowed", "reason")} for z, r in zr.items()
+                },
             }
             print("fold", m, folds[str(m)]["thresholds"], [z for z, r in zr.items() if not r["allowed"]])
         table["folds"] = folds
     text = json.dumps(table, indent=1, sort_keys=True) + "\n"
     if args.check:
         same = OUT.exists() and OUT.read_text(encoding="utf-8") == text
-        print("paired_skill.json is up to date" if same else "paired_skill.json differs: rerun without --check")
+        print(
+            "paired_skill.json is up to date" if same else "paired_skill.json differs: rerun without --check"
+        )
         sys.exit(0 if same else 1)
     OUT.write_text(text, encoding="utf-8")
     print(f"wrote {OUT.name}")

@@ -134,9 +134,9 @@ def test_the_figures_are_what_the_paired_days_say():
         savings = []
         for d in days:
             origin = H0 + d * DAY + (CYCLE_DAYS * DAY if d < 2 else timedelta(0))
-            at = lambda t: origin + (t - day_start)  # noqa: E731
-            ib = cyc.integral(at(base_t), at(base_t) + run)
-            ic = cyc.integral(at(c.start), at(c.start) + run)
+            tb, tc = origin + (base_t - day_start), origin + (c.start - day_start)
+            ib = cyc.integral(tb, tb + run)
+            ic = cyc.integral(tc, tc + run)
             savings.append((ib - ic) / ib * 100.0)
         assert c.paired_days == 29
         assert c.paired_days_saved == sum(x > 1e-9 for x in savings)
