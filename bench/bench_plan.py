@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.reference_plan import reference_choice  # noqa: E402
 from scheduling.carbon import embedded_history  # noqa: E402
-from scheduling.paired import paired_history  # noqa: E402
+from scheduling.paired import PairedHistory, PairedSkill, paired_history  # noqa: E402
 from scheduling.scoring import RiskMode, Weights, plan_schedule  # noqa: E402
 
 STEP = timedelta(minutes=5)
@@ -86,8 +86,15 @@ def main() -> None:
     paired = timed(lambda: plan_schedule(**kw_p), args.repeat)
     pp = plan_schedule(**kw_p)
     print(
-        f"with the paired rule ({pp.decision_rule['paired_days']} days x {pp.feasible_count} starts): "
+        f"with the paired rule ({pp.decision_rule['paired_days']} days, judged best first): "
         f"median {statistics.median(paired) * 1e3:.3f} ms"
+    )
+    de = paired_history("DE")
+    strict = PairedHistory(de.start, de.hourly, PairedSkill(min_share_saved=1.0, min_t=100.0))
+    kw_s = dict(kw, series=forecast.with_paired(strict))
+    worst = timed(lambda: plan_schedule(**kw_s), max(200, args.repeat // 4))
+    print(
+        f"  worst case, no start passes (the 384 best judged): median {statistics.median(worst) * 1e3:.3f} ms"
     )
     night = e.replace(hour=1, minute=0)
     kw_n = dict(

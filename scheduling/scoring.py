@@ -89,7 +89,8 @@ DEFAULT_REL_SIGMA = 0.10  # forecast error (1 sigma, share of the value) when a 
 ERROR_CORR_FLOOR = 0.45  # forecast-error correlation: a + (1 - a) exp(-|dt| / tau), fitted on the ...
 ERROR_CORR_HOURS = 8.0  # ... residuals of the embedded climatology (lag 1 h 0.96, 6 h 0.75, 24 h 0.5)
 TIE_TOL = 1e-9  # objective differences below this are ties (float noise of prefix sums)
-PAIRED_CHUNK = 96  # starts judged at a time by the paired rule, best objective first
+PAIRED_CHUNK = 96  # starts judged at a time by the paired rule, best objective first ...
+PAIRED_MAX_CHUNKS = 4  # ... and at most this many chunks: if none of the 384 best passes, the baseline stays
 _FEAS_TOL_SEC = 1e-6
 
 
@@ -664,6 +665,9 @@ def plan_regions(
         could = usable & in_rule[:, None] & (objective < objective[0, b] - TIE_TOL)
         todo = np.flatnonzero(could.ravel())
         todo = todo[np.lexsort((todo, obj_flat[todo]))]
+        if not sk.allowed:  # the home region may not shift: judge one chunk of it, for the rationale
+            todo = np.concatenate([todo[:PAIRED_CHUNK], todo[PAIRED_CHUNK:][todo[PAIRED_CHUNK:] >= n_feas]])
+        todo = todo[: PAIRED_CHUNK * PAIRED_MAX_CHUNKS]
         for c0 in range(0, todo.size, PAIRED_CHUNK):
             chunk = todo[c0 : c0 + PAIRED_CHUNK]
             r_of, i_of = np.divmod(chunk, n_feas)
