@@ -75,7 +75,11 @@ __all__ = [
     "lognormal_sigma",
     "plan_regions",
     "plan_schedule",
+    "doc_saving_text",
+    "paired_text",
+    "pct_text",
     "prob_exceeds",
+    "saving_text",
 ]
 
 Z90 = 1.2815515655446004  # standard normal 90th percentile
@@ -212,7 +216,7 @@ class Candidate:
     paired_mean_saving_pct: float | None = None
 
     @property
-    def expected_saving_pct(self) -> float:
+    def expected_savingpct_text(self) -> float:
         return self.saving_vs_earliest_pct
 
     def to_dict(self) -> dict[str, Any]:
@@ -830,7 +834,7 @@ def _region_notes(
     return out
 
 
-def _pct(x: float, nd: int = 0) -> str:
+def pct_text(x: float, nd: int = 0) -> str:
     """``x`` as a percentage with ``nd`` decimals, never "-0%"."""
     v = round(float(x), nd)
     return f"{0.0 if v == 0 else v:.{nd}f}%"
@@ -839,8 +843,8 @@ def _pct(x: float, nd: int = 0) -> str:
 def saving_text(pct: float, sigma: float, nd: int = 0) -> str:
     """ "12% +- 5%"; an uncertainty wider than the saving says so: "2% (uncertain: +- 5%)"."""
     if round(abs(sigma), nd) > round(abs(pct), nd):
-        return f"{_pct(pct, nd)} (uncertain: +- {_pct(sigma, nd)})"
-    return f"{_pct(pct, nd)} +- {_pct(sigma, nd)}"
+        return f"{pct_text(pct, nd)} (uncertain: +- {pct_text(sigma, nd)})"
+    return f"{pct_text(pct, nd)} +- {pct_text(sigma, nd)}"
 
 
 def paired_text(c: Candidate, rule: dict[str, Any]) -> str:
@@ -849,7 +853,24 @@ def paired_text(c: Candidate, rule: dict[str, Any]) -> str:
     of = f" of the {hist} history" if hist else ""
     return (
         f"saved on {c.paired_days_saved} of {c.paired_days} comparable days{of}, "
-        f"mean {_pct(c.paired_mean_saving_pct or 0.0, 1)}"
+        f"mean {pct_text(c.paired_mean_saving_pct or 0.0, 1)}"
+    )
+
+
+def doc_saving_text(doc: dict[str, Any]) -> str:
+    """The saving of a candidate document (the API's candidate / a run's plan) in words: the paired figures
+    when it has them, else the forecast's saving with its uncertainty (:func:`saving_text`)."""
+    if doc.get("paired_days"):
+        return (
+            f"saved on {doc.get('paired_days_saved', 0)} of {doc['paired_days']} comparable days, "
+            f"mean {pct_text(doc.get('paired_mean_saving_pct') or 0.0, 1)}"
+        )
+    pct = doc.get("expected_saving_pct", doc.get("saving_vs_earliest_pct")) or 0.0
+    sigma = doc.get("saving_sigma_pct")
+    return (
+        f"expected saving {pct_text(pct, 1)}"
+        if sigma is None
+        else f"expected saving {saving_text(pct, sigma, 1)}"
     )
 
 
@@ -961,7 +982,7 @@ def _rationale(
         elif chosen.paired_days:
             parts.append(
                 f"{when}: {paired_text(chosen, rule)}, against starting at {against} "
-                f"(forecast: {_pct(pct)} less)"
+                f"(forecast: {pct_text(pct)} less)"
             )
         else:
             parts.append(
