@@ -23,6 +23,13 @@ Model, for a window ``[E, L]`` and candidate starts ``s = E + k*step`` with ``s 
 - Skill gate (:class:`Policy`): a start other than the baseline is allowed only with an expected saving
   >= ``min_saving_pct``, ``P(saving > 0) >= min_saving_prob`` and at most ``max_risk_pts_per_saving_pct``
   points of added miss risk per 1 % of saving. The objective chooses among allowed starts.
+- Paired rule (:mod:`scheduling.paired`): when the home region's series is history-based (``series.paired``,
+  the embedded climatology) and ``Policy.use_paired``, the saving and probability thresholds are replaced,
+  for every region whose series is history-based, by same-day paired savings over the history days nearest
+  the plan date (mean, share of days saved, t; the zone's skill table may forbid shifting); the risk cap
+  applies per 1 % of mean paired saving. Only pairs whose objective beats the baseline's are judged, best
+  first, ``PAIRED_CHUNK`` at a time and at most ``PAIRED_MAX_CHUNKS`` chunks, stopping at the first chunk
+  with an allowed pair. ``Plan.decision_rule`` says which rule applied, with its thresholds.
 
 Risk modes (feasibility and capacity):
 
