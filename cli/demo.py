@@ -19,6 +19,7 @@ import typer
 
 from cli.client import REFUSED, UNAVAILABLE, refusal_text, unreachable_text
 from models.domain import TERMINAL_STATUSES, RunStatus
+from scheduling.scoring import doc_saving_text, pct_text, saving_text
 
 SAMPLE_MAIN = '''\
 """Sample app: counts words of a generated text; prints its args and the orchestrator's environment."""
@@ -57,9 +58,13 @@ def _t(text: str | None) -> str:
 
 
 def _saving_text(c: dict) -> str:
-    pct = c.get("expected_saving_pct", c.get("saving_vs_earliest_pct"))
+    """ "12.0% +- 3.0%" (forecast), "6.1% (mean; saved on 26 of 29 comparable days)" (paired rule)."""
+    if c.get("paired_days"):
+        days = doc_saving_text(c).split(",")[0]
+        return f"{pct_text(c.get('paired_mean_saving_pct') or 0.0, 1)} (mean; {days})"
+    pct = c.get("expected_saving_pct", c.get("saving_vs_earliest_pct")) or 0.0
     sigma = c.get("saving_sigma_pct")
-    return f"{pct:.1f} %" + (f" +- {sigma:.1f} %" if sigma is not None else "")
+    return pct_text(pct, 1) if sigma is None else saving_text(pct, sigma, 1)
 
 
 def demo(

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.client import Api, JsonOpt, _dump, _kv, _when, out
+from scheduling.scoring import doc_saving_text
 
 recurring_app = typer.Typer(
     help="Recurring jobs: a cron or interval with a carbon margin", no_args_is_help=True
@@ -62,8 +63,7 @@ def _detail(r: dict) -> Table:
         c = p["chosen"]
         t.add_row(
             "next start",
-            f"{_when(c['proposed_start'])} "
-            f"(saving {c['expected_saving_pct']} % +- {c['saving_sigma_pct']} %)",
+            f"{_when(c['proposed_start'])} ({doc_saving_text(c)})",
         )
         t.add_row("why", p["rationale"])
     return t

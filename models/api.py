@@ -564,6 +564,17 @@ class CandidateOut(BaseModel):
         None, description="Spot only: expected gCO2e of a partial run lost to an interruption"
     )
     region: str | None = Field(None, description="The AWS region this candidate runs in")
+    paired_days: int | None = Field(
+        None,
+        description="History-based forecast (embedded): comparable history days this start was judged on "
+        "(the same UTC times on the days nearest the plan date, README 'How a start is chosen')",
+    )
+    paired_days_saved: int | None = Field(
+        None, description="Of paired_days, the days on which this start emitted less than the baseline start"
+    )
+    paired_mean_saving_pct: float | None = Field(
+        None, description="Mean of the daily savings against the baseline start over paired_days (%)"
+    )
 
 
 class PreviewOut(BaseModel):
@@ -576,6 +587,12 @@ class PreviewOut(BaseModel):
     total_count: int
     skill_gated: bool = Field(
         False, description="A start looked better but the forecast's skill did not justify moving"
+    )
+    decision_rule: dict[str, Any] | None = Field(
+        None,
+        description="The rule that allowed moves: 'paired' (history-based forecast: thresholds on the mean "
+        "daily saving, the share of days saved and its t, the zone's skill and why) or 'forecast' (minimum "
+        "expected saving and P(saving > 0))",
     )
     home_region: str | None = Field(
         None, description="The template's region, else the client's region_default: the baseline's region"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from scheduling.carbon import CarbonSeries
-from scheduling.scoring import Plan
+from scheduling.scoring import Plan, paired_text, saving_text
 
 __all__ = ["preview_figure", "preview_svg"]
 
@@ -124,11 +124,15 @@ def preview_figure(series: SeriesArg, plan: Plan, earliest: datetime, latest: da
             linewidth=0,
             label="chosen p50..p90",
         )
-    saving = f"{ch.saving_vs_earliest_pct:.0f}% +- {ch.saving_sigma_pct:.0f}%"
+    saving = (
+        paired_text(ch, plan.decision_rule)
+        if ch.paired_days
+        else f"expected saving {saving_text(ch.saving_vs_earliest_pct, ch.saving_sigma_pct)}"
+    )
     if vals.size:
         y = ax.get_ylim()[1]
         ax.annotate(
-            f"start {ch.start:%H:%M}Z: expected saving {saving}",
+            f"start {ch.start:%H:%M}Z: {saving}",
             xy=(naive(ch.start), y),
             xytext=(4, -12),
             textcoords="offset points",

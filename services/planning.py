@@ -322,6 +322,16 @@ def candidate_doc(c: Candidate) -> dict:
         "prob_saving": round(c.prob_saving, 4),
         "expected_lost_run_gco2e": round(c.lost_run_g, 3),
         **({"region": c.region} if c.region is not None else {}),
+        # judged by the paired rule (history-based forecast): the comparable days behind the choice
+        **(
+            {
+                "paired_days": c.paired_days,
+                "paired_days_saved": c.paired_days_saved,
+                "paired_mean_saving_pct": round(c.paired_mean_saving_pct or 0.0, 2),
+            }
+            if c.paired_days
+            else {}
+        ),
     }
 
 
@@ -340,6 +350,7 @@ def preview_out(plan: Plan, home: str) -> PreviewOut:
         feasible_count=plan.feasible_count,
         total_count=plan.total_count,
         skill_gated=plan.skill_gated,
+        decision_rule=plan.decision_rule or None,
         home_region=home,
         regions=list(plan.regions) or [home],
         home_best=c(plan.home_best) if plan.home_best is not None else None,
@@ -462,6 +473,7 @@ def plan_for_run(
         **candidate_doc(chosen),
         "rationale": plan.rationale,
         "skill_gated": plan.skill_gated,
+        "decision_rule": plan.decision_rule,
         "capacity": plan.capacity,
         "region": chosen.region,
         "home_region": home_region(template, client),
