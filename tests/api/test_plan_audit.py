@@ -309,17 +309,17 @@ def test_figures_the_planner_adds_flow_into_the_record_without_a_change_here():
     from services.planning import PlanInputs, audit_record
 
     @dataclasses.dataclass(frozen=True)
-    class PairedCandidate(Candidate):
-        paired_days: int = 0
-        paired_mean_saving_pct: float = float("nan")
+    class FutureCandidate(Candidate):  # a field no rule has yet
+        future_figure: float = float("nan")
 
     @dataclasses.dataclass(frozen=True)
     class RulePlan(Plan):
         rule_table: dict = dataclasses.field(default_factory=dict)
 
     t = datetime(2027, 1, 1, tzinfo=UTC)
-    c = PairedCandidate(t, t, t, -0.1, 0.0, 1.0, -0.05, 90.0, 10.0, 2.0, 0.9, 0.0, HOME, 26, 6.1)
-    b = PairedCandidate(t, t, t, 0.0, 0.0, 1.0, 0.0, 100.0, 0.0, region=HOME, paired_days=29)
+    c = FutureCandidate(t, t, t, -0.1, 0.0, 1.0, -0.05, 90.0, 10.0, 2.0, 0.9, 0.0, HOME,
+                        paired_days=26, paired_mean_saving_pct=6.1, future_figure=1.5)  # fmt: skip
+    b = FutureCandidate(t, t, t, 0.0, 0.0, 1.0, 0.0, 100.0, 0.0, region=HOME, paired_days=29)
     plan = RulePlan(c, [c, b], b, "why", Capacity.ON_DEMAND, 2, 2, rule_table={"zone": "DE", "allowed": True})
     job = SimpleNamespace(latest_finish=None, type="RESCHEDULABLE", risk_mode="NEUTRAL", weights={})
     run = SimpleNamespace(id="run_x", fleet_template_id="m5.large")
@@ -327,7 +327,8 @@ def test_figures_the_planner_adds_flow_into_the_record_without_a_change_here():
     rec = audit_record(plan, PlanInputs(policy=Policy()), job, run, tpl, client, t, None, (60.0, 90.0, []),
                        {"moved": True}, None)  # fmt: skip
     assert rec["chosen"]["paired_days"] == 26 and rec["chosen"]["paired_mean_saving_pct"] == 6.1
-    assert rec["baseline"]["paired_days"] == 29 and rec["baseline"]["paired_mean_saving_pct"] == "nan"
+    assert rec["chosen"]["future_figure"] == 1.5 and rec["baseline"]["future_figure"] == "nan"
+    assert rec["baseline"]["paired_days"] == 29 and rec["baseline"]["paired_mean_saving_pct"] is None
     assert [x["paired_days"] for x in rec["candidates"]] == [26, 29]
     assert (
         rec["rule"]["rule_table"] == {"zone": "DE", "allowed": True}
