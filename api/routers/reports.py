@@ -132,10 +132,11 @@ def carbon_report(
     ledger = carbon_ledger(
         session, client.id, start, end, group_by.value, settings.carbon_provider, settings.carbon_actuals_days
     )
-    if per_run:
+    if per_run:  # the same answer as GET /v1/reports/carbon/runs
         if fmt == "csv":
             return _csv(runs_csv(ledger), "carbon-runs")
-        return _runs_out(client.id, ledger)
+        body = _runs_out(client.id, ledger).model_dump_json(by_alias=True)
+        return Response(body, media_type="application/json")
     if fmt == "csv":
         return _csv(ledger_csv(ledger), f"carbon-{group_by.value}")
 
