@@ -410,7 +410,8 @@ def ledger_chart_svg(
     head = 26 + 20 * (len(title_lines) - 1) + 16 * len(subtitle_lines)
     plot_x, plot_y, plot_w, plot_h = left, head + 50, width - left - right, 260
     rotate = len(drawn) > 8
-    label_band = 100 if rotate else 26
+    longest = max((len(_clip(b.label, 18)) for b in drawn), default=0)
+    label_band = int(24 + longest * 4.6) if rotate else 26  # rotated -40 degrees: about 4.6 px per char
     table_y = plot_y + plot_h + label_band + 20
     row_h = 17
     height = table_y + row_h * (len(drawn) + 1) + 16 + (18 if hidden else 0) + 14 * len(note_lines)
