@@ -109,13 +109,52 @@ def seed(settings, client_id: str, n_runs: int, start: datetime) -> None:
     db.dispose()
 
 
+def bench_preview_chart(repeat: int) -> None:
+    """The preview chart (POST /v1/schedules/preview?format=svg) of issue 21's worst case: a 31-day window on
+    the 5-minute grid over 22 regions, every candidate scored (top_k 100,000, as the route asks)."""
+    from carbon.embedded import embedded_series, regions
+    from scheduling.chart import chart_regions, preview_svg
+    from scheduling.scoring import RegionOption, RiskMode, Weights, plan_regions
+
+    e = datetime(2026, 3, 1, tzinfo=UTC)
+    latest = e + timedelta(days=31)
+    names = [r for r in regions() if not r.startswith(("cn-", "us-gov-"))][:22]
+    series = {r: embedded_series(r, e, latest)[0].resample(timedelta(minutes=5)) for r in names}
+
+    def plan():
+        return plan_regions(
+            earliest=e,
+            latest=latest,
+            p50_sec=7200,
+            p90_sec=10800,
+            options=[RegionOption(r, s, 0.3) for r, s in series.items()],
+            risk_mode=RiskMode.NEUTRAL,
+            weights=Weights(),
+            top_k=100_000,
+        )
+
+    p = plan()
+    drawn = {r: series[r] for r in chart_regions(p, names[0])}
+    svg = preview_svg(drawn, p, e, latest, what="monthly-batch")
+    plan_ms, plan_cpu = timed(plan, repeat)
+    chart_ms, chart_cpu = timed(lambda: preview_svg(drawn, p, e, latest, what="monthly-batch"), repeat)
+    print(f"\npreview chart: 31 days, 5-minute grid, {len(names)} regions, {len(p.candidates)} candidates")
+    print(f"{'step':52s} {'wall ms':>8s} {'CPU ms':>8s} {'bytes':>9s}")
+    print(f"{'plan (every candidate)':52s} {plan_ms:8.1f} {plan_cpu:8.1f}")
+    print(f"{f'chart ({len(drawn)} regions drawn)':52s} {chart_ms:8.1f} {chart_cpu:8.1f} {len(svg):9d}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dsn", default="host=127.0.0.1 port=5432 user=postgres dbname=test")
+    ap.add_argument("--preview-only", action="store_true", help="only the preview chart (no PostgreSQL)")
     ap.add_argument("--save-svg", default=None, help="also write the report chart (group_by=month) here")
     a = ap.parse_args()
+    bench_preview_chart(a.repeat)
+    if a.preview_only:
+        return
 
     import psycopg
     from fastapi.testclient import TestClient
