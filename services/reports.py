@@ -578,10 +578,14 @@ def run_dict(ledger: Ledger, f: RunFigures) -> dict:
 
 
 def runs_csv(ledger: Ledger) -> str:
-    rows = [run_dict(ledger, f) for f in ledger.runs]
-    for r in rows:
-        r.update({k: "" for k, v in r.items() if v is None})
-    return _write_csv(RUN_CSV_COLUMNS, rows)
+    """The per-run export as CSV (RUN_CSV_COLUMNS; empty cells for nulls, text neutralised)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RUN_CSV_COLUMNS)
+    for f in ledger.runs:
+        d = run_dict(ledger, f)
+        w.writerow(["" if v is None else safe_cell(v) for v in (d[c] for c in RUN_CSV_COLUMNS)])
+    return buf.getvalue()
 
 
 def ledger_svg(ledger: Ledger) -> str:
