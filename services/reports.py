@@ -310,12 +310,6 @@ def _power_model(fleet_template_id: str) -> str:
     return f"{ft.watts_50:g} W at 50 % load x PUE {AWS_PUE} ({ft.power_source})"
 
 
-def run_figures(r: Run, provider: str = "") -> RunFigures:
-    """One run's figures."""
-    values = tuple(getattr(r, c) for c in RUN_COLUMNS)
-    return _figures((*values, (r.plan or {}).get("p50_sec")), _forecast_source(provider))
-
-
 def _forecast_source(provider: str) -> str:
     """What a run without measured figures rests on: the configured provider's forecast."""
     return f"{provider} (forecast; configured provider)" if provider else "forecast"
