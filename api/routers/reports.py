@@ -88,7 +88,8 @@ def _runs_out(client_id: str, ledger: Ledger) -> LedgerRunsOut:
 
 @router.get(
     "/carbon",
-    response_model=LedgerOut,
+    # with per_run=true the JSON is GET /v1/reports/carbon/runs's
+    response_model=LedgerOut | LedgerRunsOut,
     response_model_by_alias=True,
     responses={
         200: {"content": {"text/csv": {}, "image/svg+xml": {}}},
@@ -135,8 +136,7 @@ def carbon_report(
     if per_run:  # the same answer as GET /v1/reports/carbon/runs
         if fmt == "csv":
             return _csv(runs_csv(ledger), "carbon-runs")
-        body = _runs_out(client.id, ledger).model_dump_json(by_alias=True)
-        return Response(body, media_type="application/json")
+        return _runs_out(client.id, ledger)
     if fmt == "csv":
         return _csv(ledger_csv(ledger), f"carbon-{group_by.value}")
 
