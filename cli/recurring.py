@@ -194,7 +194,7 @@ def carbon(
         return _dump(data)
     unit = data.get("unit", "g")
     period = data.get("period") or f"{_when(data['from'])} .. {_when(data['to'])}"
-    t = Table(title=f"carbon ledger {period} by {group_by.replace('_', ' ')} (gCO2e in {unit})")
+    t = Table(title=f"carbon ledger {period} by {group_by.replace('_', ' ')} (CO2e in {unit})")
     cols = ("group", "runs", "kWh", "baseline", "chosen", "saved", "saved %", "on actuals")
     for col in cols:
         t.add_column(col, justify="left" if col == "group" else "right", overflow="fold")
