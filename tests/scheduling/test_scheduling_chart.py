@@ -275,3 +275,39 @@ def test_report_chart_legend_outside_the_plot_area_and_rows_capped():
     texts = " ".join(el.text or "" for el in root.iter(f"{ns}text"))
     assert "<row 28> & co" in texts and "5 smaller row(s) not drawn" in texts
     assert "<row 0> & co" not in texts  # the smallest rows are the ones left out
+
+
+def test_no_empty_half_when_the_window_outlasts_the_forecast():
+    """A 48-hour window drawn with 12 hours of forecast (rising intensity: the planner starts early): the
+    x-axis ends with the data and the chosen run, and the legend says where latest_finish lies instead of
+    stretching the axis to it."""
+    import numpy as np
+    from matplotlib.dates import date2num
+
+    from scheduling.carbon import CarbonSeries
+    from scheduling.chart import preview_figure
+
+    e = datetime(2026, 3, 10, 0, tzinfo=UTC)
+    full = CarbonSeries(e, timedelta(hours=1), 300 + 10 * np.sin(np.arange(48)) + np.arange(48))
+    series = full.slice(e, e + timedelta(hours=12))  # what the chart has: the first 12 hours
+    latest = e + timedelta(hours=48)
+    plan = plan_schedule(
+        earliest=e,
+        latest=latest,
+        p50_sec=3600,
+        p90_sec=3600,
+        series=full,
+        power_kw=0.3,
+        risk_mode=RiskMode.NEUTRAL,
+        weights=Weights(),
+        top_k=1000,
+    )
+    fig = preview_figure({"eu-west-3": series}, plan, e, latest, what="etl")
+    top, scores = fig.axes
+    x0, x1 = scores.get_xlim()
+    data_end = float(date2num((e + timedelta(hours=12)).replace(tzinfo=None)))
+    assert (
+        x1 <= max(data_end, float(date2num(plan.chosen.finish_p90.replace(tzinfo=None)))) + (x1 - x0) * 0.02
+    )
+    labels = top.get_legend_handles_labels()[1]
+    assert any(lb.startswith("latest_finish 2026-03-12 00:00Z (after the data)") for lb in labels), labels
