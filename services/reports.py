@@ -508,7 +508,16 @@ def safe_cell(value: object) -> object:
     CR gets a leading apostrophe. Numbers stay numbers (a negative saving is a number, not a formula)."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
+    if isinstance(value, float):
+        return _plain(value)
     return value
+
+
+def _plain(x: float) -> str:
+    """A float as plain decimals (``0.000015``, never ``1.5e-05``): the report's figures have at most 6
+    decimals (mWh, mg), so this reads back as the same float."""
+    text = f"{x:.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _write_csv(columns: list[str], rows: list[dict]) -> str:

@@ -205,6 +205,7 @@ def test_ledger_adds_up_to_its_runs(api, api_settings, shared_job, specs, group_
     assert c.status_code == 200 and c.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(c.text)))
     assert len(rows) == len(body["rows"]) + 1 and rows[-1]["key"] == "total"
+    assert "e-0" not in c.text and "e+" not in c.text  # plain decimals a person can read
     for got, exp in zip(rows, [*body["rows"], t], strict=True):
         for k, v in exp.items():
             if k == "display":  # the CSV carries the display strings of the three figures
