@@ -45,7 +45,7 @@ MAX_BARS = 24  # rows per report chart
 SeriesArg = CarbonSeries | Mapping[str, CarbonSeries]
 
 # the same colours in every chart: baseline grey, chosen green, and one fixed colour per region
-BASELINE_COLOUR = "#a0aec0"
+BASELINE_COLOUR = "#8696ab"  # a grey the dotted baseline line shows in too
 CHOSEN_COLOUR = "#2f855a"
 _PALETTE = (
     "#2b6cb0",
@@ -301,7 +301,7 @@ def preview_figure(
         )
     for a in (ax, axs):
         if plan.baseline.start != ch.start:
-            a.axvline(naive(plan.baseline.start), color="#4a5568", linestyle=":", linewidth=1.2)
+            a.axvline(naive(plan.baseline.start), color=BASELINE_COLOUR, linestyle=":", linewidth=1.6)
         a.axvline(naive(earliest), color="#2d3748", linestyle="--", linewidth=1)
         if latest is not None and naive(latest) <= x_hi:
             a.axvline(naive(latest), color="#c53030", linestyle="--", linewidth=1)
@@ -311,7 +311,7 @@ def preview_figure(
         beyond = "" if naive(latest) <= x_hi else f" {latest:%Y-%m-%d %H:%M}Z (after the data)"
         ax.plot([], [], color="#c53030", linestyle="--", linewidth=1, label="latest_finish" + beyond)
     if plan.baseline.start != ch.start:
-        ax.plot([], [], color="#4a5568", linestyle=":", linewidth=1.2, label="baseline start")
+        ax.plot([], [], color=BASELINE_COLOUR, linestyle=":", linewidth=1.6, label="baseline start")
     ax.set_ylabel("gCO2e/kWh")
     multi_day = (end - earliest) > timedelta(hours=24) or ch.start.date() != earliest.date()
     where = ch.region or (next(iter(by_region)) if len(by_region) == 1 else None)
