@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -147,9 +148,20 @@ class Settings(BaseSettings):
     local_run_as_run_uid: bool = Field(
         True, description="When the worker is root, run each attempt as its own unprivileged uid/gid"
     )
-    local_run_uid_base: int = Field(2_000_000_000, description="First uid/gid of the per-run range")
+    local_run_uid_base: int | None = Field(
+        None,
+        ge=1000,
+        description="First uid/gid of the per-run range; default: 2000000000 + a multiple of "
+        "local_run_uid_count picked by a hash of the data dir (two stacks on one host: different ranges)",
+    )
     local_run_uid_count: int = Field(1_000_000, description="Size of the per-run uid/gid range")
     local_app_path: str = Field("/usr/local/bin:/usr/bin:/bin", description="PATH the app gets")
+    local_app_network: Literal["none", "host"] = Field(
+        "none",
+        description="local, worker is root: `none` runs each attempt in its own network namespace with only "
+        "a loopback interface (it reaches no server of the stack and no other host); `host` shares the "
+        "worker's network (the app reaches the API, Temporal, SeaweedFS and the internet)",
+    )
     local_run_retention_hours: float = Field(
         72.0, description="Finished attempts' run directories are deleted after this long"
     )

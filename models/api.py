@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -45,22 +46,74 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A JSON body may escape half of a UTF-16 pair (``"\\ud800"``): Python keeps it as a lone surrogate,
+    which is no Unicode text: no UTF-8 encoder (PostgreSQL, an app's argv) accepts it."""
+    if isinstance(value, str):
+        return bool(_LONE_SURROGATE.search(value))
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 class Strict(BaseModel):
-    """Request bodies: unknown fields are refused, and so is NUL (U+0000) in any text: PostgreSQL cannot
-    store it, and no name, id or argument needs it."""
+    """Request bodies: unknown fields are refused, and so are NUL (U+0000) and lone surrogates (an escaped
+    half of a UTF-16 pair) in any text: PostgreSQL cannot store them, no app can be given them, and no
+    name, id or argument needs them. The error names the field."""
 
     model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        if _has_nul(data):
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
             raise ValueError("text must not contain NUL (U+0000) characters")
-        return data
+        if _has_lone_surrogate(value):
+            raise ValueError("text must not contain lone surrogates (U+D800..U+DFFF): not valid Unicode")
+        return value
+
+
+# What an app is given must fit the kernel's limits of execve(), or it can never start (E2BIG): each
+# argument and each environment string at most MAX_ARG_STRLEN bytes with its NUL (Linux: 32 pages, 128 KiB),
+# all of them together well within ARG_MAX (2 MiB with the usual 8 MiB stack; the worker's own variables
+# and the command take the rest). Drivers pass the args twice: as ``--key=value`` arguments and as the JSON
+# in ``ORCH_ARGS`` (fleets.contract, whose output tests/fleets checks against these sums).
+MAX_ARG_STRLEN = 128 * 1024
+MAX_ARGS_TOTAL_BYTES = 1024 * 1024
+
+
+def arg_string(key: str, value: Any) -> str:
+    """The app's argument for one arg, as fleets.contract.app_argv builds it."""
+    return f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def args_launch_problem(args: dict[str, Any]) -> str | None:
+    """Why the app could never be started with these args (too big for execve), or None."""
+    env = len(("ORCH_ARGS=" + json.dumps(args, sort_keys=True)).encode()) + 1
+    if env > MAX_ARG_STRLEN:
+        return (
+            f"the args take {env} bytes as the app's ORCH_ARGS variable (JSON, non-ASCII escaped), more than "
+            f"the {MAX_ARG_STRLEN} bytes the OS passes in one variable"
+        )
+    total = env
+    for key in sorted(args):
+        n = len(arg_string(key, args[key]).encode()) + 1
+        if n > MAX_ARG_STRLEN:
+            return f"arg {key!r} takes {n} bytes as --{key}=..., more than the OS's {MAX_ARG_STRLEN} per arg"
+        total += n
+    if total > MAX_ARGS_TOTAL_BYTES:
+        return f"the args take {total} bytes as arguments and ORCH_ARGS, more than {MAX_ARGS_TOTAL_BYTES}"
+    return None
 
 
 def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Args are a flat object of scalars with simple keys (they become ``--key=value`` argv)."""
+    """Args are a flat object of scalars with simple keys (they become ``--key=value`` argv and the JSON in
+    ``ORCH_ARGS``), small enough that the OS can pass them to the app."""
     if v is None:
         return v
     if len(v) > MAX_ARGS:
@@ -74,6 +127,10 @@ def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
             )
         if isinstance(val, str) and len(val) > 4096:
             raise ValueError(f"arg {k!r} is longer than 4096 characters")
+        if isinstance(val, str) and _has_lone_surrogate(val):
+            raise ValueError(f"arg {k!r} contains a lone surrogate (U+D800..U+DFFF): it is not valid Unicode")
+    if problem := args_launch_problem(v):
+        raise ValueError(problem)
     return v
 
 
@@ -264,6 +321,26 @@ class JobTemplateCreate(Strict):
     _args = field_validator("default_args")(_check_args)
 
 
+class JobTemplatePatch(Strict):
+    """Any field of a template (same rules as on create); the result is validated as a whole and stored as a
+    new version. Jobs and runs planned before keep the version they were planned with."""
+
+    name: Name | None = None
+    app_artifact_id: str | None = Field(None, min_length=1, max_length=40)
+    default_args: dict[str, Scalar] | None = None
+    data_uri: str | None = Field(
+        None, max_length=2048, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
+    fleet_template_id: InstanceType | None = None
+    expected_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
+    max_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
+    region: str | None = None
+    regions: list[RegionName] | None = Field(None, min_length=1, max_length=MAX_REGIONS)
+    data_region: RegionName | None = None
+
+    _args = field_validator("default_args")(_check_args)
+
+
 class JobTemplateOut(BaseModel):
     id: str
     name: str
@@ -277,6 +354,38 @@ class JobTemplateOut(BaseModel):
     regions: list[str] | None = None
     data_region: str | None = None
     created_at: datetime
+    version: int = Field(1, description="The current version (PATCH makes a new one)")
+    updated_at: datetime | None = Field(None, description="When the current version was made")
+    status: str = Field("active", description="active, or retired (DELETE): readable, takes no new use")
+    retired_at: datetime | None = None
+
+
+class JobTemplateVersionOut(BaseModel):
+    """One version of a template, as it was made."""
+
+    job_template_id: str
+    version: int
+    name: str
+    app_artifact_id: str
+    default_args: dict[str, Any]
+    data_uri: str | None
+    fleet_template_id: str
+    expected_runtime_sec: int | None
+    max_runtime_sec: int | None
+    region: str | None
+    regions: list[str] | None = None
+    data_region: str | None = None
+    created_at: datetime
+
+
+class RerunIn(Strict):
+    """Optional: the rerun's times. Default: a ONE_TIME job now; a RESCHEDULABLE job's window of the same
+    length starting now."""
+
+    intended_time: AwareDatetime | None = Field(None, description="ONE_TIME: when (default now)")
+    earliest_start: AwareDatetime | None = Field(
+        None, description="RESCHEDULABLE: the new window's start (default now; its length is kept)"
+    )
 
 
 # ---------- jobs ----------
@@ -407,6 +516,8 @@ class JobOut(BaseModel):
     created_at: datetime
     run_ids: list[str]
     regions: list[str] | None = None
+    job_template_version: int | None = Field(None, description="The template version it was planned with")
+    rerun_of: str | None = Field(None, description="The run this job reruns (POST /v1/runs/{id}/rerun)")
 
 
 # ---------- schedules / predictions ----------
@@ -538,6 +649,9 @@ class RunOut(BaseModel):
         None,
         description="The AWS region chosen for the run when it was planned (fixed once it launched); null "
         "before planning and for runs planned before regions were recorded",
+    )
+    job_template_version: int | None = Field(
+        None, description="The template version the run was planned with (kept when the template changes)"
     )
 
 
