@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     max_window_days: int = Field(
         31, description="Longest earliest_start..latest_finish window (jobs, preview)"
     )
+    chart_renders_per_client: int = Field(
+        2,
+        ge=1,
+        description="SVG charts (preview, carbon report) one client may have rendering at once in one API "
+        "process; one more is refused at once with 429 and Retry-After",
+    )
+    chart_renders_total: int = Field(
+        4,
+        ge=1,
+        description="SVG charts rendering at once in one API process, all clients together; one more is "
+        "refused at once with 503 and Retry-After (the rest of the API keeps its threads)",
+    )
     max_schedule_ahead_days: int = Field(
         90, description="How far ahead intended_time / earliest_start may lie"
     )

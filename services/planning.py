@@ -716,14 +716,14 @@ def preview_chart(
     session: Session, settings: Settings, p: Preview, earliest: datetime, latest: datetime
 ) -> bytes:
     """The preview as an SVG chart: the window's carbon forecast and every candidate's score."""
-    from scheduling.chart import preview_svg
+    from scheduling.chart import chart_regions, preview_svg
 
     home = home_region(p.template, p.client)
+    # at most MAX_REGIONS series are read and drawn: the home region, the chosen one, then the best others
     series = {
-        r: carbon_series(settings, r, earliest, latest, session)[0]
-        for r in [home, *(r for r in p.plan.regions if r != home)]
+        r: carbon_series(settings, r, earliest, latest, session)[0] for r in chart_regions(p.plan, home)
     }
-    return preview_svg(series, p.plan, earliest, latest)
+    return preview_svg(series, p.plan, earliest, latest, what=p.template.name)
 
 
 def predict_template_runtime(
