@@ -153,6 +153,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.include_router(recurring.router)  # /v1/recurring-jobs
     app.include_router(reports.router)  # /v1/reports/carbon
+    from api.routers import webhooks  # issue 19: webhook endpoints and their deliveries
+
+    app.include_router(webhooks.router)  # /v1/webhooks
     app.add_middleware(RefuseNul)
     app.add_middleware(
         UploadLimit, limit=settings.max_artifact_bytes, json_limit=settings.max_json_body_bytes

@@ -51,6 +51,7 @@ def create_template(session: Session, client: Client, body: JobTemplateCreate) -
         region=body.region,
         regions=list(body.regions) if body.regions is not None else None,
         data_region=body.data_region,
+        retry_policy=body.retry_policy.model_dump() if body.retry_policy is not None else None,
     )
     if session.scalar(
         select(JobTemplate.id).where(JobTemplate.client_id == client.id, JobTemplate.name == body.name)

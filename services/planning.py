@@ -351,8 +351,10 @@ def plan_for_run(
     client: Client,
     not_before: datetime,
     current_start: datetime | None = None,
+    pin_region: bool = False,
 ) -> PlanResult:
-    """Plan (or re-plan) one run. ``not_before`` is the workflow's now: no start is proposed before it."""
+    """Plan (or re-plan) one run. ``not_before`` is the workflow's now: no start is proposed before it.
+    ``pin_region``: only the run's recorded region (a retry's re-plan: a launched run stays where it ran)."""
     weights = Weights(**job.weights) if job.weights else Weights()
     runtime = _runtime(session, settings, template, run.fleet_template_id)
     p50, p90, _ = runtime
@@ -371,7 +373,11 @@ def plan_for_run(
         weights,
         fixed_start=job.type == "ONE_TIME",  # a ONE_TIME job starts at intended_time, no shifting
         runtime=runtime,
-        regions=candidate_regions(client, template, job.regions),  # NoCandidateRegion fails the run
+        regions=(
+            [run.region]
+            if pin_region and run.region
+            else candidate_regions(client, template, job.regions)  # NoCandidateRegion fails the run
+        ),
     )
     moved = True
     current_region = run.region
