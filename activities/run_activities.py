@@ -30,7 +30,7 @@ from models.workflow import (
 from services.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 from services.regions import NoCandidateRegion, home_region, launch_settings
 from services.runs import merge_attempt
-from services.webhooks import pending_with_redelivery, record_run_events, start_deliveries
+from services.webhooks import record_run_events, start_deliveries, to_start
 
 log = logging.getLogger("orch.activities")
 
@@ -106,8 +106,8 @@ class RunActivities:
         if not delivery_ids:
             return
         with self.db.session() as s:
-            pairs = pending_with_redelivery(s, delivery_ids)
-        await start_deliveries(activity.client(), self.settings, pairs)
+            items = to_start(s, delivery_ids)
+        await start_deliveries(activity.client(), self.settings, items)
 
     def _update(self, upd: RunUpdate) -> list[str]:
         with self.db.session() as s:

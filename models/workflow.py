@@ -240,14 +240,22 @@ RunInput.model_rebuild()
 
 # ---------------------------------------------------------------- webhooks (issue 19)
 class DeliveryInput(BaseModel):
-    """WebhookDeliveryWorkflow: deliver one stored delivery, retrying with exponential backoff."""
+    """One delivery to carry out (signal ``enqueue`` of WebhookDeliveryWorkflow), with its retry policy."""
 
     delivery_id: str
+    redelivery: int = 0
     initial_interval_sec: float = 5.0
     backoff_coefficient: float = 2.0
     max_interval_sec: float = 600.0
     max_attempts: int = 12
     timeout_sec: float = 10.0
+
+
+class DeliveryQueueInput(BaseModel):
+    """WebhookDeliveryWorkflow: the deliveries of one endpoint for one run, one at a time, in order."""
+
+    pending: list[DeliveryInput] = Field(default_factory=list, description="Carried over continue-as-new")
+    idle_sec: float = Field(60.0, description="Ends after this long with nothing to deliver")
 
 
 class DeliverRequest(BaseModel):
@@ -263,5 +271,9 @@ class DeliveryFailed(BaseModel):
 ERR_WEBHOOK_REFUSED = "WebhookRefused"  # deliver_webhook: the endpoint is gone or its address refused
 
 
-def delivery_workflow_id(delivery_id: str, redelivery: int = 0) -> str:
+def delivery_workflow_id(endpoint_id: str, run_id: str | None, delivery_id: str, redelivery: int = 0) -> str:
+    """A run's events for one endpoint share a workflow (delivered in order); a test event or a
+    redelivery has its own."""
+    if run_id and not redelivery:
+        return f"webhook-{endpoint_id}-{run_id}"
     return f"webhook-{delivery_id}" + (f"-r{redelivery}" if redelivery else "")

@@ -37,6 +37,7 @@ from models.db import Client, Job, Run, WebhookDelivery, WebhookEndpoint, new_id
 from models.workflow import (
     TEST_EVENT_TYPE,
     DeliveryInput,
+    DeliveryQueueInput,
     RunEvent,
     delivery_workflow_id,
 )
@@ -407,9 +408,10 @@ def record_run_events(session: Session, run: Run, events: Sequence[RunEvent]) ->
     return pending
 
 
-def delivery_input(settings: Settings, delivery_id: str) -> DeliveryInput:
+def delivery_input(settings: Settings, delivery_id: str, redelivery: int = 0) -> DeliveryInput:
     return DeliveryInput(
         delivery_id=delivery_id,
+        redelivery=redelivery,
         initial_interval_sec=settings.webhook_retry_initial_sec,
         backoff_coefficient=settings.webhook_retry_backoff,
         max_interval_sec=settings.webhook_retry_max_interval_sec,
@@ -418,30 +420,42 @@ def delivery_input(settings: Settings, delivery_id: str) -> DeliveryInput:
     )
 
 
-async def start_deliveries(temporal: Any, settings: Settings, deliveries: Sequence[tuple[str, int]]) -> None:
-    """Start one WebhookDeliveryWorkflow per (delivery id, redelivery number); one already started (a
-    retried activity) is left alone: the workflow id is fixed per delivery and redelivery."""
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+@dataclass
+class ToStart:
+    delivery_id: str
+    endpoint_id: str
+    run_id: str | None
+    redelivery: int
 
-    for delivery_id, redelivery in deliveries:
+
+async def start_deliveries(temporal: Any, settings: Settings, items: Sequence[ToStart]) -> None:
+    """Signal-with-start the delivery workflow of each item, in order: a run's events for one endpoint go to
+    one workflow, which delivers them in that order. A repeated signal (a retried activity) is ignored."""
+    for it in items:
         await temporal.start_workflow(
             "WebhookDeliveryWorkflow",
-            delivery_input(settings, delivery_id),
-            id=delivery_workflow_id(delivery_id, redelivery),
+            DeliveryQueueInput(),
+            id=delivery_workflow_id(it.endpoint_id, it.run_id, it.delivery_id, it.redelivery),
             task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"webhook delivery {delivery_id}",
+            start_signal="enqueue",
+            start_signal_args=[delivery_input(settings, it.delivery_id, it.redelivery)],
+            static_summary=f"webhook deliveries to {it.endpoint_id}"
+            + (f" for {it.run_id}" if it.run_id else ""),
         )
 
 
-def pending_with_redelivery(session: Session, delivery_ids: Sequence[str]) -> list[tuple[str, int]]:
+def to_start(session: Session, delivery_ids: Sequence[str]) -> list[ToStart]:
+    """The given deliveries, in the given order, for :func:`start_deliveries`."""
     if not delivery_ids:
         return []
-    rows = session.execute(
-        select(WebhookDelivery.id, WebhookDelivery.redeliveries).where(WebhookDelivery.id.in_(delivery_ids))
-    ).all()
-    return [(r[0], int(r[1])) for r in rows]
+    rows = {
+        d.id: d for d in session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids)))
+    }
+    return [
+        ToStart(d.id, d.endpoint_id, d.run_id, int(d.redeliveries))
+        for d in (rows.get(i) for i in delivery_ids)
+        if d is not None
+    ]
 
 
 # ---------------------------------------------------------------- one delivery attempt

@@ -93,10 +93,9 @@ def list_deliveries(
     return Page[DeliveryOut](items=[_delivery(d) for d in rows], next_cursor=nxt)
 
 
-async def _start(services, delivery_id: str, redelivery: int) -> None:
-    await webhooks.start_deliveries(
-        await services.temporal_client(), services.settings, [(delivery_id, redelivery)]
-    )
+async def _start(services, d: WebhookDelivery) -> None:
+    item = webhooks.ToStart(d.id, d.endpoint_id, d.run_id, d.redeliveries)
+    await webhooks.start_deliveries(await services.temporal_client(), services.settings, [item])
 
 
 @router.post(
@@ -114,7 +113,7 @@ async def redeliver(
         return d
 
     d = await anyio.to_thread.run_sync(store)
-    await _start(services, d.id, d.redeliveries)
+    await _start(services, d)
     return _delivery(d)
 
 
@@ -133,5 +132,5 @@ async def send_test(
         return d
 
     d = await anyio.to_thread.run_sync(store)
-    await _start(services, d.id, 0)
+    await _start(services, d)
     return _delivery(d)
