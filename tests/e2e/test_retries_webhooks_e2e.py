@@ -26,13 +26,13 @@ from tests.support.zips import make_zip
 
 pytestmark = pytest.mark.slow  # API and worker as processes (a stack of their own)
 
-# fails (exit 1) on its first `fail_times` starts, counted in count_file; prints its attempt number
+# fails (exit 1) on its first `fail_times` starts, counted as files in count_dir (each attempt runs under a
+# uid of its own, so each leaves its own file); prints its attempt number
 FLAKY_APP = """\
-import sys, time
+import os, sys, time
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
-with open(args["count_file"], "a") as f:
-    f.write("start\\n")
-n = len(open(args["count_file"]).read().splitlines())
+open(os.path.join(args["count_dir"], f"start-{os.getpid()}-{time.time_ns()}"), "w").close()
+n = len(os.listdir(args["count_dir"]))
 print(f"ATTEMPT {n}", flush=True)
 time.sleep(float(args.get("sleep", 0)))
 sys.exit(0 if n > int(args.get("fail_times", 0)) else 1)
@@ -130,7 +130,18 @@ ALL = [
 ]
 
 
-def flaky_template(stack: Stack, h: dict, count_file: Path, retry: dict, **over) -> str:
+def starts(count_dir: Path) -> int:
+    return len(list(count_dir.iterdir()))
+
+
+def counter(app_tmp: Path) -> Path:
+    d = app_tmp / f"count-{time.monotonic_ns()}"
+    d.mkdir()
+    d.chmod(0o1777)
+    return d
+
+
+def flaky_template(stack: Stack, h: dict, count_dir: Path, retry: dict, **over) -> str:
     art = stack.http.post(
         "/v1/artifacts/upload",
         headers=h,
@@ -141,7 +152,7 @@ def flaky_template(stack: Stack, h: dict, count_file: Path, retry: dict, **over)
     body = {
         "name": f"flaky-{time.monotonic_ns()}",
         "app_artifact_id": art.json()["artifact_id"],
-        "default_args": {"count_file": str(count_file)},
+        "default_args": {"count_dir": str(count_dir)},
         "fleet_template_id": "m5.large",
         "expected_runtime_sec": 5,
         "retry_policy": retry,
@@ -176,13 +187,16 @@ def test_fails_twice_then_succeeds_with_every_event_signed_and_in_order(stack, r
     h = stack.client()
     ok = webhook(stack, h, receiver.url("/ok"))
     failing = webhook(stack, h, receiver.url("/fail"), ["run.scheduled"])
-    count = app_tmp / f"count-{time.monotonic_ns()}"
+    count = counter(app_tmp)
     tpl = flaky_template(
         stack, h, count, {"max_attempts": 3, "initial_interval_sec": 1, "backoff_coefficient": 1}
     )
     job = stack.submit(h, tpl, args={"fail_times": 2})
     run = stack.wait_status(h, job["run_id"], {"SUCCEEDED", "FAILED"}, timeout=90)
-    assert run["status"] == "SUCCEEDED" and run["attempts"] == 3, run
+    assert run["status"] == "SUCCEEDED" and run["attempts"] == 3, (
+        run["status_reason"],
+        run["attempt_history"],
+    )
     assert [(a["attempt"], a["state"], a["exit_code"]) for a in run["attempt_history"]] == [
         (1, "FAILED", 1),
         (2, "FAILED", 1),
@@ -229,14 +243,14 @@ def test_fails_twice_then_succeeds_with_every_event_signed_and_in_order(stack, r
 
 def test_always_failing_ends_failed_at_max_attempts(stack, app_tmp):
     h = stack.client()
-    count = app_tmp / f"count-{time.monotonic_ns()}"
+    count = counter(app_tmp)
     tpl = flaky_template(stack, h, count, {"max_attempts": 3, "initial_interval_sec": 0.5})
     latest = datetime.now(UTC) + timedelta(minutes=10)
     job = stack.submit(h, tpl, args={"fail_times": 99}, latest_finish=latest.isoformat())
     run = stack.wait_status(h, job["run_id"], {"SUCCEEDED", "FAILED"}, timeout=90)
     assert run["status"] == "FAILED" and run["attempts"] == 3
     assert "no retries left" in run["status_reason"]
-    assert len(count.read_text().splitlines()) == 3
+    assert starts(count) == 3
     assert datetime.fromisoformat(run["finished_at"]) < latest
 
 
@@ -244,20 +258,20 @@ def test_never_retried_past_the_deadline(stack, app_tmp):
     """p50 5 s (expected_runtime_sec), 25 s to the deadline, backoffs 4 s, 8 s, 16 s: the third retry
     could not finish in time, so it never starts and the run ends FAILED before the deadline, saying why."""
     h = stack.client()
-    count = app_tmp / f"count-{time.monotonic_ns()}"
+    count = counter(app_tmp)
     tpl = flaky_template(stack, h, count, {"max_attempts": 10, "initial_interval_sec": 4})
     latest = datetime.now(UTC) + timedelta(seconds=25)
     job = stack.submit(h, tpl, args={"fail_times": 99}, latest_finish=latest.isoformat())
     run = stack.wait_status(h, job["run_id"], {"SUCCEEDED", "FAILED"}, timeout=60)
     assert run["status"] == "FAILED" and "not retried" in run["status_reason"], run
     assert "latest_finish" in run["status_reason"]
-    assert 2 <= run["attempts"] < 10 and len(count.read_text().splitlines()) == run["attempts"]
+    assert 2 <= run["attempts"] < 10 and starts(count) == run["attempts"]
     assert datetime.fromisoformat(run["finished_at"]) < latest
 
 
 def test_cancel_during_backoff_ends_cancelled_without_another_attempt(stack, app_tmp):
     h = stack.client()
-    count = app_tmp / f"count-{time.monotonic_ns()}"
+    count = counter(app_tmp)
     tpl = flaky_template(stack, h, count, {"max_attempts": 3, "initial_interval_sec": 3600})
     job = stack.submit(h, tpl, args={"fail_times": 99})
 
@@ -271,14 +285,14 @@ def test_cancel_during_backoff_ends_cancelled_without_another_attempt(stack, app
     run = stack.wait_status(h, job["run_id"], "CANCELLED", timeout=30)
     assert run["status_reason"] == "stop retrying" and run["attempts"] == 1
     assert [a["attempt"] for a in run["attempt_history"]] == [1]
-    assert len(count.read_text().splitlines()) == 1
+    assert starts(count) == 1
 
 
 def test_deadline_at_risk_is_emitted_before_the_deadline(stack, receiver, app_tmp):
     """Expected runtime 20 s (p90 30 s) and 25 s to the deadline: at risk from the start."""
     h = stack.client()
     webhook(stack, h, receiver.url("/risk"), ["run.deadline_at_risk", "run.started"])
-    count = app_tmp / f"count-{time.monotonic_ns()}"
+    count = counter(app_tmp)
     tpl = flaky_template(stack, h, count, {"max_attempts": 1}, expected_runtime_sec=20)
     latest = datetime.now(UTC) + timedelta(seconds=25)
     job = stack.submit(h, tpl, latest_finish=latest.isoformat())
