@@ -36,6 +36,7 @@ def _delivery(d: WebhookDelivery) -> DeliveryOut:
     response_model=WebhookCreated,
     status_code=status.HTTP_201_CREATED,
     summary="Create a webhook endpoint; the signing secret is shown once, in this answer",
+    responses={409: {"description": "the client already has the most endpoints allowed (20)"}},
 )
 def create_webhook(body: WebhookCreate, client: ClientDep, session: SessionDep, services: ServicesDep):
     ep = webhooks.create_endpoint(
@@ -103,6 +104,7 @@ async def _start(services, d: WebhookDelivery) -> None:
     response_model=DeliveryOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Deliver the same event again (same event id and body, a fresh signature)",
+    responses={503: {"description": "Temporal is unreachable: the delivery stays pending; retry"}},
 )
 async def redeliver(
     webhook_id: str, delivery_id: str, client: ClientDep, session: SessionDep, services: ServicesDep
@@ -122,6 +124,7 @@ async def redeliver(
     response_model=DeliveryOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Send a webhook.test event to this endpoint (see its delivery log for the outcome)",
+    responses={503: {"description": "Temporal is unreachable: the event stays pending; redeliver it"}},
 )
 async def send_test(
     webhook_id: str, client: ClientDep, session: SessionDep, services: ServicesDep
