@@ -33,6 +33,14 @@ RUN_EVENT_TYPES = (
     "run.deadline_at_risk",
 )
 TEST_EVENT_TYPE = "webhook.test"
+# the event of each final status (a run stopped at its hard limit, TIMED_OUT, is a run.failed)
+TERMINAL_EVENT_TYPES: dict[str, str] = {
+    "SUCCEEDED": "run.succeeded",
+    "FAILED": "run.failed",
+    "TIMED_OUT": "run.failed",
+    "CANCELLED": "run.cancelled",
+    "EXPIRED": "run.expired",
+}
 
 
 def event_id_for(run_id: str, event_type: str, attempt: int = 0) -> str:

@@ -26,6 +26,7 @@ from services.access import visible_run
 from services.errors import Conflict, NotFound, Unavailable
 from services.jobs import TemporalSource
 from services.pagination import paginate
+from services.webhooks import record_final_event
 
 FINAL = sorted(s.value for s in TERMINAL)
 
@@ -108,8 +109,10 @@ async def cancel_run(
         if not has_workflow:
             values |= {"status": "CANCELLED", "finished_at": now}
         session.execute(update(Run).where(Run.id == r.id, Run.status.not_in(FINAL)).values(**values))
-        session.commit()
         session.refresh(r)
+        if not has_workflow:  # no workflow will send run.cancelled: stored here, sent by the redrive task
+            record_final_event(session, r)
+        session.commit()
         return r
 
     r = await anyio.to_thread.run_sync(store)

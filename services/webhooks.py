@@ -35,11 +35,13 @@ from sqlalchemy.orm import Session
 from core.settings import Settings
 from models.db import Client, Job, Run, WebhookDelivery, WebhookEndpoint, new_id, utcnow
 from models.workflow import (
+    TERMINAL_EVENT_TYPES,
     TEST_EVENT_TYPE,
     DeliveryInput,
     DeliveryQueueInput,
     RunEvent,
     delivery_workflow_id,
+    event_id_for,
 )
 from services.access import owned
 from services.errors import Conflict, NotFound, Unprocessable, field_error
@@ -406,6 +408,33 @@ def record_run_events(session: Session, run: Run, events: Sequence[RunEvent]) ->
                 pending.append(d.id)
     session.flush()
     return pending
+
+
+def record_final_event(session: Session, run: Run) -> list[str]:
+    """The run's final event when the run was closed outside its workflow (a cancel before it had one, the
+    reconciler): the same event id the workflow would use, so it is never sent twice."""
+    event_type = TERMINAL_EVENT_TYPES.get(str(run.status))
+    if event_type is None:
+        return []
+    event = RunEvent(event_id=event_id_for(run.id, event_type, 0), type=event_type, attempt=run.attempts)
+    return record_run_events(session, run, [event])
+
+
+def stale_pending(session: Session, older_than: datetime, limit: int) -> list[str]:
+    """Deliveries still pending, never attempted, older than ``older_than``: their workflow may never have
+    started (Temporal down when the event was stored, a run closed by the reconciler). Oldest first."""
+    return list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.attempts == 0,
+                WebhookDelivery.created_at < older_than,
+            )
+            .order_by(WebhookDelivery.created_at)
+            .limit(limit)
+        )
+    )
 
 
 def delivery_input(settings: Settings, delivery_id: str, redelivery: int = 0) -> DeliveryInput:

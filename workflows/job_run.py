@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ERR_FLEET_LAUNCH,
         ERR_INFEASIBLE_WINDOW,
         PATCH_RETRIES_WEBHOOKS,
+        TERMINAL_EVENT_TYPES,
         CancelRequest,
         FinishRequest,
         LaunchCheckRequest,
@@ -642,14 +643,7 @@ class _TimedOut(Exception):
     pass
 
 
-# the event of each final status (a run stopped at its hard limit, TIMED_OUT, is a run.failed)
-TERMINAL_EVENTS: dict[str, str] = {
-    RunStatus.SUCCEEDED: "run.succeeded",
-    RunStatus.FAILED: "run.failed",
-    RunStatus.TIMED_OUT: "run.failed",
-    RunStatus.CANCELLED: "run.cancelled",
-    RunStatus.EXPIRED: "run.expired",
-}
+TERMINAL_EVENTS = TERMINAL_EVENT_TYPES
 _Z90 = NormalDist().inv_cdf(0.9)
 _N = NormalDist()
 

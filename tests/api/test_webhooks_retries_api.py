@@ -206,6 +206,28 @@ def test_run_events_make_one_delivery_per_subscribed_endpoint_idempotently(api, 
     assert log[0]["event_id"] == events[1].event_id
 
 
+def test_a_run_cancelled_without_a_workflow_still_sends_run_cancelled(api, api_settings):
+    """Cancel of a PENDING run whose workflow does not exist (Temporal unreachable here): the run.cancelled
+    event is stored with the id the workflow would have used, and the redrive task finds it."""
+    from sqlalchemy.orm import Session
+
+    cid, h, tpl = setup_template(api)
+    wid = api.post("/v1/webhooks", json=hook(event_types=["run.cancelled"]), headers=h).json()["id"]
+    _, run_id = insert_job_and_run(api_settings, cid, tpl, status="PENDING")
+    r = api.post(f"/v1/runs/{run_id}/cancel", headers=h)
+    assert r.status_code == 202 and r.json()["status"] == "CANCELLED", r.text
+    [d] = api.get(f"/v1/webhooks/{wid}/deliveries", headers=h).json()["items"]
+    assert d["event_type"] == "run.cancelled" and d["run_id"] == run_id and d["status"] == "pending"
+    assert d["event_id"] == event_id_for(run_id, "run.cancelled", 0)
+    eng = engine_for(api_settings)
+    try:
+        with Session(eng) as s:
+            assert d["id"] in webhooks.stale_pending(s, datetime.now(UTC) + timedelta(seconds=1), 1000)
+            assert d["id"] not in webhooks.stale_pending(s, datetime.now(UTC) - timedelta(minutes=5), 1000)
+    finally:
+        eng.dispose()
+
+
 def test_test_event_and_redelivery_start_delivery_workflows(no_worker_api):
     api = no_worker_api
     _, h = new_client(api)
