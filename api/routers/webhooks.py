@@ -11,6 +11,7 @@ from api.pagination import CursorQ, LimitQ
 from models.api import DeliveryOut, Page, WebhookCreate, WebhookCreated, WebhookOut, WebhookPatch
 from models.db import WebhookDelivery, WebhookEndpoint
 from services import webhooks
+from services.errors import Unavailable
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -95,8 +96,14 @@ def list_deliveries(
 
 
 async def _start(services, d: WebhookDelivery) -> None:
+    """Start its delivery workflow; 503 if Temporal fails (the delivery stays pending: the maintenance
+    loop's redrive task starts it within minutes, or redeliver it)."""
     item = webhooks.ToStart(d.id, d.endpoint_id, d.run_id, d.redeliveries)
-    await webhooks.start_deliveries(await services.temporal_client(), services.settings, [item])
+    temporal = await services.temporal_client()
+    try:
+        await webhooks.start_deliveries(temporal, services.settings, [item])
+    except Exception as exc:  # noqa: BLE001 - any RPC failure: nothing was sent
+        raise Unavailable("could not start the delivery (Temporal); it stays pending, retry later") from exc
 
 
 @router.post(

@@ -333,6 +333,8 @@ def test_worker_sigkill_during_delivery_loses_nothing_and_duplicates_share_the_e
         {k.lower(): v for k, v in g["headers"].items()}["orch-event-id"] for g in got
     }
     assert ids == {r.json()["event_id"]}
+    logs = [w.log_path for w in stack.workers] + ([stack.api.log_path] if stack.api else [])
+    assert not [p for p in logs if hook["secret"] in p.read_text()], "a webhook secret was logged"
     assert all(
         verify(hook["secret"], {k.lower(): v for k, v in g["headers"].items()}["orch-signature"], g["body"])
         for g in got
