@@ -254,6 +254,7 @@ class Settings(BaseSettings):
         "s3_access_key_id",
         "s3_secret_access_key",
         "worker_metrics_port",
+        "webhook_allow_http_loopback",
         mode="before",
     )
     @classmethod

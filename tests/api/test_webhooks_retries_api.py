@@ -53,6 +53,14 @@ def test_loopback_http_needs_the_setting():
         webhooks.check_url("https://127.0.0.1:8123/hook", allow_http_loopback=False)
 
 
+def test_the_loopback_exception_is_off_in_prod_by_default():
+    from core.settings import Settings
+
+    assert Settings.model_construct(env="dev", webhook_allow_http_loopback=None).webhook_loopback_allowed
+    assert not Settings.model_construct(env="prod", webhook_allow_http_loopback=None).webhook_loopback_allowed
+    assert Settings.model_construct(env="prod", webhook_allow_http_loopback=True).webhook_loopback_allowed
+
+
 def test_a_name_resolving_to_a_private_address_is_refused_at_delivery(monkeypatch):
     """DNS rebinding: a public name accepted when stored that resolves to a private address at delivery."""
     import socket
