@@ -51,7 +51,8 @@ class WebhookDeliveryWorkflow:
                     lambda: bool(self._queue), timeout=timedelta(seconds=inp.idle_sec)
                 )
             except TimeoutError:
-                return done  # a later event of the run starts a new one (signal-with-start)
+                if not self._queue:  # (a signal may land with the timer: then go on)
+                    return done  # a later event of the run starts a new one (signal-with-start)
             item = self._queue.pop(0)
             await self._deliver(item)
             done += 1
