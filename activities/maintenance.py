@@ -44,11 +44,12 @@ from core.db import Database
 from core.s3 import s3_client
 from core.settings import Settings
 from fleets.local import clean_run_dirs
-from models.db import Job, JobTemplate, Run, utcnow
+from models.db import Job, Run, utcnow
 from models.domain import TERMINAL_STATUSES, RunStatus
 from models.workflow import MaintenancePassInput, MaintenancePassResult
 from services.actuals import record_actuals
 from services.artifacts import sweep_artifact_store
+from services.job_templates import template_at
 from services.jobs import start_run_workflow
 from services.webhooks import record_final_event, stale_pending, start_deliveries, to_start
 
@@ -149,7 +150,7 @@ def _start_if_still_pending(ctx: MaintenanceContext, run_id: str, loop: asyncio.
             return False  # cancelled (or started and moved on) meanwhile
         run = s.get_one(Run, run_id)
         job = s.get_one(Job, run.job_id)
-        template = s.get_one(JobTemplate, run.job_template_id)
+        template = template_at(s, run.job_template_id, run.job_template_version)
         coro = start_run_workflow(ctx.temporal, ctx.settings, run, job, template)
         started = asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
     if started:

@@ -12,7 +12,7 @@ from core.db import Database
 from core.logs import bind
 from core.settings import Settings
 from fleets.base import DONE_STATES, FleetDriver, FleetHandle, FleetStatus, LaunchSpec
-from models.db import Artifact, Client, Job, JobTemplate, Run, utcnow
+from models.db import Artifact, Client, Job, Run, utcnow
 from models.domain import TERMINAL_STATUSES
 from models.workflow import (
     ERR_FLEET_LAUNCH,
@@ -27,6 +27,7 @@ from models.workflow import (
     PlanResult,
     RunUpdate,
 )
+from services.job_templates import template_at
 from services.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 from services.regions import NoCandidateRegion, home_region, launch_settings
 from services.runs import merge_attempt
@@ -80,7 +81,7 @@ class RunActivities:
         with self.db.session() as s:
             run = s.get_one(Run, req.run_id)
             job = s.get_one(Job, run.job_id)
-            template = s.get_one(JobTemplate, run.job_template_id)
+            template = template_at(s, run.job_template_id, run.job_template_version)
             client = s.get_one(Client, run.client_id)
             return plan_for_run(
                 s,
@@ -210,7 +211,7 @@ class RunActivities:
         with self.db.session() as s:
             run = s.get_one(Run, req.run_id)
             job = s.get_one(Job, run.job_id)
-            template = s.get_one(JobTemplate, run.job_template_id)
+            template = template_at(s, run.job_template_id, run.job_template_version)
             art = s.get_one(Artifact, template.app_artifact_id)
             client = s.get_one(Client, run.client_id)
             aws = None

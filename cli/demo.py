@@ -8,6 +8,7 @@ SUCCEEDED and says where to look in the Temporal Web UI.
 from __future__ import annotations
 
 import io
+import os
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import typer
 
+from cli.client import REFUSED, UNAVAILABLE, refusal_text, unreachable_text
 from models.domain import TERMINAL_STATUSES, RunStatus
 
 SAMPLE_MAIN = '''\
@@ -39,9 +41,10 @@ def sample_zip() -> bytes:
 
 
 def _check(r: httpx.Response, what: str) -> dict:
+    """The answer's JSON; an error answer ends the demo with its status, detail and the URL called."""
     if r.status_code >= 400:
-        detail = r.json().get("detail") if r.headers.get("content-type", "").endswith("json") else r.text
-        raise typer.BadParameter(f"{what} failed ({r.status_code}): {detail}")
+        typer.echo(f"{what} failed: {refusal_text(r.request.method, r, 'ORCH_ADMIN_API_KEY')}", err=True)
+        raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
     return r.json()
 
 
@@ -60,7 +63,7 @@ def _saving_text(c: dict) -> str:
 
 
 def demo(
-    api: str = typer.Option("http://127.0.0.1:8000", help="API base URL"),
+    api: str = typer.Option("http://127.0.0.1:8000", envvar="ORCH_URL", help="API base URL"),
     admin_key: str = typer.Option(None, envvar="ORCH_ADMIN_API_KEY", help="Default: .data/admin_api_key"),
     ui: str = typer.Option("http://127.0.0.1:8233", help="Temporal Web UI base URL"),
     region: str = typer.Option(
@@ -70,10 +73,19 @@ def demo(
 ) -> None:
     """Walk through the product end to end against a running `make dev`."""
     if not admin_key:
-        path = Path(".data/admin_api_key")
+        path = Path(os.environ.get("ORCH_DATA_DIR") or ".data") / "admin_api_key"
         if not path.exists():
             raise typer.BadParameter("no admin key: start `make dev` first or set ORCH_ADMIN_API_KEY")
         admin_key = path.read_text().strip()
+    api = api.rstrip("/")
+    try:
+        _demo(api, admin_key, ui, region, timeout)
+    except httpx.HTTPError as exc:
+        typer.echo(unreachable_text(api, exc), err=True)
+        raise typer.Exit(UNAVAILABLE) from exc
+
+
+def _demo(api: str, admin_key: str, ui: str, region: str, timeout: float) -> None:
     http = httpx.Client(base_url=api, timeout=30)
     say = typer.echo
 

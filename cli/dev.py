@@ -3,7 +3,9 @@
 Before starting anything it checks that no earlier stack from this data dir is still alive (the pidfile
 ``<data_dir>/devstack.pid``) and that every port it needs is free; each problem is one line that says what
 to do. Every child dies with this process (parent-death signal, see ``cli.devstack.spawn``), and SIGINT,
-SIGTERM and SIGHUP all stop the whole stack cleanly; run by ``make dev``, it also stops when make dies.
+SIGTERM and SIGHUP all stop the whole stack cleanly (SIGINT too when it was started with SIGINT ignored, as a
+background job of a script is); run by ``make dev``, it also stops when make dies. ``orch dev --stop`` stops
+the stack of this data dir from another shell.
 Logs of this start are in ``<data_dir>/logs/<name>.log`` (the previous start's in ``<name>.log.1``).
 """
 
@@ -215,6 +217,28 @@ def _kill_stale(main: dict | None, alive: list[dict], timeout: float = 20.0) -> 
         raise DevStackError(*(f"could not stop {p.get('name', 'orch dev')} (pid {p['pid']})" for p in left))
 
 
+def stop_dev_stack(settings: Settings | None = None) -> int:
+    """``orch dev --stop``: stop the stack running from this data dir (from another shell): SIGTERM to its
+    ``orch dev`` process, which stops its children; any child left over (a crashed start) is stopped too.
+    0 when it stopped (or none was running), 1 when something could not be stopped."""
+    settings = settings or Settings()
+    path = settings.data_dir.resolve() / PIDFILE
+    main, alive = stale_processes(path)
+    if not main and not alive:
+        _say(f"no dev stack is running from {settings.data_dir.resolve()}")
+        return 0
+    pids = [p["pid"] for p in ([main] if main else []) + alive]
+    _say(f"stopping the dev stack (pids {', '.join(map(str, pids))}) ...")
+    try:
+        _kill_stale(main, alive, timeout=60.0)
+    except DevStackError as exc:
+        _say(*exc.lines, err=True)
+        return 1
+    path.unlink(missing_ok=True)
+    _say("stopped.")
+    return 0
+
+
 def _check_stale(path: Path, kill: bool) -> None:
     main, alive = stale_processes(path)
     if not main and not alive:
@@ -281,8 +305,10 @@ def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001 - signal handler s
 
 def run_dev_stack(settings: Settings | None = None, *, kill_stale: bool = False) -> int:
     """Run the stack until a signal (0) or a failure (1: one line per problem, no traceback)."""
-    # SIGTERM and SIGHUP (terminal closed) stop the stack exactly like Ctrl-C
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT (Ctrl-C, `kill -INT`), SIGTERM and SIGHUP (terminal closed) all stop the stack. SIGINT is set
+    # explicitly: a background job of a non-interactive shell (`make dev &` in a script) inherits SIGINT
+    # *ignored*, and Python then installs no KeyboardInterrupt handler, so `kill -INT` would do nothing.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_keyboard_interrupt)
     if "MAKELEVEL" in os.environ:  # run by `make dev`: killing make (even SIGKILL) stops the stack too
         die_with_parent()
@@ -384,12 +410,20 @@ def _run(settings: Settings, kill_stale: bool) -> int:
             f"""
 Carbon-aware orchestrator is running (data in {data})
   API          {base}        (OpenAPI docs: {base}/docs)
+  Dashboard    {base}/ui/     (log in with a client's API key)
   Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}
   Temporal     {settings.temporal_address}  (temporal workflow list --address {settings.temporal_address})
   S3           {settings.s3_endpoint_url}  (bucket {settings.s3_bucket})
   Logs         {logs}
   Admin key    {key}  ({key_src})
-Press Ctrl-C to stop."""
+
+Use it from another shell (the orch client reads these):
+  export ORCH_URL={base} ORCH_ADMIN_API_KEY={key}
+  export ORCH_API_KEY=$(.venv/bin/orch clients create my-team --key-only)
+  .venv/bin/orch demo --ui http://127.0.0.1:{settings.temporal_ui_port}
+
+Stop it: Ctrl-C here, or from another shell `kill -INT {os.getpid()}` or `.venv/bin/orch dev --stop`
+(the pid is in {pidfile})."""
         )
         try:
             while True:

@@ -297,6 +297,29 @@ class JobTemplateCreate(Strict):
     _args = field_validator("default_args")(_check_args)
 
 
+class JobTemplatePatch(Strict):
+    """Any field of a template (same rules as on create); the result is validated as a whole and stored as a
+    new version. Jobs and runs planned before keep the version they were planned with."""
+
+    name: Name | None = None
+    app_artifact_id: str | None = Field(None, min_length=1, max_length=40)
+    default_args: dict[str, Scalar] | None = None
+    data_uri: str | None = Field(
+        None, max_length=2048, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
+    fleet_template_id: InstanceType | None = None
+    expected_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
+    max_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
+    region: str | None = None
+    regions: list[RegionName] | None = Field(None, min_length=1, max_length=MAX_REGIONS)
+    data_region: RegionName | None = None
+    retry_policy: RetryPolicyIn | None = Field(
+        None, description="Retries of failed attempts (null: none); the whole policy is replaced"
+    )
+
+    _args = field_validator("default_args")(_check_args)
+
+
 class JobTemplateOut(BaseModel):
     id: str
     name: str
@@ -311,6 +334,38 @@ class JobTemplateOut(BaseModel):
     data_region: str | None = None
     retry_policy: dict[str, Any] | None = None
     created_at: datetime
+    version: int = Field(1, description="The current version (PATCH makes a new one)")
+    updated_at: datetime | None = Field(None, description="When the current version was made")
+    status: str = Field("active", description="active, or retired (DELETE): readable, takes no new use")
+    retired_at: datetime | None = None
+
+
+class JobTemplateVersionOut(BaseModel):
+    """One version of a template, as it was made."""
+
+    job_template_id: str
+    version: int
+    name: str
+    app_artifact_id: str
+    default_args: dict[str, Any]
+    data_uri: str | None
+    fleet_template_id: str
+    expected_runtime_sec: int | None
+    max_runtime_sec: int | None
+    region: str | None
+    regions: list[str] | None = None
+    data_region: str | None = None
+    created_at: datetime
+
+
+class RerunIn(Strict):
+    """Optional: the rerun's times. Default: a ONE_TIME job now; a RESCHEDULABLE job's window of the same
+    length starting now."""
+
+    intended_time: AwareDatetime | None = Field(None, description="ONE_TIME: when (default now)")
+    earliest_start: AwareDatetime | None = Field(
+        None, description="RESCHEDULABLE: the new window's start (default now; its length is kept)"
+    )
 
 
 # ---------- jobs ----------
@@ -445,6 +500,8 @@ class JobOut(BaseModel):
     run_ids: list[str]
     regions: list[str] | None = None
     retry_policy: dict[str, Any] | None = None
+    job_template_version: int | None = Field(None, description="The template version it was planned with")
+    rerun_of: str | None = Field(None, description="The run this job reruns (POST /v1/runs/{id}/rerun)")
 
 
 # ---------- schedules / predictions ----------
@@ -581,6 +638,9 @@ class RunOut(BaseModel):
         default_factory=list,
         description="Every attempt that ran: number, state, exit code, times, reason, log (issue 19; empty "
         "for runs recorded before it)",
+    )
+    job_template_version: int | None = Field(
+        None, description="The template version the run was planned with (kept when the template changes)"
     )
 
 

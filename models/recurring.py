@@ -67,6 +67,13 @@ class RecurringJobCreate(Strict):
 class RecurringJobPatch(Strict):
     """Every field optional; the calendar is re-validated as a whole and the Schedule updated."""
 
+    job_template_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        description="Switch to another of your templates (not retired): later firings use its current "
+        "version; the Temporal Schedule is rewritten; runs already made keep theirs",
+    )
     name: Name | None = None
     cron: str | None = Field(None, max_length=255)
     interval: str | None = Field(None, max_length=64)

@@ -342,6 +342,7 @@ def create_firing_run(
             request_hash=hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(),
             recurring_job_id=rj.id,
             nominal_time=nominal,
+            job_template_version=template.version,
         )
         run = new_run_for(
             job,
@@ -372,8 +373,10 @@ def create_firing_run(
     else:
         created = False
     if found is not None:
+        from services.job_templates import template_at
+
         job, run = found
-        template = session.get(JobTemplate, job.job_template_id)
+        template = template_at(session, job.job_template_id, job.job_template_version)
     if run.status != "PENDING" or template is None:
         session.commit()
         return Firing(
@@ -482,9 +485,9 @@ def _new_row(
 ) -> tuple[RecurringJob, JobTemplate]:
     """Blocking: validate ``body`` (models.recurring.RecurringJobCreate) and store the row."""
     from scheduling.calendar import CalendarError
-    from services.access import owned
+    from services.job_templates import usable_template
 
-    template = owned(session, JobTemplate, body.job_template_id, client, "job template")
+    template = usable_template(session, client, body.job_template_id)
     rid = new_id("rec")
     rj = RecurringJob(
         id=rid,
@@ -678,6 +681,15 @@ def _patched_probe(
 
     rj, template = load(session, client, recurring_id)
     _not_deleted(rj)
+    if "job_template_id" in changes:  # switching template: the new one must be the client's and not retired
+        from services.job_templates import usable_template
+
+        if changes["job_template_id"] is None:
+            raise Unprocessable(
+                "job_template_id cannot be null", [field_error("job_template_id", "cannot be null")]
+            )
+        template = usable_template(session, client, changes["job_template_id"])
+        session.commit()
     probe = RecurringJob(**{c.key: getattr(rj, c.key) for c in RecurringJob.__table__.columns})
     for k, v in changes.items():
         if k in ("start_at", "end_at") and v is not None:

@@ -18,6 +18,10 @@ Per run:
   baseline counts its chosen figure (saving 0);
 - saving = baseline - chosen.
 
+Audit: a forecast figure (``carbon_chosen_g``, ``carbon_earliest_g``) recomputes from the plan's audit
+record, ``GET /v1/runs/{id}/plan`` (``services/plan_audit.py``): the series the plan used, the runtime and the
+power (README "The plan's audit record").
+
 Forecast vs actuals: a run **rests on actuals** when both its chosen and its baseline figures are measured;
 all its figures (kWh, chosen, baseline, saving) then go to the ``*_actual`` columns, those of every other
 run (a forecast, a climatology or an estimate from them in at least one of the two) to ``*_forecast``.

@@ -2,7 +2,7 @@
 endpoints and their deliveries
 
 Revision ID: 0007_retries_webhooks
-Revises: 0005_actuals (re-chained at merge)
+Revises: 0008_template_versions
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import models.db
 
 revision = "0007_retries_webhooks"
-down_revision = "0005_actuals"
+down_revision = "0008_template_versions"
 branch_labels = None
 depends_on = None
 
@@ -20,6 +20,8 @@ def upgrade() -> None:
     with op.batch_alter_table("job_templates", schema=None) as batch_op:
         batch_op.add_column(sa.Column("retry_policy", sa.JSON(), nullable=True))
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("retry_policy", sa.JSON(), nullable=True))
+    with op.batch_alter_table("job_template_versions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("retry_policy", sa.JSON(), nullable=True))
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("attempt_log", sa.JSON(), nullable=True))
@@ -69,6 +71,8 @@ def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_column("attempt_log")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("retry_policy")
+    with op.batch_alter_table("job_template_versions", schema=None) as batch_op:
         batch_op.drop_column("retry_policy")
     with op.batch_alter_table("job_templates", schema=None) as batch_op:
         batch_op.drop_column("retry_policy")

@@ -130,6 +130,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/recurring-jobs/{recurring_id}"): {"json": {"name": "stolen"}},
     ("POST", "/v1/recurring-jobs/{recurring_id}/pause"): {"json": {"note": "tenant B tries"}},
     ("PATCH", "/v1/webhooks/{webhook_id}"): {"json": {"description": "tenant B tries"}},
+    ("PATCH", "/v1/job-templates/{template_id}"): {"json": {"expected_runtime_sec": 1234}},
+    ("POST", "/v1/runs/{run_id}/rerun"): {"json": {}},
 }
 # Routes only the admin may call: a client gets 403 for every id (its own, another's, a missing one).
 ADMIN_ONLY = {("PATCH", "/v1/clients/{client_id}")}

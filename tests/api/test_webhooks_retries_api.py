@@ -339,3 +339,13 @@ def test_run_lists_attempts_and_logs_per_attempt(api, api_settings):
     assert one.status_code == 200 and one.json()["attempt"] == 1  # no upload yet: empty text
     is_problem(api.get(f"/v1/runs/{run_id}/logs?attempt=7", headers=h), 404)
     is_problem(api.get(f"/v1/runs/{run_id}/logs?attempt=0", headers=h), 422)
+
+
+def test_patching_a_templates_retry_policy_makes_a_new_version(no_worker_api):
+    api = no_worker_api
+    _, h, tpl = setup_template(api, retry_policy={"max_attempts": 2})
+    r = api.patch(f"/v1/job-templates/{tpl}", json={"retry_policy": {"max_attempts": 5}}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["retry_policy"]["max_attempts"] == 5 and r.json()["version"] == 2
+    bad = api.patch(f"/v1/job-templates/{tpl}", json={"retry_policy": {"max_attempts": 0}}, headers=h)
+    assert any(e["path"].startswith("retry_policy") for e in is_problem(bad, 422)["errors"])

@@ -46,7 +46,15 @@ def _env(data: Path, ports: dict[str, int], admin: str | None = None) -> dict[st
     return env
 
 
-def _start(data: Path, ports: dict[str, int], admin: str | None, stdout=subprocess.PIPE) -> subprocess.Popen:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start(
+    data: Path, ports: dict[str, int], admin: str | None, stdout=subprocess.PIPE, sigint_ignored=False
+) -> subprocess.Popen:
+    """``orch dev`` in a process group of its own (the test signals only that group). ``sigint_ignored``:
+    started as a background job of a non-interactive shell is, with SIGINT ignored."""
     return subprocess.Popen(
         [sys.executable, "-m", "cli", "dev"],
         env=_env(data, ports, admin),
@@ -54,6 +62,7 @@ def _start(data: Path, ports: dict[str, int], admin: str | None, stdout=subproce
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
 
 
@@ -141,13 +150,23 @@ def test_dev_stack_end_to_end(tmp_path):
         if proc.poll() is None:
             out = _stop(proc, ports)
             assert "Admin key" in out and "stopped." in out
+            assert f"Dashboard    {base}/ui/" in out  # the banner names the dashboard's URL
+            # the banner's export lines name the stack's real port and key
+            assert f"export ORCH_URL={base} ORCH_ADMIN_API_KEY={admin}" in out, out
+            assert "orch dev --stop" in out and f"kill -INT {proc.pid}" in out, out
 
-    # a second start reuses the data (same admin key file, the client still exists)
-    proc = _start(tmp_path, ports, admin=None)
+    # a second start reuses the data (same admin key file, the client still exists); started with SIGINT
+    # ignored (a background job of a script), `kill -INT <pid>` from another shell still stops it
+    proc = _start(tmp_path, ports, admin=None, sigint_ignored=True)
     try:
         wait_for(lambda: proc.poll() is None and _ready(base), 120, "the second start's /readyz")
         got = httpx.get(f"{base}/v1/clients/{cid}", headers={"X-API-Key": admin}, timeout=10)
         assert got.status_code == 200 and got.json()["name"] == "acme"
+        os.kill(proc.pid, signal.SIGINT)  # the orch dev process only, as `kill -INT $pid` does
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "stopped." in out, out
+        for name, port in ports.items():
+            assert not port_open(port), f"{name} port {port} still open after kill -INT"
     finally:
         if proc.poll() is None:
             _stop(proc, ports)
@@ -324,6 +343,36 @@ def test_running_stack_in_the_same_data_dir_is_named(tmp_path):
     finally:
         fake.kill()
         fake.wait()
+
+
+def test_dev_stop_stops_the_stack_running_from_the_data_dir(tmp_path, capsys):
+    """`orch dev --stop` from another shell: the recorded `orch dev` process and its children are stopped
+    (called in-process: what `orch dev --stop` runs)."""
+    from cli.dev import stop_dev_stack
+    from core.settings import Settings
+
+    main, _ = _fake_server()  # stands in for the running `orch dev`
+    child, cport = _fake_server()
+    try:
+        entry = {
+            "name": "api",
+            "pid": child.pid,
+            "start": proc_start_time(child.pid),
+            "ports": {"http": cport},
+        }
+        path = _pidfile(tmp_path, (main.pid, proc_start_time(main.pid)), [entry])
+        settings = Settings(data_dir=tmp_path)
+        assert stop_dev_stack(settings) == 0
+        assert "stopped." in capsys.readouterr().out
+        assert main.wait(30) is not None and child.wait(30) is not None
+        assert not path.exists() and port_free(cport)
+        assert stop_dev_stack(settings) == 0
+        assert "no dev stack is running" in capsys.readouterr().out
+    finally:
+        for p in (main, child):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 # --- the full stack: dies with its parent; a child failing to start -----------------------------------------

@@ -667,3 +667,66 @@ async def test_deadline_at_risk_while_running_comes_before_the_deadline(env):
     assert result.status == "SUCCEEDED"
     assert event_types(fake).count("run.deadline_at_risk") == 1
     assert when[0] < latest
+
+
+async def test_the_plan_activity_keeps_the_audit_record_of_the_plan_the_run_follows(env, tmp_path):
+    """Issue 18: with the real plan_schedule and update_run activities (SQLite, embedded carbon data) a
+    RESCHEDULABLE run re-plans hourly while it sleeps; its plan names the audit record of the plan it
+    follows, that record's chosen start is the run's planned start, and re-plans it did not follow are
+    not piled up (one pending record at most)."""
+    from sqlalchemy import func, select
+
+    from activities.run_activities import RunActivities
+    from core.db import Database
+    from core.migrate import upgrade
+    from models.db import Artifact, Client, Job, JobTemplate, PlanAudit, Run, new_id
+    from services.plan_audit import plan_record
+    from tests.support.common import make_settings
+
+    settings = make_settings(tmp_path)
+    upgrade(settings)
+    db = Database(settings)
+    now = await env.get_current_time()
+    inp = await run_input(env, latest_finish=now + timedelta(hours=12), replan_interval_sec=3600)
+    ids = {k: new_id(k) for k in ("cl", "art", "tpl", "job")}
+    with db.session() as s:
+        s.add(Client(id=ids["cl"], name="c", api_key_hash=new_id("h"), api_key_prefix="p",
+                     region_default="eu-central-1"))  # fmt: skip
+        s.flush()
+        s.add(Artifact(id=ids["art"], client_id=ids["cl"], name="a", version="1", sha256="0" * 64,
+                       size_bytes=1, entry_point="main.py", s3_bucket="b", s3_key="k"))  # fmt: skip
+        s.flush()
+        s.add(JobTemplate(id=ids["tpl"], client_id=ids["cl"], name="t", app_artifact_id=ids["art"],
+                          fleet_template_id="m5.large", expected_runtime_sec=3600))  # fmt: skip
+        s.flush()
+        s.add(Job(id=ids["job"], client_id=ids["cl"], job_template_id=ids["tpl"], type="RESCHEDULABLE",
+                  earliest_start=now, latest_finish=inp.latest_finish, risk_mode="NEUTRAL",
+                  weights={"carbon": 1.0, "risk": 0.0, "slack": 0.0}, request_hash="x"))  # fmt: skip
+        s.flush()
+        s.add(Run(id=inp.run_id, job_id=ids["job"], client_id=ids["cl"], job_template_id=ids["tpl"],
+                  fleet_template_id="m5.large", workflow_id=f"run-{inp.run_id}"))  # fmt: skip
+    real = RunActivities(settings, db, driver=None)  # type: ignore[arg-type] - only planning and updates
+    fake = FakeFleet(start_in=timedelta(0))
+    acts = [a for a in fake.activities() if a.__name__ not in ("plan_schedule", "update_run")]
+    try:
+        async with Worker(env.client, task_queue=QUEUE, workflows=[JobRunWorkflow],
+                          activities=[real.plan_schedule, real.update_run, *acts]):  # fmt: skip
+            handle = await start(env, inp)
+            await handle.result()
+        with db.session() as s:
+            run = s.get_one(Run, inp.run_id)
+            rec = plan_record(s, inp.run_id, None)
+            n = s.scalar(select(func.count()).select_from(PlanAudit).where(PlanAudit.run_id == inp.run_id))
+            adopted = s.scalar(
+                select(func.count())
+                .select_from(PlanAudit)
+                .where(PlanAudit.run_id == inp.run_id, PlanAudit.adopted)
+            )
+        assert rec["audit_id"] == run.plan["audit_id"] and rec["run_id"] == inp.run_id
+        assert rec["chosen"]["start"] == run.planned_start.isoformat()
+        assert rec["stored"]["carbon_chosen_g"] == run.carbon_chosen_g
+        assert rec["regions"][0]["provider"] == "embedded" and rec["regions"][0]["series"]["values"]
+        assert n <= adopted + 2  # the record in force, the followed ones, at most one pending re-plan
+        assert len(rec["earlier"]) == adopted
+    finally:
+        db.dispose()
