@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 from pydantic import (
     AwareDatetime,
@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from models.domain import TERMINAL_STATUSES, JobType, RiskMode, RunStatus
+from models.workflow import RUN_EVENT_TYPES
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # EC2 instance types are lower case ("m5.large"); AWS refuses "M5.Large": input is normalised before storing.
@@ -680,7 +681,10 @@ WEBHOOK_URL_DESCRIPTION = (
 class WebhookCreate(Strict):
     url: str = Field(min_length=8, max_length=2048, description=WEBHOOK_URL_DESCRIPTION)
     event_types: list[WebhookEventType] = Field(
-        min_length=1, max_length=8, description='The events to receive (README "Webhooks": the event list)'
+        default_factory=lambda: cast(list[WebhookEventType], list(RUN_EVENT_TYPES)),
+        min_length=1,
+        max_length=8,
+        description='The events to receive (README "Webhooks": the event list); default: all of them',
     )
     description: str | None = Field(None, max_length=500)
 
