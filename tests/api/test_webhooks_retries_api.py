@@ -124,6 +124,8 @@ def test_create_shows_the_secret_once_and_never_again(api):
     patched = api.patch(f"/v1/webhooks/{body['id']}", json={"event_types": ["run.started"]}, headers=h)
     assert patched.status_code == 200 and "secret" not in patched.json()
     assert patched.json()["event_types"] == ["run.started"] and patched.json()["description"] == "ops"
+    every = api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/all"}, headers=h).json()
+    assert sorted(every["event_types"]) == sorted(RUN_EVENT_TYPES)  # default: every run event
     assert api.delete(f"/v1/webhooks/{body['id']}", headers=h).status_code == 204
     assert api.get(f"/v1/webhooks/{body['id']}", headers=h).status_code == 404
 
