@@ -153,6 +153,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.include_router(recurring.router)  # /v1/recurring-jobs
     app.include_router(reports.router)  # /v1/reports/carbon
+    from api.routers import webhooks  # issue 19: webhook endpoints and their deliveries
+
+    app.include_router(webhooks.router)  # /v1/webhooks
     from api.routers import carbon  # issue 18: the forecasts' measured skill
 
     app.include_router(carbon.router)  # /v1/carbon/skill

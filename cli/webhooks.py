@@ -29,7 +29,7 @@ def _table(items: list[dict]) -> Table:
             w["id"],
             w.get("url", "-"),
             _events(w.get("event_types")),
-            str(w.get("status") or ("active" if w.get("active", True) else "inactive")),
+            str(w.get("status") or ("enabled" if w.get("enabled", True) else "disabled")),
             w.get("description") or "-",
             _when(w.get("created_at")),
         )
@@ -148,7 +148,7 @@ def deliveries(
             str(d.get("event_type", "-")),
             str(d.get("status", "-")),
             str(d.get("attempts", d.get("attempt", "-"))),
-            str(d.get("response_status", d.get("status_code", "-"))),
+            str(d.get("last_status_code") or d.get("last_error") or "-"),
             _when(d.get("delivered_at") or d.get("created_at")),
         )
     out.print(t)

@@ -247,6 +247,17 @@ class Settings(BaseSettings):
         0.2, ge=0, le=1, description="Highest spot interruption probability AGGRESSIVE accepts"
     )
     replan_interval_sec: int = 3600
+    # Webhooks (issue 19): URL rules and delivery retries (README "Webhooks")
+    webhook_allow_http_loopback: bool | None = Field(
+        None,
+        description="Allow http://127.0.0.1 and http://[::1] webhook URLs (default: on in dev and test, "
+        "off in prod)",
+    )
+    webhook_timeout_sec: float = Field(10.0, gt=0, le=60, description="Timeout of one webhook POST")
+    webhook_retry_initial_sec: float = Field(5.0, ge=0.1, description="First delivery retry after this")
+    webhook_retry_backoff: float = Field(2.0, ge=1, description="Each delivery retry waits this times longer")
+    webhook_retry_max_interval_sec: float = Field(600.0, ge=0.1, description="Longest wait between retries")
+    webhook_max_attempts: int = Field(12, ge=1, description="Delivery attempts before a delivery is failed")
     default_runtime_sec: int = Field(
         3600, description="Runtime assumed with no history and no expected_runtime_sec"
     )
@@ -267,6 +278,7 @@ class Settings(BaseSettings):
         "s3_access_key_id",
         "s3_secret_access_key",
         "worker_metrics_port",
+        "webhook_allow_http_loopback",
         mode="before",
     )
     @classmethod
@@ -281,6 +293,13 @@ class Settings(BaseSettings):
             if self.s3_secret_access_key == "orchdev-secret":
                 raise ValueError("the dev S3 secret must not be used when ORCH_ENV=prod")
         return self
+
+    @property
+    def webhook_loopback_allowed(self) -> bool:
+        """ORCH_WEBHOOK_ALLOW_HTTP_LOOPBACK, by default on in dev and test, off in prod."""
+        if self.webhook_allow_http_loopback is not None:
+            return self.webhook_allow_http_loopback
+        return self.env != "prod"
 
     @property
     def db_url(self) -> str:

@@ -6,7 +6,7 @@ import json
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 from pydantic import (
     AwareDatetime,
@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from models.domain import TERMINAL_STATUSES, JobType, RiskMode, RunStatus
+from models.workflow import RUN_EVENT_TYPES
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # EC2 instance types are lower case ("m5.large"); AWS refuses "M5.Large": input is normalised before storing.
@@ -285,6 +286,36 @@ class FleetTemplateOut(BaseModel):
     spot_savings_pct: dict[str, int] = {}
 
 
+# ---------- retries (issue 19) ----------
+class RetryPolicyIn(Strict):
+    """Retries of failed app attempts (a non-zero exit). A spot interruption is not a failure: it relaunches
+    on-demand regardless. A retry never starts when it could not finish (p50) before latest_finish."""
+
+    max_attempts: int = Field(3, ge=1, le=20, description="Attempts in all, the first included (1: none)")
+    initial_interval_sec: float = Field(10.0, ge=0, le=86400, description="Backoff before the 1st retry (s)")
+    backoff_coefficient: float = Field(2.0, ge=1, le=10, description="Each backoff is this times the last")
+    max_interval_sec: float = Field(600.0, ge=0, le=7 * 86400, description="Longest backoff (s)")
+    retryable_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] | None = Field(
+        None, max_length=64, description="Exit codes that are retried; omit: every non-zero exit code"
+    )
+    replan: bool = Field(
+        False,
+        description="RESCHEDULABLE only: after the backoff, re-plan (same region) and move the retry to a "
+        "cleaner start within the window when the planner finds one that still finishes in time",
+    )
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    state: str = Field(description="RUNNING, SUCCEEDED, FAILED, INTERRUPTED, or the run's final status")
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str | None = None
+    capacity: str | None = None
+    log_url: str = Field(description="This attempt's log: GET /v1/runs/{id}/logs?attempt=N")
+
+
 # ---------- job templates ----------
 class JobTemplateCreate(Strict):
     name: Name
@@ -317,6 +348,9 @@ class JobTemplateCreate(Strict):
         description="Region of data_uri. A run of this template stays there unless the job itself lists "
         "regions. Must be allowed (and among regions when set).",
     )
+    retry_policy: RetryPolicyIn | None = Field(
+        None, description="Retries of failed attempts for this template's runs (a job may override it)"
+    )
 
     _args = field_validator("default_args")(_check_args)
 
@@ -337,6 +371,9 @@ class JobTemplatePatch(Strict):
     region: str | None = None
     regions: list[RegionName] | None = Field(None, min_length=1, max_length=MAX_REGIONS)
     data_region: RegionName | None = None
+    retry_policy: RetryPolicyIn | None = Field(
+        None, description="Retries of failed attempts (null: none); the whole policy is replaced"
+    )
 
     _args = field_validator("default_args")(_check_args)
 
@@ -353,6 +390,7 @@ class JobTemplateOut(BaseModel):
     region: str | None
     regions: list[str] | None = None
     data_region: str | None = None
+    retry_policy: dict[str, Any] | None = None
     created_at: datetime
     version: int = Field(1, description="The current version (PATCH makes a new one)")
     updated_at: datetime | None = Field(None, description="When the current version was made")
@@ -426,6 +464,9 @@ class JobCreate(Strict):
     weights: WeightsIn = Field(default_factory=WeightsIn)
     args: dict[str, Scalar] | None = Field(None, description="Override the template's default_args")
     regions: list[RegionName] | None = Field(None, **JOB_REGIONS_FIELD)
+    retry_policy: RetryPolicyIn | None = Field(
+        None, description="Override the template's retry policy for this job (max_attempts 1: no retries)"
+    )
 
     _args = field_validator("args")(_check_args)
 
@@ -516,6 +557,7 @@ class JobOut(BaseModel):
     created_at: datetime
     run_ids: list[str]
     regions: list[str] | None = None
+    retry_policy: dict[str, Any] | None = None
     job_template_version: int | None = Field(None, description="The template version it was planned with")
     rerun_of: str | None = Field(None, description="The run this job reruns (POST /v1/runs/{id}/rerun)")
 
@@ -667,6 +709,11 @@ class RunOut(BaseModel):
         description="The AWS region chosen for the run when it was planned (fixed once it launched); null "
         "before planning and for runs planned before regions were recorded",
     )
+    attempt_history: list[AttemptOut] = Field(
+        default_factory=list,
+        description="Every attempt that ran: number, state, exit code, times, reason, log (issue 19; empty "
+        "for runs recorded before it)",
+    )
     job_template_version: int | None = Field(
         None, description="The template version the run was planned with (kept when the template changes)"
     )
@@ -685,3 +732,70 @@ class LogsOut(BaseModel):
     run_id: str
     attempt: int
     text: str
+
+
+# ---------- webhooks (issue 19) ----------
+WebhookEventType = Literal[
+    "run.scheduled",
+    "run.started",
+    "run.succeeded",
+    "run.failed",
+    "run.cancelled",
+    "run.expired",
+    "run.retrying",
+    "run.deadline_at_risk",
+]
+WEBHOOK_URL_DESCRIPTION = (
+    "https URL to a public address (http://127.0.0.1 or http://[::1] only when the server allows it: "
+    "ORCH_WEBHOOK_ALLOW_HTTP_LOOPBACK, on in dev and tests); never a private, loopback, link-local or cloud "
+    "metadata address (checked again at each delivery after resolving the name)"
+)
+
+
+class WebhookCreate(Strict):
+    url: str = Field(min_length=8, max_length=2048, description=WEBHOOK_URL_DESCRIPTION)
+    event_types: list[WebhookEventType] = Field(
+        default_factory=lambda: cast(list[WebhookEventType], list(RUN_EVENT_TYPES)),
+        min_length=1,
+        max_length=8,
+        description='The events to receive (README "Webhooks": the event list); default: all of them',
+    )
+    description: str | None = Field(None, max_length=500)
+
+
+class WebhookPatch(Strict):
+    url: str | None = Field(None, min_length=8, max_length=2048, description=WEBHOOK_URL_DESCRIPTION)
+    event_types: list[WebhookEventType] | None = Field(None, min_length=1, max_length=8)
+    description: str | None = Field(None, max_length=500)
+    enabled: bool | None = Field(None, description="false: no new deliveries (events are not recorded)")
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="Signs every payload (HMAC-SHA256, header Orch-Signature). Shown once, here: store it now"
+    )
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_id: str = Field(description="The event's stable id: the same on every retry and redelivery")
+    event_type: str
+    run_id: str | None
+    status: str = Field(description="pending | delivered | failed")
+    attempts: int = Field(description="POSTs made, retries and redeliveries included")
+    redeliveries: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None

@@ -110,6 +110,7 @@ class JobTemplate(Base):
     regions: Mapped[list[Any] | None] = mapped_column(default=None)
     data_region: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # issue 19 (NULL: no retries)
     # issue 19: the row holds the CURRENT version (PATCH makes a new one, each kept in
     # job_template_versions); a retired template (DELETE) stays readable but takes no new use
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -129,6 +130,7 @@ TEMPLATE_VERSION_FIELDS = (
     "region",
     "regions",
     "data_region",
+    "retry_policy",
 )
 
 
@@ -150,6 +152,7 @@ class JobTemplateVersion(Base):
     regions: Mapped[list[Any] | None] = mapped_column(default=None)
     data_region: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # issue 19
 
 
 class Job(Base):
@@ -175,6 +178,9 @@ class Job(Base):
     recurring_job_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)
     nominal_time: Mapped[datetime | None] = mapped_column(default=None)
     regions: Mapped[list[Any] | None] = mapped_column(default=None)  # issue 14: narrows the template's
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(
+        default=None
+    )  # issue 19: overrides template's
     job_template_version: Mapped[int | None] = mapped_column(Integer, default=None)  # issue 19 (NULL: 1)
     rerun_of: Mapped[str | None] = mapped_column(String(40), default=None)  # issue 19: the run it reruns
 
@@ -217,6 +223,8 @@ class Run(Base):
     carbon_actual_source: Mapped[str | None] = mapped_column(String(255), default=None)
     carbon_actual_note: Mapped[str | None] = mapped_column(Text, default=None)
     carbon_actual_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # issue 19: one record per attempt {attempt, state, exit_code, started_at, finished_at, reason, capacity}
+    attempt_log: Mapped[list[Any] | None] = mapped_column(default=None)
 
 
 class RecurringJob(Base):
@@ -255,6 +263,46 @@ class CarbonCache(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class WebhookEndpoint(Base):
+    """A client's webhook endpoint (issue 19). ``secret`` signs the payloads (HMAC-SHA256), so it must be
+    recoverable: it is stored as is (the project has no key facility; README "Webhooks") and never returned
+    after creation."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list[Any]] = mapped_column(default=list)
+    description: Mapped[str | None] = mapped_column(String(500), default=None)
+    secret: Mapped[str] = mapped_column(String(128))
+    enabled: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: created in the same transaction as the run change that caused it
+    (unique per endpoint + event id), delivered by ``WebhookDeliveryWorkflow``."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("uq_delivery_endpoint_event", "endpoint_id", "event_id", unique=True),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    client_id: Mapped[str] = mapped_column(String(40), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    redeliveries: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class PlanAudit(Base):

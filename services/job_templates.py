@@ -99,6 +99,7 @@ def create_template(session: Session, client: Client, body: JobTemplateCreate) -
         region=body.region,
         regions=list(body.regions) if body.regions is not None else None,
         data_region=body.data_region,
+        retry_policy=body.retry_policy.model_dump() if body.retry_policy is not None else None,
         version=1,
         created_at=utcnow(),
     )

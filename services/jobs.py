@@ -34,7 +34,7 @@ from core.settings import Settings
 from models.api import JobCreate, args_launch_problem, window_limit_errors
 from models.db import Client, Job, JobTemplate, Run, new_id, utcnow
 from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID, SA_RUN_STATUS, JobType, RunStatus
-from models.workflow import RunInput, workflow_id_for
+from models.workflow import RetrySpec, RunInput, workflow_id_for
 from scheduling.scoring import Weights
 from services.access import owned
 from services.errors import Conflict, Unavailable, Unprocessable, field_error
@@ -91,7 +91,16 @@ def run_input_for(settings: Settings, run: Run, job: Job, template: JobTemplate)
         max_runtime_sec=template.max_runtime_sec,
         replan_interval_sec=settings.replan_interval_sec,
         monitor_poll_sec=settings.monitor_poll_sec,
+        retry=retry_spec(job, template),
     )
+
+
+def retry_spec(job: Job, template: JobTemplate) -> RetrySpec | None:
+    """The run's retry policy: the job's override, else its template's; None (no retries) without one."""
+    policy = job.retry_policy if job.retry_policy is not None else template.retry_policy
+    if not policy or int(policy.get("max_attempts", 1)) <= 1:
+        return None
+    return RetrySpec.model_validate(policy)
 
 
 async def start_run_workflow(
@@ -270,6 +279,7 @@ def insert_job(
         idempotency_key=idempotency_key,
         request_hash=req_hash,
         regions=list(body.regions) if body.regions is not None else None,
+        retry_policy=body.retry_policy.model_dump() if body.retry_policy is not None else None,
         job_template_version=template.version,
         rerun_of=rerun_of,
     )
@@ -400,6 +410,7 @@ def rerun_request(
         "weights": dict(job.weights or {}),
         "args": dict(job.args) if job.args else None,
         "regions": list(job.regions) if job.regions is not None else None,
+        "retry_policy": dict(job.retry_policy) if job.retry_policy is not None else None,
     }
     wrong = (
         ("earliest_start", earliest_start)

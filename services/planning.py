@@ -416,9 +416,11 @@ def plan_for_run(
     client: Client,
     not_before: datetime,
     current_start: datetime | None = None,
+    pin_region: bool = False,
     record: bool = True,
 ) -> PlanResult:
     """Plan (or re-plan) one run. ``not_before`` is the workflow's now: no start is proposed before it.
+    ``pin_region``: only the run's recorded region (a retry's re-plan: a launched run stays where it ran).
     ``record``: keep the plan's audit record (``services/plan_audit.py``); its id is the plan's
     ``audit_id``."""
     weights = Weights(**job.weights) if job.weights else Weights()
@@ -440,7 +442,11 @@ def plan_for_run(
         weights,
         fixed_start=job.type == "ONE_TIME",  # a ONE_TIME job starts at intended_time, no shifting
         runtime=runtime,
-        regions=candidate_regions(client, template, job.regions),  # NoCandidateRegion fails the run
+        regions=(
+            [run.region]
+            if pin_region and run.region
+            else candidate_regions(client, template, job.regions)  # NoCandidateRegion fails the run
+        ),
         inputs=inputs,
         top_k=RECORD_CANDIDATES if record else 5,  # only the audit record lists them
     )

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import PrincipalDep, ServicesDep, SessionDep, request_session, tenant_of
 from api.pagination import CursorQ, LimitQ
-from models.api import CancelIn, CarbonOut, JobCreated, LogsOut, Page, RerunIn, RunOut, RunStatus
+from models.api import AttemptOut, CancelIn, CarbonOut, JobCreated, LogsOut, Page, RerunIn, RunOut, RunStatus
 from models.audit import PlanAuditOut
 from models.db import Run
 from services import jobs, runs
@@ -60,6 +60,10 @@ def run_out(r: Run) -> RunOut:
         ),
         recurring_job_id=r.recurring_job_id,
         region=r.region,
+        attempt_history=[
+            AttemptOut(**a, log_url=f"/v1/runs/{r.id}/logs?attempt={a['attempt']}")
+            for a in runs.attempt_history(r)
+        ],
         job_template_version=r.job_template_version or 1,
     )
 
@@ -172,16 +176,20 @@ async def rerun(
     return JobCreated(job_id=sub.job.id, run_id=run.id, workflow_id=run.workflow_id, status=run.status)
 
 
-@router.get("/{run_id}/logs", response_model=LogsOut, summary="Tail of the app's log (latest attempt)")
+@router.get("/{run_id}/logs", response_model=LogsOut, summary="Tail of the app's log (an attempt's)")
 async def run_logs(
     run_id: str,
     principal: PrincipalDep,
     session: SessionDep,
     services: ServicesDep,
     tail_bytes: Annotated[int, Query(ge=1, le=1024 * 1024)] = 65536,
+    attempt: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="The attempt whose log to read (default: the latest launched)"),
+    ] = None,
 ) -> LogsOut:
-    """Read from the artifact store, where every fleet driver puts the app's log."""
+    """Read from the artifact store, where every fleet driver puts the app's log (one per attempt)."""
     got = await runs.run_log(
-        session, services.s3, services.settings.s3_bucket, run_id, principal.client, tail_bytes
+        session, services.s3, services.settings.s3_bucket, run_id, principal.client, tail_bytes, attempt
     )
     return LogsOut(run_id=got.run_id, attempt=got.attempt, text=got.text)

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.main import create_app
 from core.settings import Settings
-from tests.support.api import AWS_BODY, insert_job_and_run, insert_recurring_row
+from tests.support.api import AWS_BODY, insert_job_and_run, insert_recurring_row, insert_webhook_and_delivery
 from tests.support.common import ADMIN_KEY, new_client
 from tests.support.zips import make_zip
 
@@ -62,6 +62,11 @@ TEMPORAL_OPS += (
     "POST /v1/recurring-jobs/{recurring_id}/trigger",
     "DELETE /v1/recurring-jobs/{recurring_id}",
 )
+# issue 19: a test event and a redelivery start a delivery workflow
+TEMPORAL_OPS += (
+    "POST /v1/webhooks/{webhook_id}/test",
+    "POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+)
 TEMPORAL_OPS += ("POST /v1/runs/{run_id}/rerun",)  # issue 19: a rerun starts a workflow
 # Operations that need the admin key; everything else is called with the fuzz client's key.
 ADMIN_OPS = {"POST /v1/clients", "PATCH /v1/clients/{client_id}", "GET /v1/clients"}
@@ -81,6 +86,7 @@ class World:
     key: str
     ids: dict[str, str] = field(default_factory=dict)
     artifact_zip: bytes = b""
+    spare_webhook_id: str = ""
 
     def valid_bodies(self) -> dict[str, list[Any]]:
         now = datetime.now(UTC)
@@ -124,6 +130,8 @@ class World:
                 }
             ],  # fmt: skip
             "PATCH /v1/recurring-jobs/{recurring_id}": [{"margin_after": "PT2H"}],
+            "POST /v1/webhooks": [{"url": "https://hooks.example.com/fuzz", "event_types": ["run.failed"]}],
+            "PATCH /v1/webhooks/{webhook_id}": [{"description": "fuzz", "enabled": True}],
             "PATCH /v1/job-templates/{template_id}": [{"expected_runtime_sec": 1200}],
         }
 
@@ -177,6 +185,9 @@ def world(api, api_settings) -> World:
         "fleet_template_id": "m5.large",
         "recurring_id": insert_recurring_row(api_settings, cid, tpl.json()["id"]),
     }
+    w.ids["webhook_id"], w.ids["delivery_id"] = insert_webhook_and_delivery(api, api_settings, h, cid)
+    # DELETE gets an endpoint of its own, so the operations sorted after it still find theirs
+    w.spare_webhook_id = insert_webhook_and_delivery(api, api_settings, h, cid)[0]
     return w
 
 
@@ -242,8 +253,8 @@ def _from_world(fn):
 @schema.hook
 def before_generate_path_parameters(context, strategy):
     names = [p.name for p in context.operation.path_parameters]
-    if not names:
-        return strategy
+    if not names or _label(context.operation) == "DELETE /v1/webhooks/{webhook_id}":
+        return strategy  # the world's endpoint must outlive the fuzzing (test_a_valid_request_conforms)
     return st.one_of(strategy, _from_world(lambda w: {n: w.ids.get(n, "x") for n in names}))
 
 
@@ -330,6 +341,8 @@ def test_a_valid_request_conforms(label, fuzz_app, world, api):
     kwargs: dict[str, Any] = {}
     if operation.path_parameters:
         kwargs["path_parameters"] = {p.name: world.ids[p.name] for p in operation.path_parameters}
+        if label == "DELETE /v1/webhooks/{webhook_id}":
+            kwargs["path_parameters"]["webhook_id"] = world.spare_webhook_id
     if (query := world.valid_query(label)) is not None:
         kwargs["query"] = query
     if label in (bodies := world.valid_bodies()):
