@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.maintenance import MaintenanceActivities
 from activities.recurring import RecurringActivities
 from activities.run_activities import RunActivities
+from activities.webhooks import WebhookActivities
 from core.db import Database
 from core.logs import setup_logging
 from core.settings import Settings, get_settings
@@ -28,6 +29,7 @@ from models.workflow import MaintenanceInput, maintenance_workflow_id
 from workflows.job_run import JobRunWorkflow
 from workflows.maintenance import MaintenanceWorkflow
 from workflows.recurring import RecurringFiringWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("orch.worker")
 
@@ -36,11 +38,12 @@ def build_worker(client, settings: Settings, db: Database) -> Worker:
     acts = RunActivities(settings, db, get_driver(settings.fleet_driver, settings))
     maint = MaintenanceActivities(settings, db, client)
     recurring = RecurringActivities(settings, db)  # issue 13: firings of recurring jobs' Schedules
+    hooks = WebhookActivities(settings, db)  # issue 19: webhook deliveries
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[JobRunWorkflow, MaintenanceWorkflow, RecurringFiringWorkflow],
-        activities=acts.all() + maint.all() + recurring.all(),
+        workflows=[JobRunWorkflow, MaintenanceWorkflow, RecurringFiringWorkflow, WebhookDeliveryWorkflow],
+        activities=acts.all() + maint.all() + recurring.all() + hooks.all(),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_sec),
         max_concurrent_activities=settings.worker_max_activities,
     )

@@ -45,12 +45,14 @@ from core.db import Database
 from core.s3 import s3_client
 from core.settings import Settings
 from fleets.local import clean_run_dirs
-from models.db import Job, JobTemplate, Run, utcnow
+from models.db import Job, Run, utcnow
 from models.domain import TERMINAL_STATUSES, RunStatus
 from models.workflow import MaintenancePassInput, MaintenancePassResult
 from services.actuals import record_actuals
 from services.artifacts import sweep_artifact_store
+from services.job_templates import template_at
 from services.jobs import start_run_workflow
+from services.webhooks import record_final_event, stale_pending, start_deliveries, to_start
 
 log = logging.getLogger("orch.maintenance")
 
@@ -149,7 +151,7 @@ def _start_if_still_pending(ctx: MaintenanceContext, run_id: str, loop: asyncio.
             return False  # cancelled (or started and moved on) meanwhile
         run = s.get_one(Run, run_id)
         job = s.get_one(Job, run.job_id)
-        template = s.get_one(JobTemplate, run.job_template_id)
+        template = template_at(s, run.job_template_id, run.job_template_version)
         coro = start_run_workflow(ctx.temporal, ctx.settings, run, job, template)
         started = asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
     if started:
@@ -181,6 +183,8 @@ def _close_run(db: Database, run_id: str, status: str, reason: str) -> bool:
             ),
         )
         done = res.rowcount == 1
+        if done:  # its webhook event, delivered by the redrive task below
+            record_final_event(s, s.get_one(Run, run_id))
     if done:
         log.warning("reconciler marked run %s %s: %s", run_id, status, reason, extra={"run_id": run_id})
     return done
@@ -234,6 +238,27 @@ async def reconcile_runs(ctx: MaintenanceContext, state: dict[str, Any]) -> tupl
             closed += await asyncio.to_thread(_close_run, ctx.db, run_id, *verdict)
     after = page[-1][0] if len(page) == s.reconcile_batch else ""
     return {"after": after}, {"started": started, "closed": closed, "examined": len(pending) + len(page)}
+
+
+# ---------------------------------------------------------------- redrive_webhook_deliveries
+REDRIVE_GRACE_SEC = 60.0
+REDRIVE_BATCH = 200
+
+
+@maintenance_task("redrive_webhook_deliveries")
+async def redrive_webhook_deliveries(ctx: MaintenanceContext, state: dict[str, Any]) -> tuple[dict, dict]:
+    """Start the delivery of webhook events stored but never attempted after a minute (their workflow
+    never started: Temporal was down, or the reconciler closed the run). Signalling a delivery its
+    workflow already holds is ignored: one waiting behind an earlier one of its run is not sent twice."""
+    older = utcnow() - timedelta(seconds=REDRIVE_GRACE_SEC)
+
+    def load() -> list:
+        with ctx.db.session() as s:
+            return to_start(s, stale_pending(s, older, REDRIVE_BATCH))
+
+    items = await asyncio.to_thread(load)
+    await start_deliveries(ctx.temporal, ctx.settings, items)
+    return state, {"examined": len(items), "started": len(items)}
 
 
 # ---------------------------------------------------------------- sweep_artifact_store

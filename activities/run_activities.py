@@ -12,7 +12,7 @@ from core.db import Database
 from core.logs import bind
 from core.settings import Settings
 from fleets.base import DONE_STATES, FleetDriver, FleetHandle, FleetStatus, LaunchSpec
-from models.db import Artifact, Client, Job, JobTemplate, Run, utcnow
+from models.db import Artifact, Client, Job, Run, utcnow
 from models.domain import TERMINAL_STATUSES
 from models.workflow import (
     ERR_FLEET_LAUNCH,
@@ -27,8 +27,11 @@ from models.workflow import (
     PlanResult,
     RunUpdate,
 )
+from services.job_templates import template_at
 from services.planning import InfeasibleWindow, plan_for_run, realised_emissions_g
 from services.regions import NoCandidateRegion, home_region, launch_settings
+from services.runs import merge_attempt
+from services.webhooks import record_run_events, start_deliveries, to_start
 
 log = logging.getLogger("orch.activities")
 
@@ -78,45 +81,68 @@ class RunActivities:
         with self.db.session() as s:
             run = s.get_one(Run, req.run_id)
             job = s.get_one(Job, run.job_id)
-            template = s.get_one(JobTemplate, run.job_template_id)
+            template = template_at(s, run.job_template_id, run.job_template_version)
             client = s.get_one(Client, run.client_id)
             return plan_for_run(
-                s, self.settings, run, job, template, client, req.not_before, req.current_start
+                s,
+                self.settings,
+                run,
+                job,
+                template,
+                client,
+                req.not_before,
+                req.current_start,
+                pin_region=req.retry_attempt is not None,
             )
 
     # ---------- bookkeeping ----------
     @activity.defn
     async def update_run(self, upd: RunUpdate) -> None:
         _bind(upd.run_id)
-        await asyncio.to_thread(self._update, upd)
+        await self._deliver(await asyncio.to_thread(self._update, upd))
 
-    def _update(self, upd: RunUpdate) -> None:
+    async def _deliver(self, delivery_ids: list[str]) -> None:
+        """Start the delivery workflows of the events just recorded (after the commit). A worker that dies
+        before this retries the activity, which finds the same pending deliveries."""
+        if not delivery_ids:
+            return
+        with self.db.session() as s:
+            items = to_start(s, delivery_ids)
+        await start_deliveries(activity.client(), self.settings, items)
+
+    def _update(self, upd: RunUpdate) -> list[str]:
         with self.db.session() as s:
             run = s.get(Run, upd.run_id, with_for_update=True)
             if run is None:
                 raise ApplicationError(f"run {upd.run_id} not found", non_retryable=True)
             if run.status in TERMINAL_STATUSES:
-                return  # a finished run's record is final
+                return record_run_events(s, run, upd.events)  # a finished run's record is final
             unlaunched = _before_launch(run)
-            for field in upd.model_dump(exclude={"run_id"}, exclude_none=True):
+            for field in upd.model_dump(exclude={"run_id", "attempt_record", "events"}, exclude_none=True):
                 setattr(run, field, getattr(upd, field))
+            if upd.attempt_record:
+                run.attempt_log = merge_attempt(run.attempt_log, upd.attempt_record)
             region = (upd.plan or {}).get("region")
             if region and unlaunched:
                 # the plan's region is the run's; once an attempt launched it stays where it runs
                 run.region = str(region)
             run.updated_at = utcnow()
+            pending = record_run_events(s, run, upd.events)
         log.info("run %s -> %s", upd.run_id, upd.status)
+        return pending
 
     @activity.defn
     async def finish_run(self, req: FinishRequest) -> None:
         _bind(req.run_id)
-        await asyncio.to_thread(self._finish, req)
+        await self._deliver(await asyncio.to_thread(self._finish, req))
 
-    def _finish(self, req: FinishRequest) -> None:
+    def _finish(self, req: FinishRequest) -> list[str]:
         with self.db.session() as s:
             run = s.get_one(Run, req.run_id, with_for_update=True)
             if run.status in TERMINAL_STATUSES:
-                return
+                return record_run_events(s, run, req.events)
+            if req.attempt_record:
+                run.attempt_log = merge_attempt(run.attempt_log, req.attempt_record)
             run.status, run.status_reason, run.exit_code = req.status, req.status_reason, req.exit_code
             run.attempts = max(run.attempts, req.attempts)
             run.started_at = req.started_at or run.started_at
@@ -129,7 +155,9 @@ class RunActivities:
                     )
                 except Exception:  # noqa: BLE001 - the estimate is informative; never fail the run over it
                     log.warning("realised carbon estimate failed for run %s", run.id, exc_info=True)
+            pending = record_run_events(s, run, req.events)
         log.info("run %s finished %s", req.run_id, req.status)
+        return pending
 
     @activity.defn
     async def check_launch(self, req: LaunchCheckRequest) -> LaunchCheck:
@@ -183,7 +211,7 @@ class RunActivities:
         with self.db.session() as s:
             run = s.get_one(Run, req.run_id)
             job = s.get_one(Job, run.job_id)
-            template = s.get_one(JobTemplate, run.job_template_id)
+            template = template_at(s, run.job_template_id, run.job_template_version)
             art = s.get_one(Artifact, template.app_artifact_id)
             client = s.get_one(Client, run.client_id)
             aws = None

@@ -153,6 +153,9 @@ DOMAIN_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/jobs"): (409, 503),
     ("put", "/v1/clients/{client_id}/aws"): (409,),
     ("post", "/v1/runs/{run_id}/cancel"): (409, 503),
+    ("post", "/v1/runs/{run_id}/rerun"): (409, 503),
+    ("post", "/v1/schedules/preview"): (409,),
+    ("post", "/v1/recurring-jobs"): (409,),
     ("get", "/v1/runs/{run_id}/logs"): (503,),
 }
 

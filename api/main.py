@@ -187,6 +187,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.include_router(recurring.router)  # /v1/recurring-jobs
     app.include_router(reports.router)  # /v1/reports/carbon
+    from api.routers import webhooks  # issue 19: webhook endpoints and their deliveries
+
+    app.include_router(webhooks.router)  # /v1/webhooks
+    from api.routers import carbon  # issue 18: the forecasts' measured skill
+
+    app.include_router(carbon.router)  # /v1/carbon/skill
+    from api.ui import mount_ui  # issue 20: the client dashboard at /ui (static files calling this API)
+
+    mount_ui(app)
     app.add_middleware(RefuseNul)
     app.add_middleware(
         UploadLimit, limit=settings.max_artifact_bytes, json_limit=settings.max_json_body_bytes

@@ -3,9 +3,12 @@
     .venv/bin/python bench/bench_plan.py [--repeat 2000]
 
 Timed: ``plan_schedule`` end to end, from a 14-day 5-minute forecast series (slicing it to the window,
-prefix sums, risk/slack, normalisation, top-5, Candidate objects and the rationale). Compared with the
-straightforward per-candidate reference (``bench/reference_plan.py``) of the same model, which is also
-checked to choose the same start. Then the cost for windows of 1..28 days (linear growth).
+prefix sums, risk/slack, normalisation, top-5, Candidate objects and the rationale); then the same plan with
+the forecast marked history-based (``with_paired``: the embedded climatology's case), so the paired rule
+runs (29 paired days x the starts it judges), and a nightly 30-min job with a +-8 h window on a 15-min
+grid. Compared with the straightforward per-candidate reference (``bench/reference_plan.py``) of the
+same model, which is also checked to choose the same start. Then the cost for windows of 1..28 days
+(linear growth).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.reference_plan import reference_choice  # noqa: E402
 from scheduling.carbon import embedded_history  # noqa: E402
+from scheduling.paired import PairedHistory, PairedSkill, paired_history  # noqa: E402
 from scheduling.scoring import RiskMode, Weights, plan_schedule  # noqa: E402
 
 STEP = timedelta(minutes=5)
@@ -76,6 +80,36 @@ def main() -> None:
         f"speed-up: {med_ref / med_fast:.0f}x; same start: {plan.chosen.start == ref_start} "
         f"({plan.chosen.start:%Y-%m-%d %H:%M}Z)"
     )
+    kw_p = dict(kw, series=forecast.with_paired(paired_history("DE")))
+    for _ in range(50):
+        plan_schedule(**kw_p)
+    paired = timed(lambda: plan_schedule(**kw_p), args.repeat)
+    pp = plan_schedule(**kw_p)
+    print(
+        f"with the paired rule ({pp.decision_rule['paired_days']} days, judged best first): "
+        f"median {statistics.median(paired) * 1e3:.3f} ms"
+    )
+    de = paired_history("DE")
+    strict = PairedHistory(de.start, de.hourly, PairedSkill(min_share_saved=1.0, min_t=100.0))
+    kw_s = dict(kw, series=forecast.with_paired(strict))
+    worst = timed(lambda: plan_schedule(**kw_s), max(200, args.repeat // 4))
+    print(
+        f"  worst case, no start passes (the 384 best judged): median {statistics.median(worst) * 1e3:.3f} ms"
+    )
+    night = e.replace(hour=1, minute=0)
+    kw_n = dict(
+        kw,
+        earliest=night - timedelta(hours=8),
+        latest=night + timedelta(hours=8, minutes=30),
+        p50_sec=1800.0,
+        p90_sec=1800.0,
+        step=timedelta(minutes=15),
+        baseline=night,
+    )
+    for label, ser in (("forecast gate", forecast), ("paired rule", kw_p["series"])):
+        kk = dict(kw_n, series=ser)
+        t = statistics.median(timed(lambda kk=kk: plan_schedule(**kk), args.repeat))
+        print(f"nightly 30-min job, +-8 h, 15-min grid ({label}): median {t * 1e3:.3f} ms")
     print("\nwindow days  starts  median ms  ms per 1k starts")
     for days in (1, 2, 4, 7, 14, 21, 28):
         k2 = dict(kw, latest=e + timedelta(days=days))

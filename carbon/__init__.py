@@ -19,7 +19,7 @@ from carbon.base import REGISTRY, CarbonProvider, CarbonProviderError, LiveData,
 from carbon.cache import CarbonCache, DbCarbonCache, MemoryTTLCache
 from carbon.csvfile import load_csv, load_csv_series
 from carbon.embedded import embedded_series
-from carbon.service import DEFAULT_CACHE, CarbonService, get_series, providers
+from carbon.service import DEFAULT_CACHE, CarbonService, SeriesSource, get_series, get_series_info, providers
 
 __all__ = [
     "DEFAULT_CACHE",
@@ -33,8 +33,10 @@ __all__ = [
     "Measured",
     "MemoryTTLCache",
     "NotCovered",
+    "SeriesSource",
     "embedded_series",
     "get_series",
+    "get_series_info",
     "load_csv",
     "load_csv_series",
     "measured_series",

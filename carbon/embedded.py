@@ -7,7 +7,9 @@ as a 52-week cycle so weekdays line up), times a weekday factor
 What it is not: a forecast of this day's weather or grid: it knows nothing about today. Where recent actuals
 of the region are available (a live provider's history, or the csv provider's file ending before the
 window), :func:`recent_series` uses them instead: the seasonal forecaster's daily profile of the recent days
-plus the decaying recent anomaly. Regions without an hourly series get a flat annual CCF factor, and the
+plus the decaying recent anomaly. The climatology carries its 2023 history (``CarbonSeries.paired``), so the
+planner judges a move by same-day paired savings in that history (``scheduling.paired``), with the shipped
+per-zone skill table. Regions without an hourly series get a flat annual CCF factor, and the
 note says no time-shifting benefit can be claimed there.
 """
 
@@ -30,6 +32,7 @@ from scheduling.carbon import (
     regions,
     zone_for_region,
 )
+from scheduling.paired import paired_history
 
 __all__ = ["embedded_series", "has_hourly_data", "is_fallback_region", "recent_series"]
 
@@ -59,7 +62,9 @@ def embedded_series(
     zone = zone_for_region(key)
     g0, g1 = floor_time(start, step), ceil_time(end, step)
     if zone is not None and zone in embedded_zones():
-        series = fc.climatology_forecast(embedded_history(zone), g0, g1, step)
+        series = fc.climatology_forecast(embedded_history(zone), g0, g1, step).with_paired(
+            paired_history(zone)
+        )
         note = (
             f"embedded: 2023 climatology for {key} (Electricity Maps zone {zone}, 2023 hourly data, ODbL): "
             "the usual daily and weekly shape at this time of year, not a forecast of today's grid"

@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,16 +46,35 @@ from carbon.cache import CarbonCache, DbCarbonCache, MemoryTTLCache, decode_live
 from carbon.csvfile import load_csv
 from carbon.embedded import MIN_RECENT, embedded_series, has_hourly_data, recent_series
 from core.settings import Settings, get_settings
-from scheduling.carbon import CarbonSeries, ceil_time, floor_time
+from scheduling.carbon import CarbonSeries, ceil_time, floor_time, zone_for_region
 
-__all__ = ["DEFAULT_CACHE", "PROVIDERS", "CarbonService", "get_series"]
+__all__ = ["DEFAULT_CACHE", "PROVIDERS", "CarbonService", "SeriesSource", "get_series", "get_series_info"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = MemoryTTLCache()
 FAILURE_TTL_SEC = 60
+OFFLINE_WARNING_INTERVAL_SEC = 300.0  # one "source failed" warning per source per this long, per process
 _USER_AGENT = "carbon-orchestrator/0.1 (+scheduling)"
 _DAY = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class SeriesSource:
+    """Which source served a series, for the plan's audit record (issue 18) and the forecast's measured
+    skill: ``provider`` its ``ORCH_CARBON_PROVIDER`` name (``embedded``, ``csv`` or a live provider),
+    ``zone`` the provider's key for the region (a grid zone), ``live`` True for a live provider's forecast,
+    ``issued_at`` the time its forecast was fetched (lead times count from it; None when not live),
+    ``live_until`` where the provider's own data end (the series is spliced beyond), ``fallback`` why each
+    source before it was skipped."""
+
+    provider: str
+    zone: str | None
+    signal: str
+    live: bool = False
+    issued_at: datetime | None = None
+    live_until: datetime | None = None
+    fallback: tuple[str, ...] = ()
 
 
 def providers() -> tuple[str, ...]:
@@ -64,6 +86,35 @@ PROVIDERS = providers()
 
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+_offline_lock = threading.Lock()
+_offline_seen: dict[str, tuple[float, int]] = {}  # source -> (when it was last warned about, failures since)
+
+
+def _warn_offline(name: str, region: str, why: str) -> None:
+    """Log a failed source as a WARNING at most once per ``OFFLINE_WARNING_INTERVAL_SEC`` per source (an
+    outage would otherwise log one per plan, preview and request); the failures in between go to DEBUG and
+    are counted in the next warning."""
+    now = time.monotonic()
+    with _offline_lock:
+        prev = _offline_seen.get(name)
+        quiet = prev[1] if prev else 0
+        loud = prev is None or now - prev[0] >= OFFLINE_WARNING_INTERVAL_SEC
+        _offline_seen[name] = (now, 0) if loud or prev is None else (prev[0], quiet + 1)
+    if loud:
+        more = f" ({quiet} more failures since the last warning)" if quiet else ""
+        log.warning(
+            "carbon source %s failed for %s: %s%s; next warning for %s in %.0f s at the earliest",
+            name,
+            region,
+            why,
+            more,
+            name,
+            OFFLINE_WARNING_INTERVAL_SEC,
+        )
+    else:
+        log.debug("carbon source %s failed for %s: %s", name, region, why)
 
 
 class CarbonService:
@@ -121,6 +172,18 @@ class CarbonService:
         ``step``) covering ``[start, end)``, and notes for the rationale (fallback reasons first).
         ValueError for an unknown provider, or an unknown region with ``embedded`` alone;
         :class:`CarbonProviderError` when every source failed and the region has no embedded data."""
+        series, notes, _ = self.get_series_info(region, start, end, step, provider)
+        return series, notes
+
+    def get_series_info(
+        self,
+        region: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta = timedelta(minutes=15),
+        provider: str | None = None,
+    ) -> tuple[CarbonSeries, list[str], SeriesSource]:
+        """:meth:`get_series` and which source served it (:class:`SeriesSource`)."""
         if end <= start:
             raise ValueError("end must be after start")
         g0, g1 = floor_time(start, step), ceil_time(end, step)
@@ -139,18 +202,30 @@ class CarbonService:
                     raise CarbonProviderError(
                         "; ".join(reasons) + f"; and {region!r} has no embedded data"
                     ) from e
-                return series, [*reasons, note]
+                zone = zone_for_region(region.strip().lower())
+                src = SeriesSource("embedded", zone, series.signal, fallback=tuple(reasons))
+                return series, [*reasons, note], src
             try:
                 if name == "csv":
                     series, note = self._csv(region, g0, g1, step)
+                    src = SeriesSource("csv", None, series.signal, fallback=tuple(reasons))
                 else:
-                    series, note = self._live(name, region, g0, g1, step)
-                return series, [*reasons, note]
+                    series, note, live, target = self._live(name, region, g0, g1, step)
+                    src = SeriesSource(
+                        name,
+                        target,
+                        series.signal,
+                        live=True,
+                        issued_at=live.fetched_at,
+                        live_until=max(p.end for p in (live.forecast, live.actuals) if p is not None),
+                        fallback=tuple(reasons),
+                    )
+                return series, [*reasons, note], src
             except (CarbonProviderError, ValueError) as e:
                 why = describe_error(e)
                 using = "the embedded data" if nxt == "embedded" else nxt
                 reasons.append(f"{name} unavailable ({why}): using {using}")
-                log.warning("carbon source %s failed for %s: %s", name, region, why)
+                _warn_offline(name, region, why)
         raise CarbonProviderError("; ".join(reasons))  # pragma: no cover - embedded ends every chain
 
     def forecast(self, region: str, start: datetime, end: datetime) -> CarbonSeries:
@@ -181,13 +256,13 @@ class CarbonService:
 
     def _live(
         self, name: str, region: str, g0: datetime, g1: datetime, step: timedelta
-    ) -> tuple[CarbonSeries, str]:
+    ) -> tuple[CarbonSeries, str, LiveData, str]:
         prov = REGISTRY[name](self.settings)
         target = prov.target(region)
         live = self._fetch_cached(prov, target)
         series, note = self._assemble(live, prov.relative_sigma, region, g0, g1, step, f"{name} for {target}")
         credit = getattr(prov, "attribution", "")
-        return series, f"{note}; data: {credit}" if credit else note
+        return series, f"{note}; data: {credit}" if credit else note, live, target
 
     def _fetch_cached(self, prov: Any, target: str) -> LiveData:
         key = f"carbon:v2:{prov.name}:{target}"
@@ -382,3 +457,19 @@ def get_series(
     if cache is None and session is not None:
         cache = DbCarbonCache(session)
     return CarbonService(settings, cache, http, now).get_series(region, start, end, step, provider)
+
+
+def get_series_info(
+    region: str,
+    start: datetime,
+    end: datetime,
+    step: timedelta = timedelta(minutes=15),
+    *,
+    settings: Settings | None = None,
+    provider: str | None = None,
+    session: Any = None,
+    now: datetime | None = None,
+) -> tuple[CarbonSeries, list[str], SeriesSource]:
+    """:func:`get_series` and which source served the series (:class:`SeriesSource`)."""
+    cache = DbCarbonCache(session) if session is not None else None
+    return CarbonService(settings, cache, None, now).get_series_info(region, start, end, step, provider)

@@ -20,11 +20,15 @@ def dev(
     kill_stale: bool = typer.Option(
         False, "--kill-stale", help="Stop the processes of an earlier dev stack from this data dir first."
     ),
+    stop: bool = typer.Option(
+        False, "--stop", help="Stop the dev stack running from this data dir (e.g. from another shell)."
+    ),
 ) -> None:
-    """Run the whole embedded stack: SeaweedFS, Temporal dev server + UI, worker, API (Ctrl-C stops it)."""
-    from cli.dev import run_dev_stack
+    """Run the whole embedded stack: SeaweedFS, Temporal dev server + UI, worker, API (Ctrl-C, SIGTERM,
+    SIGHUP or `orch dev --stop` stop it)."""
+    from cli.dev import run_dev_stack, stop_dev_stack
 
-    raise typer.Exit(run_dev_stack(kill_stale=kill_stale))
+    raise typer.Exit(stop_dev_stack() if stop else run_dev_stack(kill_stale=kill_stale))
 
 
 @app.command()
@@ -76,6 +80,24 @@ def _register_optional() -> None:
 
     app.add_typer(recurring_app, name="recurring")
     app.add_typer(report_app, name="report")
+    from cli.artifacts import artifacts_app  # issue 19: a CLI for every resource
+    from cli.clients_cmd import clients_app
+    from cli.rerun import runs_rerun
+    from cli.templates import templates_app
+    from cli.webhooks import webhooks_app
+
+    app.add_typer(clients_app, name="clients")
+    app.add_typer(artifacts_app, name="artifacts")
+    app.add_typer(templates_app, name="templates")
+    app.add_typer(webhooks_app, name="webhooks")
+    runs_app.command("rerun")(runs_rerun)
+    from cli.recurring_update import recurring_update
+
+    recurring_app.command("update")(recurring_update)
+
+    from cli.carbon import carbon_app  # issue 18
+
+    app.add_typer(carbon_app, name="carbon")
     try:
         from cli.backtest import backtest
     except ImportError:  # pragma: no cover - cli/backtest.py is added with the scheduling work

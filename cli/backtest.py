@@ -26,6 +26,13 @@ decides every submission with the product's ``embedded`` provider for that regio
 run uses (``carbon.get_series`` at the submission's decision time, then ``plan_schedule``), and scores the
 choices against the CSV's actual series. ``embedded`` is what ``auto`` (the default) uses for regions
 without a live source, and what every region falls back to.
+
+Out of sample on the shipped data (the paired rule's acceptance, BENCHMARKS.md)::
+
+    orch backtest --forecast embedded --out-of-sample --daily-at 01:00 --job-minutes 30 --window-hours 8
+
+leaves each month of 2023 out (history and paired-rule thresholds fitted without it) and prints per zone
+the share of the oracle kept by the old forecast gate, the paired rule and the ungated climatology.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -43,6 +50,7 @@ from scheduling.backtest import (
     parse_forecast_mode,
     parse_submissions,
     run_backtest,
+    run_out_of_sample,
     run_region_backtest,
 )
 from scheduling.carbon import CarbonSeries, embedded_history, embedded_zones, regions, zone_for_region
@@ -144,6 +152,16 @@ def backtest(
         float, typer.Option("--warmup-days", help="skip submissions in the series' first N days")
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="seed for noisy forecasts and runtime draws")] = 0,
+    out_of_sample: Annotated[
+        bool,
+        typer.Option(
+            "--out-of-sample",
+            help="with --forecast embedded: leave each month of the shipped 2023 series out (its decisions "
+            "use history and paired-rule thresholds fitted without it) and print, per zone, the share of the "
+            "oracle kept by the old forecast gate, the paired rule and the ungated climatology; without "
+            "--region: every zone with hourly data",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     details: Annotated[bool, typer.Option("--details", help="with --json: every submission too")] = False,
 ) -> None:
@@ -154,6 +172,18 @@ def backtest(
         raise _fail(str(e)) from None
     product = mode == "embedded"
     region_list = list(dict.fromkeys(r.strip().lower() for r in region or []))
+    if out_of_sample:
+        if not product or carbon_csv is not None:
+            raise _fail(
+                "--out-of-sample replays the shipped 2023 series with --forecast embedded: drop --carbon-csv"
+            )
+        if not region_list:
+            by_zone: dict[str, str] = {}
+            for r in regions():
+                z = zone_for_region(r)
+                if z in embedded_zones() and z not in by_zone:
+                    by_zone[z] = r
+            region_list = [by_zone[z] for z in sorted(by_zone)]
     if len(region_list) > 1 and carbon_csv is not None:
         raise _fail("several --region values compare the embedded 2023 series: drop --carbon-csv")
     series, source = _load_series(carbon_csv, region_list[0] if region_list else None, tz, product)
@@ -203,6 +233,9 @@ def backtest(
     except ValueError as e:
         raise _fail(str(e)) from None
 
+    if out_of_sample:
+        _print_out_of_sample(region_list, subs, config, json_output)
+        return
     forecasters = {}
     if product:
         for r in region_list:
@@ -272,6 +305,67 @@ def _compare_regions(actuals, subs, config, forecasters, json_output: bool, deta
     for sub in results["both"].results:
         where[sub.chosen_region or regions[0]] = where.get(sub.chosen_region or regions[0], 0) + 1
     typer.echo("time and region ran in: " + ", ".join(f"{r} {n}" for r, n in sorted(where.items())))
+
+
+def _print_out_of_sample(region_list: list[str], subs, config: BacktestConfig, json_output: bool) -> None:
+    """Per zone: the share of the oracle kept by each variant, the paired rule's worst month, its moves."""
+    rows: list[dict[str, Any]] = []
+    for r in region_list:
+        zone = zone_for_region(r)
+        if zone is None or zone not in embedded_zones():
+            raise _fail(f"region {r!r} has no embedded hourly series")
+        oos = run_out_of_sample(embedded_history(zone), zone, subs, config)
+        months = oos.month_shares("paired rule")
+        worst = min((v for v in months.values() if v is not None), default=None)
+        paired = oos.results["paired rule"]
+        rows.append(
+            {
+                "region": r,
+                "zone": zone,
+                "submissions": paired.submissions,
+                "oracle_savings_pct": round(paired.oracle_savings_pct, 3),
+                **{
+                    f"share_{k.replace(' ', '_')}": None
+                    if v.share_of_oracle is None
+                    else round(v.share_of_oracle, 4)
+                    for k, v in oos.results.items()
+                },
+                "paired_rule_worst_month": None if worst is None else round(worst, 4),
+                "paired_rule_month_shares": {
+                    str(m): None if v is None else round(v, 4) for m, v in months.items()
+                },
+                "paired_rule_moves": paired.submissions - paired.stayed_at_baseline,
+            }
+        )
+    if json_output:
+        typer.echo(json.dumps({"out_of_sample": "leave one month out", "zones": rows}))
+        return
+
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{float(v):.2f}"
+
+    typer.echo(
+        f"leave one month out on the shipped 2023 series; {config.p50_sec / 60:g}-min job, "
+        f"{config.weights.to_dict()} weights; share of the oracle's saving"
+    )
+    header = ("zone", "region", "n", "oracle %", "old gate", "paired rule", "ungated", "worst month", "moves")
+    table = [
+        (
+            x["zone"],
+            x["region"],
+            str(x["submissions"]),
+            f"{x['oracle_savings_pct']:.1f}",
+            f(x["share_old_gate"]),
+            f(x["share_paired_rule"]),
+            f(x["share_ungated"]),
+            f(x["paired_rule_worst_month"]),
+            str(x["paired_rule_moves"]),
+        )
+        for x in rows
+    ]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
 
 
 def _stayed(result) -> str:

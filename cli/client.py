@@ -31,6 +31,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from models.domain import TERMINAL_STATUSES, RunStatus
@@ -48,29 +49,48 @@ JsonOpt = typer.Option(False, "--json", help="Print the API's JSON instead of a 
 
 # ---------- plumbing ----------
 class Api:
-    """A thin httpx client for ORCH_URL with the key from ORCH_API_KEY; errors become exit codes."""
+    """A thin httpx client for ORCH_URL with the key from ORCH_API_KEY (or the first of ``key_vars`` that
+    is set); errors become exit codes, and every error names the URL it called."""
 
-    def __init__(self) -> None:
+    def __init__(self, key_vars: tuple[str, ...] = ("ORCH_API_KEY",), what: str = "your client API key"):
         self.base = os.environ.get("ORCH_URL", "http://127.0.0.1:8000").rstrip("/")
-        key = os.environ.get("ORCH_API_KEY")
-        if not key:
-            err.print("[red]set ORCH_API_KEY to your client API key[/red] (and ORCH_URL if it is not local)")
+        self.key_var = next((v for v in key_vars if os.environ.get(v)), "")
+        if not self.key_var:
+            err.print(
+                f"[red]set {' or '.join(key_vars)} to {what}[/red] (and ORCH_URL if the API is not at "
+                f"{self.base}); `make dev` prints the export lines"
+            )
             raise typer.Exit(USAGE)
-        self.http = httpx.Client(base_url=self.base, headers={"X-API-Key": key}, timeout=30)
+        self.http = httpx.Client(
+            base_url=self.base, headers={"X-API-Key": os.environ[self.key_var]}, timeout=30
+        )
 
     def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            err.print(f"[red]cannot reach the API at {self.base}: {exc}[/red]")
+            err.print(escape(unreachable_text(f"{self.base}{path}", exc)), style="red", soft_wrap=True)
             raise typer.Exit(UNAVAILABLE) from exc
         if r.status_code >= 400:
-            err.print(f"[red]{method} {path}: {r.status_code} {_problem(r)}[/red]")
+            err.print(escape(refusal_text(method, r, self.key_var)), style="red", soft_wrap=True)
             raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
         return r
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
         return self.request(method, path, **kw).json()
+
+
+def unreachable_text(url: str, exc: Exception) -> str:
+    """A connection error that names the URL and where it came from."""
+    return f"cannot reach the API at {url} (ORCH_URL): {type(exc).__name__}: {exc}"
+
+
+def refusal_text(method: str, r: httpx.Response, key_var: str = "ORCH_API_KEY") -> str:
+    """An error answer with the URL called, e.g. ``401 unknown API key from http://127.0.0.1:8200/v1/jobs
+    (ORCH_URL; key from ORCH_API_KEY)``."""
+    if r.status_code in (401, 403):
+        return f"{r.status_code} {_problem(r)} from {r.request.url} (ORCH_URL; key from {key_var})"
+    return f"{method} {r.request.url}: {r.status_code} {_problem(r)}"
 
 
 def _problem(r: httpx.Response) -> str:
@@ -377,7 +397,7 @@ def runs_logs(
                 sys.stdout.flush()
                 printed = len(text)
         elif r.status_code != 404 or not follow:
-            err.print(f"[red]{r.status_code} {_problem(r)}[/red]")
+            err.print(escape(refusal_text("GET", r, api.key_var)), style="red", soft_wrap=True)
             raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
         if not follow or run["status"] in TERMINAL_STATUSES:
             raise typer.Exit(_run_exit(run["status"]) if follow else OK)

@@ -8,6 +8,7 @@ SUCCEEDED and says where to look in the Temporal Web UI.
 from __future__ import annotations
 
 import io
+import os
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,9 @@ from pathlib import Path
 import httpx
 import typer
 
+from cli.client import REFUSED, UNAVAILABLE, refusal_text, unreachable_text
 from models.domain import TERMINAL_STATUSES, RunStatus
+from scheduling.scoring import doc_saving_text, pct_text, saving_text
 
 SAMPLE_MAIN = '''\
 """Sample app: counts words of a generated text; prints its args and the orchestrator's environment."""
@@ -39,9 +42,10 @@ def sample_zip() -> bytes:
 
 
 def _check(r: httpx.Response, what: str) -> dict:
+    """The answer's JSON; an error answer ends the demo with its status, detail and the URL called."""
     if r.status_code >= 400:
-        detail = r.json().get("detail") if r.headers.get("content-type", "").endswith("json") else r.text
-        raise typer.BadParameter(f"{what} failed ({r.status_code}): {detail}")
+        typer.echo(f"{what} failed: {refusal_text(r.request.method, r, 'ORCH_ADMIN_API_KEY')}", err=True)
+        raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
     return r.json()
 
 
@@ -54,13 +58,17 @@ def _t(text: str | None) -> str:
 
 
 def _saving_text(c: dict) -> str:
-    pct = c.get("expected_saving_pct", c.get("saving_vs_earliest_pct"))
+    """ "12.0% +- 3.0%" (forecast), "6.1% (mean; saved on 26 of 29 comparable days)" (paired rule)."""
+    if c.get("paired_days"):
+        days = doc_saving_text(c).split(",")[0]
+        return f"{pct_text(c.get('paired_mean_saving_pct') or 0.0, 1)} (mean; {days})"
+    pct = c.get("expected_saving_pct", c.get("saving_vs_earliest_pct")) or 0.0
     sigma = c.get("saving_sigma_pct")
-    return f"{pct:.1f} %" + (f" +- {sigma:.1f} %" if sigma is not None else "")
+    return pct_text(pct, 1) if sigma is None else saving_text(pct, sigma, 1)
 
 
 def demo(
-    api: str = typer.Option("http://127.0.0.1:8000", help="API base URL"),
+    api: str = typer.Option("http://127.0.0.1:8000", envvar="ORCH_URL", help="API base URL"),
     admin_key: str = typer.Option(None, envvar="ORCH_ADMIN_API_KEY", help="Default: .data/admin_api_key"),
     ui: str = typer.Option("http://127.0.0.1:8233", help="Temporal Web UI base URL"),
     region: str = typer.Option(
@@ -70,10 +78,19 @@ def demo(
 ) -> None:
     """Walk through the product end to end against a running `make dev`."""
     if not admin_key:
-        path = Path(".data/admin_api_key")
+        path = Path(os.environ.get("ORCH_DATA_DIR") or ".data") / "admin_api_key"
         if not path.exists():
             raise typer.BadParameter("no admin key: start `make dev` first or set ORCH_ADMIN_API_KEY")
         admin_key = path.read_text().strip()
+    api = api.rstrip("/")
+    try:
+        _demo(api, admin_key, ui, region, timeout)
+    except httpx.HTTPError as exc:
+        typer.echo(unreachable_text(api, exc), err=True)
+        raise typer.Exit(UNAVAILABLE) from exc
+
+
+def _demo(api: str, admin_key: str, ui: str, region: str, timeout: float) -> None:
     http = httpx.Client(base_url=api, timeout=30)
     say = typer.echo
 

@@ -3,8 +3,12 @@
 Before starting anything it checks that no earlier stack from this data dir is still alive (the pidfile
 ``<data_dir>/devstack.pid``) and that every port it needs is free; each problem is one line that says what
 to do. Every child dies with this process (parent-death signal, see ``cli.devstack.spawn``), and SIGINT,
-SIGTERM and SIGHUP all stop the whole stack cleanly; run by ``make dev``, it also stops when make dies.
-Logs of this start are in ``<data_dir>/logs/<name>.log`` (the previous start's in ``<name>.log.1``).
+SIGTERM and SIGHUP all stop the whole stack cleanly (SIGINT too when it was started with SIGINT ignored, as a
+background job of a script is); run by ``make dev``, it also stops when make dies. ``orch dev --stop`` stops
+the stack of this data dir from another shell.
+Logs of this start are in ``<data_dir>/logs/<name>.log`` (the five previous starts' in ``<name>.log.1`` ..
+``.5``). Everything it creates is owner-only (umask 077, inherited by its servers): the data dir is 0700
+from the start.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from cli.devstack import (
     start_seaweedfs,
     start_temporal,
 )
+from core.datadir import make_data_dir
 from core.migrate import upgrade
 from core.settings import Settings
 
@@ -70,6 +75,23 @@ def admin_key(settings: Settings) -> tuple[str, str]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("orch_admin_" + secrets.token_urlsafe(32))
+    return path.read_text().strip(), f"stored in {path}"
+
+
+DEV_S3_SECRET = "orchdev-secret"  # Settings' default: public, so never what the dev stack's S3 accepts
+
+
+def s3_secret(settings: Settings) -> tuple[str, str]:
+    """The S3 gateway's secret key for this deployment: ORCH_S3_SECRET_ACCESS_KEY if set to anything but the
+    public default, else a random one kept in <data_dir>/s3_secret (created once, mode 0600)."""
+    if settings.s3_secret_access_key != DEV_S3_SECRET:
+        return settings.s3_secret_access_key or "", "from ORCH_S3_SECRET_ACCESS_KEY"
+    path = settings.data_dir / "s3_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
     return path.read_text().strip(), f"stored in {path}"
 
 
@@ -215,6 +237,28 @@ def _kill_stale(main: dict | None, alive: list[dict], timeout: float = 20.0) -> 
         raise DevStackError(*(f"could not stop {p.get('name', 'orch dev')} (pid {p['pid']})" for p in left))
 
 
+def stop_dev_stack(settings: Settings | None = None) -> int:
+    """``orch dev --stop``: stop the stack running from this data dir (from another shell): SIGTERM to its
+    ``orch dev`` process, which stops its children; any child left over (a crashed start) is stopped too.
+    0 when it stopped (or none was running), 1 when something could not be stopped."""
+    settings = settings or Settings()
+    path = settings.data_dir.resolve() / PIDFILE
+    main, alive = stale_processes(path)
+    if not main and not alive:
+        _say(f"no dev stack is running from {settings.data_dir.resolve()}")
+        return 0
+    pids = [p["pid"] for p in ([main] if main else []) + alive]
+    _say(f"stopping the dev stack (pids {', '.join(map(str, pids))}) ...")
+    try:
+        _kill_stale(main, alive, timeout=60.0)
+    except DevStackError as exc:
+        _say(*exc.lines, err=True)
+        return 1
+    path.unlink(missing_ok=True)
+    _say("stopped.")
+    return 0
+
+
 def _check_stale(path: Path, kill: bool) -> None:
     main, alive = stale_processes(path)
     if not main and not alive:
@@ -243,10 +287,20 @@ def _check_stale(path: Path, kill: bool) -> None:
 # --- start and wait ---------------------------------------------------------------------------------------
 
 
-def _fresh_log(path: Path) -> Path:
-    """This start's log file; the previous start's is kept as ``<name>.log.1``."""
-    if path.exists():
-        os.replace(path, path.with_name(path.name + ".1"))
+KEPT_LOGS = 5  # earlier starts' logs kept per component: <name>.log.1 (the last) .. <name>.log.5
+
+
+def _fresh_log(path: Path, keep: int = KEPT_LOGS) -> Path:
+    """This start's log file; the previous starts' are kept as ``<name>.log.1`` (the last) to
+    ``<name>.log.<keep>`` (the oldest kept; an older one is deleted)."""
+    if not path.exists():
+        return path
+    path.with_name(f"{path.name}.{keep}").unlink(missing_ok=True)
+    for i in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    os.replace(path, path.with_name(path.name + ".1"))
     return path
 
 
@@ -281,8 +335,10 @@ def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001 - signal handler s
 
 def run_dev_stack(settings: Settings | None = None, *, kill_stale: bool = False) -> int:
     """Run the stack until a signal (0) or a failure (1: one line per problem, no traceback)."""
-    # SIGTERM and SIGHUP (terminal closed) stop the stack exactly like Ctrl-C
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT (Ctrl-C, `kill -INT`), SIGTERM and SIGHUP (terminal closed) all stop the stack. SIGINT is set
+    # explicitly: a background job of a non-interactive shell (`make dev &` in a script) inherits SIGINT
+    # *ignored*, and Python then installs no KeyboardInterrupt handler, so `kill -INT` would do nothing.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_keyboard_interrupt)
     if "MAKELEVEL" in os.environ:  # run by `make dev`: killing make (even SIGKILL) stops the stack too
         die_with_parent()
@@ -305,8 +361,8 @@ def run_dev_stack(settings: Settings | None = None, *, kill_stale: bool = False)
 
 
 def _run(settings: Settings, kill_stale: bool) -> int:
-    data = settings.data_dir.resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the database, keys, logs, S3 store and pidfile: owner-only from the start
+    data = make_data_dir(settings.data_dir.resolve())
     pidfile = data / PIDFILE
     _check_stale(pidfile, kill_stale)
     if problems := port_problems(needed_ports(settings)):
@@ -315,8 +371,16 @@ def _run(settings: Settings, kill_stale: bool) -> int:
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
     key, key_src = admin_key(settings)
-    env = {**os.environ, "ORCH_ADMIN_API_KEY": key, "ORCH_DATA_DIR": str(data)}
-    settings = Settings(**{**settings.model_dump(), "admin_api_key": key, "data_dir": data})
+    s3_key, s3_src = s3_secret(settings)  # per deployment: the dev default is public
+    env = {
+        **os.environ,
+        "ORCH_ADMIN_API_KEY": key,
+        "ORCH_DATA_DIR": str(data),
+        "ORCH_S3_SECRET_ACCESS_KEY": s3_key,
+    }
+    settings = Settings(
+        **{**settings.model_dump(), "admin_api_key": key, "data_dir": data, "s3_secret_access_key": s3_key}
+    )
 
     servers: list[Server] = []
     try:
@@ -384,12 +448,21 @@ def _run(settings: Settings, kill_stale: bool) -> int:
             f"""
 Carbon-aware orchestrator is running (data in {data})
   API          {base}        (OpenAPI docs: {base}/docs)
+  Dashboard    {base}/ui/     (log in with a client's API key)
   Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}
   Temporal     {settings.temporal_address}  (temporal workflow list --address {settings.temporal_address})
   S3           {settings.s3_endpoint_url}  (bucket {settings.s3_bucket})
+  S3 keys      access key {settings.s3_access_key_id}, secret key {s3_src}
   Logs         {logs}
   Admin key    {key}  ({key_src})
-Press Ctrl-C to stop."""
+
+Use it from another shell (the orch client reads these):
+  export ORCH_URL={base} ORCH_ADMIN_API_KEY={key}
+  export ORCH_API_KEY=$(.venv/bin/orch clients create my-team --key-only)
+  .venv/bin/orch demo --ui http://127.0.0.1:{settings.temporal_ui_port}
+
+Stop it: Ctrl-C here, or from another shell `kill -INT {os.getpid()}` or `.venv/bin/orch dev --stop`
+(the pid is in {pidfile})."""
         )
         try:
             while True:

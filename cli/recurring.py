@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.client import Api, JsonOpt, _dump, _kv, _when, out
+from scheduling.scoring import doc_saving_text
 
 recurring_app = typer.Typer(
     help="Recurring jobs: a cron or interval with a carbon margin", no_args_is_help=True
@@ -62,8 +63,7 @@ def _detail(r: dict) -> Table:
         c = p["chosen"]
         t.add_row(
             "next start",
-            f"{_when(c['proposed_start'])} "
-            f"(saving {c['expected_saving_pct']} % +- {c['saving_sigma_pct']} %)",
+            f"{_when(c['proposed_start'])} ({doc_saving_text(c)})",
         )
         t.add_row("why", p["rationale"])
     return t
@@ -192,22 +192,29 @@ def carbon(
         chart.write_text(api.request("GET", "/v1/reports/carbon", params=params | {"format": "svg"}).text)
     if as_json:
         return _dump(data)
-    t = Table(title=f"carbon ledger {_when(data['from'])} .. {_when(data['to'])} by {group_by}")
-    cols = ("group", "runs", "kWh", "chosen gCO2e", "baseline gCO2e", "saved g", "of it on actuals g")
-    for col in (*cols, "runs on actuals"):
-        t.add_column(col, justify="left" if col == "group" else "right")
+    unit = data.get("unit", "g")
+    period = data.get("period") or f"{_when(data['from'])} .. {_when(data['to'])}"
+    t = Table(title=f"carbon ledger {period} by {group_by.replace('_', ' ')} (CO2e in {unit})")
+    cols = ("group", "runs", "kWh", "baseline", "chosen", "saved", "saved %", "on actuals")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "group" else "right", overflow="fold")
     for r in [*data["rows"], data["total"]]:
+        d = r.get("display") or {}
+        outcomes = r.get("runs_by_outcome") or {}
+        other = ", ".join(f"{n} {k.lower()}" for k, n in outcomes.items() if k != "SUCCEEDED")
         t.add_row(
             r["label"],
-            str(r["runs"]),
-            f"{r['energy_kwh']:.3f}",
-            f"{r['emissions_chosen_g']:.1f}",
-            f"{r['emissions_baseline_g']:.1f}",
-            f"{r['saving_g']:.1f}",
-            f"{r['saving_actual_g']:.1f}",
-            str(r["runs_with_actuals"]),
+            f"{r['runs']}" + (f" ({other})" if other else ""),
+            d.get("energy", f"{r['energy_kwh']:.3f}").removesuffix(" kWh"),
+            d.get("emissions_baseline", f"{r['emissions_baseline_g']:.1f} g"),
+            d.get("emissions_chosen", f"{r['emissions_chosen_g']:.1f} g"),
+            d.get("saving", f"{r['saving_g']:.1f} g"),
+            d.get("saving_pct", ""),
+            f"{r['runs_with_actuals']} of {r['runs']}",
             style="bold" if r is data["total"] else None,
         )
     out.print(t)
+    if data.get("signal"):
+        out.print(f"signal: {data['signal']}")
     for n in data.get("notes") or []:
         out.print(f"[yellow]{n}[/yellow]")

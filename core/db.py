@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.datadir import make_data_dir
 from core.settings import Settings
 
 
@@ -57,7 +58,7 @@ def pg_timeout_options(settings: Settings) -> str:
 def make_engine(settings: Settings) -> Engine:
     url = normalise_url(settings.db_url)
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(settings.data_dir)
         busy_ms = _ms(settings.sqlite_busy_timeout_sec)
         engine = create_engine(
             url,

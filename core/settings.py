@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,18 @@ class Settings(BaseSettings):
     )
     max_window_days: int = Field(
         31, description="Longest earliest_start..latest_finish window (jobs, preview)"
+    )
+    chart_renders_per_client: int = Field(
+        2,
+        ge=1,
+        description="SVG charts (preview, carbon report) one client may have rendering at once in one API "
+        "process; one more is refused at once with 429 and Retry-After",
+    )
+    chart_renders_total: int = Field(
+        4,
+        ge=1,
+        description="SVG charts rendering at once in one API process, all clients together; one more is "
+        "refused at once with 503 and Retry-After (the rest of the API keeps its threads)",
     )
     max_schedule_ahead_days: int = Field(
         90, description="How far ahead intended_time / earliest_start may lie"
@@ -138,9 +151,20 @@ class Settings(BaseSettings):
     local_run_as_run_uid: bool = Field(
         True, description="When the worker is root, run each attempt as its own unprivileged uid/gid"
     )
-    local_run_uid_base: int = Field(2_000_000_000, description="First uid/gid of the per-run range")
+    local_run_uid_base: int | None = Field(
+        None,
+        ge=1000,
+        description="First uid/gid of the per-run range; default: 2000000000 + a multiple of "
+        "local_run_uid_count picked by a hash of the data dir (two stacks on one host: different ranges)",
+    )
     local_run_uid_count: int = Field(1_000_000, description="Size of the per-run uid/gid range")
     local_app_path: str = Field("/usr/local/bin:/usr/bin:/bin", description="PATH the app gets")
+    local_app_network: Literal["none", "host"] = Field(
+        "none",
+        description="local, worker is root: `none` runs each attempt in its own network namespace with only "
+        "a loopback interface (it reaches no server of the stack and no other host); `host` shares the "
+        "worker's network (the app reaches the API, Temporal, SeaweedFS and the internet)",
+    )
     local_run_retention_hours: float = Field(
         72.0, description="Finished attempts' run directories are deleted after this long"
     )
@@ -226,6 +250,17 @@ class Settings(BaseSettings):
         0.2, ge=0, le=1, description="Highest spot interruption probability AGGRESSIVE accepts"
     )
     replan_interval_sec: int = 3600
+    # Webhooks (issue 19): URL rules and delivery retries (README "Webhooks")
+    webhook_allow_http_loopback: bool | None = Field(
+        None,
+        description="Allow http://127.0.0.1 and http://[::1] webhook URLs (default: on in dev and test, "
+        "off in prod)",
+    )
+    webhook_timeout_sec: float = Field(10.0, gt=0, le=60, description="Timeout of one webhook POST")
+    webhook_retry_initial_sec: float = Field(5.0, ge=0.1, description="First delivery retry after this")
+    webhook_retry_backoff: float = Field(2.0, ge=1, description="Each delivery retry waits this times longer")
+    webhook_retry_max_interval_sec: float = Field(600.0, ge=0.1, description="Longest wait between retries")
+    webhook_max_attempts: int = Field(12, ge=1, description="Delivery attempts before a delivery is failed")
     default_runtime_sec: int = Field(
         3600, description="Runtime assumed with no history and no expected_runtime_sec"
     )
@@ -246,6 +281,7 @@ class Settings(BaseSettings):
         "s3_access_key_id",
         "s3_secret_access_key",
         "worker_metrics_port",
+        "webhook_allow_http_loopback",
         mode="before",
     )
     @classmethod
@@ -260,6 +296,13 @@ class Settings(BaseSettings):
             if self.s3_secret_access_key == "orchdev-secret":
                 raise ValueError("the dev S3 secret must not be used when ORCH_ENV=prod")
         return self
+
+    @property
+    def webhook_loopback_allowed(self) -> bool:
+        """ORCH_WEBHOOK_ALLOW_HTTP_LOOPBACK, by default on in dev and test, off in prod."""
+        if self.webhook_allow_http_loopback is not None:
+            return self.webhook_allow_http_loopback
+        return self.env != "prod"
 
     @property
     def db_url(self) -> str:

@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from models.api import args_launch_problem
+
 _ARG_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -44,3 +46,17 @@ def safe_path_part(value: str, what: str) -> str:
     if not _PATH_PART.match(value) or value in (".", ".."):
         raise ValueError(f"{what} {value!r} must match {_PATH_PART.pattern}")
     return value
+
+
+def args_problem(args: dict[str, Any]) -> str | None:
+    """Why these args can never be given to an app (the API refuses them at submit; rows stored before it
+    did fail their launch with this reason): text that is not valid Unicode (a lone surrogate), or more
+    bytes than the OS passes to a program (``models.api.args_launch_problem``)."""
+    for key, value in args.items():
+        for text in (key, value):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return f"arg {key.encode('utf-8', 'backslashreplace').decode()!r} is not valid Unicode"
+    return args_launch_problem(args)

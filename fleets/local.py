@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -55,10 +56,10 @@ from core.s3 import s3_client
 from core.settings import Settings
 from fleets.archive import ZipRejected, extract_zip
 from fleets.base import FleetHandle, FleetState, FleetStatus, LaunchSpec
-from fleets.contract import app_argv, app_env, safe_path_part
+from fleets.contract import app_argv, app_env, args_problem, safe_path_part
 from fleets.logstore import log_key, upload_file
 from fleets.supervisor import create_time as _create_time
-from fleets.supervisor import group_members, stop_all, uid_members
+from fleets.supervisor import group_members, remove_files_of, stop_all, uid_members
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +200,20 @@ class LocalFleetDriver:
         self.grace_sec = settings.cancel_grace_sec
         self.start_timeout_sec = float(settings.local_start_timeout_sec)
         self.app_path = settings.local_app_path
-        self.uid_base = settings.local_run_uid_base
         self.uid_count = settings.local_run_uid_count
+        self.uid_base = settings.local_run_uid_base or default_uid_base(self.data_dir, self.uid_count)
         self.drop_privileges = is_root() and settings.local_run_as_run_uid
+        # a namespace only isolates an app that cannot leave it again, i.e. one under its own uid
+        self.isolate_network = self.drop_privileges and settings.local_app_network == "none"
+        if not _ANNOUNCED:
+            _ANNOUNCED.add(True)
+            log.log(*isolation_summary(self.drop_privileges, self.isolate_network))
+            if self.isolate_network and not network_namespaces_available():
+                log.error(
+                    "local fleet: this host cannot create network namespaces (a container without "
+                    'CAP_SYS_ADMIN?): every app will fail with "cannot isolate the app\'s network"; set '
+                    "ORCH_LOCAL_APP_NETWORK=host to run apps on the host's network instead"
+                )
         if self.drop_privileges and settings.local_runs_dir is None and self._closed_parents():
             # e.g. a checkout under /root: apps under their own uid could not reach data_dir/runs, so the
             # runs live in a directory of the system temp dir named after the data dir (stable across
@@ -254,8 +266,7 @@ class LocalFleetDriver:
             self._launch(spec, d)
         except OSError as exc:  # the activity retries; its error may reach the run's status_reason
             log.warning("local fleet: launching run %s attempt %s failed: %s", spec.run_id, spec.attempt, exc)
-            safe = _tenant_text(str(exc), d, self.runs_dir, self.data_dir)
-            raise RuntimeError(f"local fleet: cannot launch the app: {safe}") from None
+            raise RuntimeError(f"local fleet: cannot launch the app: {self._os_error_text(exc, d)}") from None
         return handle
 
     def _launch(self, spec: LaunchSpec, d: Path) -> None:
@@ -278,6 +289,9 @@ class LocalFleetDriver:
                 "directory of its data dir is closed to other users (the worker's log names it)",
             )
             return
+        if problem := args_problem(spec.args):  # a row stored before the API refused such args
+            self._fail(d, f"the args cannot be given to the app: {problem}")
+            return
         cmd = self._prepare(spec, d)
         if cmd is None:  # refused artifact, already recorded
             return
@@ -297,6 +311,8 @@ class LocalFleetDriver:
             **app_env(spec.run_id, spec.data_uri, spec.args),
         }
         ids = ["--uid", str(owner[0]), "--gid", str(owner[1])] if owner else []
+        if owner and self.isolate_network:
+            ids.append("--isolate-net")
         slog_fd = os.open(d / "supervisor.log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
         with os.fdopen(slog_fd, "ab") as slog:
             starter = subprocess.Popen(
@@ -459,6 +475,18 @@ class LocalFleetDriver:
         configured = settings.local_runs_dir
         return Path(configured).resolve() if configured else Path(settings.data_dir).resolve() / "runs"
 
+    def _os_error_text(self, exc: OSError, d: Path) -> str:
+        """What a tenant may read of an OSError: its text, and the file it names only relative to the attempt,
+        runs or data dir (never the worker's interpreter or any other host path)."""
+        text = exc.strerror or type(exc).__name__
+        for name in (exc.filename, exc.filename2):
+            if name is None:
+                continue
+            shown = _tenant_text(os.fsdecode(name), d, self.runs_dir, self.data_dir)
+            if not os.path.isabs(shown):
+                text += f": {shown}"
+        return text
+
     def _closed_parents(self) -> list[str]:
         """Parents of the runs dir that a run uid cannot traverse (no o+x). Python opens ``main.py`` and
         imports by absolute path, and ``$HOME``/``$TMPDIR`` are absolute: an app under its own uid needs
@@ -617,6 +645,40 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 
 _MOVED_RUNS_DIRS: set[Path] = set()  # warned about once per process
+_ANNOUNCED: set[bool] = set()  # the isolation summary is logged once per process
+
+
+@functools.cache
+def network_namespaces_available() -> bool:
+    """Can this process's children create a network namespace (what the supervisor does per attempt)?
+    Tried once per process in a throw-away child."""
+    probe = "import ctypes, sys; sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0)"
+    try:
+        return subprocess.run([sys.executable, "-I", "-c", probe], timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def isolation_summary(run_uids: bool, own_network: bool) -> tuple[int, str]:
+    """(log level, message) saying what the ``local`` driver isolates on this host, for the worker's start."""
+    if not run_uids:
+        why = "the worker is not root" if not is_root() else "ORCH_LOCAL_RUN_AS_RUN_UID=false"
+        return (
+            logging.WARNING,
+            f"local fleet: apps run as the worker's own user on the worker's network ({why}): they can read "
+            "the data dir and reach the API, Temporal and SeaweedFS; only their environment is scrubbed. "
+            "Run the worker as root for per-run uids and network namespaces (README: what `local` isolates)",
+        )
+    if not own_network:
+        return (
+            logging.WARNING,
+            "local fleet: apps run under their own uids but on the host's network "
+            "(ORCH_LOCAL_APP_NETWORK=host): they reach the API, Temporal, SeaweedFS and the internet",
+        )
+    return (
+        logging.INFO,
+        "local fleet: apps run under their own uids, each in a network namespace with only loopback",
+    )
 
 
 def allocate_uid(runs_dir: Path, key: str, base: int, count: int) -> int:
@@ -643,6 +705,19 @@ def allocate_uid(runs_dir: Path, key: str, base: int, count: int) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     raise RuntimeError(f"no free run uid in [{base}, {base + count}): clean old run directories")
+
+
+UID_RANGE_START, UID_RANGE_END = 2_000_000_000, 4_000_000_000  # numeric ids no /etc/passwd names; < 2**32-1
+
+
+def default_uid_base(data_dir: Path, count: int) -> int:
+    """The run uids' default first id for the stack whose data dir is ``data_dir`` (resolved): one of the
+    ``(UID_RANGE_END - UID_RANGE_START) // count`` slots of ``count`` ids from 2000000000, chosen by a hash of
+    the path. Two stacks on one host (two data dirs) so get disjoint ranges unless their hashes pick the same
+    slot (1 in 2000 with the default count); every worker of one stack computes the same base."""
+    slots = max(1, (UID_RANGE_END - UID_RANGE_START) // max(1, count))
+    slot = int(hashlib.sha256(str(data_dir).encode()).hexdigest()[:12], 16) % slots
+    return UID_RANGE_START + slot * count
 
 
 UID_LOCKS = ".uids"  # under runs/; run ids never start with a dot
@@ -685,6 +760,7 @@ def clean_run_dirs(settings: Settings, now: datetime | float) -> list[str]:
             owner = _read_json(d / "run_uid") or {}
             if "uid" in owner:  # nothing may outlive its attempt under a uid about to be reused
                 _kill_uid(int(owner["uid"]))
+                remove_files_of(int(owner["uid"]))  # a supervisor killed before it could
             shutil.rmtree(d, ignore_errors=True)
             if d.exists():
                 log.warning("local fleet: could not remove %s", d)

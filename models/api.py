@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 from pydantic import (
     AwareDatetime,
@@ -18,6 +19,7 @@ from pydantic import (
 )
 
 from models.domain import TERMINAL_STATUSES, JobType, RiskMode, RunStatus
+from models.workflow import RUN_EVENT_TYPES
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # EC2 instance types are lower case ("m5.large"); AWS refuses "M5.Large": input is normalised before storing.
@@ -45,22 +47,74 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A JSON body may escape half of a UTF-16 pair (``"\\ud800"``): Python keeps it as a lone surrogate,
+    which is no Unicode text: no UTF-8 encoder (PostgreSQL, an app's argv) accepts it."""
+    if isinstance(value, str):
+        return bool(_LONE_SURROGATE.search(value))
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 class Strict(BaseModel):
-    """Request bodies: unknown fields are refused, and so is NUL (U+0000) in any text: PostgreSQL cannot
-    store it, and no name, id or argument needs it."""
+    """Request bodies: unknown fields are refused, and so are NUL (U+0000) and lone surrogates (an escaped
+    half of a UTF-16 pair) in any text: PostgreSQL cannot store them, no app can be given them, and no
+    name, id or argument needs them. The error names the field."""
 
     model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        if _has_nul(data):
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
             raise ValueError("text must not contain NUL (U+0000) characters")
-        return data
+        if _has_lone_surrogate(value):
+            raise ValueError("text must not contain lone surrogates (U+D800..U+DFFF): not valid Unicode")
+        return value
+
+
+# What an app is given must fit the kernel's limits of execve(), or it can never start (E2BIG): each
+# argument and each environment string at most MAX_ARG_STRLEN bytes with its NUL (Linux: 32 pages, 128 KiB),
+# all of them together well within ARG_MAX (2 MiB with the usual 8 MiB stack; the worker's own variables
+# and the command take the rest). Drivers pass the args twice: as ``--key=value`` arguments and as the JSON
+# in ``ORCH_ARGS`` (fleets.contract, whose output tests/fleets checks against these sums).
+MAX_ARG_STRLEN = 128 * 1024
+MAX_ARGS_TOTAL_BYTES = 1024 * 1024
+
+
+def arg_string(key: str, value: Any) -> str:
+    """The app's argument for one arg, as fleets.contract.app_argv builds it."""
+    return f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def args_launch_problem(args: dict[str, Any]) -> str | None:
+    """Why the app could never be started with these args (too big for execve), or None."""
+    env = len(("ORCH_ARGS=" + json.dumps(args, sort_keys=True)).encode()) + 1
+    if env > MAX_ARG_STRLEN:
+        return (
+            f"the args take {env} bytes as the app's ORCH_ARGS variable (JSON, non-ASCII escaped), more than "
+            f"the {MAX_ARG_STRLEN} bytes the OS passes in one variable"
+        )
+    total = env
+    for key in sorted(args):
+        n = len(arg_string(key, args[key]).encode()) + 1
+        if n > MAX_ARG_STRLEN:
+            return f"arg {key!r} takes {n} bytes as --{key}=..., more than the OS's {MAX_ARG_STRLEN} per arg"
+        total += n
+    if total > MAX_ARGS_TOTAL_BYTES:
+        return f"the args take {total} bytes as arguments and ORCH_ARGS, more than {MAX_ARGS_TOTAL_BYTES}"
+    return None
 
 
 def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Args are a flat object of scalars with simple keys (they become ``--key=value`` argv)."""
+    """Args are a flat object of scalars with simple keys (they become ``--key=value`` argv and the JSON in
+    ``ORCH_ARGS``), small enough that the OS can pass them to the app."""
     if v is None:
         return v
     if len(v) > MAX_ARGS:
@@ -74,6 +128,10 @@ def _check_args(v: dict[str, Any] | None) -> dict[str, Any] | None:
             )
         if isinstance(val, str) and len(val) > 4096:
             raise ValueError(f"arg {k!r} is longer than 4096 characters")
+        if isinstance(val, str) and _has_lone_surrogate(val):
+            raise ValueError(f"arg {k!r} contains a lone surrogate (U+D800..U+DFFF): it is not valid Unicode")
+    if problem := args_launch_problem(v):
+        raise ValueError(problem)
     return v
 
 
@@ -228,6 +286,36 @@ class FleetTemplateOut(BaseModel):
     spot_savings_pct: dict[str, int] = {}
 
 
+# ---------- retries (issue 19) ----------
+class RetryPolicyIn(Strict):
+    """Retries of failed app attempts (a non-zero exit). A spot interruption is not a failure: it relaunches
+    on-demand regardless. A retry never starts when it could not finish (p50) before latest_finish."""
+
+    max_attempts: int = Field(3, ge=1, le=20, description="Attempts in all, the first included (1: none)")
+    initial_interval_sec: float = Field(10.0, ge=0, le=86400, description="Backoff before the 1st retry (s)")
+    backoff_coefficient: float = Field(2.0, ge=1, le=10, description="Each backoff is this times the last")
+    max_interval_sec: float = Field(600.0, ge=0, le=7 * 86400, description="Longest backoff (s)")
+    retryable_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] | None = Field(
+        None, max_length=64, description="Exit codes that are retried; omit: every non-zero exit code"
+    )
+    replan: bool = Field(
+        False,
+        description="RESCHEDULABLE only: after the backoff, re-plan (same region) and move the retry to a "
+        "cleaner start within the window when the planner finds one that still finishes in time",
+    )
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    state: str = Field(description="RUNNING, SUCCEEDED, FAILED, INTERRUPTED, or the run's final status")
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str | None = None
+    capacity: str | None = None
+    log_url: str = Field(description="This attempt's log: GET /v1/runs/{id}/logs?attempt=N")
+
+
 # ---------- job templates ----------
 class JobTemplateCreate(Strict):
     name: Name
@@ -260,6 +348,32 @@ class JobTemplateCreate(Strict):
         description="Region of data_uri. A run of this template stays there unless the job itself lists "
         "regions. Must be allowed (and among regions when set).",
     )
+    retry_policy: RetryPolicyIn | None = Field(
+        None, description="Retries of failed attempts for this template's runs (a job may override it)"
+    )
+
+    _args = field_validator("default_args")(_check_args)
+
+
+class JobTemplatePatch(Strict):
+    """Any field of a template (same rules as on create); the result is validated as a whole and stored as a
+    new version. Jobs and runs planned before keep the version they were planned with."""
+
+    name: Name | None = None
+    app_artifact_id: str | None = Field(None, min_length=1, max_length=40)
+    default_args: dict[str, Scalar] | None = None
+    data_uri: str | None = Field(
+        None, max_length=2048, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
+    fleet_template_id: InstanceType | None = None
+    expected_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
+    max_runtime_sec: int | None = Field(None, gt=0, le=30 * 86400)
+    region: str | None = None
+    regions: list[RegionName] | None = Field(None, min_length=1, max_length=MAX_REGIONS)
+    data_region: RegionName | None = None
+    retry_policy: RetryPolicyIn | None = Field(
+        None, description="Retries of failed attempts (null: none); the whole policy is replaced"
+    )
 
     _args = field_validator("default_args")(_check_args)
 
@@ -276,7 +390,41 @@ class JobTemplateOut(BaseModel):
     region: str | None
     regions: list[str] | None = None
     data_region: str | None = None
+    retry_policy: dict[str, Any] | None = None
     created_at: datetime
+    version: int = Field(1, description="The current version (PATCH makes a new one)")
+    updated_at: datetime | None = Field(None, description="When the current version was made")
+    status: str = Field("active", description="active, or retired (DELETE): readable, takes no new use")
+    retired_at: datetime | None = None
+
+
+class JobTemplateVersionOut(BaseModel):
+    """One version of a template, as it was made."""
+
+    job_template_id: str
+    version: int
+    name: str
+    app_artifact_id: str
+    default_args: dict[str, Any]
+    data_uri: str | None
+    fleet_template_id: str
+    expected_runtime_sec: int | None
+    max_runtime_sec: int | None
+    region: str | None
+    regions: list[str] | None = None
+    data_region: str | None = None
+    retry_policy: dict[str, Any] | None = None
+    created_at: datetime
+
+
+class RerunIn(Strict):
+    """Optional: the rerun's times. Default: a ONE_TIME job now; a RESCHEDULABLE job's window of the same
+    length starting now."""
+
+    intended_time: AwareDatetime | None = Field(None, description="ONE_TIME: when (default now)")
+    earliest_start: AwareDatetime | None = Field(
+        None, description="RESCHEDULABLE: the new window's start (default now; its length is kept)"
+    )
 
 
 # ---------- jobs ----------
@@ -317,6 +465,9 @@ class JobCreate(Strict):
     weights: WeightsIn = Field(default_factory=WeightsIn)
     args: dict[str, Scalar] | None = Field(None, description="Override the template's default_args")
     regions: list[RegionName] | None = Field(None, **JOB_REGIONS_FIELD)
+    retry_policy: RetryPolicyIn | None = Field(
+        None, description="Override the template's retry policy for this job (max_attempts 1: no retries)"
+    )
 
     _args = field_validator("args")(_check_args)
 
@@ -407,6 +558,9 @@ class JobOut(BaseModel):
     created_at: datetime
     run_ids: list[str]
     regions: list[str] | None = None
+    retry_policy: dict[str, Any] | None = None
+    job_template_version: int | None = Field(None, description="The template version it was planned with")
+    rerun_of: str | None = Field(None, description="The run this job reruns (POST /v1/runs/{id}/rerun)")
 
 
 # ---------- schedules / predictions ----------
@@ -453,6 +607,17 @@ class CandidateOut(BaseModel):
         None, description="Spot only: expected gCO2e of a partial run lost to an interruption"
     )
     region: str | None = Field(None, description="The AWS region this candidate runs in")
+    paired_days: int | None = Field(
+        None,
+        description="History-based forecast (embedded): comparable history days this start was judged on "
+        "(the same UTC times on the days nearest the plan date, README 'How a start is chosen')",
+    )
+    paired_days_saved: int | None = Field(
+        None, description="Of paired_days, the days on which this start emitted less than the baseline start"
+    )
+    paired_mean_saving_pct: float | None = Field(
+        None, description="Mean of the daily savings against the baseline start over paired_days (%)"
+    )
 
 
 class PreviewOut(BaseModel):
@@ -465,6 +630,12 @@ class PreviewOut(BaseModel):
     total_count: int
     skill_gated: bool = Field(
         False, description="A start looked better but the forecast's skill did not justify moving"
+    )
+    decision_rule: dict[str, Any] | None = Field(
+        None,
+        description="The rule that allowed moves: 'paired' (history-based forecast: thresholds on the mean "
+        "daily saving, the share of days saved and its t, the zone's skill and why) or 'forecast' (minimum "
+        "expected saving and P(saving > 0))",
     )
     home_region: str | None = Field(
         None, description="The template's region, else the client's region_default: the baseline's region"
@@ -539,6 +710,14 @@ class RunOut(BaseModel):
         description="The AWS region chosen for the run when it was planned (fixed once it launched); null "
         "before planning and for runs planned before regions were recorded",
     )
+    attempt_history: list[AttemptOut] = Field(
+        default_factory=list,
+        description="Every attempt that ran: number, state, exit code, times, reason, log (issue 19; empty "
+        "for runs recorded before it)",
+    )
+    job_template_version: int | None = Field(
+        None, description="The template version the run was planned with (kept when the template changes)"
+    )
 
 
 class CancelIn(Strict):
@@ -554,3 +733,70 @@ class LogsOut(BaseModel):
     run_id: str
     attempt: int
     text: str
+
+
+# ---------- webhooks (issue 19) ----------
+WebhookEventType = Literal[
+    "run.scheduled",
+    "run.started",
+    "run.succeeded",
+    "run.failed",
+    "run.cancelled",
+    "run.expired",
+    "run.retrying",
+    "run.deadline_at_risk",
+]
+WEBHOOK_URL_DESCRIPTION = (
+    "https URL to a public address (http://127.0.0.1 or http://[::1] only when the server allows it: "
+    "ORCH_WEBHOOK_ALLOW_HTTP_LOOPBACK, on in dev and tests); never a private, loopback, link-local or cloud "
+    "metadata address (checked again at each delivery after resolving the name)"
+)
+
+
+class WebhookCreate(Strict):
+    url: str = Field(min_length=8, max_length=2048, description=WEBHOOK_URL_DESCRIPTION)
+    event_types: list[WebhookEventType] = Field(
+        default_factory=lambda: cast(list[WebhookEventType], list(RUN_EVENT_TYPES)),
+        min_length=1,
+        max_length=8,
+        description='The events to receive (README "Webhooks": the event list); default: all of them',
+    )
+    description: str | None = Field(None, max_length=500)
+
+
+class WebhookPatch(Strict):
+    url: str | None = Field(None, min_length=8, max_length=2048, description=WEBHOOK_URL_DESCRIPTION)
+    event_types: list[WebhookEventType] | None = Field(None, min_length=1, max_length=8)
+    description: str | None = Field(None, max_length=500)
+    enabled: bool | None = Field(None, description="false: no new deliveries (events are not recorded)")
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="Signs every payload (HMAC-SHA256, header Orch-Signature). Shown once, here: store it now"
+    )
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_id: str = Field(description="The event's stable id: the same on every retry and redelivery")
+    event_type: str
+    run_id: str | None
+    status: str = Field(description="pending | delivered | failed")
+    attempts: int = Field(description="POSTs made, retries and redeliveries included")
+    redeliveries: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None

@@ -67,6 +67,13 @@ class RecurringJobCreate(Strict):
 class RecurringJobPatch(Strict):
     """Every field optional; the calendar is re-validated as a whole and the Schedule updated."""
 
+    job_template_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        description="Switch to another of your templates (not retired): later firings use its current "
+        "version; the Temporal Schedule is rewritten; runs already made keep theirs",
+    )
     name: Name | None = None
     cron: str | None = Field(None, max_length=255)
     interval: str | None = Field(None, max_length=64)
@@ -187,6 +194,19 @@ class LedgerRow(BaseModel):
         0.0, description="emissions_baseline_g resting on a forecast"
     )
     emissions_baseline_actual_g: float = Field(0.0, description="emissions_baseline_g resting on actuals")
+    saving_pct: float | None = Field(
+        None, description="saving_g in % of emissions_baseline_g (null without a baseline)"
+    )
+    runs_on_forecast: int = Field(0, description="runs - runs_with_actuals")
+    runs_by_outcome: dict[str, int] = Field(
+        default_factory=dict,
+        description="Runs per outcome: SUCCEEDED, FAILED, TIMED_OUT, CANCELLED (cancelled while running)",
+    )
+    display: dict[str, str] = Field(
+        default_factory=dict,
+        description="The figures as a person reads them, in the report's unit (g, kg or t): "
+        "emissions_chosen, emissions_baseline, saving, saving_pct, energy; the SVG chart shows these strings",
+    )
 
 
 class LedgerOut(BaseModel):
@@ -197,5 +217,56 @@ class LedgerOut(BaseModel):
     rows: list[LedgerRow]
     total: LedgerRow
     notes: list[str] = []
+    period: str = Field("", description="The period covered, [from, to), as text")
+    unit: str = Field("g", description="The unit of the display strings: g, kg or t of CO2e")
+    signal: str = Field("", description="The carbon signal the figures rest on")
+    scope: str = Field("", description="Which runs and which emissions are counted")
+    methodology: dict[str, str] = Field(
+        default_factory=dict, description="signal, scope, baseline definition, power model (with PUE)"
+    )
+    actuals_reason: str | None = Field(
+        None, description="Why no run rests on actuals (null when some do, or when there are no runs)"
+    )
+
+    model_config = {"populate_by_name": True}
+
+
+class LedgerRunOut(BaseModel):
+    """One run of the carbon report with the methodology its figures rest on."""
+
+    run_id: str
+    outcome: str = Field(description="SUCCEEDED, FAILED, TIMED_OUT or CANCELLED (cancelled while running)")
+    started_at: datetime | None
+    finished_at: datetime | None
+    runtime_sec: float
+    region: str
+    job_template_id: str
+    template_name: str
+    recurring_job_id: str
+    recurring_job_label: str
+    fleet_template_id: str
+    power_kw: float = Field(description="Facility power (kW): the instance's draw at 50 % load x PUE")
+    pue: float
+    energy_kwh: float
+    emissions_chosen_g: float
+    chosen_basis: str = Field(
+        description="measured | estimate (at the run's end) | forecast (the plan's) | none"
+    )
+    emissions_baseline_g: float
+    baseline_basis: str
+    saving_g: float
+    saving_pct: float | None
+    rests_on: str = Field(description="actuals (chosen and baseline both measured) | forecast")
+    provider: str = Field(description="The source of the measured figures, else the configured provider")
+    power_model: str
+    baseline_definition: str
+
+
+class LedgerRunsOut(BaseModel):
+    client_id: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    runs: list[LedgerRunOut]
+    methodology: dict[str, str] = Field(default_factory=dict)
 
     model_config = {"populate_by_name": True}

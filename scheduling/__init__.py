@@ -6,5 +6,6 @@
 - ``catalog``: EC2 fleet templates with power draw and spot-interruption data.
 - ``prediction``: runtime p50/p90 from past runs.
 - ``scoring``: :func:`~scheduling.scoring.plan_schedule`, the choice of a start time.
+- ``paired``: the paired, empirical decision rule for history-based forecasts and its per-zone skill table.
 - ``chart``: the SVG preview; ``backtest``: replaying submissions against a series.
 """

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ import numpy as np
 
 from scheduling.carbon import CarbonSeries, parse_timestamp
 from scheduling.forecast import NaiveForecaster, SeasonalForecaster
+from scheduling.paired import months_of_cycle
 from scheduling.scoring import (
     UNGATED,
     InfeasibleWindow,
@@ -49,13 +50,17 @@ from scheduling.scoring import (
 )
 
 __all__ = [
+    "OUT_OF_SAMPLE_VARIANTS",
     "BacktestConfig",
     "BacktestResult",
+    "OutOfSampleResult",
     "SubmissionResult",
     "daily_submissions",
     "parse_forecast_mode",
     "parse_submissions",
+    "out_of_sample_forecaster",
     "run_backtest",
+    "run_out_of_sample",
     "run_region_backtest",
 ]
 
@@ -404,3 +409,83 @@ def _replay(
         config=config,
         results=results,
     )
+
+
+# --------------------------------------------------------------------------- out of sample (paired rule)
+
+OUT_OF_SAMPLE_VARIANTS = ("old gate", "paired rule", "ungated")
+
+
+@dataclass(frozen=True)
+class OutOfSampleResult:
+    """One zone's leave-one-month-out replay: a :class:`BacktestResult` per variant
+    (:data:`OUT_OF_SAMPLE_VARIANTS`), all planned with the same out-of-sample climatology."""
+
+    zone: str
+    results: dict[str, BacktestResult]
+
+    def month_shares(self, variant: str) -> dict[int, float | None]:
+        """Share of the oracle's saving per calendar month of the nominal time (None: no oracle saving)."""
+        out: dict[int, list[float]] = {}
+        for r in self.results[variant].results:
+            acc = out.setdefault(r.nominal.month, [0.0, 0.0])
+            acc[0] += r.baseline_g - r.chosen_g
+            acc[1] += r.baseline_g - r.oracle_g
+        return {m: (s / o if o > 1e-9 else None) for m, (s, o) in sorted(out.items())}
+
+
+def out_of_sample_forecaster(
+    actual: CarbonSeries, zone: str, config: BacktestConfig, with_paired: bool
+) -> Forecaster:
+    """The forecast a decision would get without the month being judged: for a window ``[E, L]``, the mean
+    (and spread x the climatology's inflation, for the forecast gate) of the ``N`` history days nearest the
+    nominal time whose runs touch no hour of the calendar months the window touches; with ``with_paired``
+    it carries that history and the rule fitted without the nominal's month
+    (``paired_skill.json``'s fold), so the planner applies the paired rule."""
+    from scheduling.forecast import CLIMATOLOGY_SIGMA_INFLATION, hourly_history
+    from scheduling.paired import PairedHistory, paired_skill
+
+    h0, y = hourly_history(actual)
+    cycle_month = months_of_cycle(h0)
+    cache: dict[tuple[frozenset[int], int], PairedHistory] = {}
+    hour = timedelta(hours=1)
+    need = config.p90_sec if config.risk_mode is RiskMode.CONSERVATIVE else config.p50_sec
+    step_sec = config.step.total_seconds()
+
+    def forecast(decided_at: datetime, E: datetime, L: datetime) -> CarbonSeries:
+        nominal = E + timedelta(hours=config.window_hours or 0.0)
+        months = frozenset({E.month, L.month, nominal.month})
+        key = (months, nominal.month)
+        hist = cache.get(key)
+        if hist is None:
+            masked = np.flatnonzero(np.isin(cycle_month, sorted(months)))
+            hist = cache[key] = PairedHistory(h0, y, paired_skill(zone, nominal.month), masked_days=masked)
+        window = (L - E).total_seconds()
+        n_feas = int((window - need + 1e-6) // step_sec) + 1
+        span = (n_feas - 1) * step_sec + config.p50_sec
+        days = hist.paired_days(nominal, E, span)
+        first = E.replace(minute=0, second=0, microsecond=0)
+        n = math.ceil((L + config.step - first) / hour) + 1
+        vals = hist.forecast_values(first, n, days, nominal)
+        mean = vals.mean(axis=0)
+        sigma = np.sqrt(((vals - mean) ** 2).mean(axis=0)) * CLIMATOLOGY_SIGMA_INFLATION
+        series = CarbonSeries(first, hour, mean, sigma)
+        return series.with_paired(hist) if with_paired else series
+
+    return forecast
+
+
+def run_out_of_sample(
+    actual: CarbonSeries, zone: str, submissions: Sequence[datetime], config: BacktestConfig
+) -> OutOfSampleResult:
+    """Replay ``submissions`` on ``actual`` (a year of hourly data, e.g. the shipped 2023 series of
+    ``zone``) leaving each month out: the decision for a nominal time in month m plans with history and
+    rule thresholds fitted without month m (and without any other month its window touches). Three
+    variants share that forecast: the forecast gate (``Policy()`` on its sigma), the paired rule, and
+    ungated (the climatology's own best start)."""
+    out: dict[str, BacktestResult] = {}
+    for variant in OUT_OF_SAMPLE_VARIANTS:
+        fc = out_of_sample_forecaster(actual, zone, config, with_paired=variant == "paired rule")
+        cfg = replace(config, forecast="embedded", policy=UNGATED if variant == "ungated" else Policy())
+        out[variant] = run_backtest(actual, submissions, cfg, fc)
+    return OutOfSampleResult(zone, out)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -73,6 +73,10 @@ class CarbonSeries:
     Every transform below carries it along (resampling averages it with the same time weights, i.e. errors
     within one output interval are treated as fully correlated).
     ``signal``: ``"average"`` (grid-average / LCA intensity) or ``"marginal"``.
+    ``paired``: for a forecast built from a past series (the ``embedded`` climatology), that history as a
+    :class:`~scheduling.paired.PairedHistory`: the planner then judges moves by same-day paired savings in
+    it (README "How a start is chosen"). Slices and regrids keep it; a series combined with live data does
+    not.
     """
 
     start: datetime
@@ -80,6 +84,9 @@ class CarbonSeries:
     values: np.ndarray
     sigma: np.ndarray | None = None
     signal: str = "average"
+    paired: Any = (
+        None  # a scheduling.paired.PairedHistory (not imported: scheduling.paired reads this module)
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", _as_utc(self.start, "series start"))
@@ -107,7 +114,9 @@ class CarbonSeries:
 
     def _like(self, start: datetime, step: timedelta, values: np.ndarray, sigma: np.ndarray | None):
         """A series with this one's signal (and ``sigma`` if this one has one)."""
-        return CarbonSeries(start, step, values, sigma if self.sigma is not None else None, self.signal)
+        return CarbonSeries(
+            start, step, values, sigma if self.sigma is not None else None, self.signal, self.paired
+        )
 
     def with_sigma(self, sigma: np.ndarray | float | None) -> CarbonSeries:
         """The same series with ``sigma`` (an array, or one g/kWh value for every interval, or None)."""
@@ -116,7 +125,11 @@ class CarbonSeries:
             arr = cast("np.ndarray | None", sigma)
         else:
             arr = np.full(len(self), float(cast(float, sigma)))
-        return CarbonSeries(self.start, self.step, self.values, arr, self.signal)
+        return CarbonSeries(self.start, self.step, self.values, arr, self.signal, self.paired)
+
+    def with_paired(self, paired: Any) -> CarbonSeries:
+        """The same series, judged by same-day paired savings in ``paired`` (None: by its sigma)."""
+        return CarbonSeries(self.start, self.step, self.values, self.sigma, self.signal, paired)
 
     def _avg(self, arr: np.ndarray, edges: np.ndarray) -> np.ndarray:
         """Time-weighted means of a per-interval array ``arr`` between offsets ``edges`` (seconds)."""

@@ -23,6 +23,13 @@ Model, for a window ``[E, L]`` and candidate starts ``s = E + k*step`` with ``s 
 - Skill gate (:class:`Policy`): a start other than the baseline is allowed only with an expected saving
   >= ``min_saving_pct``, ``P(saving > 0) >= min_saving_prob`` and at most ``max_risk_pts_per_saving_pct``
   points of added miss risk per 1 % of saving. The objective chooses among allowed starts.
+- Paired rule (:mod:`scheduling.paired`): when the home region's series is history-based (``series.paired``,
+  the embedded climatology) and ``Policy.use_paired``, the saving and probability thresholds are replaced,
+  for every region whose series is history-based, by same-day paired savings over the history days nearest
+  the plan date (mean, share of days saved, t; the zone's skill table may forbid shifting); the risk cap
+  applies per 1 % of mean paired saving. Only pairs whose objective beats the baseline's are judged, best
+  first, ``PAIRED_CHUNK`` at a time and at most ``PAIRED_MAX_CHUNKS`` chunks, stopping at the first chunk
+  with an allowed pair. ``Plan.decision_rule`` says which rule applied, with its thresholds.
 
 Risk modes (feasibility and capacity):
 
@@ -56,6 +63,8 @@ from scipy.special import ndtr
 
 from models.domain import Capacity, RiskMode
 from scheduling.carbon import CarbonSeries
+from scheduling.paired import PairedHistory, paired_figures
+from scheduling.paired import allowed as paired_allowed
 
 __all__ = [
     "AGGRESSIVE_SPOT_MAX_PROB",
@@ -73,7 +82,11 @@ __all__ = [
     "lognormal_sigma",
     "plan_regions",
     "plan_schedule",
+    "doc_saving_text",
+    "paired_text",
+    "pct_text",
     "prob_exceeds",
+    "saving_text",
 ]
 
 Z90 = 1.2815515655446004  # standard normal 90th percentile
@@ -87,6 +100,8 @@ DEFAULT_REL_SIGMA = 0.10  # forecast error (1 sigma, share of the value) when a 
 ERROR_CORR_FLOOR = 0.45  # forecast-error correlation: a + (1 - a) exp(-|dt| / tau), fitted on the ...
 ERROR_CORR_HOURS = 8.0  # ... residuals of the embedded climatology (lag 1 h 0.96, 6 h 0.75, 24 h 0.5)
 TIE_TOL = 1e-9  # objective differences below this are ties (float noise of prefix sums)
+PAIRED_CHUNK = 96  # starts judged at a time by the paired rule, best objective first ...
+PAIRED_MAX_CHUNKS = 4  # ... and at most this many chunks: if none of the 384 best passes, the baseline stays
 _FEAS_TOL_SEC = 1e-6
 
 
@@ -99,7 +114,9 @@ class Policy:
     expected saving; ``default_rel_sigma``: 1-sigma forecast error, as a share of the value, for a series
     without ``sigma``; ``corr_floor``/``corr_hours``: forecast errors at two times ``dt`` apart correlate
     by ``corr_floor + (1 - corr_floor) * exp(-|dt| / corr_hours)``; ``neutral_spot_max_prob`` /
-    ``aggressive_spot_max_prob``: the highest interruption probability each mode accepts for spot.
+    ``aggressive_spot_max_prob``: the highest interruption probability each mode accepts for spot;
+    ``use_paired``: judge a history-based forecast (a series with ``paired``) by the paired rule
+    (:mod:`scheduling.paired`) instead of the saving/probability thresholds (the risk cap applies to both).
     :data:`UNGATED` turns the gate off (pure objective, as a perfect-foresight oracle would plan).
     """
 
@@ -111,6 +128,7 @@ class Policy:
     corr_hours: float = ERROR_CORR_HOURS
     neutral_spot_max_prob: float = NEUTRAL_SPOT_MAX_PROB
     aggressive_spot_max_prob: float = AGGRESSIVE_SPOT_MAX_PROB
+    use_paired: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_saving_pct", "max_risk_pts_per_saving_pct", "default_rel_sigma"):
@@ -131,6 +149,7 @@ UNGATED = Policy(
     max_risk_pts_per_saving_pct=math.inf,
     neutral_spot_max_prob=NEUTRAL_SPOT_MAX_PROB,
     aggressive_spot_max_prob=AGGRESSIVE_SPOT_MAX_PROB,
+    use_paired=False,
 )
 
 
@@ -181,7 +200,10 @@ class Candidate:
     forecast's expectation); ``saving_vs_earliest_pct`` is the expected emissions saving against the
     baseline start (negative = more); ``saving_sigma_pct`` its 1-sigma uncertainty (percentage points of
     the baseline's emissions) and ``prob_saving`` = P(saving > 0); ``lost_run_g`` the expected gCO2e of a
-    partial run lost to a spot interruption (0 on on-demand), not included in ``emissions_g``."""
+    partial run lost to a spot interruption (0 on on-demand), not included in ``emissions_g``.
+    Judged by the paired rule (a history-based forecast): ``paired_days`` comparable history days,
+    ``paired_days_saved`` of them on which this start emitted less than the baseline start the same day, and
+    ``paired_mean_saving_pct`` the mean of the daily savings (%); 0, 0 and None otherwise."""
 
     start: datetime
     finish_p50: datetime
@@ -196,9 +218,12 @@ class Candidate:
     prob_saving: float = 0.5
     lost_run_g: float = 0.0
     region: str | None = None
+    paired_days: int = 0
+    paired_days_saved: int = 0
+    paired_mean_saving_pct: float | None = None
 
     @property
-    def expected_saving_pct(self) -> float:
+    def expected_savingpct_text(self) -> float:
         return self.saving_vs_earliest_pct
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +240,14 @@ class Candidate:
             "prob_saving": self.prob_saving,
             "expected_lost_run_gco2e": self.lost_run_g,
             **({"region": self.region} if self.region is not None else {}),
+            **(self.paired_dict() if self.paired_days else {}),
+        }
+
+    def paired_dict(self) -> dict[str, Any]:
+        return {
+            "paired_days": self.paired_days,
+            "paired_days_saved": self.paired_days_saved,
+            "paired_mean_saving_pct": self.paired_mean_saving_pct,
         }
 
 
@@ -226,7 +259,8 @@ class Plan:
     saving, P(saving > 0), risk per saving) kept the baseline. Planned over several regions
     (:func:`plan_regions`): the baseline is the home region's; ``home_best`` the start the home region alone
     would get (None with one region, or when the home region may not be chosen); ``regions`` the regions
-    that could be chosen."""
+    that could be chosen. ``decision_rule``: which rule allowed moves and with which thresholds
+    (``{"rule": "paired", ...}`` for a history-based forecast, ``{"rule": "forecast", ...}`` otherwise)."""
 
     chosen: Candidate
     candidates: list[Candidate]
@@ -241,6 +275,7 @@ class Plan:
     skill_gated: bool = False
     home_best: Candidate | None = None
     regions: tuple[str, ...] = ()
+    decision_rule: dict[str, Any] = field(default_factory=dict)
 
     @property
     def region(self) -> str | None:
@@ -258,6 +293,7 @@ class Plan:
             "total_count": self.total_count,
             "risk_mode": str(self.risk_mode),
             "skill_gated": self.skill_gated,
+            "decision_rule": self.decision_rule,
         }
 
 
@@ -611,8 +647,54 @@ def plan_regions(
     # The skill gate: leave the baseline only for a likely, large enough saving worth its added risk.
     added_risk_pts = (risk - risk[0, b]) * 100.0
     eligible = (saving_pct >= pol.min_saving_pct - 1e-9) & (p_pos >= pol.min_saving_prob)
-    if math.isfinite(pol.max_risk_pts_per_saving_pct):
-        eligible &= added_risk_pts <= pol.max_risk_pts_per_saving_pct * np.maximum(saving_pct, 0.0) + 1e-9
+    rule: dict[str, Any] = {
+        "rule": "forecast",
+        "min_saving_pct": pol.min_saving_pct,
+        "min_saving_prob": pol.min_saving_prob,
+    }
+    risk_cap = pol.max_risk_pts_per_saving_pct
+    if math.isfinite(risk_cap):
+        eligible &= added_risk_pts <= risk_cap * np.maximum(saving_pct, 0.0) + 1e-9
+    rule["max_risk_pts_per_saving_pct"] = risk_cap if math.isfinite(risk_cap) else None
+    paired = _paired_context(options, E, s, p50, b, pol) if n_feas > 1 else None
+    p_mean = np.zeros((R, n_feas))
+    p_saved = np.zeros((R, n_feas), dtype=np.int64)
+    p_done = np.zeros((R, n_feas), dtype=bool)
+    p_n = 0
+    if paired is not None:  # history-based forecast: same-day paired savings decide instead
+        hists, days, ref, base_b, summary = paired
+        rule = {**summary, "max_risk_pts_per_saving_pct": rule["max_risk_pts_per_saving_pct"]}
+        p_n = int(days.size)
+        assert hists[0] is not None
+        sk = hists[0].skill
+        in_rule = np.array([h is not None for h in hists])
+        eligible[in_rule] = False
+        p_done[0, b] = True  # the baseline against itself: 0 of the days, mean 0
+        # Judge the pairs that could beat the baseline, best objective first, a chunk at a time: the choice
+        # is the first allowed one, so the rest need no figures (they show none).
+        obj_flat = objective.ravel()
+        could = usable & in_rule[:, None] & (objective < objective[0, b] - TIE_TOL)
+        todo = np.flatnonzero(could.ravel())
+        todo = todo[np.lexsort((todo, obj_flat[todo]))]
+        if not sk.allowed:  # the home region may not shift: judge one chunk of it, for the rationale
+            todo = np.concatenate([todo[:PAIRED_CHUNK], todo[PAIRED_CHUNK:][todo[PAIRED_CHUNK:] >= n_feas]])
+        todo = todo[: PAIRED_CHUNK * PAIRED_MAX_CHUNKS]
+        for c0 in range(0, todo.size, PAIRED_CHUNK):
+            chunk = todo[c0 : c0 + PAIRED_CHUNK]
+            r_of, i_of = np.divmod(chunk, n_feas)
+            for r in np.unique(r_of):
+                cols = i_of[r_of == r]
+                hist = hists[int(r)]
+                assert hist is not None
+                integ = hist.integrals(E, s[cols], p50, days, ref) * q[r]
+                mean, saved, t = paired_figures(base_b, integ)
+                ok = paired_allowed(mean, saved, t, p_n, sk) & (bool(sk.allowed) or int(r) != 0)
+                if math.isfinite(risk_cap):
+                    ok &= added_risk_pts[r, cols] <= risk_cap * np.maximum(mean, 0.0) + 1e-9
+                p_mean[r, cols], p_saved[r, cols], p_done[r, cols] = mean, saved, True
+                eligible[r, cols] = ok
+            if eligible.ravel()[chunk].any():
+                break
     eligible[0, b] = True
     eligible &= usable
     if not eligible.any():  # the home region may not be chosen and nothing passes the gate
@@ -648,6 +730,9 @@ def plan_regions(
             prob_saving=float(p_pos[r, i]),
             lost_run_g=float(lost_g[r, i]),
             region=options[r].region,
+            paired_days=p_n if p_done[r, i] else 0,
+            paired_days_saved=int(p_saved[r, i]),
+            paired_mean_saving_pct=float(p_mean[r, i]) if p_done[r, i] else None,
         )
 
     candidates = [cand(i) for i in order]
@@ -676,6 +761,7 @@ def plan_regions(
         gated_best=cand(best_all_i) if skill_gated else None,
         policy=pol,
         p50=p50,
+        rule=rule,
     )
     return Plan(
         chosen=chosen,
@@ -691,7 +777,28 @@ def plan_regions(
         skill_gated=skill_gated,
         home_best=home_best,
         regions=tuple(o.region for o, ok in zip(options, selectable, strict=True) if ok and o.region),
+        decision_rule=rule,
     )
+
+
+def _paired_context(
+    options: Sequence[RegionOption], E: datetime, s: np.ndarray, p50: float, b: int, pol: Policy
+) -> tuple[list[PairedHistory | None], np.ndarray, datetime, np.ndarray, dict[str, Any]] | None:
+    """What the paired rule (:mod:`scheduling.paired`) needs when the home region's forecast is
+    history-based: each region's history (None: that region's forecast gate decides), the paired days, the
+    reference time, the baseline's integral on each day and the rule's summary. None = not applicable."""
+    home = options[0].series.paired
+    if not pol.use_paired or home is None:
+        return None
+    ref = E + timedelta(seconds=float(s[b]))
+    try:
+        days = home.paired_days(ref, E, float(s[-1]) + p50)
+        base_b = home.integrals(E, s[b : b + 1], p50, days, ref)[:, 0]
+        home.integrals(E, s[-1:], p50, days, ref)  # the whole window fits the history's wrap
+    except ValueError:
+        return None  # a window longer than the history's wrap: the forecast gate decides
+    summary = {**home.skill.summary(), "paired_days": int(days.size), "history": home.year_label}
+    return [o.series.paired for o in options], days, ref, base_b, summary
 
 
 def _same_grid_groups(subs: Sequence[CarbonSeries]) -> list[list[int]]:
@@ -734,6 +841,66 @@ def _region_notes(
     return out
 
 
+def pct_text(x: float, nd: int = 0) -> str:
+    """``x`` as a percentage with ``nd`` decimals, never "-0%"."""
+    v = round(float(x), nd)
+    return f"{0.0 if v == 0 else v:.{nd}f}%"
+
+
+def saving_text(pct: float, sigma: float, nd: int = 0) -> str:
+    """ "12% +- 5%"; an uncertainty wider than the saving says so: "2% (uncertain: +- 5%)"."""
+    if round(abs(sigma), nd) > round(abs(pct), nd):
+        return f"{pct_text(pct, nd)} (uncertain: +- {pct_text(sigma, nd)})"
+    return f"{pct_text(pct, nd)} +- {pct_text(sigma, nd)}"
+
+
+def paired_text(c: Candidate, rule: dict[str, Any]) -> str:
+    """ "saved on 26 of 29 comparable days of the 2023 history, mean 6.1%"."""
+    hist = rule.get("history")
+    of = f" of the {hist} history" if hist else ""
+    return (
+        f"saved on {c.paired_days_saved} of {c.paired_days} comparable days{of}, "
+        f"mean {pct_text(c.paired_mean_saving_pct or 0.0, 1)}"
+    )
+
+
+def doc_saving_text(doc: dict[str, Any]) -> str:
+    """The saving of a candidate document (the API's candidate / a run's plan) in words: the paired figures
+    when it has them, else the forecast's saving with its uncertainty (:func:`saving_text`)."""
+    if doc.get("paired_days"):
+        return (
+            f"saved on {doc.get('paired_days_saved', 0)} of {doc['paired_days']} comparable days, "
+            f"mean {pct_text(doc.get('paired_mean_saving_pct') or 0.0, 1)}"
+        )
+    pct = doc.get("expected_saving_pct", doc.get("saving_vs_earliest_pct")) or 0.0
+    sigma = doc.get("saving_sigma_pct")
+    return (
+        f"expected saving {pct_text(pct, 1)}"
+        if sigma is None
+        else f"expected saving {saving_text(pct, sigma, 1)}"
+    )
+
+
+def _why_paired(c: Candidate, base: Candidate, rule: dict[str, Any], pol: Policy) -> str:
+    reasons = []
+    n = max(c.paired_days, 1)
+    share = float(rule.get("min_share_saved", 0.0))
+    mean = float(rule.get("min_mean_saving_pct", 0.0))
+    if c.paired_days_saved < share * n - 1e-9:
+        reasons.append(f"the rule needs {share * 100:.0f}% of days")
+    if (c.paired_mean_saving_pct or 0.0) < mean - 1e-9:
+        reasons.append(f"a mean saving of at least {mean:g}%")
+    min_t = float(rule.get("min_t", 0.0))
+    if min_t > 0 and reasons == [] and c.paired_days:
+        reasons.append(f"a mean at least {min_t:g} standard errors above zero (the days disagree too much)")
+    added = (c.risk - base.risk) * 100
+    if added > pol.max_risk_pts_per_saving_pct * max(c.paired_mean_saving_pct or 0.0, 0.0) + 1e-9:
+        reasons.append(f"it adds {added:.1f} points of deadline-miss risk")
+    if not reasons and c.paired_days == 0:
+        reasons.append("no comparable history day")
+    return ", ".join(reasons) or "not allowed by the paired rule"
+
+
 def _why_gated(c: Candidate, base: Candidate, pol: Policy) -> str:
     reasons = []
     if c.saving_vs_earliest_pct < pol.min_saving_pct:
@@ -766,8 +933,10 @@ def _rationale(
     gated_best: Candidate | None = None,
     policy: Policy | None = None,
     p50: float = 0.0,
+    rule: dict[str, Any] | None = None,
 ) -> str:
     pol = policy or Policy()
+    rule = rule or {}
     when = _fmt_time(chosen.start, E)
     parts: list[str] = []
     if fixed_start or L is None:
@@ -796,17 +965,35 @@ def _rationale(
         if chosen.start == baseline.start and not moved_region:
             if flat:
                 parts.append(f"every feasible start emits the same, so {when} ({base_name}) is kept")
+            elif gated_best is not None and gated_best.paired_days and rule.get("allowed") is False:
+                parts.append(
+                    f"{when} ({base_name}) is kept: history-based shifting is off for zone "
+                    f"{rule.get('zone')}: {rule.get('reason') or 'no skill out of sample'} "
+                    f"(the best alternative, {_fmt_time(gated_best.start, E)}, "
+                    f"{paired_text(gated_best, rule)})"
+                )
+            elif gated_best is not None and gated_best.paired_days:
+                parts.append(
+                    f"{when} ({base_name}) is kept: the best alternative, {_fmt_time(gated_best.start, E)}, "
+                    f"{paired_text(gated_best, rule)}; {_why_paired(gated_best, baseline, rule, pol)}"
+                )
             elif gated_best is not None:
                 parts.append(
                     f"{when} ({base_name}) is kept: the best alternative, "
-                    f"{_fmt_time(gated_best.start, E)}, would save {gated_best.saving_vs_earliest_pct:.1f}% "
-                    f"+- {gated_best.saving_sigma_pct:.1f}%, {_why_gated(gated_best, baseline, pol)}"
+                    f"{_fmt_time(gated_best.start, E)}, would save "
+                    f"{saving_text(gated_best.saving_vs_earliest_pct, gated_best.saving_sigma_pct, 1)}, "
+                    f"{_why_gated(gated_best, baseline, pol)}"
                 )
             else:
                 parts.append(f"starting at {base_name} ({when}) is the best trade-off")
+        elif chosen.paired_days:
+            parts.append(
+                f"{when}: {paired_text(chosen, rule)}, against starting at {against} "
+                f"(forecast: {pct_text(pct)} less)"
+            )
         else:
             parts.append(
-                f"{when}: expected saving {pct:.0f}% +- {sig:.0f}% against starting at {against} "
+                f"{when}: expected saving {saving_text(pct, sig)} against starting at {against} "
                 f"(P(saving > 0) {chosen.prob_saving * 100:.0f}%)"
             )
         parts.append(f"deadline-miss risk {chosen.risk * 100:.0f}%")

@@ -15,7 +15,9 @@ after that long, until it is older than ``ORCH_CARBON_ACTUALS_DAYS``). For each 
 - the baseline is recorded only from the source that measured the run's interval, so a saving on actuals
   never compares two different signals;
 - what is missing and why goes to ``carbon_actual_note``, the time of the attempt to
-  ``carbon_actual_checked_at``.
+  ``carbon_actual_checked_at``;
+- the forecast the run's plan used (its audit record) is paired hour by hour with what was measured, for
+  the forecast's skill (``services/skill.py``, issue 18).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from sqlalchemy.orm import Session
 
 from carbon import measured_series
 from core.settings import Settings
-from models.db import Client, Job, JobTemplate, Run
+from models.db import Client, Job, Run
 from scheduling.catalog import fleet_power_kw, get_fleet_template
+from services.job_templates import template_at
 from services.regions import home_region
 
 __all__ = ["ActualsPass", "baseline_interval", "due_runs", "record_run_actuals"]
@@ -90,7 +93,7 @@ def record_run_actuals(
     The caller commits. The rows are read first, so no write (and no SQLite write lock) is pending while
     the provider is asked."""
     assert run.started_at is not None and run.finished_at is not None  # due_runs selects only such runs
-    template = session.get(JobTemplate, run.job_template_id)
+    template = template_at(session, run.job_template_id, run.job_template_version)
     client = session.get(Client, run.client_id)
     job = session.get(Job, run.job_id)
     run.carbon_actual_checked_at = now
@@ -121,6 +124,7 @@ def record_run_actuals(
                 run.carbon_actual_intensity = kwh_per_kw / hours
                 run.carbon_actual_source = m.source
                 source_name = m.name
+                _pair(session, run, region, m.series, m.name, run.started_at, run.finished_at)
     if run.carbon_actual_baseline_g is None:
         interval = baseline_interval(run, job)
         if region != home and (interval is None or interval[1] <= interval[0]):
@@ -141,11 +145,24 @@ def record_run_actuals(
                 notes.append(f"baseline interval not measured by {provider or 'the same source'}: {why}")
             else:
                 run.carbon_actual_baseline_g = power_kw * m.series.integral(*interval)
+                _pair(session, run, home, m.series, m.name, *interval)
     run.carbon_actual_note = "; ".join(notes)[:2000] or None
     both = run.carbon_actual_g is not None and run.carbon_actual_baseline_g is not None
     if both:
         return "recorded"
     return "partial" if run.carbon_actual_g is not None else "unavailable"
+
+
+def _pair(session: Session, run: Run, region: str, measured, name, start: datetime, end: datetime) -> None:
+    """Pair the forecast the run's plan used with what was measured (issue 18: the forecast's skill);
+    never fails the actuals."""
+    from services.skill import record_pairs
+
+    try:
+        with session.begin_nested():
+            record_pairs(session, run, region, measured, name, start, end)
+    except Exception:  # noqa: BLE001 - the skill is informative; the measured figures count
+        log.warning("forecast/measured pairs of run %s failed", run.id, exc_info=True)
 
 
 def _source_name(source: str | None) -> str | None:

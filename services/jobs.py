@@ -25,18 +25,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import anyio.to_thread
+from pydantic import ValidationError
 from sqlalchemy import Table, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
-from models.api import JobCreate, window_limit_errors
+from models.api import JobCreate, args_launch_problem, window_limit_errors
 from models.db import Client, Job, JobTemplate, Run, new_id, utcnow
 from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID, SA_RUN_STATUS, JobType, RunStatus
-from models.workflow import RunInput, workflow_id_for
+from models.workflow import RetrySpec, RunInput, workflow_id_for
 from scheduling.scoring import Weights
 from services.access import owned
 from services.errors import Conflict, Unavailable, Unprocessable, field_error
+from services.job_templates import template_at, usable_template
 from services.pagination import paginate
 from services.planning import InfeasibleWindow, preview_plan
 from services.regions import NoCandidateRegion, candidate_regions, job_region_errors
@@ -75,6 +77,7 @@ def new_run_for(job: Job, template: JobTemplate, **fields: Any) -> Run:
         job_template_id=template.id,
         fleet_template_id=template.fleet_template_id,
         workflow_id=workflow_id_for(run_id),
+        job_template_version=template.version,
         status=fields.pop("status", RunStatus.PENDING),
         **fields,
     )
@@ -88,7 +91,16 @@ def run_input_for(settings: Settings, run: Run, job: Job, template: JobTemplate)
         max_runtime_sec=template.max_runtime_sec,
         replan_interval_sec=settings.replan_interval_sec,
         monitor_poll_sec=settings.monitor_poll_sec,
+        retry=retry_spec(job, template),
     )
+
+
+def retry_spec(job: Job, template: JobTemplate) -> RetrySpec | None:
+    """The run's retry policy: the job's override, else its template's; None (no retries) without one."""
+    policy = job.retry_policy if job.retry_policy is not None else template.retry_policy
+    if not policy or int(policy.get("max_attempts", 1)) <= 1:
+        return None
+    return RetrySpec.model_validate(policy)
 
 
 async def start_run_workflow(
@@ -198,9 +210,9 @@ def _existing(session: Session, client: Client, idempotency_key: str) -> Submitt
     if job is None:
         return None
     run = session.scalar(select(Run).where(Run.job_id == job.id).order_by(Run.created_at))
-    template = session.get(JobTemplate, job.job_template_id)
+    assert run is not None  # a job is inserted with its run
+    template = template_at(session, job.job_template_id, job.job_template_version)
     session.commit()
-    assert run is not None and template is not None  # a job is inserted with its run; templates stay
     return Submitted(job, run, template, replayed=True)
 
 
@@ -212,6 +224,16 @@ def _row(obj: Job | Run, table: Table) -> dict[str, Any]:
     return {c.key: obj.__dict__[c.key] for c in table.columns if c.key in obj.__dict__}
 
 
+def check_launchable_args(template: JobTemplate, args: dict[str, Any] | None) -> None:
+    """Unprocessable (field ``args``) when the template's default_args merged with ``args`` could never be
+    given to the app (too big for the OS: ``models.api.args_launch_problem``). Each part alone was checked
+    by its model; only the merge can still be too big."""
+    merged = {**(template.default_args or {}), **(args or {})}
+    if problem := args_launch_problem(merged):
+        msg = f"{problem} (the template's default_args merged with these args)"
+        raise Unprocessable(f"args: {msg}", [field_error("args", msg)])
+
+
 def insert_job(
     session: Session,
     settings: Settings,
@@ -220,13 +242,19 @@ def insert_job(
     idempotency_key: str | None,
     req_hash: str,
     plan_timer: PlanTimer | None = None,
+    template_version: int | None = None,
+    rerun_of: str | None = None,
 ) -> Submitted:
-    """Blocking: idempotency lookup, validation and planning, then insert job + run and COMMIT."""
+    """Blocking: idempotency lookup, validation and planning, then insert job + run and COMMIT. The job
+    uses the template's current version, or ``template_version`` (a rerun); a retired template is a
+    Conflict."""
     if idempotency_key:
         found = _existing(session, client, idempotency_key)
         if found is not None:
             return found
-    template = owned(session, JobTemplate, body.job_template_id, client, "job template")
+    template = usable_template(session, client, body.job_template_id)
+    if template_version is not None:
+        template = template_at(session, template.id, template_version)
     region_errors = job_region_errors(client, template, body.regions)
     if not region_errors:
         try:  # the client may have dropped regions its template still lists
@@ -235,6 +263,7 @@ def insert_job(
             region_errors = [field_error("regions", str(exc))]
     if region_errors:
         raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in region_errors), region_errors)
+    check_launchable_args(template, body.args)
     check_times(session, settings, client, template, body, plan_timer)
     job = Job(
         id=new_id("job"),
@@ -250,6 +279,9 @@ def insert_job(
         idempotency_key=idempotency_key,
         request_hash=req_hash,
         regions=list(body.regions) if body.regions is not None else None,
+        retry_policy=body.retry_policy.model_dump() if body.retry_policy is not None else None,
+        job_template_version=template.version,
+        rerun_of=rerun_of,
     )
     job.created_at = utcnow()
     run = new_run_for(job, template, created_at=job.created_at, updated_at=job.created_at)
@@ -282,13 +314,30 @@ async def create_job(
     idempotency_key: str | None,
     temporal: TemporalSource,
     plan_timer: PlanTimer | None = None,
+    *,
+    template_version: int | None = None,
+    rerun_of: str | None = None,
+    req_hash: str | None = None,
 ) -> Submitted:
     """Submit a job (see the module docstring). Every database step runs in a worker thread and commits
-    before the workflow start is awaited, so no transaction stays open across the Temporal call."""
-    req_hash = request_hash(body)
+    before the workflow start is awaited, so no transaction stays open across the Temporal call. A rerun
+    passes the template version, the run it reruns and its own request hash (what the Idempotency-Key
+    is compared on)."""
+    req_hash = req_hash or request_hash(body)
     check_limits(settings, body)
     sub = await anyio.to_thread.run_sync(
-        functools.partial(insert_job, session, settings, client, body, idempotency_key, req_hash, plan_timer)
+        functools.partial(
+            insert_job,
+            session,
+            settings,
+            client,
+            body,
+            idempotency_key,
+            req_hash,
+            plan_timer,
+            template_version,
+            rerun_of,
+        )
     )
     if sub.replayed:
         if sub.job.request_hash != req_hash:
@@ -335,3 +384,92 @@ def list_jobs(
 def get_job(session: Session, client: Client, job_id: str) -> tuple[Job, list[str]]:
     job = owned(session, Job, job_id, client, "job")
     return job, list(session.scalars(select(Run.id).where(Run.job_id == job.id)))
+
+
+# ---------------------------------------------------------------- rerun
+def rerun_request(
+    session: Session,
+    client: Client,
+    run_id: str,
+    intended_time: datetime | None = None,
+    earliest_start: datetime | None = None,
+) -> tuple[JobCreate, int | None, str]:
+    """Blocking: the job request that reruns ``run_id`` (the client's; NotFound otherwise) with the same
+    template version, args, risk mode, weights, regions and window shape: a ONE_TIME job at
+    ``intended_time`` (default now); a RESCHEDULABLE job whose window has the same length from
+    ``earliest_start`` (default now). Also the template version and the request hash the
+    Idempotency-Key is compared on. Ends the read transaction."""
+    run = owned(session, Run, run_id, client, "run")
+    job = session.get_one(Job, run.job_id)
+    version = job.job_template_version or run.job_template_version
+    now = datetime.now(UTC)
+    doc: dict[str, Any] = {
+        "job_template_id": job.job_template_id,
+        "type": job.type,
+        "risk_mode": job.risk_mode,
+        "weights": dict(job.weights or {}),
+        "args": dict(job.args) if job.args else None,
+        "regions": list(job.regions) if job.regions is not None else None,
+        "retry_policy": dict(job.retry_policy) if job.retry_policy is not None else None,
+    }
+    wrong = (
+        ("earliest_start", earliest_start)
+        if job.type == JobType.ONE_TIME
+        else ("intended_time", intended_time)
+    )
+    if wrong[1] is not None:
+        raise Unprocessable(
+            f"{wrong[0]} does not apply to rerunning a {job.type} job",
+            [field_error(wrong[0], f"not for a {job.type} job")],
+        )
+    if job.type == JobType.ONE_TIME:
+        doc["intended_time"] = intended_time or now
+    else:
+        assert job.earliest_start is not None and job.latest_finish is not None
+        start = earliest_start or now
+        doc["earliest_start"] = start
+        doc["latest_finish"] = start + (job.latest_finish - job.earliest_start)
+    session.commit()
+    asked = {
+        "rerun_of": run.id,
+        "intended_time": intended_time.isoformat() if intended_time else None,
+        "earliest_start": earliest_start.isoformat() if earliest_start else None,
+    }
+    req_hash = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+    try:
+        body = JobCreate.model_validate(doc)
+    except ValidationError as exc:  # e.g. a window whose shape no longer passes today's rules
+        errors = [field_error(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
+        raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in errors), errors) from exc
+    return body, version, req_hash
+
+
+async def rerun(
+    session: Session,
+    settings: Settings,
+    client: Client,
+    run_id: str,
+    idempotency_key: str | None,
+    temporal: TemporalSource,
+    plan_timer: PlanTimer | None = None,
+    intended_time: datetime | None = None,
+    earliest_start: datetime | None = None,
+) -> Submitted:
+    """``POST /v1/runs/{id}/rerun``: a new job + run like ``run_id``'s (:func:`rerun_request`), submitted
+    like any job (same Idempotency-Key + same rerun request -> the same job). Conflict for a retired
+    template; Unprocessable for a window that is no longer feasible."""
+    body, version, req_hash = await anyio.to_thread.run_sync(
+        rerun_request, session, client, run_id, intended_time, earliest_start
+    )
+    return await create_job(
+        session,
+        settings,
+        client,
+        body,
+        idempotency_key,
+        temporal,
+        plan_timer,
+        template_version=version,
+        rerun_of=run_id,
+        req_hash=req_hash,
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ __all__ = [
     "preview",
     "preview_chart",
     "preview_out",
+    "audit_record",
+    "carbon_series_info",
     "plan_for_run",
     "planning_policy",
     "preview_plan",
@@ -58,10 +61,13 @@ __all__ = [
     "realised_emissions_g",
 ]
 
+log = logging.getLogger("orch.planning")
+
 NO_HISTORY_P90_FACTOR = 1.5  # without history the spread is a guess: p90 = 1.5 x p50
 REPLAN_MIN_GAIN = 0.05  # move a planned start only for >= 5% less carbon ...
 REPLAN_MAX_EXTRA_RISK = 0.01  # ... and at most 1 point more deadline risk
 HISTORY_LIMIT = 50
+RECORD_CANDIDATES = 48  # candidates a run's plan audit record lists (the best by the objective, chosen first)
 
 
 def planning_policy(settings: Settings) -> Policy:
@@ -143,13 +149,45 @@ def carbon_series(
     settings: Settings, region: str, start: datetime, end: datetime, session: Session | None = None
 ) -> tuple[CarbonSeries, list[str]]:
     """Intensity forecast (g/kWh) covering [start, end] on the planning grid, from the configured provider."""
+    series, notes, _ = carbon_series_info(settings, region, start, end, session)
+    return series, notes
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """Where a planning series came from (``carbon.SeriesSource``) and whether its live forecast's sigma
+    is the measured one (``services.skill.Calibration``; None for a source that is not live)."""
+
+    source: Any
+    calibration: Any = None
+
+
+def carbon_series_info(
+    settings: Settings, region: str, start: datetime, end: datetime, session: Session | None = None
+) -> tuple[CarbonSeries, list[str], SeriesInfo]:
+    """:func:`carbon_series`, and its source. A live provider's forecast carries the sigma measured from
+    the pairs the product has seen (``services.skill.calibrated``; the provider's prior without them)."""
     step = timedelta(minutes=settings.forecast_step_min)
     start = start - timedelta(seconds=start.timestamp() % step.total_seconds())  # align to the grid
     end = end + step
-    from carbon import get_series
+    from carbon import get_series_info
+    from services.skill import calibrated
 
-    series, notes = get_series(region, start, end, step, settings=settings, session=session)
-    return series, list(notes)
+    series, notes, source = get_series_info(region, start, end, step, settings=settings, session=session)
+    series, calibration = calibrated(session, settings, series, source)
+    return series, list(notes), SeriesInfo(source, calibration)
+
+
+@dataclass
+class PlanInputs:
+    """What a plan was decided from, filled by :func:`_plan` for the audit record: the region options
+    (series, power, spot probability), each series' source, the window and the policy."""
+
+    options: list[RegionOption] = dataclasses.field(default_factory=list)
+    sources: dict[str, SeriesInfo] = dataclasses.field(default_factory=dict)
+    earliest: datetime | None = None
+    end: datetime | None = None
+    policy: Policy | None = None
 
 
 def _plan(
@@ -167,9 +205,11 @@ def _plan(
     top_k: int = 5,
     regions: list[str] | None = None,
     home: str | None = None,
+    inputs: PlanInputs | None = None,
 ) -> tuple[Plan, float, float]:
     """Plan over ``regions`` (default: the home region only) with the home region (default
-    the template's :func:`~services.regions.home_region`) as the savings baseline."""
+    the template's :func:`~services.regions.home_region`) as the savings baseline. ``inputs``, if given,
+    receives what the plan was decided from (for the audit record)."""
     ft = get_fleet_template(fleet_template_id)
     if ft is None:
         raise InfeasibleWindow(f"unknown fleet template {fleet_template_id!r}")
@@ -181,7 +221,11 @@ def _plan(
         end = max(end, earliest + timedelta(seconds=p90))
     except OverflowError as exc:
         raise InfeasibleWindow(f"dates out of the supported range near {earliest.isoformat()}") from exc
-    options, region_notes = _region_options(session, settings, ft, home, regions, earliest, end, p50)
+    sources: dict[str, SeriesInfo] = {}
+    options, region_notes = _region_options(session, settings, ft, home, regions, earliest, end, p50, sources)
+    if inputs is not None:
+        inputs.options, inputs.sources, inputs.earliest, inputs.end = list(options), sources, earliest, end
+        inputs.policy = planning_policy(settings)
     plan = plan_regions(
         earliest=earliest,
         latest=latest,
@@ -208,20 +252,30 @@ def _plan(
 
 
 def _region_options(
-    session, settings, ft, home: str, regions: list[str], earliest: datetime, end: datetime, p50: float
+    session,
+    settings,
+    ft,
+    home: str,
+    regions: list[str],
+    earliest: datetime,
+    end: datetime,
+    p50: float,
+    sources: dict[str, SeriesInfo] | None = None,
 ) -> tuple[list[RegionOption], list[str]]:
     """One planning option per region, home first (the baseline, selectable only when allowed and the
-    instance type is offered there), and the notes the rationale carries."""
+    instance type is offered there), and the notes the rationale carries; ``sources`` receives each
+    region's series source."""
     power = fleet_power_kw(ft)
+    sources = {} if sources is None else sources
     if regions == [home]:  # the one-region plan, exactly as before regions existed
-        series, home_notes = carbon_series(settings, home, earliest, end, session)
+        series, home_notes, sources[home] = carbon_series_info(settings, home, earliest, end, session)
         return [RegionOption(home, series, power, spot_interruption_probability(ft, home, p50))], home_notes
     options: list[RegionOption] = []
     notes: list[str] = []
     seen: set[str] = set()
     not_offered: list[str] = []
     for region in [home, *(r for r in regions if r != home)]:
-        series, carbon_notes = carbon_series(settings, region, earliest, end, session)
+        series, carbon_notes, sources[region] = carbon_series_info(settings, region, earliest, end, session)
         offered = offered_in(ft, region) is not False
         if not offered and region in regions:
             not_offered.append(region)
@@ -280,6 +334,16 @@ def candidate_doc(c: Candidate) -> dict:
         "prob_saving": round(c.prob_saving, 4),
         "expected_lost_run_gco2e": round(c.lost_run_g, 3),
         **({"region": c.region} if c.region is not None else {}),
+        # judged by the paired rule (history-based forecast): the comparable days behind the choice
+        **(
+            {
+                "paired_days": c.paired_days,
+                "paired_days_saved": c.paired_days_saved,
+                "paired_mean_saving_pct": round(c.paired_mean_saving_pct or 0.0, 2),
+            }
+            if c.paired_days
+            else {}
+        ),
     }
 
 
@@ -298,6 +362,7 @@ def preview_out(plan: Plan, home: str) -> PreviewOut:
         feasible_count=plan.feasible_count,
         total_count=plan.total_count,
         skill_gated=plan.skill_gated,
+        decision_rule=plan.decision_rule or None,
         home_region=home,
         regions=list(plan.regions) or [home],
         home_best=c(plan.home_best) if plan.home_best is not None else None,
@@ -363,11 +428,17 @@ def plan_for_run(
     client: Client,
     not_before: datetime,
     current_start: datetime | None = None,
+    pin_region: bool = False,
+    record: bool = True,
 ) -> PlanResult:
-    """Plan (or re-plan) one run. ``not_before`` is the workflow's now: no start is proposed before it."""
+    """Plan (or re-plan) one run. ``not_before`` is the workflow's now: no start is proposed before it.
+    ``pin_region``: only the run's recorded region (a retry's re-plan: a launched run stays where it ran).
+    ``record``: keep the plan's audit record (``services/plan_audit.py``); its id is the plan's
+    ``audit_id``."""
     weights = Weights(**job.weights) if job.weights else Weights()
     runtime = _runtime(session, settings, template, run.fleet_template_id)
     p50, p90, _ = runtime
+    inputs = PlanInputs()
     window_start = job.intended_time if job.type == "ONE_TIME" else job.earliest_start
     if window_start is None:
         raise ValueError(f"job {job.id} has no start time")
@@ -383,10 +454,17 @@ def plan_for_run(
         weights,
         fixed_start=job.type == "ONE_TIME",  # a ONE_TIME job starts at intended_time, no shifting
         runtime=runtime,
-        regions=candidate_regions(client, template, job.regions),  # NoCandidateRegion fails the run
+        regions=(
+            [run.region]
+            if pin_region and run.region
+            else candidate_regions(client, template, job.regions)  # NoCandidateRegion fails the run
+        ),
+        inputs=inputs,
+        top_k=RECORD_CANDIDATES if record else 5,  # only the audit record lists them
     )
     moved = True
     current_region = run.region
+    current = None
     if current_start is not None and current_start >= not_before:
         current, _, _ = _plan(
             session,
@@ -413,6 +491,7 @@ def plan_for_run(
         **candidate_doc(chosen),
         "rationale": plan.rationale,
         "skill_gated": plan.skill_gated,
+        "decision_rule": plan.decision_rule,
         "capacity": plan.capacity,
         "region": chosen.region,
         "home_region": home_region(template, client),
@@ -422,6 +501,30 @@ def plan_for_run(
         "planned_at": not_before.isoformat(),
     }
     first_plan = current_start is None
+    if record:
+        from services.plan_audit import store_record
+
+        stored = {
+            "start": chosen.start,
+            "region": chosen.region if moved else (current_region or chosen.region),
+            "moved": moved,
+            "carbon_chosen_g": chosen.emissions_g,
+            "carbon_earliest_g": plan.baseline.emissions_g if first_plan else None,
+            "expected_saving_pct": doc["expected_saving_pct"],
+        }
+        try:  # the record documents the plan; a failure to keep it must not stop the run
+            with session.begin_nested():
+                doc["audit_id"] = store_record(
+                    session,
+                    run,
+                    audit_record(
+                        plan, inputs, job, run, template, client, not_before, current_start, runtime, stored,
+                        current.chosen if current is not None else None,
+                    ),
+                    not_before,
+                )  # fmt: skip
+        except Exception:  # noqa: BLE001
+            log.warning("the plan audit record of run %s could not be kept", run.id, exc_info=True)
     return PlanResult(
         start=chosen.start,
         latest_start=_latest_start(job, job.risk_mode, p50, p90, settings),
@@ -437,11 +540,106 @@ def plan_for_run(
     )
 
 
+def audit_record(
+    plan: Plan,
+    inputs: PlanInputs,
+    job: Job,
+    run: Run,
+    template: JobTemplate,
+    client: Client,
+    decided_at: datetime,
+    current_start: datetime | None,
+    runtime: tuple[float, float, list[str]],
+    stored: dict[str, Any],
+    current: Candidate | None,
+) -> dict[str, Any]:
+    """The audit record of one plan (``services/plan_audit.py``): the series and sources of every region,
+    the runtime model, the power, every candidate and the rule's figures, generically (every field the
+    planner's ``Plan``/``Candidate``/``Policy`` carry), the rationale and what the run stores from it."""
+    from services.plan_audit import FORMAT, jsonable
+
+    home = home_region(template, client)
+    plan_doc = jsonable(plan)
+    regions = []
+    for o in inputs.options:
+        info = inputs.sources.get(o.region or home)
+        src = info.source if info is not None else None
+        cal = info.calibration if info is not None else None
+        regions.append(
+            {
+                "region": o.region,
+                "home": o.region == home,
+                "selectable": o.selectable,
+                "power_kw": o.power_kw,
+                "spot_interruption_prob": o.spot_interruption_prob,
+                "provider": getattr(src, "provider", None),
+                "zone": getattr(src, "zone", None),
+                "signal": o.series.signal,
+                "live": bool(getattr(src, "live", False)),
+                "issued_at": jsonable(getattr(src, "issued_at", None)),
+                "live_until": jsonable(getattr(src, "live_until", None)),
+                "fallback_reason": "; ".join(getattr(src, "fallback", ())) or None,
+                "sigma_source": None
+                if cal is None
+                else ("prior" if cal.is_prior else f"measured ({cal.pairs} pairs)"),
+                "series": {
+                    "start": o.series.start.isoformat(),
+                    "step_sec": o.series.step_sec,
+                    "values": jsonable(o.series.values),
+                    "sigma": jsonable(o.series.sigma) if o.series.sigma is not None else None,
+                },
+            }
+        )
+    home_entry = regions[0] if regions else {}
+    p50, p90, runtime_notes = runtime
+    return {
+        "format": FORMAT,
+        "run_id": run.id,
+        "decided_at": decided_at.isoformat(),
+        "kind": "plan" if current_start is None else "replan",
+        "home_region": home,
+        "provider": home_entry.get("provider"),
+        "fallback_reason": home_entry.get("fallback_reason"),
+        "signal": home_entry.get("signal"),
+        "window": {
+            "earliest": jsonable(inputs.earliest),
+            "latest_finish": jsonable(job.latest_finish),
+            "series_end": jsonable(inputs.end),
+            "not_before": decided_at.isoformat(),
+            "current_start": jsonable(current_start),
+        },
+        "job_type": job.type,
+        "risk_mode": job.risk_mode,
+        "weights": dict(job.weights or {}),
+        "fleet_template_id": run.fleet_template_id,
+        "power_kw": home_entry.get("power_kw"),
+        "runtime": {"p50_sec": p50, "p90_sec": p90, "source": "; ".join(runtime_notes) or None},
+        "regions": regions,
+        "chosen": plan_doc.pop("chosen"),
+        "baseline": plan_doc.pop("baseline"),
+        "candidates": plan_doc.pop("candidates"),
+        "home_best": plan_doc.pop("home_best", None),
+        "rationale": plan_doc.pop("rationale", plan.rationale),
+        "rule": {**plan_doc, "policy": jsonable(inputs.policy)},
+        "replan": None
+        if current_start is None
+        else {
+            "current": jsonable(current),
+            "moved": stored["moved"],
+            "min_gain": REPLAN_MIN_GAIN,
+            "max_extra_risk": REPLAN_MAX_EXTRA_RISK,
+        },
+        "stored": jsonable(stored),
+    }
+
+
 def realised_emissions_g(
     session: Session, settings: Settings, run: Run, started: datetime, finished: datetime
 ) -> float | None:
     """Estimated gCO2e for the interval the run really occupied its fleet."""
-    template = session.get(JobTemplate, run.job_template_id)
+    from services.job_templates import template_at
+
+    template = template_at(session, run.job_template_id, run.job_template_version)
     client = session.get(Client, run.client_id)
     seconds = (finished - started).total_seconds()
     if seconds <= 0:
@@ -505,7 +703,9 @@ def preview(
     )
     if limit_errors:
         raise Unprocessable("; ".join(f"{e['path']}: {e['message']}" for e in limit_errors), limit_errors)
-    template = owned(session, JobTemplate, job_template_id, client, "job template")
+    from services.job_templates import usable_template
+
+    template = usable_template(session, client, job_template_id)
     fleet_id = known_fleet_template(fleet_template_id or template.fleet_template_id)
     region_errors = job_region_errors(client, template, regions)
     if region_errors:
@@ -534,14 +734,14 @@ def preview_chart(
     session: Session, settings: Settings, p: Preview, earliest: datetime, latest: datetime
 ) -> bytes:
     """The preview as an SVG chart: the window's carbon forecast and every candidate's score."""
-    from scheduling.chart import preview_svg
+    from scheduling.chart import chart_regions, preview_svg
 
     home = home_region(p.template, p.client)
+    # at most MAX_REGIONS series are read and drawn: the home region, the chosen one, then the best others
     series = {
-        r: carbon_series(settings, r, earliest, latest, session)[0]
-        for r in [home, *(r for r in p.plan.regions if r != home)]
+        r: carbon_series(settings, r, earliest, latest, session)[0] for r in chart_regions(p.plan, home)
     }
-    return preview_svg(series, p.plan, earliest, latest)
+    return preview_svg(series, p.plan, earliest, latest, what=p.template.name)
 
 
 def predict_template_runtime(

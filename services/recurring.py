@@ -54,7 +54,7 @@ from models.domain import SA_CLIENT_ID, SA_JOB_TEMPLATE_ID
 from models.recurring_workflow import FiringArgs
 from models.workflow import RunInput
 from scheduling.calendar import Calendar, build_calendar, parse_duration
-from services.jobs import PlanTimer, TemporalClient, TemporalSource, new_run_for
+from services.jobs import PlanTimer, TemporalClient, TemporalSource, check_launchable_args, new_run_for
 
 log = logging.getLogger("orch.recurring")
 
@@ -355,6 +355,7 @@ def create_firing_run(
             request_hash=hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(),
             recurring_job_id=rj.id,
             nominal_time=nominal,
+            job_template_version=template.version,
         )
         run = new_run_for(
             job,
@@ -385,8 +386,10 @@ def create_firing_run(
     else:
         created = False
     if found is not None:
+        from services.job_templates import template_at
+
         job, run = found
-        template = session.get(JobTemplate, job.job_template_id)
+        template = template_at(session, job.job_template_id, job.job_template_version)
     if run.status != "PENDING" or template is None:
         session.commit()
         return Firing(
@@ -587,10 +590,11 @@ def _new_row(
     from sqlalchemy import func
 
     from scheduling.calendar import CalendarError
-    from services.access import owned
     from services.errors import Conflict
+    from services.job_templates import usable_template
 
-    template = owned(session, JobTemplate, body.job_template_id, client, "job template")
+    template = usable_template(session, client, body.job_template_id)
+    check_launchable_args(template, body.args)
     limit = settings.max_recurring_jobs_per_client
     have = session.scalar(
         select(func.count())
@@ -803,6 +807,15 @@ def _patched_probe(
 
     rj, template = load(session, client, recurring_id)
     _not_deleted(rj)
+    if "job_template_id" in changes:  # switching template: the new one must be the client's and not retired
+        from services.job_templates import usable_template
+
+        if changes["job_template_id"] is None:
+            raise Unprocessable(
+                "job_template_id cannot be null", [field_error("job_template_id", "cannot be null")]
+            )
+        template = usable_template(session, client, changes["job_template_id"])
+        session.commit()
     probe = RecurringJob(**{c.key: getattr(rj, c.key) for c in RecurringJob.__table__.columns})
     for k, v in changes.items():
         if k in ("start_at", "end_at") and v is not None:
@@ -814,6 +827,8 @@ def _patched_probe(
         elif k in ("margin_before", "margin_after", "deadline", "interval", "catchup_window") and v:
             v = v.strip().upper()
         setattr(probe, k, v)
+    if "args" in changes:
+        check_launchable_args(template, probe.args)
     if "cron" in changes and changes["cron"] is not None and "interval" not in changes:
         probe.interval = None  # switching calendars: the other one is dropped
     if "interval" in changes and changes["interval"] is not None and "cron" not in changes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
@@ -17,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from fleets.logstore import log_location, read_tail
+from fleets.logstore import log_key, log_location, read_tail
 from models.api import TERMINAL, RunStatus
 from models.db import Client, Run, utcnow
 from models.workflow import CancelRequest
@@ -25,6 +26,7 @@ from services.access import visible_run
 from services.errors import Conflict, NotFound, Unavailable
 from services.jobs import TemporalSource
 from services.pagination import paginate
+from services.webhooks import record_final_event
 
 FINAL = sorted(s.value for s in TERMINAL)
 
@@ -107,8 +109,10 @@ async def cancel_run(
         if not has_workflow:
             values |= {"status": "CANCELLED", "finished_at": now}
         session.execute(update(Run).where(Run.id == r.id, Run.status.not_in(FINAL)).values(**values))
-        session.commit()
         session.refresh(r)
+        if not has_workflow:  # no workflow will send run.cancelled: stored here, sent by the redrive task
+            record_final_event(session, r)
+        session.commit()
         return r
 
     r = await anyio.to_thread.run_sync(store)
@@ -127,14 +131,52 @@ class RunLog:
     text: str
 
 
+def attempt_history(r: Run) -> list[dict[str, Any]]:
+    """The run's attempts in order (one record per attempt that ran, issue 19), times as datetimes."""
+    out = []
+    for rec in sorted(r.attempt_log or [], key=lambda a: int(a.get("attempt", 0))):
+        item = {k: rec.get(k) for k in ("attempt", "state", "exit_code", "reason", "capacity")}
+        for k in ("started_at", "finished_at"):
+            item[k] = datetime.fromisoformat(rec[k]) if rec.get(k) else None
+        out.append(item)
+    return out
+
+
+def merge_attempt(log: list[Any] | None, record: dict[str, Any]) -> list[Any]:
+    """The attempt log with ``record`` merged in by attempt number (an activity retried writes it again)."""
+    by_attempt = {int(a["attempt"]): a for a in (log or [])}
+    n = int(record["attempt"])
+    by_attempt[n] = {**by_attempt.get(n, {}), **record}
+    return [by_attempt[k] for k in sorted(by_attempt)]
+
+
 async def run_log(
-    session: Session, s3: Any, bucket: str, run_id: str, client: Client | None, tail_bytes: int = 65536
+    session: Session,
+    s3: Any,
+    bucket: str,
+    run_id: str,
+    client: Client | None,
+    tail_bytes: int = 65536,
+    attempt: int | None = None,
 ) -> RunLog:
-    """The tail of the app's log of the run's latest attempt, from the artifact store (``bucket`` is the
-    default when the stored handle names none). NotFound before the run has launched."""
+    """The tail of the app's log of one attempt (default: the latest launched), from the artifact store
+    (``bucket`` is the default when the stored handle names none). NotFound before the run has launched
+    or for an attempt that never launched."""
     r = await anyio.to_thread.run_sync(visible_run, session, run_id, client)
     if not r.fleet:
         raise NotFound(f"run {run_id} has no logs yet (status {r.status})")
+    latest = int(r.fleet["attempt"])
+    if attempt is not None and attempt != latest:
+        known = {int(a["attempt"]) for a in (r.attempt_log or [])}
+        if attempt not in known:
+            raise NotFound(f"run {run_id} has no attempt {attempt} with a log (latest: {latest})")
+        ref = r.fleet.get("ref") or {}
+        where = (ref.get("result_bucket") or bucket, log_key(r.client_id, r.id, attempt))
+        try:
+            text = await asyncio.to_thread(read_tail, s3, *where, tail_bytes)
+        except (BotoCoreError, ClientError) as exc:
+            raise Unavailable("the artifact store holding the logs is unreachable; retry later") from exc
+        return RunLog(run_id=r.id, attempt=attempt, text=text)
     where = log_location(r.fleet, r.client_id, bucket)
     try:
         text = await asyncio.to_thread(read_tail, s3, *where, tail_bytes)  # not the request threadpool

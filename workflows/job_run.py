@@ -6,7 +6,9 @@ Deterministic orchestration only: time from ``workflow.now()``, all I/O in activ
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime, timedelta
+from statistics import NormalDist
 from typing import Any
 
 from temporalio import workflow
@@ -20,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from models.workflow import (
         ERR_FLEET_LAUNCH,
         ERR_INFEASIBLE_WINDOW,
+        PATCH_RETRIES_WEBHOOKS,
+        TERMINAL_EVENT_TYPES,
         CancelRequest,
         FinishRequest,
         LaunchCheckRequest,
@@ -28,9 +32,11 @@ with workflow.unsafe.imports_passed_through():
         PlanRequest,
         PlanResult,
         ResumeState,
+        RunEvent,
         RunInput,
         RunState,
         RunUpdate,
+        event_id_for,
     )
 
 SA_STATUS = SearchAttributeKey.for_keyword(SA_RUN_STATUS)
@@ -64,6 +70,12 @@ class JobRunWorkflow:
         self._native_cancel = False
         self._fleet: FleetHandle | None = None
         self._launching: int | None = None  # attempt whose launch_fleet has not returned yet
+        # issue 19 (behind PATCH_RETRIES_WEBHOOKS): webhook events, the attempt log, app retries
+        self._v2 = False
+        self._open_record: dict[str, Any] | None = None  # the attempt running now (attempt log)
+        self._closed_record: dict[str, Any] | None = None  # the last ended attempt, not yet recorded
+        self._failures = 0  # failed app attempts (retry backoff)
+        self._at_risk_sent = False
 
     @property
     def _inp(self) -> RunInput:
@@ -97,6 +109,8 @@ class JobRunWorkflow:
     @workflow.run
     async def run(self, inp: RunInput) -> RunState:
         self._input = inp
+        # histories recorded before retries and webhooks have no marker: they replay without either
+        self._v2 = workflow.patched(PATCH_RETRIES_WEBHOOKS)
         started_at: datetime | None = None
         exit_code: int | None = None
         try:
@@ -117,6 +131,7 @@ class JobRunWorkflow:
                     capacity=plan.capacity,
                     carbon_chosen_g=plan.carbon_chosen_g,
                     carbon_earliest_g=plan.carbon_earliest_g,
+                    events=self._event("run.scheduled", planned_start=plan.start),
                 )
             plan = await self._wait_until_start(plan, inp.resume.next_replan if inp.resume else None)
             if plan.latest_start is not None and workflow.now() > plan.latest_start:
@@ -147,6 +162,7 @@ class JobRunWorkflow:
                     f"attempt {self._attempt}: launching the fleet",
                     attempts=self._attempt,
                     capacity=capacity,
+                    attempt_record=self._take_closed_record(),
                 )
                 self._launching = self._attempt
                 try:
@@ -176,14 +192,31 @@ class JobRunWorkflow:
                 self._launching = None
                 attempt_start = workflow.now()
                 started_at = started_at or attempt_start
+                events: list[RunEvent] = []
+                risk_at: datetime | None = None
+                if self._v2:
+                    self._open_record = {
+                        "attempt": self._attempt,
+                        "state": "RUNNING",
+                        "started_at": attempt_start.isoformat(),
+                        "capacity": str(capacity),
+                    }
+                    events = self._event("run.started", started_at=attempt_start)
+                    risk_at = self._deadline_risk_at(plan, attempt_start)
+                    if risk_at is not None and risk_at <= attempt_start:
+                        events += self._at_risk_event(plan, attempt_start)
+                        risk_at = None
                 await self._set_status(
                     RunStatus.RUNNING,
                     f"attempt {self._attempt}: running on {self._fleet.driver}",
                     fleet=self._fleet.as_json(),
                     started_at=started_at,
+                    attempt_record=self._open_record,
+                    events=events,
                 )
-                result = await self._monitor(self._fleet, attempt_start)
+                result = await self._monitor(self._fleet, attempt_start, plan, risk_at)
                 exit_code = result.exit_code
+                self._close_record(str(result.state.value), exit_code, result.reason)
                 if result.state == FleetState.SUCCEEDED:
                     return await self._finish(RunStatus.SUCCEEDED, "exit code 0", started_at, exit_code)
                 if (
@@ -200,6 +233,13 @@ class JobRunWorkflow:
                 reason = result.reason or (
                     f"exit code {exit_code}" if exit_code is not None else result.state
                 )
+                if self._v2 and result.state == FleetState.FAILED and self._inp.retry is not None:
+                    go, new_plan, why_not = await self._retry(plan, exit_code, reason)
+                    if go:
+                        if new_plan is not None:  # re-planned into a cleaner slot of the window
+                            plan, capacity = new_plan, new_plan.capacity
+                        continue
+                    reason = why_not or reason
                 return await self._finish(RunStatus.FAILED, reason, started_at, exit_code)
         except (_Cancelled, asyncio.CancelledError):
             if not self._cancel_requested:  # Temporal cancellation caught outside our helpers
@@ -288,7 +328,13 @@ class JobRunWorkflow:
                         carbon_earliest_g=new.carbon_earliest_g,
                     )
 
-    async def _monitor(self, fleet: FleetHandle, attempt_start: datetime) -> FleetStatus:
+    async def _monitor(
+        self,
+        fleet: FleetHandle,
+        attempt_start: datetime,
+        plan: PlanResult | None = None,
+        risk_at: datetime | None = None,
+    ) -> FleetStatus:
         inp = self._inp
         handle = workflow.start_activity_method(
             RunActivities.monitor_fleet,
@@ -300,14 +346,26 @@ class JobRunWorkflow:
             ),
         )
         self._details(f"attempt {self._attempt} running on {fleet.driver}")
-        timeout = None
+        hard_limit = None
         if inp.max_runtime_sec:
-            timeout = attempt_start + timedelta(seconds=inp.max_runtime_sec) - workflow.now()
-        try:
-            done = await self._wait(lambda: self._cancel_requested or handle.done(), timeout)
-        except asyncio.CancelledError:
-            handle.cancel()
-            raise
+            hard_limit = attempt_start + timedelta(seconds=inp.max_runtime_sec)
+        while True:
+            # one timer for the hard limit and, once, one for the moment the run's p90 finish (given how
+            # long it has run) passes latest_finish: run.deadline_at_risk (histories before it: risk_at None)
+            wake = [t for t in (hard_limit, risk_at) if t is not None]
+            timeout = (min(wake) - workflow.now()) if wake else None
+            try:
+                done = await self._wait(lambda: self._cancel_requested or handle.done(), timeout)
+            except asyncio.CancelledError:
+                handle.cancel()
+                raise
+            if done or risk_at is None or workflow.now() < risk_at:
+                break
+            if hard_limit is not None and workflow.now() >= hard_limit:
+                break
+            risk_at = None
+            if plan is not None:
+                await self._emit(self._at_risk_event(plan, attempt_start))
         if not done:
             handle.cancel()
             raise _TimedOut(f"ran past its hard limit of {inp.max_runtime_sec} s and was stopped")
@@ -357,6 +415,139 @@ class JobRunWorkflow:
         if self._cancel_requested:
             raise _Cancelled()
 
+    # ---------- retries and events (issue 19) ----------
+    async def _retry(
+        self, plan: PlanResult, exit_code: int | None, reason: str
+    ) -> tuple[bool, PlanResult | None, str | None]:
+        """After a failed attempt: (retry?, a re-planned start or None, why not). Waits the backoff (and the
+        re-planned start) here, cancel-aware; never starts an attempt that cannot finish (p50) in time."""
+        inp = self._inp
+        policy = inp.retry
+        assert policy is not None
+        self._failures += 1
+        failed = self._attempt
+        if not policy.retryable(exit_code):
+            return False, None, f"{reason} (attempt {failed}; exit code {exit_code} is not retryable)"
+        if failed >= policy.max_attempts:
+            return False, None, f"{reason} (attempt {failed} of {policy.max_attempts}; no retries left)"
+        resume_at = workflow.now() + timedelta(seconds=policy.delay_sec(self._failures))
+        if not self._fits(plan, resume_at):
+            return False, None, self._too_late(reason, failed, plan, resume_at)
+        await self._terminate()  # the failed attempt's fleet goes before the backoff
+        why = f"attempt {failed} failed ({reason}); attempt {failed + 1} at {_when(resume_at)}"
+        await self._set_status(
+            RunStatus.SCHEDULED,
+            f"retrying: {why}",
+            planned_start=resume_at,
+            attempt_record=self._take_closed_record(),
+            events=self._event(
+                "run.retrying",
+                attempt=failed,
+                failed_attempt=failed,
+                next_attempt=failed + 1,
+                exit_code=exit_code,
+                retry_at=resume_at,
+                reason=reason,
+            ),
+        )
+        self._details(f"backing off until {_when(resume_at)}")
+        await self._wait(lambda: self._cancel_requested, resume_at - workflow.now())
+        self._check_cancel()
+        if not (policy.replan and inp.job_type == JobType.RESCHEDULABLE):
+            return True, None, None
+        try:
+            new = await self._plan(
+                PlanRequest(run_id=inp.run_id, not_before=workflow.now(), retry_attempt=failed + 1)
+            )
+        except ActivityError:  # e.g. no start left that the planner likes: retry now, as without re-plan
+            return True, None, None
+        if new.start > workflow.now():
+            if not self._fits(new, new.start):
+                return True, None, None  # the cleaner slot is too late: go now
+            await self._set_status(
+                RunStatus.SCHEDULED,
+                f"retrying: attempt {failed + 1} moved to a cleaner start: {new.rationale}",
+                planned_start=new.start,
+            )
+            await self._wait(lambda: self._cancel_requested, new.start - workflow.now())
+            self._check_cancel()
+        return True, new, None
+
+    def _fits(self, plan: PlanResult, start: datetime) -> bool:
+        """Can an attempt started at ``start`` finish (p50) before latest_finish?"""
+        latest = self._inp.latest_finish
+        return latest is None or start + timedelta(seconds=plan.p50_sec) <= latest
+
+    def _too_late(self, reason: str, failed: int, plan: PlanResult, at: datetime) -> str:
+        latest = self._inp.latest_finish
+        assert latest is not None
+        return (
+            f"{reason} (attempt {failed}); not retried: attempt {failed + 1} could not start before "
+            f"{_when(at)} (backoff) and finish (p50 {plan.p50_sec:.0f} s) by latest_finish {_when(latest)}"
+        )
+
+    def _event(self, event_type: str, attempt: int | None = None, **data: Any) -> list[RunEvent]:
+        """The run's event of this type (stable id per run, type and attempt); none for older histories."""
+        if not self._v2:
+            return []
+        n = self._attempt if attempt is None else attempt
+        if event_type in ("run.scheduled", "run.deadline_at_risk") or event_type in TERMINAL_EVENTS.values():
+            n = 0  # once per run
+        payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
+        return [
+            RunEvent(
+                event_id=event_id_for(self._inp.run_id, event_type, n),
+                type=event_type,
+                attempt=self._attempt,
+                data=payload,
+            )
+        ]
+
+    def _at_risk_event(self, plan: PlanResult, attempt_start: datetime) -> list[RunEvent]:
+        if self._at_risk_sent:
+            return []
+        self._at_risk_sent = True
+        elapsed = (workflow.now() - attempt_start).total_seconds()
+        p90_finish = attempt_start + timedelta(seconds=_conditional_p90(plan.p50_sec, plan.p90_sec, elapsed))
+        return self._event(
+            "run.deadline_at_risk",
+            latest_finish=self._inp.latest_finish,
+            p90_finish=p90_finish,
+            p50_sec=plan.p50_sec,
+            p90_sec=plan.p90_sec,
+            running_for_sec=elapsed,
+        )
+
+    def _deadline_risk_at(self, plan: PlanResult, attempt_start: datetime) -> datetime | None:
+        latest = self._inp.latest_finish
+        if latest is None or self._at_risk_sent:
+            return None
+        at = _risk_elapsed(plan.p50_sec, plan.p90_sec, (latest - attempt_start).total_seconds())
+        return None if at is None else attempt_start + timedelta(seconds=at)
+
+    async def _emit(self, events: list[RunEvent]) -> None:
+        if events:
+            await self._shielded(
+                workflow.execute_activity_method(
+                    RunActivities.update_run, RunUpdate(run_id=self._inp.run_id, events=events), **SHORT
+                )
+            )
+
+    def _close_record(self, state: str, exit_code: int | None, reason: str | None) -> None:
+        if self._open_record is None:
+            return
+        self._closed_record = self._open_record | {
+            "state": state,
+            "exit_code": exit_code,
+            "finished_at": workflow.now().isoformat(),
+            "reason": reason,
+        }
+        self._open_record = None
+
+    def _take_closed_record(self) -> dict[str, Any] | None:
+        record, self._closed_record = self._closed_record, None
+        return record
+
     def _can_relaunch(self, plan: PlanResult) -> bool:
         latest = self._inp.latest_finish
         return latest is None or workflow.now() + timedelta(seconds=plan.p90_sec) <= latest
@@ -387,6 +578,7 @@ class JobRunWorkflow:
         if status == RunStatus.CANCELLED and self._fleet is not None:
             await self._set_status(RunStatus.CANCELLING, reason)
         await self._terminate()
+        self._close_record(str(status), exit_code, reason)  # an attempt cut short (cancel, hard limit)
         self._status, self._reason = status, reason
         await self._shielded(
             workflow.execute_activity_method(
@@ -399,6 +591,10 @@ class JobRunWorkflow:
                     attempts=self._attempt,
                     started_at=started_at,
                     finished_at=workflow.now(),
+                    attempt_record=self._take_closed_record(),
+                    events=self._event(
+                        TERMINAL_EVENTS[status], status=str(status), reason=reason, exit_code=exit_code
+                    ),
                 ),
                 **SHORT,
             )
@@ -451,6 +647,43 @@ def _when(t: datetime) -> str:
 
 class _TimedOut(Exception):
     pass
+
+
+TERMINAL_EVENTS = TERMINAL_EVENT_TYPES
+_Z90 = NormalDist().inv_cdf(0.9)
+_N = NormalDist()
+
+
+def _conditional_p90(p50: float, p90: float, elapsed: float) -> float:
+    """p90 of the runtime (s) of a run still running after ``elapsed`` s: lognormal through p50 and p90
+    (the planner's model), conditioned on T > elapsed. Pure math (deterministic in a workflow)."""
+    p50 = max(p50, 1e-3)
+    sigma = math.log(max(p90, p50) / p50) / _Z90
+    if sigma <= 1e-9:
+        return max(p90, elapsed)
+    mu = math.log(p50)
+    survive = 1.0 if elapsed <= 0 else _N.cdf(-(math.log(elapsed) - mu) / sigma)
+    tail = 0.1 * survive
+    if tail <= 1e-300:
+        return math.inf
+    return max(math.exp(mu - sigma * _N.inv_cdf(tail)), elapsed)
+
+
+def _risk_elapsed(p50: float, p90: float, budget: float) -> float | None:
+    """How long (s) after its start a run still running has its p90 finish past the deadline ``budget`` s
+    after the start: 0 if it is at risk from the start, None if never before the deadline."""
+    if budget <= 0 or _conditional_p90(p50, p90, 0.0) > budget:
+        return 0.0
+    lo, hi = 0.0, budget  # conditional p90 grows with elapsed time and exceeds it: a crossing before budget
+    if _conditional_p90(p50, p90, hi) <= budget:
+        return None
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _conditional_p90(p50, p90, mid) > budget:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def _error_type(exc: ActivityError) -> str | None:

@@ -29,6 +29,9 @@ def job_out(job: Job, run_ids: list[str]) -> JobOut:
         created_at=job.created_at,
         run_ids=run_ids,
         regions=job.regions,
+        retry_policy=job.retry_policy,
+        job_template_version=job.job_template_version or 1,
+        rerun_of=job.rerun_of,
     )
 
 

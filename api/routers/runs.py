@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 
-from api.deps import PrincipalDep, ServicesDep, SessionDep
+from api.deps import PrincipalDep, ServicesDep, SessionDep, request_session, tenant_of
 from api.pagination import CursorQ, LimitQ
-from models.api import CancelIn, CarbonOut, LogsOut, Page, RunOut, RunStatus
+from models.api import AttemptOut, CancelIn, CarbonOut, JobCreated, LogsOut, Page, RerunIn, RunOut, RunStatus
+from models.audit import PlanAuditOut
 from models.db import Run
-from services import runs
+from services import jobs, runs
+from services.plan_audit import plan_record
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -58,6 +60,11 @@ def run_out(r: Run) -> RunOut:
         ),
         recurring_job_id=r.recurring_job_id,
         region=r.region,
+        attempt_history=[
+            AttemptOut(**a, log_url=f"/v1/runs/{r.id}/logs?attempt={a['attempt']}")
+            for a in runs.attempt_history(r)
+        ],
+        job_template_version=r.job_template_version or 1,
     )
 
 
@@ -94,6 +101,22 @@ def get_run(run_id: str, principal: PrincipalDep, session: SessionDep) -> RunOut
     return run_out(runs.get_run(session, run_id, principal.client))
 
 
+@router.get(
+    "/{run_id}/plan",
+    response_model=PlanAuditOut,
+    summary="The plan's audit record: the forecast it used, every candidate, the rule's figures",
+    responses={409: {"description": "The run has no audit record (not planned yet, or planned before them)"}},
+)
+def get_run_plan(run_id: str, principal: PrincipalDep, session: SessionDep) -> PlanAuditOut:
+    """What the plan in force was decided from, kept as long as the run: the forecast series of every region
+    (g/kWh and 1-sigma at decision time), the provider, its zone and fallback reason, the signal, the
+    runtime model (p50/p90), the fleet power, the baseline and chosen starts, every candidate and the
+    rule's figures, the rationale, when it was decided, and what the run stores from it. Any stored
+    saving recomputes from it: emissions = ``power_kw`` x the integral of the series over
+    ``[start, start + p50]``. Earlier plans the run followed are listed in ``earlier``."""
+    return PlanAuditOut.model_validate(plan_record(session, run_id, principal.client))
+
+
 @router.post(
     "/{run_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
@@ -115,16 +138,58 @@ async def cancel_run(
     return run_out(r)
 
 
-@router.get("/{run_id}/logs", response_model=LogsOut, summary="Tail of the app's log (latest attempt)")
+@router.post(
+    "/{run_id}/rerun",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobCreated,
+    summary="Run again: a new job + run with the same template version, args and window shape "
+    "(honours Idempotency-Key; 409 for a retired template)",
+)
+async def rerun(
+    run_id: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    response: Response,
+    body: RerunIn | None = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, description="Same key + same rerun request -> same job")
+    ] = None,
+) -> JobCreated:
+    """A ONE_TIME run is rerun now (or at ``intended_time``); a RESCHEDULABLE one in a window of the same
+    length from now (or from ``earliest_start``), planned again (``services.jobs.rerun``)."""
+    client = tenant_of(principal)
+    async with request_session(services) as session:
+        sub = await jobs.rerun(
+            session,
+            services.settings,
+            client,
+            run_id,
+            idempotency_key,
+            services.temporal_client,
+            services.plan_timer,
+            intended_time=body.intended_time if body else None,
+            earliest_start=body.earliest_start if body else None,
+        )
+    if sub.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    run = sub.run
+    return JobCreated(job_id=sub.job.id, run_id=run.id, workflow_id=run.workflow_id, status=run.status)
+
+
+@router.get("/{run_id}/logs", response_model=LogsOut, summary="Tail of the app's log (an attempt's)")
 async def run_logs(
     run_id: str,
     principal: PrincipalDep,
     session: SessionDep,
     services: ServicesDep,
     tail_bytes: Annotated[int, Query(ge=1, le=1024 * 1024)] = 65536,
+    attempt: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="The attempt whose log to read (default: the latest launched)"),
+    ] = None,
 ) -> LogsOut:
-    """Read from the artifact store, where every fleet driver puts the app's log."""
+    """Read from the artifact store, where every fleet driver puts the app's log (one per attempt)."""
     got = await runs.run_log(
-        session, services.s3, services.settings.s3_bucket, run_id, principal.client, tail_bytes
+        session, services.s3, services.settings.s3_bucket, run_id, principal.client, tail_bytes, attempt
     )
     return LogsOut(run_id=got.run_id, attempt=got.attempt, text=got.text)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from api.charts import chart_gate
 from api.deps import ClientDep, ServicesDep, SessionDep
 from models.api import PredictionOut, PreviewOut, PreviewRequest
 from scheduling.scoring import Weights
@@ -18,17 +19,35 @@ router = APIRouter(tags=["scheduling"])
 @router.post(
     "/v1/schedules/preview",
     response_model=PreviewOut,
-    responses={200: {"content": {"image/svg+xml": {}}}},
+    responses={
+        200: {"content": {"image/svg+xml": {}}},
+        429: {"description": "format=svg: this client has enough charts rendering; retry after Retry-After"},
+        503: {"description": "format=svg: the API has enough charts rendering; retry after Retry-After"},
+    },
     summary="Score candidate starts in a window and pick one, exactly as a submitted job would be",
 )
 def preview(
+    request: Request,
     body: PreviewRequest,
     client: ClientDep,
     session: SessionDep,
     services: ServicesDep,
     format: Annotated[Literal["json", "svg"], Query(description="svg: chart of the window")] = "json",
 ):
-    p = planning.preview(
+    if format == "svg":
+        # bounded per client and in all (api/charts.py); planned and drawn in this threadpool thread
+        with chart_gate(request).slot(client.id):
+            p = _preview(body, client, session, services, top_k=100_000)  # the chart draws every score
+            svg = planning.preview_chart(
+                session, services.settings, p, body.earliest_start, body.latest_finish
+            )
+        return Response(svg, media_type="image/svg+xml")
+    p = _preview(body, client, session, services, top_k=5)
+    return planning.preview_out(p.plan, home_region(p.template, p.client))
+
+
+def _preview(body: PreviewRequest, client, session, services, top_k: int) -> planning.Preview:
+    return planning.preview(
         session,
         services.settings,
         client,
@@ -38,15 +57,10 @@ def preview(
         body.latest_finish,
         body.risk_mode.value,
         Weights(**body.weights.model_dump()),
-        top_k=100_000 if format == "svg" else 5,  # the chart draws every candidate's score
+        top_k=top_k,
         plan_timer=services.plan_timer,
         regions=body.regions,
     )
-    if format == "svg":
-        svg = planning.preview_chart(session, services.settings, p, body.earliest_start, body.latest_finish)
-        return Response(svg, media_type="image/svg+xml")
-
-    return planning.preview_out(p.plan, home_region(p.template, p.client))
 
 
 @router.get(

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.main import create_app
 from core.settings import Settings
-from tests.support.api import AWS_BODY, insert_job_and_run, insert_recurring_row
+from tests.support.api import AWS_BODY, insert_job_and_run, insert_recurring_row, insert_webhook_and_delivery
 from tests.support.common import ADMIN_KEY, new_client
 from tests.support.zips import make_zip
 
@@ -62,6 +62,12 @@ TEMPORAL_OPS += (
     "POST /v1/recurring-jobs/{recurring_id}/trigger",
     "DELETE /v1/recurring-jobs/{recurring_id}",
 )
+# issue 19: a test event and a redelivery start a delivery workflow
+TEMPORAL_OPS += (
+    "POST /v1/webhooks/{webhook_id}/test",
+    "POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+)
+TEMPORAL_OPS += ("POST /v1/runs/{run_id}/rerun",)  # issue 19: a rerun starts a workflow
 # Operations that need the admin key; everything else is called with the fuzz client's key.
 ADMIN_OPS = {"POST /v1/clients", "PATCH /v1/clients/{client_id}", "GET /v1/clients"}
 SUPPRESS = [
@@ -80,6 +86,7 @@ class World:
     key: str
     ids: dict[str, str] = field(default_factory=dict)
     artifact_zip: bytes = b""
+    spare_webhook_id: str = ""
 
     def valid_bodies(self) -> dict[str, list[Any]]:
         now = datetime.now(UTC)
@@ -123,6 +130,9 @@ class World:
                 }
             ],  # fmt: skip
             "PATCH /v1/recurring-jobs/{recurring_id}": [{"margin_after": "PT2H"}],
+            "POST /v1/webhooks": [{"url": "https://hooks.example.com/fuzz", "event_types": ["run.failed"]}],
+            "PATCH /v1/webhooks/{webhook_id}": [{"description": "fuzz", "enabled": True}],
+            "PATCH /v1/job-templates/{template_id}": [{"expected_runtime_sec": 1200}],
         }
 
     def valid_query(self, label: str) -> dict[str, Any] | None:
@@ -164,6 +174,7 @@ def world(api, api_settings) -> World:
         "ref": {"dir": str(api_settings.data_dir / "nowhere")},
     }
     job, run = insert_job_and_run(api_settings, cid, tpl.json()["id"], fleet=fleet)
+    _plan(api_settings, run)
     assert api.put(f"/v1/clients/{cid}/aws", headers=h, json=AWS_BODY).status_code == 200
     w.ids = {
         "client_id": cid,
@@ -174,7 +185,26 @@ def world(api, api_settings) -> World:
         "fleet_template_id": "m5.large",
         "recurring_id": insert_recurring_row(api_settings, cid, tpl.json()["id"]),
     }
+    w.ids["webhook_id"], w.ids["delivery_id"] = insert_webhook_and_delivery(api, api_settings, h, cid)
+    # DELETE gets an endpoint of its own, so the operations sorted after it still find theirs
+    w.spare_webhook_id = insert_webhook_and_delivery(api, api_settings, h, cid)[0]
     return w
+
+
+def _plan(api_settings, run_id: str) -> None:
+    """Plan the run as the plan activity does, so it has a plan and its audit record (issue 18)."""
+    from core.db import Database
+    from models.db import Client, Job, JobTemplate, Run
+    from services.planning import plan_for_run
+
+    db = Database(api_settings)
+    with db.session() as s:
+        run = s.get_one(Run, run_id)
+        job, tpl = s.get_one(Job, run.job_id), s.get_one(JobTemplate, run.job_template_id)
+        client = s.get_one(Client, run.client_id)
+        res = plan_for_run(s, api_settings, run, job, tpl, client, datetime.now(UTC))
+        run.plan = res.doc
+    db.dispose()
 
 
 # ---------------------------------------------------------------- the schema, loaded at collection
@@ -223,8 +253,8 @@ def _from_world(fn):
 @schema.hook
 def before_generate_path_parameters(context, strategy):
     names = [p.name for p in context.operation.path_parameters]
-    if not names:
-        return strategy
+    if not names or _label(context.operation) == "DELETE /v1/webhooks/{webhook_id}":
+        return strategy  # the world's endpoint must outlive the fuzzing (test_a_valid_request_conforms)
     return st.one_of(strategy, _from_world(lambda w: {n: w.ids.get(n, "x") for n in names}))
 
 
@@ -300,6 +330,8 @@ def test_api_conforms_to_its_schema(case, fuzz_app, world, api):
 # ---------------------------------------------------------------- one valid request per operation
 LABELS = sorted(f"{m.upper()} {p}" for p, item in _schema_app.openapi()["paths"].items() for m in item)
 EXPECTED = {label: (503,) for label in TEMPORAL_OPS}
+# the world's template is used by its recurring job: retiring it is refused, naming the recurring job
+EXPECTED["DELETE /v1/job-templates/{template_id}"] = (409,)
 
 
 @pytest.mark.parametrize("label", LABELS)
@@ -309,6 +341,8 @@ def test_a_valid_request_conforms(label, fuzz_app, world, api):
     kwargs: dict[str, Any] = {}
     if operation.path_parameters:
         kwargs["path_parameters"] = {p.name: world.ids[p.name] for p in operation.path_parameters}
+        if label == "DELETE /v1/webhooks/{webhook_id}":
+            kwargs["path_parameters"]["webhook_id"] = world.spare_webhook_id
     if (query := world.valid_query(label)) is not None:
         kwargs["query"] = query
     if label in (bodies := world.valid_bodies()):

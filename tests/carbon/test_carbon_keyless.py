@@ -272,3 +272,46 @@ def test_energy_charts_actuals_only_forecast_from_recent_profile_and_anomaly(api
 
     clim, _ = embedded_series("eu-central-1", T0, T0 + timedelta(hours=24), STEP)
     assert s.values.mean() > 1.5 * clim.values.mean() and np.all(s.sigma > 0)
+
+
+def test_an_offline_provider_is_warned_about_once_per_interval_not_per_request(caplog, monkeypatch):
+    """Issue 21 item 12: a provider that is down (a closed port) logs one WARNING per interval, whatever
+    the number of plans and previews meanwhile; the next one counts the failures in between."""
+    import logging
+
+    import carbon.service as service
+    from cli.devstack import free_port
+    from core.settings import Settings
+
+    monkeypatch.setattr(service, "_offline_seen", {})
+    clock = [1000.0]
+    monkeypatch.setattr(service.time, "monotonic", lambda: clock[0])
+    dead = f"http://127.0.0.1:{free_port()}"
+    s = Settings(
+        _env_file=None,
+        carbon_provider="uk-carbon-intensity",
+        uk_carbon_intensity_url=dead,
+        energy_charts_url=dead,
+    )
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+    def warnings() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "carbon.service" and r.levelno == logging.WARNING
+        ]
+
+    with caplog.at_level(logging.DEBUG, logger="carbon.service"):
+        for _ in range(5):  # fresh caches: each request really tries (and fails) to reach the provider
+            _, notes = CarbonService(s, cache=MemoryTTLCache()).get_series(
+                "eu-west-2", t0, t0 + timedelta(hours=2)
+            )
+            assert notes[0].startswith("uk-carbon-intensity unavailable")  # every answer still says why
+        assert len(warnings()) == 1 and "uk-carbon-intensity" in warnings()[0]
+        s2 = Settings(_env_file=None, carbon_provider="energy-charts", energy_charts_url=dead)
+        CarbonService(s2, cache=MemoryTTLCache()).get_series("eu-central-1", t0, t0 + timedelta(hours=2))
+        assert len(warnings()) == 2 and "energy-charts" in warnings()[1]  # per provider
+        clock[0] += service.OFFLINE_WARNING_INTERVAL_SEC
+        CarbonService(s, cache=MemoryTTLCache()).get_series("eu-west-2", t0, t0 + timedelta(hours=2))
+        assert len(warnings()) == 3 and "4 more failures since the last warning" in warnings()[2]

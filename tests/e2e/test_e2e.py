@@ -170,6 +170,14 @@ def test_reschedulable_job_runs_in_window(stack):
     assert run["plan"]["rationale"] and run["plan"]["scores"].keys() == {"carbon", "risk", "slack"}
     planned = datetime.fromisoformat(run["planned_start"])
     assert now - timedelta(minutes=1) <= planned <= now + timedelta(hours=6)
+    # issue 18: the plan activity kept the plan's audit record, and the run's plan names it
+    audit = stack.http.get(f"/v1/runs/{job['run_id']}/plan", headers=h)
+    assert audit.status_code == 200, audit.text
+    rec = audit.json()
+    assert rec["audit_id"] == run["plan"]["audit_id"] and rec["kind"] == "plan"
+    assert datetime.fromisoformat(rec["chosen"]["start"]) == planned
+    assert rec["stored"]["carbon_chosen_g"] == run["carbon"]["estimated_gco2e_chosen"]
+    assert rec["regions"][0]["series"]["values"] and rec["runtime"]["p50_sec"] > 0
     stack.http.post(f"/v1/runs/{job['run_id']}/cancel", headers=h)
     stack.wait_status(h, job["run_id"], {"CANCELLED", "SUCCEEDED"})
     record_history(stack, job["workflow_id"], "reschedulable_conservative")

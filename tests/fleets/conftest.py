@@ -3,6 +3,8 @@ credentials for moto, and the ``local`` driver over a scratch dir every uid may 
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -112,9 +114,27 @@ def settings(open_dir, s3_settings):
 def driver(settings):
     d = LocalFleetDriver(settings)
     yield d
-    # never leave a process behind, whatever the test did
+    # never leave a process behind, whatever the test did; but never signal a group the test did not create:
+    # an attempt whose records name pytest itself or pytest's own process group (a test that fakes a pid
+    # file) is skipped. When the suite runs in an orphaned group (setsid -f, a shell that exited), that
+    # group's leader is gone and such a record would look alive: killpg would end the whole run.
     runs = Path(settings.data_dir) / "runs"
     for attempt_dir in runs.glob("[!.]*/*"):
+        if _names_this_process(attempt_dir):
+            continue
         h = FleetHandle("local", attempt_dir.parent.name, int(attempt_dir.name), {"dir": str(attempt_dir)})
         d.grace_sec = 0.2
         d.terminate(h)
+
+
+def _names_this_process(attempt_dir: Path) -> bool:
+    """Do the attempt's ``launched`` or ``pid`` records name this pytest process or its process group?"""
+    own = {os.getpid(), os.getpgrp()}
+    for name, keys in (("launched", ("supervisor_pid",)), ("pid", ("pid", "pgid"))):
+        try:
+            rec = json.loads((attempt_dir / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and any(rec.get(k) in own for k in keys):
+            return True
+    return False

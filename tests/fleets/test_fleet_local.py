@@ -228,13 +228,21 @@ def test_terminate_before_launch_prevents_start(driver, upload_app, xchg):  # no
 
 
 def test_stale_pid_of_another_process_is_not_the_app(driver, tmp_path):
-    """A pid file whose pid now belongs to someone else (reuse) must not look RUNNING."""
-    d = driver.attempt_dir("run_stale", 1)
-    d.mkdir(parents=True)
-    (d / "launched").write_text(json.dumps({"supervisor_pid": os.getpid(), "supervisor_ticks": "1"}))
-    (d / "pid").write_text(json.dumps({"pid": os.getpid(), "pgid": os.getpgid(0), "ticks": "1"}))
-    st = driver.poll(FleetHandle("local", "run_stale", 1, {"dir": str(d)}))
-    assert st.state == FleetState.FAILED and "vanished" in st.reason
+    """A pid file whose pid now belongs to someone else (reuse) must not look RUNNING. The "someone else"
+    is a process this test starts in a group of its own (never pytest or pytest's group: the teardown
+    would otherwise signal a group the test did not create)."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    try:
+        d = driver.attempt_dir("run_stale", 1)
+        d.mkdir(parents=True)
+        (d / "launched").write_text(json.dumps({"supervisor_pid": other.pid, "supervisor_ticks": "1"}))
+        (d / "pid").write_text(json.dumps({"pid": other.pid, "pgid": other.pid, "ticks": "1"}))
+        st = driver.poll(FleetHandle("local", "run_stale", 1, {"dir": str(d)}))
+        assert st.state == FleetState.FAILED and "vanished" in st.reason
+        assert other.poll() is None  # polling signals nobody
+    finally:
+        other.kill()  # by pid: the one process this test started
+        other.wait()
 
 
 def test_unsafe_run_id_rejected(driver, upload_app):  # noqa: F811

@@ -93,9 +93,18 @@ def _dev_data_dir(data: Path) -> dict[str, Path]:
     (data / "logs" / "worker.log").write_text("worker-log-secret\n")
     ids = data / "s3" / "s3-identities.json"
     ids.write_text(json.dumps({"identities": [{"credentials": [{"secretKey": "s3-identities-secret"}]}]}))
-    for p, mode in ((db, 0o644), (data / "logs", 0o755), (data / "s3", 0o755), (ids, 0o644), (data, 0o755)):
+    secret = data / "s3_secret"  # make dev's per-deployment S3 secret
+    secret.write_text("s3-deployment-secret")
+    for p, mode in (
+        (db, 0o644),
+        (data / "logs", 0o755),
+        (data / "s3", 0o755),
+        (ids, 0o644),
+        (secret, 0o644),
+        (data, 0o755),
+    ):
         p.chmod(mode)
-    return {"db": db, "worker_log": data / "logs" / "worker.log", "s3_identities": ids}
+    return {"db": db, "worker_log": data / "logs" / "worker.log", "s3_identities": ids, "s3_secret": secret}
 
 
 @pytest.fixture
@@ -332,3 +341,195 @@ def test_launch_errors_name_no_host_path(driver, upload_app):
     with pytest.raises(RuntimeError, match="cannot launch the app") as info:
         driver.launch(upload_app({"run.sh": "echo hi\n"}))
     assert str(data) not in str(info.value) and "/tmp" not in str(info.value), str(info.value)
+
+
+# Connects to each given 127.0.0.1 port (and the host's other addresses), lists its interfaces, and checks
+# that its own loopback works; prints one JSON line.
+NET_PROBE_APP = {
+    "main.py": r"""
+import json, socket, sys
+a = dict(x[2:].split("=", 1) for x in sys.argv[1:])
+out = {}
+def attempt(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "CONNECTED"
+    except OSError as e:
+        return type(e).__name__ + ":" + str(e.errno)
+for name, port in json.loads(a["ports"]).items():
+    out[name] = attempt("127.0.0.1", port)
+for addr in json.loads(a["host_addrs"]):
+    out["host " + addr] = attempt(addr, 22)
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+out["own_loopback"] = attempt("127.0.0.1", srv.getsockname()[1])
+out["interfaces"] = sorted(n for _, n in socket.if_nameindex())
+print("NETPROBE " + json.dumps(out), flush=True)
+"""
+}
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="network namespaces need a root worker",
+)
+def test_app_reaches_no_server_of_the_stack(driver, upload_app, seaweedfs, temporal_dev_server):
+    """Issue 21 item 3: an app must not reach the (unauthenticated) SeaweedFS filer and master, the S3
+    gateway or the Temporal frontend of the real servers the worker uses, nor other hosts."""
+    import errno
+    import socket
+
+    import psutil
+
+    from fleets.local import network_namespaces_available
+
+    if not network_namespaces_available():
+        pytest.skip("this host cannot create network namespaces (no CAP_SYS_ADMIN)")
+
+    ports = {
+        "s3": seaweedfs.ports["s3"],
+        "filer": seaweedfs.ports["filer"],
+        "master": seaweedfs.ports["master"],
+        "volume": seaweedfs.ports["volume"],
+        "temporal": temporal_dev_server.ports["grpc"],
+    }
+    for port in ports.values():  # they do listen: a refusal below is the isolation
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()
+    host_addrs = [
+        a.address
+        for nic, addrs in psutil.net_if_addrs().items()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ][:3]
+    args = {"ports": json.dumps(ports), "host_addrs": json.dumps(host_addrs)}
+    handle = driver.launch(upload_app(NET_PROBE_APP, args=args))
+    assert wait_final(driver, handle).state == FleetState.SUCCEEDED, driver.logs(handle)
+    text = driver.logs(handle)
+    out = json.loads(next(x for x in text.splitlines() if x.startswith("NETPROBE "))[len("NETPROBE ") :])
+    for name in ports:
+        assert out[name] == f"ConnectionRefusedError:{errno.ECONNREFUSED}", (name, out)
+    for addr in host_addrs:
+        assert out["host " + addr] == f"OSError:{errno.ENETUNREACH}", (addr, out)
+    assert out["own_loopback"] == "CONNECTED"  # its own servers on 127.0.0.1 still work
+    assert out["interfaces"] == ["lo"]
+
+
+def test_host_network_is_a_setting(s3_settings, open_dir, upload_app, seaweedfs):
+    """ORCH_LOCAL_APP_NETWORK=host (or a non-root worker) shares the worker's network, as documented."""
+    from fleets.local import LocalFleetDriver
+    from tests.support.common import make_settings
+
+    drv = LocalFleetDriver(make_settings(open_dir / "hostnet", local_app_network="host", **s3_settings))
+    assert not drv.isolate_network
+    args = {"ports": json.dumps({"s3": seaweedfs.ports["s3"]}), "host_addrs": "[]"}
+    handle = drv.launch(upload_app(NET_PROBE_APP, args=args))
+    assert wait_final(drv, handle).state == FleetState.SUCCEEDED, drv.logs(handle)
+    assert '"s3": "CONNECTED"' in drv.logs(handle)
+
+
+def test_start_up_says_what_local_isolates():
+    """A worker that cannot isolate apps says so (logged once when the driver is built)."""
+    import logging
+
+    from fleets.local import isolation_summary
+
+    level, msg = isolation_summary(False, False)
+    assert level == logging.WARNING and "own user on the worker's network" in msg
+    assert "reach the API, Temporal and SeaweedFS" in msg
+    level, msg = isolation_summary(True, False)
+    assert level == logging.WARNING and "ORCH_LOCAL_APP_NETWORK=host" in msg
+    assert isolation_summary(True, True)[0] == logging.INFO
+
+
+def test_unlaunchable_args_fail_the_attempt_at_once_without_host_paths(driver, upload_app, monkeypatch):
+    """Issue 21 item 11: args stored before the API refused them (a lone surrogate, more than the OS passes
+    to a program) fail their attempt once with a reason; an OS error while launching names no host path
+    (not the worker's interpreter, not the data dir)."""
+    from models.api import MAX_ARG_STRLEN
+
+    data = str(Path(driver.settings.data_dir).resolve())
+    for args, why in (
+        ({"x": "a\ud800"}, "not valid Unicode"),
+        ({f"a{i}": "x" * 4096 for i in range(40)}, "ORCH_ARGS"),
+    ):
+        handle = driver.launch(upload_app({"run.sh": "echo never\n"}, args=args))
+        st = driver.poll(handle)
+        assert st.state == FleetState.FAILED and why in st.reason, st
+        assert data not in st.reason and "never" not in driver.logs(handle)
+    # the limits the API applies are those of what the driver really passes (fleets.contract)
+    from fleets.contract import app_argv, app_env
+    from models.api import args_launch_problem
+
+    args = {"a": "x" * (MAX_ARG_STRLEN - len('ORCH_ARGS={"a": ""}') - 1)}
+    assert len(("ORCH_ARGS=" + app_env("r", None, args)["ORCH_ARGS"]).encode()) + 1 == MAX_ARG_STRLEN
+    assert args_launch_problem(args) is None
+    assert args_launch_problem({"a": args["a"] + "x"}) is not None
+    assert app_argv({"b": "é"}) == ["--b=é"]
+
+    monkeypatch.setattr("fleets.local.sys.executable", "/opt/hidden-venv/bin/python-missing")
+    with pytest.raises(RuntimeError, match="cannot launch the app") as info:
+        driver.launch(upload_app({"run.sh": "echo hi\n"}))
+    assert "/opt" not in str(info.value) and "hidden" not in str(info.value), str(info.value)
+
+
+# Leaves files and a directory in the host's shared temporary directories, and a daemon that keeps one open.
+LITTER_APP = {
+    "run.sh": """
+set -e
+echo left > /tmp/orch-litter-$ORCH_RUN_ID
+mkdir -p /var/tmp/orch-litter-$ORCH_RUN_ID/sub && echo left > /var/tmp/orch-litter-$ORCH_RUN_ID/sub/f
+echo left > /dev/shm/orch-litter-$ORCH_RUN_ID
+ln -s /etc/hostname /tmp/orch-litter-link-$ORCH_RUN_ID
+setsid sleep 300 < /tmp/orch-litter-$ORCH_RUN_ID > /dev/null 2>&1 &
+echo done
+"""
+}
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="per-run uids need a root worker (a non-root worker's files cannot be told from the app's)",
+)
+def test_files_an_app_leaves_in_shared_tmp_dirs_go_with_the_run(driver, upload_app):
+    """Issue 21 item 12: /tmp, /var/tmp and /dev/shm hold nothing of a run once it ended; what is not the
+    run uid's (the host's own files, the target of a symlink it made) stays."""
+    spec = upload_app(LITTER_APP)
+    mine = Path("/tmp") / f"orch-litter-{spec.run_id}.root"  # the host's: same prefix, another owner
+    mine.write_text("host")
+    litter = [Path(p) / f"orch-litter-{spec.run_id}" for p in ("/tmp", "/var/tmp", "/dev/shm")] + [
+        Path(f"/tmp/orch-litter-link-{spec.run_id}")
+    ]
+    try:
+        handle = driver.launch(spec)
+        st = wait_final(driver, handle)
+        assert st.state == FleetState.SUCCEEDED and "done" in driver.logs(handle), driver.logs(handle)
+        assert not [p for p in litter if os.path.lexists(p)]
+        assert mine.read_text() == "host" and Path("/etc/hostname").exists()
+    finally:
+        mine.unlink(missing_ok=True)
+        for p in litter:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            elif os.path.lexists(p):
+                p.unlink()
+
+
+def test_two_stacks_get_distinct_run_uid_ranges_by_default(open_dir, s3_settings):
+    """Issue 21 item 12: the default range comes from a hash of the data dir; a set base wins."""
+    from fleets.local import LocalFleetDriver, default_uid_base
+    from tests.support.common import make_settings
+
+    a = LocalFleetDriver(make_settings(open_dir / "stack-a", **s3_settings))
+    b = LocalFleetDriver(make_settings(open_dir / "stack-b", **s3_settings))
+    again = LocalFleetDriver(make_settings(open_dir / "stack-a", **s3_settings))
+    count = a.uid_count
+    assert a.uid_base == again.uid_base == default_uid_base(a.data_dir, count)
+    assert abs(a.uid_base - b.uid_base) >= count  # disjoint ranges
+    for d in (a, b):
+        assert d.uid_base >= 2_000_000_000 and d.uid_base + count <= 4_000_000_000
+        assert (d.uid_base - 2_000_000_000) % count == 0
+    bases = {default_uid_base(open_dir / f"s{i}", count) for i in range(50)}
+    assert len(bases) >= 45  # spread over the 2000 slots
+    fixed = LocalFleetDriver(make_settings(open_dir / "stack-c", local_run_uid_base=3_000_000, **s3_settings))
+    assert fixed.uid_base == 3_000_000

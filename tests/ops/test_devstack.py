@@ -46,7 +46,15 @@ def _env(data: Path, ports: dict[str, int], admin: str | None = None) -> dict[st
     return env
 
 
-def _start(data: Path, ports: dict[str, int], admin: str | None, stdout=subprocess.PIPE) -> subprocess.Popen:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start(
+    data: Path, ports: dict[str, int], admin: str | None, stdout=subprocess.PIPE, sigint_ignored=False
+) -> subprocess.Popen:
+    """``orch dev`` in a process group of its own (the test signals only that group). ``sigint_ignored``:
+    started as a background job of a non-interactive shell is, with SIGINT ignored."""
     return subprocess.Popen(
         [sys.executable, "-m", "cli", "dev"],
         env=_env(data, ports, admin),
@@ -54,6 +62,7 @@ def _start(data: Path, ports: dict[str, int], admin: str | None, stdout=subproce
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
 
 
@@ -125,6 +134,7 @@ def test_dev_stack_end_to_end(tmp_path):
             )
             assert r.status_code == 201, r.text
             assert port_open(ports["ui"]), "Temporal Web UI is not listening"
+        _s3_refuses_public_and_anonymous_access(ports["s3"], (tmp_path / "s3_secret").read_text().strip())
         demo = subprocess.run(
             [sys.executable, "-m", "cli", "demo", "--api", base, "--admin-key", admin, "--timeout", "120"],
             capture_output=True,
@@ -141,16 +151,48 @@ def test_dev_stack_end_to_end(tmp_path):
         if proc.poll() is None:
             out = _stop(proc, ports)
             assert "Admin key" in out and "stopped." in out
+            assert f"Dashboard    {base}/ui/" in out  # the banner names the dashboard's URL
+            # the banner's export lines name the stack's real port and key
+            assert f"export ORCH_URL={base} ORCH_ADMIN_API_KEY={admin}" in out, out
+            assert "orch dev --stop" in out and f"kill -INT {proc.pid}" in out, out
 
-    # a second start reuses the data (same admin key file, the client still exists)
-    proc = _start(tmp_path, ports, admin=None)
+    # a second start reuses the data (same admin key file, the client still exists); started with SIGINT
+    # ignored (a background job of a script), `kill -INT <pid>` from another shell still stops it
+    proc = _start(tmp_path, ports, admin=None, sigint_ignored=True)
     try:
         wait_for(lambda: proc.poll() is None and _ready(base), 120, "the second start's /readyz")
         got = httpx.get(f"{base}/v1/clients/{cid}", headers={"X-API-Key": admin}, timeout=10)
         assert got.status_code == 200 and got.json()["name"] == "acme"
+        os.kill(proc.pid, signal.SIGINT)  # the orch dev process only, as `kill -INT $pid` does
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "stopped." in out, out
+        for name, port in ports.items():
+            assert not port_open(port), f"{name} port {port} still open after kill -INT"
     finally:
         if proc.poll() is None:
             _stop(proc, ports)
+
+
+def _s3_refuses_public_and_anonymous_access(port: int, secret: str) -> None:
+    """The dev stack's S3 gateway answers its own per-deployment secret only (issue 21 item 3)."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    def client(**kw):
+        return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", **kw)
+
+    ok = client(aws_access_key_id="orchdev", aws_secret_access_key=secret)
+    assert ok.list_objects_v2(Bucket="orchestrator-artifacts")["KeyCount"] >= 1  # the artifact just uploaded
+    for bad in (
+        client(aws_access_key_id="orchdev", aws_secret_access_key="orchdev-secret"),  # the public default
+        client(config=Config(signature_version=UNSIGNED)),  # anonymous
+    ):
+        with pytest.raises(ClientError):
+            bad.list_objects_v2(Bucket="orchestrator-artifacts")
+        with pytest.raises(ClientError):
+            bad.put_object(Bucket="orchestrator-artifacts", Key="x", Body=b"x")
 
 
 @pytest.mark.slow
@@ -326,6 +368,36 @@ def test_running_stack_in_the_same_data_dir_is_named(tmp_path):
         fake.wait()
 
 
+def test_dev_stop_stops_the_stack_running_from_the_data_dir(tmp_path, capsys):
+    """`orch dev --stop` from another shell: the recorded `orch dev` process and its children are stopped
+    (called in-process: what `orch dev --stop` runs)."""
+    from cli.dev import stop_dev_stack
+    from core.settings import Settings
+
+    main, _ = _fake_server()  # stands in for the running `orch dev`
+    child, cport = _fake_server()
+    try:
+        entry = {
+            "name": "api",
+            "pid": child.pid,
+            "start": proc_start_time(child.pid),
+            "ports": {"http": cport},
+        }
+        path = _pidfile(tmp_path, (main.pid, proc_start_time(main.pid)), [entry])
+        settings = Settings(data_dir=tmp_path)
+        assert stop_dev_stack(settings) == 0
+        assert "stopped." in capsys.readouterr().out
+        assert main.wait(30) is not None and child.wait(30) is not None
+        assert not path.exists() and port_free(cport)
+        assert stop_dev_stack(settings) == 0
+        assert "no dev stack is running" in capsys.readouterr().out
+    finally:
+        for p in (main, child):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 # --- the full stack: dies with its parent; a child failing to start -----------------------------------------
 
 
@@ -429,3 +501,54 @@ def test_child_failing_to_start_is_one_line_and_its_own_log_tail(tmp_path):
     for name, port in ports.items():
         assert port_free(port), f"{name} port {port} still in use after the failed start"
     assert not (data / "devstack.pid").exists()
+
+
+def test_data_dir_is_owner_only_from_the_start(tmp_path):
+    """Issue 21 item 12: `orch dev` creates its data dir 0700 before anything else (even a start that stops
+    at its pre-checks); an existing world-readable one loses read and write for others."""
+    import stat
+
+    from core.datadir import make_data_dir
+
+    sock, port = _listener()
+    with sock:
+        r = _run_dev(tmp_path / "fresh", _ports() | {"api": port})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
+    old = tmp_path / "old"
+    old.mkdir(mode=0o755)
+    old.chmod(0o755)
+    assert stat.S_IMODE(make_data_dir(old).stat().st_mode) == 0o711  # traverse only: lists nothing
+    assert stat.S_IMODE(make_data_dir(tmp_path / "new" / "data").stat().st_mode) == 0o700
+
+
+def test_five_earlier_logs_are_kept(tmp_path):
+    """Issue 21 item 12: each start keeps the previous starts' logs as .log.1 (the last) .. .log.5."""
+    from cli.dev import KEPT_LOGS, _fresh_log
+
+    log = tmp_path / "worker.log"
+    for start in range(1, 9):
+        assert _fresh_log(log) == log and not log.exists()
+        log.write_text(f"start {start}\n")
+    assert log.read_text() == "start 8\n"
+    kept = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert KEPT_LOGS == 5
+    assert kept == {"worker.log": "start 8\n", **{f"worker.log.{i}": f"start {8 - i}\n" for i in range(1, 6)}}
+
+
+def test_dev_s3_secret_is_per_deployment(tmp_path):
+    """Issue 21 item 3: `make dev`'s S3 gateway never accepts the public default secret: each data dir gets
+    its own (kept 0600); one set explicitly is used as it is."""
+    import stat
+
+    from cli.dev import DEV_S3_SECRET, s3_secret
+    from core.settings import Settings
+
+    a1, _ = s3_secret(Settings(_env_file=None, data_dir=tmp_path / "a"))
+    a2, _ = s3_secret(Settings(_env_file=None, data_dir=tmp_path / "a"))
+    b, _ = s3_secret(Settings(_env_file=None, data_dir=tmp_path / "b"))
+    assert Settings(_env_file=None).s3_secret_access_key == DEV_S3_SECRET
+    assert a1 == a2 and a1 != b and DEV_S3_SECRET not in (a1, b) and len(a1) >= 40
+    assert stat.S_IMODE((tmp_path / "a" / "s3_secret").stat().st_mode) == 0o600
+    mine = Settings(_env_file=None, data_dir=tmp_path / "c", s3_secret_access_key="set-by-the-operator")
+    assert s3_secret(mine)[0] == "set-by-the-operator" and not (tmp_path / "c").exists()

@@ -422,3 +422,23 @@ def test_cli_refuses_a_csv_with_several_regions(tmp_path):
         4,
     )
     assert r.exit_code == 2 and "drop --carbon-csv" in r.output
+
+
+def test_cli_out_of_sample_compares_the_old_gate_the_paired_rule_and_ungated(tmp_path):
+    subs = tmp_path / "nights.txt"
+    subs.write_text("\n".join(f"2023-{m:02d}-{d:02d}T01:00Z" for m in (2, 6, 10) for d in (3, 10, 17, 24)))
+    args = ["--forecast", "embedded", "--out-of-sample", "--job-minutes", 30, "--window-hours", 8]
+    r = run(*args, "--region", "eu-west-2", "--region", "ap-south-1", "--submissions-file", subs, "--json")
+    assert r.exit_code == 0, r.output
+    rows = {x["zone"]: x for x in json.loads(r.output)["zones"]}
+    assert set(rows) == {"GB", "IN-WE"}
+    for x in rows.values():
+        assert x["submissions"] == 12 and set(x["paired_rule_month_shares"]) == {"2", "6", "10"}
+        for k in ("share_old_gate", "share_paired_rule", "share_ungated"):
+            assert x[k] is None or -1.0 <= x[k] <= 1.0 + 1e-9
+    # GB may not shift on history (paired_skill.json): the rule keeps every night at the baseline
+    assert rows["GB"]["paired_rule_moves"] == 0 and rows["GB"]["share_paired_rule"] in (0.0, None)
+    table = run(*args, "--region", "eu-west-2", "--submissions-file", subs)
+    assert table.exit_code == 0 and "paired rule" in table.output and "old gate" in table.output
+    refused = run(*args, "--carbon-csv", month_csv(tmp_path), "--daily-at", "01:00")
+    assert refused.exit_code == 2 and "--out-of-sample" in refused.output

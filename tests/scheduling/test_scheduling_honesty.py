@@ -179,9 +179,12 @@ def test_rationale_reports_saving_with_uncertainty_and_the_gate_reason():
         weights=Weights(),
     )
     assert q.chosen.start == BASE and q.skill_gated
+    # the 1-sigma is wider than the saving itself: the text says so instead of "33.3% +- 60%"
     assert (
-        "00:00Z (earliest_start) is kept: the best alternative, 05:00Z, would save 33.3% +- " in q.rationale
+        "00:00Z (earliest_start) is kept: the best alternative, 05:00Z, would save 33.3% (uncertain: +- "
+        in q.rationale
     )
+    assert q.candidates[1].saving_sigma_pct > q.candidates[1].saving_vs_earliest_pct
     assert "the forecast's uncertainty swamps the difference" in q.rationale
     # a small sure saving is below the minimum
     small = np.full(24, 300.0)
@@ -440,8 +443,15 @@ def test_plan_for_run_reports_the_gate_and_the_uncertainty(tmp_path):
     e = datetime(2026, 6, 10, 2, tzinfo=UTC)
     res = plan("us-west-1", e, e + 22 * H)
     doc = res.doc
-    assert res.start != e and doc["expected_saving_pct"] >= MIN_SAVING_PCT and doc["prob_saving"] >= 0.8
-    assert doc["saving_sigma_pct"] > 0 and "expected saving" in res.rationale and "+-" in res.rationale
+    # the embedded climatology is history-based: the paired rule decides (issue 18), and the rationale and
+    # the stored plan carry its figures instead of the forecast's +- (the sigma is still recorded)
+    assert res.start != e and doc["expected_saving_pct"] > 0 and doc["saving_sigma_pct"] > 0
+    rule = doc["decision_rule"]
+    assert rule["rule"] == "paired" and rule["zone"] == "US-CAL-CISO" and rule["allowed"] is True
+    assert doc["paired_days"] == rule["paired_days"] > 0
+    assert doc["paired_days_saved"] >= rule["min_share_saved"] * doc["paired_days"]
+    assert doc["paired_mean_saving_pct"] >= rule["min_mean_saving_pct"]
+    assert f"saved on {doc['paired_days_saved']} of {doc['paired_days']} comparable days" in res.rationale
     assert doc["skill_gated"] is False and res.carbon_chosen_g < res.carbon_earliest_g
     # a region with only a flat annual factor has nothing to gain: the baseline, and the rationale says so
     res = plan("eu-north-1", e, e + 22 * H)

@@ -137,3 +137,38 @@ def insert_recurring_row(api_settings, client_id: str, template_id: str) -> str:
         )  # fmt: skip
     db.dispose()
     return rid
+
+
+def insert_webhook_and_delivery(
+    api, api_settings, headers: dict[str, str], client_id: str
+) -> tuple[str, str]:
+    """A webhook endpoint of the client (through the API) and one pending delivery of it (in the DB)."""
+    from models.db import WebhookDelivery
+
+    r = api.post(
+        "/v1/webhooks",
+        headers=headers,
+        json={"url": "https://hooks.example.com/orch", "event_types": ["run.failed"]},
+    )
+    assert r.status_code == 201, r.text
+    wid, did = r.json()["id"], new_id("dlv")
+    eng = engine_for(api_settings)
+    try:
+        with Session(eng) as s, s.begin():
+            s.add(
+                WebhookDelivery(
+                    id=did,
+                    endpoint_id=wid,
+                    client_id=client_id,
+                    event_id="evt_" + did,
+                    event_type="run.failed",
+                    body="{}",
+                    status="failed",
+                    attempts=1,
+                    redeliveries=0,
+                    created_at=utcnow(),
+                )
+            )
+    finally:
+        eng.dispose()
+    return wid, did

@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from workflows.job_run import JobRunWorkflow
 from workflows.maintenance import MaintenanceWorkflow
 from workflows.recurring import RecurringFiringWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
 
@@ -29,7 +30,7 @@ def test_histories_are_kept():
 async def test_replay(path: Path):
     history = WorkflowHistory.from_json(f"run-{path.stem}", path.read_text())
     replayer = Replayer(
-        workflows=[JobRunWorkflow, MaintenanceWorkflow, RecurringFiringWorkflow],
+        workflows=[JobRunWorkflow, MaintenanceWorkflow, RecurringFiringWorkflow, WebhookDeliveryWorkflow],
         data_converter=pydantic_data_converter,
     )
     await replayer.replay_workflow(history)

@@ -10,7 +10,7 @@ import asyncio
 import os
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,8 @@ from models.workflow import (
     MonitorRequest,
     PlanRequest,
     PlanResult,
+    RetrySpec,
+    RunEvent,
     RunInput,
     RunUpdate,
 )
@@ -59,6 +61,10 @@ class FakeFleet:
         self.monitoring = asyncio.Event()
         self.outcomes: list[tuple[str, int | None]] = []
         self.deny_launch: str | None = None  # check_launch answers "not allowed" with this reason
+        self.p50_sec, self.p90_sec = 60.0, 90.0
+        self.events: list[RunEvent] = []  # webhook events, in the order the workflow recorded them
+        self.records: list[dict] = []  # attempt records (attempt log)
+        self.reasons: list[str | None] = []
 
     def activities(self):
         @activity.defn(name="plan_schedule")
@@ -69,8 +75,8 @@ class FakeFleet:
             return PlanResult(
                 start=start,
                 latest_start=latest,
-                p50_sec=60,
-                p90_sec=90,
+                p50_sec=self.p50_sec,
+                p90_sec=self.p90_sec,
                 rationale="test plan",
                 moved=req.current_start is None,
             )
@@ -80,11 +86,18 @@ class FakeFleet:
             self.calls["update_run"] += 1
             if upd.status:
                 self.statuses.append(upd.status)
+                self.reasons.append(upd.status_reason)
+            self.events += upd.events
+            if upd.attempt_record:
+                self.records.append(upd.attempt_record)
 
         @activity.defn(name="finish_run")
         async def finish_run(req: FinishRequest) -> None:
             self.calls["finish_run"] += 1
             self.final = req
+            self.events += req.events
+            if req.attempt_record:
+                self.records.append(req.attempt_record)
 
         @activity.defn(name="launch_fleet")
         async def launch_fleet(req: LaunchRequest) -> FleetHandle:
@@ -495,3 +508,250 @@ async def test_cancel_before_the_first_workflow_task(env, how):
     assert fake.final is not None and fake.final.status == "CANCELLED"
     assert fake.final.status_reason == "too early"
     assert fake.calls["plan_schedule"] == 0 and fake.calls["launch_fleet"] == 0
+
+
+# ---------------------------------------------------------------- retries and run events (issue 19)
+def retry(**over) -> RetrySpec:
+    return RetrySpec(**({"max_attempts": 3, "initial_interval_sec": 30, "backoff_coefficient": 2} | over))
+
+
+def event_types(fake: FakeFleet) -> list[str]:
+    return [e.type for e in fake.events]
+
+
+async def test_fails_twice_then_succeeds_at_attempt_three(env):
+    fake = FakeFleet(start_in=timedelta(minutes=5))
+    fake.outcomes = [("FAILED", 3), ("FAILED", 3)]
+    async with worker(env, fake):
+        handle = await start(env, await run_input(env, retry=retry()))
+        result = await handle.result()
+        await keep_history(handle, "retried_succeeded_at_attempt_3")
+    assert result.status == "SUCCEEDED" and result.attempt == 3
+    assert fake.calls["launch_fleet"] == 3 and fake.calls["terminate_fleet"] == 3
+    assert fake.final.attempts == 3 and fake.final.exit_code == 0
+    # each attempt recorded with its outcome; the backoffs doubled (30 s, then 60 s)
+    ended = [r for r in fake.records if r.get("finished_at")]
+    assert [(r["attempt"], r["state"], r["exit_code"]) for r in ended] == [
+        (1, "FAILED", 3),
+        (2, "FAILED", 3),
+        (3, "SUCCEEDED", 0),
+    ]
+    retrying = [e for e in fake.events if e.type == "run.retrying"]
+    assert [e.data["next_attempt"] for e in retrying] == [2, 3]
+    gaps = [
+        (
+            datetime.fromisoformat(e.data["retry_at"]) - datetime.fromisoformat(r["finished_at"])
+        ).total_seconds()
+        for e, r in zip(retrying, ended, strict=False)
+    ]
+    assert [round(g) for g in gaps] == [30, 60]
+    assert event_types(fake) == [
+        "run.scheduled",
+        "run.started",
+        "run.retrying",
+        "run.started",
+        "run.retrying",
+        "run.started",
+        "run.succeeded",
+    ]
+    ids = [e.event_id for e in fake.events]
+    assert len(set(ids)) == len(ids)  # one id per event (attempts differ)
+
+
+async def test_always_failing_ends_failed_after_max_attempts(env):
+    fake = FakeFleet(start_in=timedelta(minutes=1), outcome="FAILED", exit_code=2)
+    async with worker(env, fake):
+        result = await (await start(env, await run_input(env, retry=retry(max_attempts=4)))).result()
+    assert result.status == "FAILED" and fake.calls["launch_fleet"] == 4
+    assert "attempt 4 of 4; no retries left" in result.status_reason
+    assert event_types(fake)[-1] == "run.failed"
+
+
+async def test_exit_code_not_retryable_fails_at_once(env):
+    fake = FakeFleet(start_in=timedelta(minutes=1), outcome="FAILED", exit_code=2)
+    async with worker(env, fake):
+        inp = await run_input(env, retry=retry(retryable_exit_codes=[75]))
+        result = await (await start(env, inp)).result()
+    assert result.status == "FAILED" and fake.calls["launch_fleet"] == 1
+    assert "exit code 2 is not retryable" in result.status_reason
+
+
+async def test_never_retried_past_the_deadline(env):
+    """latest_finish 10 min after the start, p50 60 s: the first retry (backoff 4 min) fits, the second
+    (8 min more) could not finish in time, so it is not started and the reason says so."""
+    fake = FakeFleet(start_in=timedelta(0), outcome="FAILED", exit_code=1)
+    now = await env.get_current_time()
+    latest = now + timedelta(minutes=10)
+    async with worker(env, fake):
+        inp = await run_input(env, "ONE_TIME", latest_finish=latest, retry=retry(initial_interval_sec=240))
+        result = await (await start(env, inp)).result()
+    assert result.status == "FAILED" and fake.calls["launch_fleet"] == 2
+    assert "not retried: attempt 3 could not" in result.status_reason
+    assert "latest_finish" in result.status_reason
+    assert fake.final.finished_at < latest
+
+
+async def test_cancel_during_backoff_ends_cancelled_without_another_attempt(env):
+    fake = FakeFleet(start_in=timedelta(0))
+    fake.outcomes = [("FAILED", 1)]
+    async with worker(env, fake):
+        with env.auto_time_skipping_disabled():  # the hour of backoff must not pass by itself
+            handle = await start(env, await run_input(env, retry=retry(initial_interval_sec=3600)))
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:
+                state = await handle.query(JobRunWorkflow.status)
+                if state.status == "SCHEDULED" and (state.status_reason or "").startswith("retrying"):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, state
+                await asyncio.sleep(0.05)
+            await handle.signal(JobRunWorkflow.cancel, CancelRequest(reason="enough"))
+            result = await handle.result()
+            await keep_history(handle, "retry_cancelled_during_backoff")
+    assert result.status == "CANCELLED" and result.status_reason == "enough"
+    assert fake.calls["launch_fleet"] == 1
+    assert event_types(fake)[-2:] == ["run.retrying", "run.cancelled"]
+
+
+async def test_retry_may_move_to_a_cleaner_slot(env):
+    """replan: after the backoff the planner is asked again (for this retry, pinned to the run's region);
+    the retry starts at the start it chose."""
+    fake = FakeFleet(start_in=timedelta(0))
+    fake.outcomes = [("FAILED", 1)]
+    asked: list[PlanRequest] = []
+    launched_at: list = []
+
+    @activity.defn(name="plan_schedule")
+    async def plan_schedule(req: PlanRequest) -> PlanResult:
+        asked.append(req)
+        start = req.not_before + (timedelta(hours=2) if req.retry_attempt else timedelta(0))
+        return PlanResult(start=start, p50_sec=60, p90_sec=90, moved=True, rationale="cleaner at night")
+
+    @activity.defn(name="launch_fleet")
+    async def launch_fleet(req: LaunchRequest) -> FleetHandle:
+        fake.calls["launch_fleet"] += 1
+        launched_at.append(activity.info().current_attempt_scheduled_time)
+        return FleetHandle(driver="fake", run_id=req.run_id, attempt=req.attempt)
+
+    acts = [a for a in fake.activities() if a.__name__ not in ("plan_schedule", "launch_fleet")]
+    async with Worker(
+        env.client,
+        task_queue=QUEUE,
+        workflows=[JobRunWorkflow],
+        activities=[*acts, plan_schedule, launch_fleet],
+    ):
+        inp = await run_input(env, retry=retry(initial_interval_sec=60, replan=True))
+        result = await (await start(env, inp)).result()
+    assert result.status == "SUCCEEDED" and fake.calls["launch_fleet"] == 2
+    assert [r.retry_attempt for r in asked] == [None, 2]
+    assert launched_at[1] - launched_at[0] >= timedelta(hours=2)
+    assert any("moved to a cleaner start" in (r or "") for r in fake.reasons)
+
+
+async def test_deadline_at_risk_when_it_starts(env):
+    """p90 90 s but only 80 s left at the start: run.deadline_at_risk with run.started, once."""
+    fake = FakeFleet(start_in=timedelta(0))
+    now = await env.get_current_time()
+    async with worker(env, fake):
+        inp = await run_input(env, "ONE_TIME", latest_finish=now + timedelta(seconds=80))
+        result = await (await start(env, inp)).result()
+    assert result.status == "SUCCEEDED"
+    assert event_types(fake) == ["run.scheduled", "run.started", "run.deadline_at_risk", "run.succeeded"]
+    [risk] = [e for e in fake.events if e.type == "run.deadline_at_risk"]
+    assert datetime.fromisoformat(risk.data["p90_finish"]) > now + timedelta(seconds=80)
+
+
+async def test_deadline_at_risk_while_running_comes_before_the_deadline(env):
+    """p50 1 s, p90 1.5 s, 6 s to the deadline: at the start the p90 finish is in time; still running 5.3 s
+    later, the p90 of its finish (given it has run that long) passes the deadline: the event is emitted then,
+    before the deadline, and only once. The clock is real here (an activity runs)."""
+    fake = FakeFleet(start_in=timedelta(0), hold=True)
+    fake.p50_sec, fake.p90_sec = 1.0, 1.5
+    seen = asyncio.Event()
+    when: list = []
+
+    @activity.defn(name="update_run")
+    async def update_run(upd: RunUpdate) -> None:
+        fake.events += upd.events
+        if any(e.type == "run.deadline_at_risk" for e in upd.events):
+            when.append(await env.get_current_time())
+            seen.set()
+
+    acts = [a for a in fake.activities() if a.__name__ != "update_run"]
+    async with Worker(
+        env.client, task_queue=QUEUE, workflows=[JobRunWorkflow], activities=[*acts, update_run]
+    ):
+        with env.auto_time_skipping_disabled():
+            now = await env.get_current_time()
+            latest = now + timedelta(seconds=6)
+            handle = await start(env, await run_input(env, "ONE_TIME", latest_finish=latest))
+            await asyncio.wait_for(seen.wait(), 30)
+            fake.hold = False
+            result = await handle.result()
+    assert result.status == "SUCCEEDED"
+    assert event_types(fake).count("run.deadline_at_risk") == 1
+    assert when[0] < latest
+
+
+async def test_the_plan_activity_keeps_the_audit_record_of_the_plan_the_run_follows(env, tmp_path):
+    """Issue 18: with the real plan_schedule and update_run activities (SQLite, embedded carbon data) a
+    RESCHEDULABLE run re-plans hourly while it sleeps; its plan names the audit record of the plan it
+    follows, that record's chosen start is the run's planned start, and re-plans it did not follow are
+    not piled up (one pending record at most)."""
+    from sqlalchemy import func, select
+
+    from activities.run_activities import RunActivities
+    from core.db import Database
+    from core.migrate import upgrade
+    from models.db import Artifact, Client, Job, JobTemplate, PlanAudit, Run, new_id
+    from services.plan_audit import plan_record
+    from tests.support.common import make_settings
+
+    settings = make_settings(tmp_path)
+    upgrade(settings)
+    db = Database(settings)
+    now = await env.get_current_time()
+    inp = await run_input(env, latest_finish=now + timedelta(hours=12), replan_interval_sec=3600)
+    ids = {k: new_id(k) for k in ("cl", "art", "tpl", "job")}
+    with db.session() as s:
+        s.add(Client(id=ids["cl"], name="c", api_key_hash=new_id("h"), api_key_prefix="p",
+                     region_default="eu-central-1"))  # fmt: skip
+        s.flush()
+        s.add(Artifact(id=ids["art"], client_id=ids["cl"], name="a", version="1", sha256="0" * 64,
+                       size_bytes=1, entry_point="main.py", s3_bucket="b", s3_key="k"))  # fmt: skip
+        s.flush()
+        s.add(JobTemplate(id=ids["tpl"], client_id=ids["cl"], name="t", app_artifact_id=ids["art"],
+                          fleet_template_id="m5.large", expected_runtime_sec=3600))  # fmt: skip
+        s.flush()
+        s.add(Job(id=ids["job"], client_id=ids["cl"], job_template_id=ids["tpl"], type="RESCHEDULABLE",
+                  earliest_start=now, latest_finish=inp.latest_finish, risk_mode="NEUTRAL",
+                  weights={"carbon": 1.0, "risk": 0.0, "slack": 0.0}, request_hash="x"))  # fmt: skip
+        s.flush()
+        s.add(Run(id=inp.run_id, job_id=ids["job"], client_id=ids["cl"], job_template_id=ids["tpl"],
+                  fleet_template_id="m5.large", workflow_id=f"run-{inp.run_id}"))  # fmt: skip
+    real = RunActivities(settings, db, driver=None)  # type: ignore[arg-type] - only planning and updates
+    fake = FakeFleet(start_in=timedelta(0))
+    acts = [a for a in fake.activities() if a.__name__ not in ("plan_schedule", "update_run")]
+    try:
+        async with Worker(env.client, task_queue=QUEUE, workflows=[JobRunWorkflow],
+                          activities=[real.plan_schedule, real.update_run, *acts]):  # fmt: skip
+            handle = await start(env, inp)
+            await handle.result()
+        with db.session() as s:
+            run = s.get_one(Run, inp.run_id)
+            rec = plan_record(s, inp.run_id, None)
+            n = s.scalar(select(func.count()).select_from(PlanAudit).where(PlanAudit.run_id == inp.run_id))
+            adopted = s.scalar(
+                select(func.count())
+                .select_from(PlanAudit)
+                .where(
+                    PlanAudit.run_id == inp.run_id, PlanAudit.adopted, PlanAudit.id != run.plan["audit_id"]
+                )
+            )  # followed earlier (the record in force may itself be marked adopted by a later re-plan)
+        assert rec["audit_id"] == run.plan["audit_id"] and rec["run_id"] == inp.run_id
+        assert rec["chosen"]["start"] == run.planned_start.isoformat()
+        assert rec["stored"]["carbon_chosen_g"] == run.carbon_chosen_g
+        assert rec["regions"][0]["provider"] == "embedded" and rec["regions"][0]["series"]["values"]
+        assert n <= adopted + 2  # the followed ones, the record in force, at most one pending re-plan
+        assert len(rec["earlier"]) == adopted
+    finally:
+        db.dispose()

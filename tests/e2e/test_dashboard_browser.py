@@ -1,0 +1,470 @@
+"""The client dashboard at /ui, driven in a real headless Chromium (Debian's) against one served API with the
+Temporal dev server (no worker: runs stay where the test puts them) and every request off 127.0.0.1 blocked.
+
+It logs in, filters runs and watches a status change arrive by polling, cancels a run, pauses / resumes /
+triggers a recurring job, submits a preview, downloads the report's CSV, and checks that another client's
+ids show the same 404 as the API. Each page is screenshotted under the test's tmp dir (not committed) and
+checked for overlapping text (bounding boxes) and horizontal overflow.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from api.main import create_app
+from cli.devstack import free_port, wait_for
+from models.db import Job, Run
+from tests.support.api import engine_for, insert_job_and_run, template_body
+from tests.support.common import ADMIN_KEY
+from tests.support.zips import make_zip
+
+# the dashboard only calls the API, whose own tests cover both databases: once on SQLite is enough
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+WAIT = 20_000  # ms: bound on every wait for the page
+
+# Elements whose boxes must not overlap one another (an element and its own ancestor may).
+OVERLAP_JS = """
+(sel) => {
+  const els = [...document.querySelectorAll(sel)].filter((e) => {
+    const r = e.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden';
+  });
+  const bad = [];
+  for (let i = 0; i < els.length; i++) {
+    for (let j = i + 1; j < els.length; j++) {
+      const a = els[i], b = els[j];
+      if (a.contains(b) || b.contains(a)) continue;
+      const r = a.getBoundingClientRect(), s = b.getBoundingClientRect();
+      const w = Math.min(r.right, s.right) - Math.max(r.left, s.left);
+      const h = Math.min(r.bottom, s.bottom) - Math.max(r.top, s.top);
+      const name = (e) => `${e.tagName}(${e.textContent.slice(0, 30)})`;
+      if (w > 1 && h > 1) bad.push(`${name(a)} x ${name(b)}`);
+    }
+  }
+  return {bad, overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth};
+}
+"""
+TEXT_BOXES = (
+    "h1, h2, label, button, input, select, caption, th, td, dt, dd, legend, .rationale, .note, "
+    "figure img, pre, .top .brand, nav a"
+)
+
+
+@pytest.fixture(scope="module")
+def site(api_settings, temporal_dev_server):
+    """The API served on a free port, a client with a template, runs and a recurring job, and a second client
+    with a run and a recurring job of its own."""
+    settings = api_settings.model_copy(
+        update={
+            "temporal_address": f"127.0.0.1:{temporal_dev_server.ports['grpc']}",
+            "temporal_task_queue": "no-worker-here",
+        }
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 30, "the API")
+    base = f"http://127.0.0.1:{port}"
+    http = httpx.Client(base_url=base, timeout=30)
+
+    def tenant(name: str) -> dict:
+        r = http.post("/v1/clients", json={"name": name}, headers={"X-API-Key": ADMIN_KEY})
+        assert r.status_code == 201, r.text
+        cid, h = r.json()["id"], {"X-API-Key": r.json()["api_key"]}
+        art = http.post(
+            "/v1/artifacts/upload",
+            headers=h,
+            files={"file": ("app.zip", make_zip(), "application/zip")},
+            data={"version": "1.0.0"},
+        ).json()["artifact_id"]
+        tpl = http.post(
+            "/v1/job-templates",
+            json=template_body(art, name=f"{name}-etl", expected_runtime_sec=1800),
+            headers=h,
+        )
+        assert tpl.status_code == 201, tpl.text
+        rec = http.post(
+            "/v1/recurring-jobs",
+            json={
+                "job_template_id": tpl.json()["id"],
+                "name": f"{name} nightly",
+                "cron": "0 1 * * *",
+                "time_zone": "Europe/London",
+                "margin_before": "PT3H",
+                "margin_after": "PT3H",
+            },
+            headers=h,
+        )
+        assert rec.status_code == 201, rec.text
+        return {
+            "id": cid, "key": h["X-API-Key"], "h": h, "template": tpl.json()["id"], "rec": rec.json()["id"]
+        }  # fmt: skip
+
+    a, b = tenant("acme"), tenant("globex")
+    # runs written straight to the DB (no worker): one PENDING to cancel, one SCHEDULED with a plan and a
+    # window, one SUCCEEDED with carbon figures for the report, one of the other client
+    now = datetime.now(UTC).replace(microsecond=0)
+    earliest, latest = now + timedelta(hours=1), now + timedelta(hours=13)
+    preview = http.post(
+        "/v1/schedules/preview",
+        json={
+            "job_template_id": a["template"],
+            "earliest_start": earliest.isoformat(),
+            "latest_finish": latest.isoformat(),
+        },
+        headers=a["h"],
+    )
+    assert preview.status_code == 200, preview.text
+    p = preview.json()
+    a["pending"] = insert_job_and_run(api_settings, a["id"], a["template"], status="PENDING")[1]
+    job_s, a["scheduled"] = insert_job_and_run(api_settings, a["id"], a["template"], status="SCHEDULED")
+    a["done"] = insert_job_and_run(api_settings, a["id"], a["template"], status="SUCCEEDED")[1]
+    b["run"] = insert_job_and_run(api_settings, b["id"], b["template"], status="SCHEDULED")[1]
+    eng = engine_for(api_settings)
+    with Session(eng) as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == job_s)
+            .values(type="RESCHEDULABLE", earliest_start=earliest, latest_finish=latest)
+        )
+        s.execute(
+            update(Run)
+            .where(Run.id == a["scheduled"])
+            .values(
+                plan={**p["chosen"], "rationale": p["rationale"], "capacity": p["capacity"]},
+                planned_start=datetime.fromisoformat(p["chosen"]["proposed_start"]),
+                region=p["chosen"].get("region") or p.get("home_region"),
+                fleet_template_id="m5.4xlarge",
+            )
+        )
+        s.execute(
+            update(Run)
+            .where(Run.id == a["done"])
+            .values(
+                started_at=now - timedelta(days=2),
+                finished_at=now - timedelta(days=2) + timedelta(minutes=30),
+                runtime_sec=1800.0,
+                carbon_chosen_g=41.5,
+                carbon_earliest_g=52.25,
+                exit_code=0,
+                region="eu-north-1",
+            )
+        )
+        s.commit()
+    eng.dispose()
+    yield {"base": base, "http": http, "a": a, "b": b, "settings": api_settings}
+    http.close()
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(site, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    shots = tmp_path_factory.mktemp("dashboard-screenshots")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        yield b, shots
+        b.close()
+
+
+@pytest.fixture
+def page(site, browser):
+    """A fresh tab (fresh sessionStorage) that may only reach the served API."""
+    b, shots = browser
+    ctx = b.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    pg = ctx.new_page()
+    outside: list[str] = []
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "404" not in m.text else None)
+
+    def only_local(route):
+        url = route.request.url
+        if url.startswith(site["base"]) or url.startswith(("blob:", "data:")):
+            return route.continue_()
+        outside.append(url)
+        return route.abort()
+
+    pg.route("**/*", only_local)
+    pg.shots = shots  # type: ignore[attr-defined]
+    yield pg
+    ctx.close()
+    assert outside == [], f"the dashboard tried to load {outside}"
+    # a 404/409/422 answer is logged by Chromium as a failed resource: expected; a script error is not
+    assert not [e for e in errors if "Failed to load resource" not in e], errors
+
+
+def login(page, site, key: str | None = None) -> None:
+    page.goto(site["base"] + "/ui")
+    page.get_by_label("API key").fill(key or site["a"]["key"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Runs", exact=True).wait_for(timeout=WAIT)
+
+
+def check_layout(page, name: str) -> None:
+    """Screenshot, then no two text boxes overlap and nothing spills sideways."""
+    page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
+    got = page.evaluate(OVERLAP_JS, TEXT_BOXES)
+    assert got["bad"] == [], f"{name}: overlapping elements {got['bad'][:5]}"
+    assert got["overflow"] <= 0, f"{name}: the page is {got['overflow']} px wider than the window"
+
+
+def test_served_static_with_csp_and_no_cache_out_of_openapi(site):
+    http = site["http"]
+    r = http.get("/ui", follow_redirects=False)
+    assert r.status_code == 308 and r.headers["location"] == "/ui/"
+    for path, kind in (("/ui/", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/app.css", "text/css")):
+        r = http.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith(kind), (path, r.headers)
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert r.headers["cache-control"] == "no-cache" and r.headers["etag"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        # revalidation: the browser's current copy gets a 304, without the body
+        again = http.get(path, headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == r.headers["etag"]
+        # only the named files are served: no parameter reaches the file system
+        assert http.get(path, params={"path": "/etc/passwd"}).content == r.content
+    assert http.get("/ui/../pyproject.toml").status_code == 404
+    assert http.get("/ui/__init__.py").status_code == 404
+    html = http.get("/ui/").text
+    assert '<script type="module" src="app.js"></script>' in html and "<script>" not in html
+    assert "style=" not in html
+    assert not [p for p in http.get("/openapi.json").json()["paths"] if p.startswith("/ui")]
+    # no key ever reaches the server for the static files: they answer without one
+    assert http.get("/ui/app.js", headers={"X-API-Key": ""}).status_code == 200
+
+
+@needs_chromium
+def test_login_filters_and_live_status(site, page):
+    page.goto(site["base"] + "/ui/")
+    page.get_by_label("API key").fill("not-a-key")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("alert").filter(has_text="401").wait_for(timeout=WAIT)
+    assert page.evaluate("sessionStorage.length") == 0
+    check_layout(page, "01-login-refused")
+
+    login(page, site)
+    assert page.evaluate("sessionStorage.getItem('orch.apiKey')") == site["a"]["key"]
+    a = site["a"]
+    table = page.locator("table")
+    for run_id in (a["pending"], a["scheduled"], a["done"]):
+        table.get_by_role("link", name=run_id).wait_for(timeout=WAIT)
+    assert site["b"]["run"] not in page.content()
+    check_layout(page, "02-runs")
+    page.set_viewport_size({"width": 800, "height": 900})
+    check_layout(page, "02-runs-800px")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.get_by_label("Status").select_option("SCHEDULED")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url("**/ui/#/runs?status=SCHEDULED", timeout=WAIT)
+    page.locator("caption", has_text="1 run,").wait_for(timeout=WAIT)
+    assert page.locator("tbody tr").count() == 1
+    assert page.locator("tbody").get_by_role("link", name=a["scheduled"]).count() == 1
+
+    # region: the API has no region filter; the dashboard narrows what it loaded
+    page.goto(site["base"] + "/ui/#/runs?region=eu-north-1")
+    page.locator("tbody").get_by_role("link", name=a["done"]).wait_for(timeout=WAIT)
+    assert page.locator("tbody tr").count() == 1
+
+    # live status: a change in the DB reaches the page by polling, announced in the aria-live region
+    page.goto(site["base"] + "/ui/#/runs")
+    page.locator("tbody").get_by_role("link", name=a["scheduled"]).wait_for(timeout=WAIT)
+    eng = engine_for(site["settings"])
+    with Session(eng) as s:
+        s.execute(update(Run).where(Run.id == a["scheduled"]).values(status="LAUNCHING"))
+        s.commit()
+    try:
+        live = page.locator("#live[aria-live=polite]")
+        live.filter(has_text=f"{a['scheduled']} is now LAUNCHING").wait_for(timeout=WAIT)
+        row = page.locator("tbody tr", has=page.get_by_role("link", name=a["scheduled"]))
+        assert row.locator(".status").inner_text() == "LAUNCHING"
+        # and a run made meanwhile (e.g. a recurring job's firing) appears on top
+        new_run = insert_job_and_run(site["settings"], a["id"], a["template"], status="PENDING")[1]
+        live.filter(has_text="1 new run").wait_for(timeout=WAIT)
+        assert page.locator("tbody tr").first.get_by_role("link").first.inner_text() == new_run
+    finally:
+        with Session(eng) as s:
+            s.execute(update(Run).where(Run.id == a["scheduled"]).values(status="SCHEDULED"))
+            s.commit()
+        eng.dispose()
+
+    # keyboard: on a fresh load Tab reaches the skip link first, then the navigation; after a navigation
+    # the focus is on the page's content, so the next Tab is its first control
+    page.reload()
+    page.get_by_role("heading", name="Runs", exact=True).wait_for(timeout=WAIT)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Runs"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # keyboard-operated navigation
+    page.get_by_role("heading", name="Recurring jobs", exact=True).wait_for(timeout=WAIT)
+    page.wait_for_function("() => document.activeElement.id === 'main'", timeout=WAIT)
+    page.keyboard.press("Tab")  # the table's scrollable region, then its first link
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "region"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "acme nightly"
+
+
+@needs_chromium
+def test_run_page_shows_plan_and_cancels(site, page):
+    a = site["a"]
+    login(page, site)
+    page.goto(site["base"] + f"/ui/#/run/{a['scheduled']}")
+    page.get_by_role("heading", name="Plan and rationale").wait_for(timeout=WAIT)
+    rationale = site["http"].get(f"/v1/runs/{a['scheduled']}", headers=a["h"]).json()["plan"]["rationale"]
+    assert page.locator(".rationale").inner_text() == rationale
+    chart = page.locator("figure.chart img")
+    chart.wait_for(timeout=WAIT)
+    page.wait_for_function("() => document.querySelector('figure.chart img').naturalWidth > 0", timeout=WAIT)
+    page.locator("table caption", has_text="re-scored now").wait_for(timeout=WAIT)
+    assert page.locator("tbody tr").count() >= 1
+    # no audit record for a run the planner never saw (GET /v1/runs/{id}/plan: 404, or not there at all)
+    page.locator("#audit:not(:has-text('Loading'))").wait_for(timeout=WAIT)
+    assert page.locator("#audit").inner_text().startswith("No audit record for this run.")
+    page.locator(".log, .note", has_text="No log yet").first.wait_for(timeout=WAIT)
+    check_layout(page, "03-run-scheduled")
+    page.set_viewport_size({"width": 800, "height": 900})  # narrower: things wrap, nothing collides
+    check_layout(page, "03-run-scheduled-800px")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.goto(site["base"] + f"/ui/#/run/{a['pending']}")
+    page.get_by_role("heading", name=f"Run {a['pending']}").wait_for(timeout=WAIT)
+    page.get_by_label("Reason for cancelling (optional)").fill("not needed after all")
+    page.get_by_role("button", name="Cancel run").click()
+    page.locator("#live").filter(has_text=f"{a['pending']} is CANCELLED").wait_for(timeout=WAIT)
+    page.get_by_text("Nothing to cancel: the run is CANCELLED.").wait_for(timeout=WAIT)
+    assert page.get_by_role("button", name="Cancel run").is_hidden()
+    got = site["http"].get(f"/v1/runs/{a['pending']}", headers=a["h"]).json()
+    assert got["status"] == "CANCELLED"
+    check_layout(page, "04-run-cancelled")
+
+
+@needs_chromium
+def test_recurring_next_firings_pause_resume_trigger(site, page):
+    a = site["a"]
+    login(page, site)
+    page.get_by_role("link", name="Recurring jobs").click()
+    page.get_by_role("link", name="acme nightly").click()
+    page.locator("table caption", has_text="Next nominal times").wait_for(timeout=WAIT)
+    assert page.locator("tbody tr").count() == 5
+    check_layout(page, "05-recurring")
+    assert page.get_by_role("button", name="Resume").is_disabled()
+    page.get_by_role("button", name="Pause").click()
+    page.locator("#live").filter(has_text="is paused").wait_for(timeout=WAIT)
+    assert site["http"].get(f"/v1/recurring-jobs/{a['rec']}", headers=a["h"]).json()["status"] == "paused"
+    assert page.get_by_role("button", name="Pause").is_disabled()
+    page.get_by_role("button", name="Resume").click()
+    page.locator("#live").filter(has_text="is active").wait_for(timeout=WAIT)
+    page.get_by_role("button", name="Trigger a firing now").click()
+    page.locator("#live").filter(has_text="firing requested").wait_for(timeout=WAIT)
+
+
+@needs_chromium
+def test_preview_form(site, page):
+    login(page, site)
+    page.get_by_role("link", name="Preview").click()
+    page.get_by_label("Job template").select_option(site["a"]["template"])
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("heading", name="Chosen start").wait_for(timeout=WAIT)
+    page.wait_for_function("() => document.querySelector('figure.chart img')?.naturalWidth > 0", timeout=WAIT)
+    assert page.locator("#preview-result tbody tr").count() >= 1
+    check_layout(page, "06-preview")
+    page.set_viewport_size({"width": 800, "height": 900})
+    check_layout(page, "06-preview-800px")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # a bad window: the API's 422 shown with the field named, and the input marked invalid
+    page.get_by_label("Latest finish (UTC)").fill("2020-01-01T00:00")
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("alert").filter(has_text="422").wait_for(timeout=WAIT)
+    assert "latest_finish" in page.get_by_role("alert").inner_text()
+    assert page.get_by_label("Latest finish (UTC)").get_attribute("aria-invalid") == "true"
+
+
+@needs_chromium
+def test_report_and_csv_download(site, page):
+    a = site["a"]
+    login(page, site)
+    page.get_by_role("link", name="Carbon report").click()
+    page.get_by_role("heading", name="Ledger").wait_for(timeout=WAIT)
+    page.locator("table tfoot").wait_for(timeout=WAIT)
+    page.wait_for_function("() => document.querySelector('figure.chart img')?.naturalWidth > 0", timeout=WAIT)
+    check_layout(page, "07-report")
+    headline = page.locator(".headline").inner_text()
+    assert "1 run:" in headline and "saved 10.75 g CO2e (20.6 %)" in headline, headline
+    with page.expect_download(timeout=WAIT) as dl:
+        page.get_by_role("button", name="Download CSV").click()
+    download = dl.value
+    assert download.suggested_filename == "carbon-month.csv"
+    got = download.path().read_text(encoding="utf-8")
+    frm = page.get_by_label("From (UTC day, inclusive)").input_value()
+    to = page.get_by_label("To (UTC day, exclusive)").input_value()
+    want = site["http"].get(
+        "/v1/reports/carbon",
+        params={"from": f"{frm}T00:00:00Z", "to": f"{to}T00:00:00Z", "group_by": "month"},
+        headers=a["h"] | {"Accept": "text/csv"},
+    )
+    assert got == want.text and a["template"] not in ("",)
+    assert len(got.splitlines()) >= 2  # a header and the SUCCEEDED run's month
+
+
+@needs_chromium
+def test_another_clients_ids_show_the_apis_404(site, page):
+    a, b = site["a"], site["b"]
+    login(page, site)
+    for hash_path, api_path in (
+        (f"#/run/{b['run']}", f"/v1/runs/{b['run']}"),
+        (f"#/recurring/{b['rec']}", f"/v1/recurring-jobs/{b['rec']}"),
+        ("#/run/run_doesnotexist", "/v1/runs/run_doesnotexist"),
+    ):
+        api = site["http"].get(api_path, headers=a["h"])
+        assert api.status_code == 404
+        page.goto(site["base"] + "/ui/" + hash_path)
+        alert = page.get_by_role("alert")
+        alert.wait_for(timeout=WAIT)
+        text = alert.inner_text()
+        assert f"404 {api.json()['title']}" in text and api.json()["detail"] in text, (text, api.text)
+        assert b["id"] not in page.content()
+    check_layout(page, "08-not-found")
+
+
+@needs_chromium
+def test_a_deep_link_opened_before_login_is_shown_after_it(site, page):
+    a = site["a"]
+    page.goto(site["base"] + f"/ui/#/recurring/{a['rec']}")
+    page.get_by_label("API key").fill(a["key"])
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="acme nightly").wait_for(timeout=WAIT)
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("API key").wait_for(timeout=WAIT)
+    assert page.evaluate("() => sessionStorage.length") == 0
