@@ -516,7 +516,12 @@ def _intersect(r: list, s: list) -> bool:
 
 
 def _inside(r: list, outer: list, tol: float = 1.0) -> bool:
-    return r[0] >= outer[0] - tol and r[1] >= outer[1] - tol and r[2] <= outer[2] + tol and r[3] <= outer[3] + tol
+    return (
+        r[0] >= outer[0] - tol
+        and r[1] >= outer[1] - tol
+        and r[2] <= outer[2] + tol
+        and r[3] <= outer[3] + tol
+    )
 
 
 def _measure_chart(page, svg: str, name: str, sels: dict, shots) -> dict:
@@ -542,20 +547,26 @@ def _measure_chart(page, svg: str, name: str, sels: dict, shots) -> dict:
     return got
 
 
-def _visible_pixels(page, selector: str, clip: list) -> int:
-    """How many pixels of the screenshot (inside ``clip``) change when the element is hidden: what of it
-    shows, after everything drawn over it."""
+def _visible_pixels(page, selector: str, box: list, area: list) -> int:
+    """How many pixels of the screenshot around ``box`` (within ``area``) change when the element is hidden:
+    what of it shows, after everything drawn over it."""
     from io import BytesIO
 
     from PIL import Image, ImageChops
 
-    area = {"x": clip[0], "y": clip[1], "width": clip[2] - clip[0], "height": clip[3] - clip[1]}
-    shown = Image.open(BytesIO(page.screenshot(clip=area))).convert("RGB")
+    x0, y0 = max(box[0] - 3, area[0]), max(box[1] - 3, area[1])
+    x1, y1 = min(box[2] + 3, area[2]), min(box[3] + 3, area[3])
+    clip = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
+    shown = Image.open(BytesIO(page.screenshot(clip=clip))).convert("RGB")
     page.evaluate("(s) => document.querySelector(s).style.visibility = 'hidden'", selector)
-    hidden = Image.open(BytesIO(page.screenshot(clip=area))).convert("RGB")
+    hidden = Image.open(BytesIO(page.screenshot(clip=clip))).convert("RGB")
     page.evaluate("(s) => document.querySelector(s).style.visibility = ''", selector)
-    diff = ImageChops.difference(shown, hidden).convert("L").point(lambda v: 255 if v > 24 else 0)
-    return sum(1 for v in diff.getdata() if v)
+    return (
+        ImageChops.difference(shown, hidden)
+        .convert("L")
+        .point(lambda v: 255 if v > 24 else 0)
+        .histogram()[255]
+    )
 
 
 @needs_chromium
@@ -625,7 +636,7 @@ def test_charts_show_every_series_legend_off_the_data_no_text_overlap(site, page
                 # inside its panel with room to spare: not clipped, not on the frame
                 inner = [area[0], area[1] + 2, area[2], area[3] - 2]
                 assert _inside(box, inner), f"{name}: {kind} {region} {box} outside {area}"
-                shows = _visible_pixels(page, f"[id='{kind}-{region}'] > path", area)
+                shows = _visible_pixels(page, f"[id='{kind}-{region}'] > path", box, area)
                 assert shows >= (box[2] - box[0]) * 0.5, f"{name}: {kind} {region} shows {shows} px"
         strokes = [lines[f"intensity-{r}"]["stroke"] for r in want]
         assert len(set(strokes)) == len(strokes), f"{name}: two regions alike {strokes}"
@@ -635,3 +646,65 @@ def test_charts_show_every_series_legend_off_the_data_no_text_overlap(site, page
             assert all(f"{r} " in legend_text for r in want), legend_text
             flat = lines["intensity-eu-north-1"]["box"]
             assert flat[3] - flat[1] < (plot[3] - plot[1]) * 0.1, "eu-north-1 is not flat and low here"
+
+    # the report: ten months of runs in four regions, by month (ten rows, labels rotated) and by region
+    now = datetime.now(UTC).replace(microsecond=0)
+    eng = engine_for(site["settings"])
+    ran = [
+        insert_job_and_run(site["settings"], cid, tpl.json()["id"], status="SUCCEEDED")[1] for _ in range(10)
+    ]
+    try:
+        with Session(eng) as s:
+            for k, run_id in enumerate(ran):
+                began = now - timedelta(days=30 * k + 3)
+                s.execute(
+                    update(Run)
+                    .where(Run.id == run_id)
+                    .values(
+                        started_at=began,
+                        finished_at=began + timedelta(hours=1),
+                        runtime_sec=3600.0,
+                        carbon_earliest_g=400.0 + 60 * k,
+                        carbon_chosen_g=(400.0 + 60 * k) * (0.2 + 0.07 * k),
+                        exit_code=0,
+                        region=[*regions, "us-east-1"][k % 4],
+                    )
+                )
+            s.commit()
+    finally:
+        eng.dispose()
+    period = {"from": (now - timedelta(days=330)).isoformat(), "to": now.isoformat()}
+    for group_by, rows in (("month", 10), ("region", 4)):
+        q = period | {"group_by": group_by}
+        report = http.get("/v1/reports/carbon", params=q, headers=h).json()
+        assert len(report["rows"]) == rows, report["rows"]
+        svg = http.get("/v1/reports/carbon", params=q | {"format": "svg"}, headers=h)
+        assert svg.status_code == 200, svg.text
+        name = f"chart-report-by-{group_by}"
+        got = _measure_chart(
+            page, svg.text, name, {"legend": "#legend-box", "plot": "#plot-area", "bars": "rect.bar"}, shots
+        )
+        (legend,), (plot,) = (
+            (f["box"] for f in got["found"]["legend"]),
+            (f["box"] for f in got["found"]["plot"]),
+        )
+        assert not _intersect(legend, plot), f"{name}: the legend lies on the plot area"
+        bars = got["found"]["bars"]
+        assert sorted((b["label"], b["series"]) for b in bars) == sorted(
+            (r["label"] or r["key"], series) for r in report["rows"] for series in ("baseline", "chosen")
+        ), name
+        for i, b in enumerate(bars):
+            box = b["box"]
+            assert box[2] - box[0] >= 4 and box[3] - box[1] >= 2, (
+                f"{name}: bar {b['label']} {b['series']} {box}"
+            )
+            assert _inside(box, plot), f"{name}: bar {b['label']} {b['series']} {box} outside {plot}"
+            assert not _intersect(box, legend)
+        # every bar shows: hiding one changes at least its own area on the screen
+        for i, b in enumerate(bars):
+            box = b["box"]
+            page.evaluate("(i) => document.querySelectorAll('rect.bar')[i].id = 'bar-under-test'", i)
+            shows = _visible_pixels(page, "#bar-under-test", box, plot)
+            page.evaluate("() => document.getElementById('bar-under-test').removeAttribute('id')")
+            assert shows >= 0.8 * (box[2] - box[0]) * (box[3] - box[1]), f"{name}: {b['label']} {b['series']}"
+        assert {b["fill"] for b in bars} == {"rgb(134, 150, 171)", "rgb(47, 133, 90)"}  # baseline grey, green
