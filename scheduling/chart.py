@@ -134,7 +134,7 @@ def preview_title(
     plan: Plan, what: str | None = None, multi_day: bool = False, region: str | None = None
 ) -> str:
     """What the chart shows, where, and what it saves: ``daily-etl in eu-west-3: start 03:15Z saves 12 %
-    (10-14 %)`` (the range is the expected saving +- 1 sigma)."""
+    (10-14 %)`` (the range is the expected saving +- 1 sigma, at most 100 %)."""
     ch = plan.chosen
     where = f" in {region or ch.region}" if (region or ch.region) else ""
     when = f"{ch.start:%Y-%m-%d %H:%M}Z" if multi_day else f"{ch.start:%H:%M}Z"
@@ -146,7 +146,7 @@ def preview_title(
         return f"{lead} saves {mean} on average ({days})"
     if round(pct) == 0 and round(sigma) == 0:
         return f"{lead}, no saving expected vs the baseline"
-    lo, hi = round(pct - sigma), round(pct + sigma)
+    lo, hi = round(pct - sigma), min(round(pct + sigma), 100)  # emissions are never below 0: at most 100 %
     span = f"{lo}-{hi} %" if lo >= 0 else f"{lo} to {hi} %"
     verb = "saves" if round(pct) >= 0 else "costs"
     return f"{lead} {verb} {fmt_pct(abs(pct))} ({span.replace('-0 ', '0 ')})"
@@ -209,6 +209,10 @@ def preview_figure(
     - bottom: the total score (the objective the planner minimises; lower is better) of the candidates at
       their start times (the best per time bucket beyond MAX_POINTS), the chosen one marked;
     - the legend below both panels, outside the data.
+
+    Structure for tests and tools (SVG group ids): ``panel-intensity`` and ``panel-score`` (the panels'
+    backgrounds), ``intensity-<region>`` / ``band-<region>`` / ``score-<region>`` per series (``series``
+    for a series without a region), ``legend``.
 
     With several regions (``series`` a mapping region -> series, the home region first), one intensity
     line per region in its fixed colour (:func:`region_colour`; the band for the chosen region only), at
@@ -296,7 +300,7 @@ def preview_figure(
         color=CHOSEN_COLOUR,
         alpha=0.35,
         linewidth=0,
-        label=f"chosen {ch.start:%Y-%m-%d %H:%M}Z ({ch.emissions_g:,.0f} gCO2e)",
+        label=f"chosen {ch.start:%Y-%m-%d %H:%M}Z ({fmt_mass(ch.emissions_g, mass_unit(ch.emissions_g))})",
     )
     if ch.finish_p90 > ch.finish_p50:
         ax.axvspan(
