@@ -294,13 +294,14 @@ def preview_figure(
     if math.isfinite(low):
         pad = max((high - low) * 0.12, high * 0.02, 1.0)
         ax.set_ylim(max(low - pad, 0.0), high + pad)
+    chosen_mass = fmt_mass(ch.emissions_g, mass_unit(ch.emissions_g))
     ax.axvspan(
         naive(ch.start),
         naive(ch.finish_p50),
         color=CHOSEN_COLOUR,
         alpha=0.35,
         linewidth=0,
-        label=f"chosen {ch.start:%Y-%m-%d %H:%M}Z ({fmt_mass(ch.emissions_g, mass_unit(ch.emissions_g))})",
+        label=f"chosen {ch.start:%Y-%m-%d %H:%M}Z ({chosen_mass} CO2e)",
     )
     if ch.finish_p90 > ch.finish_p50:
         ax.axvspan(
