@@ -422,6 +422,11 @@ def runs_get(run_id: str, as_json: bool = JsonOpt) -> None:
     out.print(_run_detail(run))
 
 
+def _shown(line: str) -> str:
+    """What a terminal shows of a log line: the text after its last carriage return (progress output)."""
+    return line.rstrip("\r").rsplit("\r", 1)[-1]
+
+
 @runs_app.command("logs")
 def runs_logs(
     run_id: str,
@@ -448,7 +453,7 @@ def runs_logs(
                 if follow:
                     *lines, partial = (partial + new).split("\n")
                     for line in lines:
-                        sys.stdout.write(f"{fmt.stamp()}  {line.rstrip(chr(13))}\n")
+                        sys.stdout.write(f"{fmt.stamp()}  {_shown(line)}\n")
                 else:
                     sys.stdout.write(new)
                 sys.stdout.flush()
@@ -457,7 +462,7 @@ def runs_logs(
             raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
         if not follow or run["status"] in TERMINAL_STATUSES:
             if partial:
-                sys.stdout.write(f"{fmt.stamp()}  {partial.rstrip(chr(13))}\n")
+                sys.stdout.write(f"{fmt.stamp()}  {_shown(partial)}\n")
             raise typer.Exit(_run_exit(run["status"]) if follow else OK)
         time.sleep(interval)
 

@@ -116,20 +116,32 @@ def _render(table: Table, width: int) -> list[str]:
     return buf.getvalue().splitlines()
 
 
+def _least(col: Col, rows: Sequence[Sequence[str]], i: int) -> int:
+    """The narrowest a column may be: an id column its longest line, others their longest word (up to 20)."""
+    cells = [_plain(r[i]) for r in rows]
+    if col.ident:
+        return max([len(col.header), *(len(x) for cell in cells for x in cell.splitlines())])
+    words = [w for cell in cells for w in cell.split()] + col.header.split()
+    return min(20, max((len(w) for w in words), default=1))
+
+
 def _build(title: str | None, cols: Sequence[Col], rows: Sequence[Sequence[str]], keep: list[int]) -> Table:
     t = Table(title=title)
     for i in keep:
-        c = cols[i]
+        c, least = cols[i], _least(cols[i], rows, i)
         if c.ident:
-            longest = max([len(c.header), *(len(x) for r in rows for x in _plain(r[i]).splitlines())])
-            t.add_column(c.header, no_wrap=True, min_width=longest, justify=c.justify)  # type: ignore[arg-type]
-        else:  # wraps at spaces, never narrower than its longest word (up to 20): rich would squash it
-            words = [w for r in rows for w in _plain(r[i]).split()] + c.header.split()
-            least = min(20, max((len(w) for w in words), default=1))
+            t.add_column(c.header, no_wrap=True, min_width=least, justify=c.justify)  # type: ignore[arg-type]
+        else:  # wraps at spaces; never narrower than its longest word (up to 20)
             t.add_column(c.header, overflow="fold", min_width=least, justify=c.justify)  # type: ignore[arg-type]
     for r in rows:
         t.add_row(*(r[i] for i in keep))
     return t
+
+
+def _fits(cols: Sequence[Col], rows: Sequence[Sequence[str]], keep: list[int], width: int) -> bool:
+    # rich squeezes columns below their min_width rather than overflow: check the widths ourselves
+    # (each column: its width, 1 space of padding each side, 1 rule; plus the table's left edge)
+    return 1 + sum(_least(cols[i], rows, i) + 3 for i in keep) <= width
 
 
 def _plain(cell: str) -> str:
@@ -167,13 +179,21 @@ def fitted_table(
     keep = list(range(len(cols)))
     if width is None:
         t = _build(title, cols, rows, keep)
-        console.print(t, width=max(len(line) for line in _render(t, 10_000)), crop=False)
+        natural = max(len(line) for line in _render(t, 10_000))
+        # console.print would cap the width at the console's: print on one as wide as the table
+        wide_console = Console(
+            file=console.file,
+            width=natural,
+            color_system=console.color_system,  # type: ignore[arg-type]
+            force_terminal=console.is_terminal,
+        )
+        wide_console.print(t, crop=False)
         return
     order = sorted((i for i, c in enumerate(cols) if c.keep < 100), key=lambda i: (cols[i].keep, -i))
     hidden: list[int] = []
     while True:
         t = _build(title, cols, rows, keep)
-        if max(len(line) for line in _render(t, width)) <= width:
+        if _fits(cols, rows, keep, width) and max(len(line) for line in _render(t, width)) <= width:
             break
         if not order:  # even the essential columns do not fit: a block per row
             if title:
