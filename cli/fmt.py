@@ -150,7 +150,7 @@ def _plain(cell: str) -> str:
     return Text.from_markup(cell).plain
 
 
-def _records(cols: Sequence[Col], rows: Sequence[Sequence[str]]) -> Table:
+def record_table(cols: Sequence[Col], rows: Sequence[Sequence[str]]) -> Table:
     """Each row as a block of ``field value`` lines (for terminals too narrow for the essential columns)."""
     t = Table(show_header=False, box=None, padding=(0, 1, 0, 0))
     t.add_column(style="bold", no_wrap=True)
@@ -198,7 +198,7 @@ def fitted_table(
         if not order:  # even the essential columns do not fit: a block per row
             if title:
                 console.print(title, style="italic")
-            console.print(_records(cols, rows), width=width, crop=False)
+            console.print(record_table(cols, rows), width=width, crop=False)
             return
         drop = order.pop(0)
         keep.remove(drop)

@@ -10,7 +10,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cli.client import Api, JsonOpt, _dump, _kv, _when, out
+from cli.client import Api, JsonOpt, WideOpt, _dump, _kv, _when, out
+from cli.fmt import Col, fitted_table
 
 templates_app = typer.Typer(
     help="Job templates: an app, default args, data and a fleet template (versioned)", no_args_is_help=True
@@ -139,6 +140,7 @@ def create(
 def list_(
     active: bool = typer.Option(False, "--active", help="Only templates that take new jobs (not retired)"),
     limit: int = typer.Option(50, help="How many, newest first"),
+    wide: bool = WideOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Your job templates, newest first."""
@@ -148,21 +150,26 @@ def list_(
     page = Api().json("GET", "/v1/job-templates", params=params)
     if as_json:
         return _dump(page)
-    t = Table(title=f"{len(page['items'])} template(s)")
-    for col in ("id", "name", "version", "status", "artifact", "fleet", "region", "created"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for x in page["items"]:
-        t.add_row(
-            x["id"],
-            x["name"],
-            str(x.get("version", 1)),
-            x.get("status", "active"),
-            x["app_artifact_id"],
-            x["fleet_template_id"],
-            x.get("region") or "-",
-            _when(x["created_at"]),
+        rows.append(
+            (
+                x["id"],
+                x["name"],
+                str(x.get("version", 1)),
+                x.get("status", "active"),
+                x["app_artifact_id"],
+                x["fleet_template_id"],
+                x.get("region") or "-",
+                _when(x["created_at"]),
+            )
         )
-    out.print(t)
+    cols = (
+        Col("id", keep=100, ident=True), Col("name", keep=90), Col("version", keep=60),
+        Col("status", keep=80), Col("artifact", keep=30, ident=True), Col("fleet", keep=50),
+        Col("region", keep=70), Col("created", keep=20),
+    )  # fmt: skip
+    fitted_table(out, cols, rows, title=f"{len(page['items'])} template(s)", wide=wide)
 
 
 @templates_app.command("get")
@@ -211,22 +218,27 @@ def delete(template_id: str, as_json: bool = JsonOpt) -> None:
 
 
 @templates_app.command("versions")
-def versions(template_id: str, as_json: bool = JsonOpt) -> None:
+def versions(template_id: str, wide: bool = WideOpt, as_json: bool = JsonOpt) -> None:
     """Every version of a template, newest first."""
     vs = Api().json("GET", f"/v1/job-templates/{template_id}/versions")
     if as_json:
         return _dump(vs)
-    t = Table(title=f"{template_id}: {len(vs)} version(s)")
-    for col in ("version", "made", "name", "artifact", "fleet", "args", "expected runtime (s)"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for v in vs:
-        t.add_row(
-            str(v["version"]),
-            _when(v["created_at"]),
-            v["name"],
-            v["app_artifact_id"],
-            v["fleet_template_id"],
-            _value(v.get("default_args")),
-            _value(v.get("expected_runtime_sec")),
+        rows.append(
+            (
+                str(v["version"]),
+                _when(v["created_at"]),
+                v["name"],
+                v["app_artifact_id"],
+                v["fleet_template_id"],
+                _value(v.get("default_args")),
+                _value(v.get("expected_runtime_sec")),
+            )
         )
-    out.print(t)
+    cols = (
+        Col("version", keep=100), Col("made", keep=60), Col("name", keep=50),
+        Col("artifact", keep=70, ident=True), Col("fleet", keep=65), Col("args", keep=40),
+        Col("expected runtime (s)", keep=45),
+    )  # fmt: skip
+    fitted_table(out, cols, rows, title=f"{template_id}: {len(vs)} version(s)", wide=wide)

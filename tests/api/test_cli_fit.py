@@ -214,3 +214,19 @@ def test_logs_follow_stamps_each_line(live_url, tenant, api_settings):  # noqa: 
     lines = followed.stdout.splitlines()
     assert [STAMP.sub("", line) for line in lines] == ["one", "two", "DONE"]  # what a terminal shows
     assert all(STAMP.match(line) for line in lines) and "\r" not in followed.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_resource_tables_keep_ids_whole(live_url, tenant, columns):  # noqa: F811
+    key, _, tpl, _ = tenant
+    tpls = orch(live_url, key, "templates", "list", columns=columns)
+    assert tpls.exit_code == 0 and any(tpl in line for line in tpls.stdout.splitlines()), tpls.stdout
+    art = js(orch(live_url, key, "templates", "get", tpl, "--json"))["app_artifact_id"]
+    arts = orch(live_url, key, "artifacts", "list", columns=columns)
+    assert arts.exit_code == 0 and any(art in line for line in arts.stdout.splitlines()), arts.stdout
+    for out in (tpls.stdout, arts.stdout):
+        assert max(len(line) for line in out.splitlines()) <= columns and "…" not in out
+    one = orch(live_url, key, "artifacts", "get", art, columns=columns)  # every field
+    assert one.exit_code == 0 and any(art in line for line in one.stdout.splitlines()), one.stdout
+    sha = js(orch(live_url, key, "artifacts", "get", art, "--json"))["sha256"]
+    assert (columns < 70) or any(sha in line for line in one.stdout.splitlines())  # 64 hex digits fit at 80
