@@ -273,8 +273,13 @@ def _watch(api: Api, run_id: str, timeout: float | None, interval: float, as_jso
     return _run_exit(run["status"])
 
 
+def _seconds(text: str, option: str) -> float:
+    """A duration option that also takes plain seconds (``--timeout 3600``, ``--interval 0.5``)."""
+    return parse_duration(text, option, bare_seconds=True).total_seconds()
+
+
 def _timeout_seconds(text: str | None, option: str = "--timeout") -> float | None:
-    return None if text is None else parse_duration(text, option, bare_seconds=True).total_seconds()
+    return None if text is None else _seconds(text, option)
 
 
 # ---------- jobs ----------
@@ -436,9 +441,12 @@ def runs_logs(
         "-f",
         help="Print new output until the run finishes, each line with a UTC timestamp",
     ),
-    interval: float = typer.Option(1.0, help="Seconds between polls with --follow"),
+    interval: str = typer.Option(
+        "1s", metavar="DURATION", help="Time between polls with --follow: 2s, PT2S or seconds"
+    ),
 ) -> None:
     """The app's log (latest attempt). With --follow each line starts with the UTC time it was read."""
+    every = _seconds(interval, "--interval")
     api = Api()
     printed = 0
     partial = ""  # --follow: the end of the text after its last newline, printed once the line is complete
@@ -464,7 +472,7 @@ def runs_logs(
             if partial:
                 sys.stdout.write(f"{fmt.stamp()}  {_shown(partial)}\n")
             raise typer.Exit(_run_exit(run["status"]) if follow else OK)
-        time.sleep(interval)
+        time.sleep(every)
 
 
 @runs_app.command("cancel")
@@ -484,12 +492,13 @@ def runs_watch(
     timeout: str = typer.Option(
         None, metavar="DURATION", help="Give up after this long (exit 124): 90s, 10m, PT1H or seconds"
     ),
-    interval: float = typer.Option(1.0, help="Seconds between polls"),
+    interval: str = typer.Option("1s", metavar="DURATION", help="Time between polls: 2s, PT2S or seconds"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Follow a run through its states; exit 0 if it SUCCEEDED, 1 if it ended otherwise."""
     seconds = _timeout_seconds(timeout)
-    raise typer.Exit(_watch(Api(), run_id, seconds, interval, as_json))
+    every = _seconds(interval, "--interval")
+    raise typer.Exit(_watch(Api(), run_id, seconds, every, as_json))
 
 
 # ---------- preview ----------

@@ -88,6 +88,11 @@ def test_bad_durations_name_the_option(text):
         (("recurring", "create", "-t", "tpl_x", "--cron", "0 1 * * *", "--catchup", "1y"), "--catchup"),
         (("recurring", "update", "rec_x", "--after", "PT"), "--after"),
         (("runs", "watch", "run_x", "--timeout", "soon"), "--timeout"),
+        (("runs", "watch", "run_x", "--interval", "often"), "--interval"),
+        (("runs", "logs", "run_x", "--follow", "--interval", "1x"), "--interval"),
+        (("templates", "create", "--name", "n", "--expected-runtime", "half an hour"), "--expected-runtime"),
+        (("templates", "update", "tpl_x", "--max-runtime", "P1Y"), "--max-runtime"),
+        (("demo", "--admin-key", "k", "--timeout", "forever"), "--timeout"),
     ],
 )
 def test_a_bad_duration_is_a_usage_error_naming_the_option_once(args, option):
@@ -108,6 +113,9 @@ def test_durations_reach_the_api_in_both_spellings(live_url, tenant):  # noqa: F
     assert upd["margin_before"] == "PT45M"
     assert orch(live_url, key, "recurring", "delete", rec["id"]).exit_code == 0
 
+    made = js(orch(live_url, key, "templates", "update", tpl, "--expected-runtime", "30m", "--max-runtime",
+                   "PT2H", "--json"))  # fmt: skip
+    assert (made["expected_runtime_sec"], made["max_runtime_sec"]) == (1800, 7200)
     job = js(orch(live_url, key, "jobs", "submit", "-t", tpl, "--within", "P1D", "--json"))
     got = js(orch(live_url, key, "jobs", "get", job["job_id"], "--json"))
     window = datetime.fromisoformat(got["latest_finish"]) - datetime.fromisoformat(got["earliest_start"])
@@ -129,7 +137,8 @@ def test_ids_are_whole_and_region_is_shown_at_any_width(live_url, tenant, column
 
     wide = orch(live_url, key, "runs", "list", "--wide", columns=columns)
     assert wide.exit_code == 0 and all(h in wide.stdout for h in ("planned start", "finished", "saving"))
-    assert all(any(f"{run_id} " in line and tpl in line for line in wide.stdout.splitlines()) for run_id in runs)
+    wide_lines = wide.stdout.splitlines()
+    assert all(any(f"{run_id} " in line and tpl in line for line in wide_lines) for run_id in runs)
 
     jobs = orch(live_url, key, "jobs", "list", columns=columns)
     assert jobs.exit_code == 0, jobs.output
@@ -206,7 +215,8 @@ def test_watch_lines_are_timestamped_and_plain(live_url, tenant):  # noqa: F811
 def test_logs_follow_stamps_each_line(live_url, tenant, api_settings):  # noqa: F811
     key, cid, _, runs = tenant
     s3 = s3_client(api_settings)
-    s3.put_object(Bucket=api_settings.s3_bucket, Key=log_key(cid, runs[1], 1), Body=b"one\r\n10%\r50%\rtwo\nDONE")
+    log = b"one\r\n10%\r50%\rtwo\nDONE"
+    s3.put_object(Bucket=api_settings.s3_bucket, Key=log_key(cid, runs[1], 1), Body=log)
     plain = orch(live_url, key, "runs", "logs", runs[1])  # the log as the app wrote it
     assert plain.exit_code == 0 and plain.stdout.split("\n") == ["one", "10%\r50%\rtwo", "DONE"]
     followed = orch(live_url, key, "runs", "logs", runs[1], "--follow")
