@@ -26,6 +26,7 @@ from scheduling.calendar import parse_duration as parse_iso_duration
 
 _SHORT = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 DURATION_HELP = "3h, 90m, 1d12h or ISO 8601 PT3H, P1D"
+_ID_WORD = re.compile(r"\b[a-z]{2,5}_[0-9a-f]{16,}\b")
 
 
 def parse_duration(text: str, option: str = "duration", *, bare_seconds: bool = False) -> timedelta:
@@ -122,7 +123,8 @@ def _least(col: Col, rows: Sequence[Sequence[str]], i: int) -> int:
     if col.ident:
         return max([len(col.header), *(len(x) for cell in cells for x in cell.splitlines())])
     words = [w for cell in cells for w in cell.split()] + col.header.split()
-    return min(20, max((len(w) for w in words), default=1))
+    ids = [len(w) for w in words if _ID_WORD.search(w)]  # an id inside text (a label) is never cut either
+    return max([min(20, max((len(w) for w in words), default=1)), *ids])
 
 
 def _build(title: str | None, cols: Sequence[Col], rows: Sequence[Sequence[str]], keep: list[int]) -> Table:

@@ -196,6 +196,7 @@ def carbon(
     group_by: str = typer.Option("month", "--group-by", help="template | recurring_job | month | region"),
     csv_file: Path = typer.Option(None, "--csv", help="Also write the CSV here"),
     chart: Path = typer.Option(None, "--chart", help="Write the SVG chart (baseline vs chosen per month)"),
+    wide: bool = WideOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """The carbon ledger: runs, energy, emissions at the chosen and baseline starts, the saving."""
@@ -216,16 +217,14 @@ def carbon(
         return _dump(data)
     unit = data.get("unit", "g")
     period = data.get("period") or f"{_when(data['from'])} .. {_when(data['to'])}"
-    t = Table(title=f"carbon ledger {period} by {group_by.replace('_', ' ')} (CO2e in {unit})")
-    cols = ("group", "runs", "kWh", "baseline", "chosen", "saved", "saved %", "on actuals")
-    for col in cols:
-        t.add_column(col, justify="left" if col == "group" else "right", overflow="fold")
+    rows = []
     for r in [*data["rows"], data["total"]]:
         d = r.get("display") or {}
         outcomes = r.get("runs_by_outcome") or {}
         other = ", ".join(f"{n} {k.lower()}" for k, n in outcomes.items() if k != "SUCCEEDED")
-        t.add_row(
-            r["label"],
+        bold = "[bold]{}[/]" if r is data["total"] else "{}"
+        cells = (
+            escape(r["label"]),
             f"{r['runs']}" + (f" ({other})" if other else ""),
             d.get("energy", f"{r['energy_kwh']:.3f}").removesuffix(" kWh"),
             d.get("emissions_baseline", f"{r['emissions_baseline_g']:.1f} g"),
@@ -233,9 +232,16 @@ def carbon(
             d.get("saving", f"{r['saving_g']:.1f} g"),
             d.get("saving_pct", ""),
             f"{r['runs_with_actuals']} of {r['runs']}",
-            style="bold" if r is data["total"] else None,
         )
-    out.print(t)
+        rows.append(tuple(bold.format(c) for c in cells))
+    cols = (
+        Col("group", keep=100), Col("runs", keep=90, justify="right"), Col("kWh", keep=40, justify="right"),
+        Col("baseline", keep=60, justify="right"), Col("chosen", keep=70, justify="right"),
+        Col("saved", keep=80, justify="right"), Col("saved %", keep=95, justify="right"),
+        Col("on actuals", keep=50, justify="right"),
+    )  # fmt: skip
+    title = f"carbon ledger {period} by {group_by.replace('_', ' ')} (CO2e in {unit})"
+    fitted_table(out, cols, rows, title=title, wide=wide)
     if data.get("signal"):
         out.print(f"signal: {data['signal']}")
     for n in data.get("notes") or []:

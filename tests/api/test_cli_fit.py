@@ -240,3 +240,14 @@ def test_resource_tables_keep_ids_whole(live_url, tenant, columns):  # noqa: F81
     assert one.exit_code == 0 and any(art in line for line in one.stdout.splitlines()), one.stdout
     sha = js(orch(live_url, key, "artifacts", "get", art, "--json"))["sha256"]
     assert (columns < 70) or any(sha in line for line in one.stdout.splitlines())  # 64 hex digits fit at 80
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_carbon_report_fits(live_url, tenant, columns):  # noqa: F811
+    key, *_ = tenant
+    for group in ("template", "region"):
+        r = orch(live_url, key, "report", "carbon", "--group-by", group, columns=columns)
+        assert r.exit_code == 0, r.output
+        assert "total" in r.stdout and "…" not in r.stdout
+        table = r.stdout.split("signal:")[0].splitlines()
+        assert max(len(line) for line in table) <= columns, r.stdout
