@@ -78,7 +78,8 @@ def _detail(r: dict) -> Table:
         c = p["chosen"]
         t.add_row(
             "next start",
-            f"{_when(c['proposed_start'])} ({doc_saving_text(c)})",
+            f"{_when(c['proposed_start'])}{' in ' + c['region'] if c.get('region') else ''} "
+            f"({doc_saving_text(c)})",
         )
         t.add_row("why", p["rationale"])
     return t

@@ -109,6 +109,10 @@ def test_durations_reach_the_api_in_both_spellings(live_url, tenant):  # noqa: F
                   "--after", "PT90M", "--catchup", "1d", "--deadline", "PT20H", "--json"))  # fmt: skip
     got = (rec["margin_before"], rec["margin_after"], rec["catchup_window"], rec["deadline"])
     assert got == ("PT3H", "PT1H30M", "P1D", "PT20H")
+    shown = orch(live_url, key, "recurring", "get", rec["id"], columns=80)
+    full = js(orch(live_url, key, "recurring", "get", rec["id"], "--json"))
+    region = full["next_preview"]["chosen"]["region"]
+    assert shown.exit_code == 0 and re.search(rf"next start\s.*Z in {region} ", shown.stdout), shown.stdout
     upd = js(orch(live_url, key, "recurring", "update", rec["id"], "--before", "45m", "--json"))
     assert upd["margin_before"] == "PT45M"
     assert orch(live_url, key, "recurring", "delete", rec["id"]).exit_code == 0
@@ -179,6 +183,11 @@ def test_preview_top_n_and_region(live_url, tenant):  # noqa: F811
     assert region and f"in {region}" in table.stdout and "region" in table.stdout
     assert sum(region in line for line in shown) == 20
     assert orch(live_url, key, "preview", "-t", tpl, "--top", "0").exit_code == 2
+    body = {"job_template_id": tpl, "earliest_start": data["baseline"]["proposed_start"],
+            "latest_finish": data["chosen"]["estimated_finish_p90"]}  # fmt: skip
+    bad = httpx.post(f"{live_url}/v1/schedules/preview", params={"top": 101}, json=body,
+                     headers={"X-API-Key": key})  # fmt: skip
+    assert bad.status_code == 422 and "top" in bad.text
 
 
 # ---------------------------------------------------------------- errors once
