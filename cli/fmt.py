@@ -156,7 +156,9 @@ def record_table(cols: Sequence[Col], rows: Sequence[Sequence[str]]) -> Table:
     """Each row as a block of ``field value`` lines (for terminals too narrow for the essential columns)."""
     t = Table(show_header=False, box=None, padding=(0, 1, 0, 0))
     t.add_column(style="bold", no_wrap=True)
-    t.add_column(overflow="fold")
+    # an id longer than the space left runs past the edge (the terminal wraps it) rather than fold
+    longest_id = max([len(_plain(r[i])) for r in rows for i, c in enumerate(cols) if c.ident], default=1)
+    t.add_column(overflow="fold", min_width=longest_id)
     for n, r in enumerate(rows):
         if n:
             t.add_row("", "")
@@ -200,7 +202,9 @@ def fitted_table(
         if not order:  # even the essential columns do not fit: a block per row
             if title:
                 console.print(title, style="italic")
-            console.print(record_table(cols, rows), width=width, crop=False)
+            # plain text, each line's padding stripped: only a line holding a long id runs past the edge
+            lines = _render(record_table(cols, rows), width)
+            console.file.write("".join(line.rstrip() + "\n" for line in lines))
             return
         drop = order.pop(0)
         keep.remove(drop)

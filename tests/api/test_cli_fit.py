@@ -260,3 +260,31 @@ def test_carbon_report_fits(live_url, tenant, columns):  # noqa: F811
         assert "total" in r.stdout and "…" not in r.stdout
         table = r.stdout.split("signal:")[0].splitlines()
         assert max(len(line) for line in table) <= columns, r.stdout
+
+
+@pytest.mark.parametrize("columns", [100, 60, 45, 30])
+def test_fitted_table_never_cuts_an_id(monkeypatch, columns):
+    """Pure: wrap, then leave out columns (named in a note), then one block per row; ids whole throughout."""
+    import io
+
+    from rich.console import Console
+
+    from cli.fmt import Col, fitted_table
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    ids = ["run_" + f"{n:020x}" for n in (1, 2)]
+    cols = (Col("run", keep=100, ident=True), Col("status", keep=100), Col("note", 10), Col("when", keep=50))
+    rows = [(i, "SUCCEEDED", "a long note that wraps at spaces " * 2, "2026-12-04 17:25:48Z") for i in ids]
+    buf = io.StringIO()
+    fitted_table(Console(file=buf, width=columns), cols, rows)
+    text = buf.getvalue()
+    assert all(any(i in line for line in text.splitlines()) for i in ids), text
+    # only a line holding an id may run past a terminal narrower than that line (the terminal wraps it)
+    assert all(len(line) <= columns or any(i in line for i in ids) for line in text.splitlines()), text
+    assert columns > 30 or max(len(line) for line in text.splitlines()) > columns  # the id did not fit
+    if columns == 100:
+        assert "left out" not in text and "note" in text
+    elif columns == 60:
+        assert "(note left out at 60 columns: --wide shows every column)" in text.replace("\n", " ")
+    elif columns == 30:  # not even run + status fit: a block per row
+        assert "┃" not in text and re.search(r"^status\s+SUCCEEDED", text, re.M), text
