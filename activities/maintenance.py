@@ -12,7 +12,8 @@ Tasks shipped here:
 - ``reconcile_runs``: no stranded runs. A run ``PENDING`` for longer than ``ORCH_RECONCILE_GRACE_SEC`` whose
   workflow ``run-<id>`` does not exist (the API died between committing the rows and starting the workflow) is
   started; a run in a non-final state whose workflow is closed (terminated, failed, timed out) is marked
-  ``FAILED`` with the reason.
+  ``FAILED`` with the reason, except a run left ``CANCELLING`` (its workflow closed or gone before recording
+  the cancel), which is marked ``CANCELLED``.
 - ``sweep_artifact_store``: every ``ORCH_ARTIFACT_SWEEP_INTERVAL_SEC``, deletes artifact objects no row
   references and aborts incomplete multipart uploads, both older than ``ORCH_ARTIFACT_SWEEP_GRACE_SEC``
   (``services.artifacts.sweep_artifact_store``).
@@ -189,13 +190,26 @@ def _close_run(db: Database, run_id: str, status: str, reason: str) -> bool:
     return done
 
 
-def _verdict(desc: WorkflowExecutionDescription | None, workflow_id: str) -> tuple[str, str] | None:
-    """What a non-final run whose workflow is in this state should become (None: leave it)."""
+def _verdict(
+    desc: WorkflowExecutionDescription | None, workflow_id: str, status: str | None = None
+) -> tuple[str, str] | None:
+    """What a non-final run (in ``status``) whose workflow is in this state should become (None: leave it).
+
+    A run left ``CANCELLING`` (its cancel was accepted) whose workflow is closed or gone ends ``CANCELLED``:
+    nothing runs for it any more, and the client asked for exactly that."""
+    if desc is not None and desc.status in (
+        WorkflowExecutionStatus.RUNNING,
+        WorkflowExecutionStatus.CONTINUED_AS_NEW,
+        None,
+    ):
+        return None
+    if status == RunStatus.CANCELLING:
+        how = "no longer exists" if desc is None or desc.status is None else f"ended {desc.status.name}"
+        return RunStatus.CANCELLED, f"cancel requested; its workflow {workflow_id} {how} before recording it"
     if desc is None:
         return RunStatus.FAILED, f"its workflow {workflow_id} no longer exists"
     st = desc.status
-    if st in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW, None):
-        return None
+    assert st is not None
     if st == WorkflowExecutionStatus.CANCELED:
         return RunStatus.CANCELLED, "workflow cancelled through Temporal"
     return RunStatus.FAILED, f"its workflow {workflow_id} ended {st.name} without recording the run's outcome"
@@ -219,7 +233,7 @@ async def reconcile_runs(ctx: MaintenanceContext, state: dict[str, Any]) -> tupl
     for run_id, workflow_id, status in page:
         if status == RunStatus.PENDING:
             continue  # a workflow may not exist yet; the stale ones were handled above
-        verdict = _verdict(await _describe(ctx.temporal, workflow_id), workflow_id)
+        verdict = _verdict(await _describe(ctx.temporal, workflow_id), workflow_id, status)
         if verdict is not None:
             closed += await asyncio.to_thread(_close_run, ctx.db, run_id, *verdict)
     after = page[-1][0] if len(page) == s.reconcile_batch else ""

@@ -181,7 +181,7 @@ def document_problems(app: FastAPI) -> None:
     """Make the OpenAPI document say what the API really answers on errors: every 4xx/5xx is
     ``application/problem+json`` (not FastAPI's default ``HTTPValidationError``), and each ``/v1``
     operation lists the errors it can give: 401/403 (API key), 422 (validation), 404 (it names a record),
-    400 (unparseable body, bad cursor), 413 (body size), 415 (JSON body sent as
+    400 (unparseable body), 422 also for a cursor no page returned, 413 (body size), 415 (JSON body sent as
     another media type), plus DOMAIN_ERRORS (409, 503)."""
     generate = app.openapi
 
@@ -208,8 +208,6 @@ def document_problems(app: FastAPI) -> None:
                         statuses |= {400, 413}
                         if "application/json" in body.get("content", {}):
                             statuses.add(415)  # a JSON body sent with another Content-Type
-                    if any(p["name"] == "cursor" for p in params):
-                        statuses.add(400)
                     statuses |= set(DOMAIN_ERRORS.get((method, path), ()))
                 for status in sorted(statuses):
                     response = op["responses"].setdefault(str(status), {})

@@ -97,6 +97,40 @@ class _TooLarge(Exception):
     pass
 
 
+class CatchUnexpected:
+    """The outermost handler of errors no exception handler took: a problem+json 500 (logged), and the
+    exception stops here. Starlette's ServerErrorMiddleware re-raises it after answering, and uvicorn then
+    closes the connection, so a keep-alive client's next request would fail too (issue 21)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def _send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        except Exception:  # noqa: BLE001 - the last line of defence; logged with its traceback
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # the answer is half sent: only closing the connection can tell the client
+            await problem(
+                500,
+                "Internal error",
+                "an unexpected error occurred; it has been logged",
+                instance=scope.get("path"),
+            )(scope, receive, send)
+
+
 class RefuseNul:
     """NUL (U+0000) is never valid in a path or a query string, and PostgreSQL cannot compare or store it:
     refuse it up front (422) instead of failing in the database."""
@@ -167,6 +201,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         UploadLimit, limit=settings.max_artifact_bytes, json_limit=settings.max_json_body_bytes
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(CatchUnexpected)  # outermost: nothing unexpected reaches uvicorn
 
     @app.get("/healthz", tags=["ops"], summary="Process is up")
     async def healthz() -> dict:  # on the event loop: answers even when every threadpool worker is busy

@@ -19,9 +19,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from core.aws_validation import known_regions, partition_of
 from scheduling import forecast as fc
 from scheduling.carbon import (
     CarbonSeries,
+    ccf_average_factor,
     ccf_factor,
     ceil_time,
     embedded_history,
@@ -32,7 +34,7 @@ from scheduling.carbon import (
 )
 from scheduling.paired import paired_history
 
-__all__ = ["embedded_series", "has_hourly_data", "recent_series"]
+__all__ = ["embedded_series", "has_hourly_data", "is_fallback_region", "recent_series"]
 
 MIN_RECENT = timedelta(hours=24)  # recent actuals needed before they replace the climatology
 
@@ -69,14 +71,34 @@ def embedded_series(
         )
         return series, note
     factor = ccf_factor(key)
-    if factor is None:
-        raise ValueError(f"unknown AWS region {region!r}; known: {', '.join(regions())}")
     n = (g1 - g0) // step
+    if factor is None:
+        if not is_fallback_region(key):
+            raise ValueError(f"unknown AWS region {region!r}; known: {', '.join(regions())}")
+        factor = ccf_average_factor()
+        note = (
+            f"{key} has no carbon data (no hourly series, no CCF factor): flat {factor:g} g/kWh, the average "
+            "of the CCF region factors (CCF's figure for unknown regions), not a figure of this grid, so no "
+            "time-shifting or region-moving benefit can be claimed there"
+        )
+        return CarbonSeries(g0, step, np.full(n, factor)), note
     note = (
         f"{key} has no hourly carbon series: flat CCF annual factor {factor:g} g/kWh, "
         "so no time-shifting benefit can be claimed there"
     )
     return CarbonSeries(g0, step, np.full(n, factor)), note
+
+
+def is_fallback_region(region: str) -> bool:
+    """An AWS region (one botocore knows for EC2) with no packaged carbon data (no hourly series, no CCF
+    factor): the embedded provider gives it the flat CCF average (issue 21; e.g. me-central-1, ca-west-1)."""
+    key = region.strip().lower()
+    if zone_for_region(key) is not None or ccf_factor(key) is not None:
+        return False
+    try:
+        return key in known_regions(partition_of(key))
+    except ValueError:
+        return False
 
 
 def recent_series(

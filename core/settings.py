@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     recurring_min_interval_sec: int = Field(
         60, ge=1, description="Shortest `interval` a recurring job may have (tests lower it to seconds)"
     )
+    max_recurring_jobs_per_client: int = Field(
+        100, ge=1, description="Recurring jobs (not deleted) a client may have; one more is a 409"
+    )
 
     # S3 artifact store
     s3_endpoint_url: str | None = Field("http://127.0.0.1:8333", description="None = AWS S3")

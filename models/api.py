@@ -413,6 +413,7 @@ class JobTemplateVersionOut(BaseModel):
     region: str | None
     regions: list[str] | None = None
     data_region: str | None = None
+    retry_policy: dict[str, Any] | None = None
     created_at: datetime
 
 

@@ -98,8 +98,21 @@ def zone(name: str) -> ZoneInfo:
         ) from exc
 
 
+# The cron this API accepts: per field a comma list of `*`, `N`, `N-M`, each optionally `/step`; month
+# names (jan-dec) and day names (sun-sat) too. Everything else (`L`, `W`, `#`, `?`, `H`, `@daily`...) is
+# read differently by croniter and Temporal, or not at all by one of them: refused, naming the field.
+_CRON_ITEM = r"(?:\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/[0-9]+)?"
+_CRON_FIELD = re.compile(rf"{_CRON_ITEM}(?:,{_CRON_ITEM})*", re.ASCII)
+_CRON_NAMES = re.compile(r"[a-z]+", re.ASCII)
+_MONTHS = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+_DAYS = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+
+
 def check_cron(expr: str) -> str:
-    """A standard 5-field cron (minute hour day-of-month month day-of-week), normalised to single spaces."""
+    """A standard 5-field cron (minute hour day-of-month month day-of-week), normalised to single spaces.
+    Only what croniter and Temporal read alike: numbers, `*`, ranges, lists and steps (and month and day
+    names); `L`, `W`, `#`, `?` and the like are refused."""
     fields = expr.split() if isinstance(expr, str) else []
     if len(fields) != 5:
         raise CalendarError(
@@ -107,6 +120,19 @@ def check_cron(expr: str) -> str:
             f"{expr!r} is not a 5-field cron expression (minute hour day-of-month month day-of-week), "
             "e.g. '0 1 * * *'",
         )
+    for name, field in zip(CRON_FIELDS, fields, strict=True):
+        low = field.lower()
+        names = set(_CRON_NAMES.findall(low))
+        allowed = _MONTHS if name == "month" else _DAYS if name == "day-of-week" else set()
+        if not _CRON_FIELD.fullmatch(low) or not names <= allowed:
+            raise CalendarError(
+                "cron",
+                f"{expr!r} is not a valid cron expression here: the {name} field {field!r} is not "
+                "supported: use numbers, '*', ranges (1-5), "
+                "lists (1,15) and steps (*/15)"
+                + (" or names (jan, mon)" if allowed else "")
+                + "; L, W, #, ? and H are not",
+            )
     norm = " ".join(fields)
     if not croniter.is_valid(norm):
         raise CalendarError("cron", f"{expr!r} is not a valid cron expression")

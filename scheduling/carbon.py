@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "CarbonSeries",
+    "ccf_average_factor",
     "ccf_factor",
     "embedded_history",
     "embedded_zones",
@@ -430,6 +431,13 @@ def zone_for_region(region: str) -> str | None:
 def ccf_factor(region: str) -> float | None:
     """Cloud Carbon Footprint annual grid factor for an AWS region (gCO2e/kWh), or None."""
     return _region_tables()[1].get(region.strip().lower())
+
+
+def ccf_average_factor() -> float:
+    """The mean of the packaged CCF region factors (gCO2e/kWh): Cloud Carbon Footprint's own figure for an
+    AWS region it has no factor for (its ``UNKNOWN`` region is "the average of the above regions")."""
+    factors = _region_tables()[1]
+    return round(sum(factors.values()) / len(factors), 1)
 
 
 def embedded_zones() -> list[str]:

@@ -134,7 +134,7 @@ def preview_title(
     plan: Plan, what: str | None = None, multi_day: bool = False, region: str | None = None
 ) -> str:
     """What the chart shows, where, and what it saves: ``daily-etl in eu-west-3: start 03:15Z saves 12 %
-    (10-14 %)`` (the range is the expected saving +- 1 sigma)."""
+    (10-14 %)`` (the range is the expected saving +- 1 sigma, at most 100 %)."""
     ch = plan.chosen
     where = f" in {region or ch.region}" if (region or ch.region) else ""
     when = f"{ch.start:%Y-%m-%d %H:%M}Z" if multi_day else f"{ch.start:%H:%M}Z"
@@ -146,7 +146,7 @@ def preview_title(
         return f"{lead} saves {mean} on average ({days})"
     if round(pct) == 0 and round(sigma) == 0:
         return f"{lead}, no saving expected vs the baseline"
-    lo, hi = round(pct - sigma), round(pct + sigma)
+    lo, hi = round(pct - sigma), min(round(pct + sigma), 100)  # emissions are never below 0: at most 100 %
     span = f"{lo}-{hi} %" if lo >= 0 else f"{lo} to {hi} %"
     verb = "saves" if round(pct) >= 0 else "costs"
     return f"{lead} {verb} {fmt_pct(abs(pct))} ({span.replace('-0 ', '0 ')})"
@@ -210,6 +210,10 @@ def preview_figure(
       their start times (the best per time bucket beyond MAX_POINTS), the chosen one marked;
     - the legend below both panels, outside the data.
 
+    Structure for tests and tools (SVG group ids): ``panel-intensity`` and ``panel-score`` (the panels'
+    backgrounds), ``intensity-<region>`` / ``band-<region>`` / ``score-<region>`` per series (``series``
+    for a series without a region), ``legend``.
+
     With several regions (``series`` a mapping region -> series, the home region first), one intensity
     line per region in its fixed colour (:func:`region_colour`; the band for the chosen region only), at
     most MAX_REGIONS (the caller picks them with :func:`chart_regions`), and one score line per region.
@@ -241,7 +245,9 @@ def preview_figure(
     low, high = math.inf, -math.inf
     x_lo, x_hi = naive(ch.start), naive(ch.finish_p90)
 
-    def draw(region_series: CarbonSeries, colour: str, label: str, width: float, band: bool) -> None:
+    def draw(
+        region_series: CarbonSeries, colour: str, label: str, width: float, band: bool, gid: str
+    ) -> None:
         nonlocal low, high, x_lo, x_hi
         j0 = max(0, region_series.index_of(lo))
         j1 = min(len(region_series), region_series.index_of(hi) + 1)
@@ -263,10 +269,13 @@ def preview_figure(
                 alpha=0.18,
                 linewidth=0,
                 label="forecast +- 1 sigma",
+                gid=f"band-{gid}",
             )
             low, high = min(low, float(np.min(vals - sg))), max(high, float(np.max(vals + sg)))
         # baseline=None: only the steps, no vertical edges down to 0 at either end
-        ax.stairs(vals, times, baseline=None, color=colour, linewidth=width, label=label)
+        ax.stairs(
+            vals, times, baseline=None, color=colour, linewidth=width, label=label, gid=f"intensity-{gid}"
+        )
         low, high = min(low, float(vals.min())), max(high, float(vals.max()))
         x_lo, x_hi = min(x_lo, float(times[0])), max(x_hi, float(times[-1]))
 
@@ -275,22 +284,24 @@ def preview_figure(
             s = by_region[region]
             chosen_one = s is series
             label = f"{region} (chosen) g/kWh" if chosen_one else f"{region} g/kWh"
-            draw(s, colours[region], label, 1.8 if chosen_one else 1.1, chosen_one)
+            draw(s, colours[region], label, 1.8 if chosen_one else 1.1, chosen_one, region)
         if len(by_region) > len(drawn_regions):
             ax.plot([], [], " ", label=f"+{len(by_region) - len(drawn_regions)} regions not drawn")
     else:
         only = ch.region or next(iter(by_region), None)
-        draw(series, region_colour(only) if only else _PALETTE[0], "intensity (g/kWh)", 1.6, True)
+        colour = region_colour(only) if only else _PALETTE[0]
+        draw(series, colour, "intensity (g/kWh)", 1.6, True, only or "series")
     if math.isfinite(low):
         pad = max((high - low) * 0.12, high * 0.02, 1.0)
         ax.set_ylim(max(low - pad, 0.0), high + pad)
+    chosen_mass = fmt_mass(ch.emissions_g, mass_unit(ch.emissions_g))
     ax.axvspan(
         naive(ch.start),
         naive(ch.finish_p50),
         color=CHOSEN_COLOUR,
         alpha=0.35,
         linewidth=0,
-        label=f"chosen {ch.start:%Y-%m-%d %H:%M}Z ({ch.emissions_g:,.0f} gCO2e)",
+        label=f"chosen {ch.start:%Y-%m-%d %H:%M}Z ({chosen_mass} CO2e)",
     )
     if ch.finish_p90 > ch.finish_p50:
         ax.axvspan(
@@ -332,7 +343,15 @@ def preview_figure(
         colour = colours.get(cand_region or "", "#4a5568") if multi else "#4a5568"
         xs = [naive(c.start) for c in cands]
         marker = "." if len(cands) <= 100 else None  # dots only where they can be told apart
-        axs.plot(xs, [c.objective for c in cands], color=colour, linewidth=1, marker=marker, markersize=3)
+        axs.plot(
+            xs,
+            [c.objective for c in cands],
+            color=colour,
+            linewidth=1,
+            marker=marker,
+            markersize=3,
+            gid=f"score-{cand_region or 'series'}",
+        )
     if plan.candidates:
         axs.plot([naive(ch.start)], [ch.objective], marker="o", color=CHOSEN_COLOUR, markersize=6)
     axs.set_ylabel("score\n(lower = better)", fontsize=8)
@@ -344,7 +363,11 @@ def preview_figure(
         label.set_rotation(20)
         label.set_horizontalalignment("right")
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8, frameon=False).set_gid(
+        "legend"
+    )
+    ax.patch.set_gid("panel-intensity")
+    axs.patch.set_gid("panel-score")
     return fig
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from carbon.embedded import is_fallback_region
 from core.settings import Settings
 from models.api import CandidateOut, PreviewOut, window_limit_errors
 from models.db import Client, Job, JobTemplate, Run
@@ -303,6 +304,17 @@ def _region_options(
         )
     elif not_offered:
         notes.append(f"{ft.id} is not offered in {', '.join(not_offered)}: not considered there")
+    no_data = [
+        o.region
+        for o in options
+        if o.selectable and o.region and o.region != home and is_fallback_region(o.region)
+    ]
+    if no_data and any(o.selectable and o.region not in no_data for o in options):
+        # a flat average stands for these grids: moving there could claim a saving nobody measured
+        options = [
+            dataclasses.replace(o, selectable=o.selectable and o.region not in no_data) for o in options
+        ]
+        notes.append(f"no carbon data for {', '.join(no_data)}: not a region to move to")
     return options, notes
 
 

@@ -22,9 +22,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import random
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -190,13 +193,17 @@ async def create_schedule(
 async def update_schedule(
     client: TemporalClient, settings: Settings, rj: RecurringJob, template: JobTemplate
 ):
-    """Replace spec, action and policy; keep Temporal's paused state and note (the source of truth)."""
+    """Replace spec, action, policy and state. The paused state (and its note) is the stored one of ``rj``,
+    read in the same attempt as the version the change is stored against (see ``MAX_CHANGE_ATTEMPTS``), so
+    an update racing with a pause or a resume can never undo it (issue 21). A toggle made with the
+    ``temporal`` CLI is read back by GET; a PATCH before that GET rewrites it from the stored state."""
     new = _schedule_for(settings, rj, template)
 
     def updater(inp: ScheduleUpdateInput) -> ScheduleUpdate:
-        state = inp.description.schedule.state
-        note = state.note if state.paused else summary(rj, template.name)
-        new.state = ScheduleState(paused=state.paused, note=note)
+        if rj.status == "paused":
+            new.state = ScheduleState(paused=True, note=rj.status_reason or "paused through the API")
+        else:
+            new.state = ScheduleState(paused=False, note=summary(rj, template.name))
         return ScheduleUpdate(schedule=new)
 
     await client.get_schedule_handle(rj.schedule_id).update(updater, rpc_timeout=timedelta(seconds=10))
@@ -315,6 +322,12 @@ def create_firing_run(
     if found is None:
         if rj.status == "deleted":
             return Firing(created=False, nominal_time=nominal, skipped=f"recurring job {rj.id} is deleted")
+        owner = session.get(Client, rj.client_id)
+        if owner is not None and owner.status != "active":
+            # suspension pauses the Schedule; should that have failed, a firing still makes nothing
+            return Firing(
+                created=False, nominal_time=nominal, skipped=f"client {rj.client_id} is {owner.status}"
+            )
         template = session.get(JobTemplate, rj.job_template_id)
         assert template is not None  # a template with recurring jobs cannot be deleted (foreign key)
         earliest, latest_finish = firing_window(session, settings, rj, template, nominal)
@@ -434,6 +447,7 @@ class RecurringView:
     job: RecurringJob
     template: JobTemplate
     schedule: Any = None  # models.recurring.ScheduleInfoOut
+    nominals: list[tuple[datetime, datetime, datetime]] | None = None  # Temporal's, when it answered
     next_preview: Any = None  # models.api.PreviewOut
     next_preview_error: str | None = None
 
@@ -457,6 +471,95 @@ def _not_deleted(rj: RecurringJob) -> None:
 
     if rj.status == "deleted":
         raise Conflict(f"recurring job {rj.id} is deleted ({rj.status_reason or 'through the API'})")
+
+
+# Every change of a recurring job (PATCH, pause, resume) is one attempt: read the row and its version
+# (``updated_at``), call Temporal, then store only if the version is still the one read; if another change
+# was stored meanwhile, the attempt is made again from the fresh row (its Temporal call included), so the
+# last stored change is also the last one Temporal saw. Nothing is held across the Temporal call.
+# Within one API process, the changes of one recurring job also queue on a lock, so they do not make each
+# other retry; the version check is what holds across processes (with a short random back-off).
+MAX_CHANGE_ATTEMPTS = 8
+_change_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _change_lock(session: Session, recurring_id: str) -> asyncio.Lock:
+    """The lock of one recurring job in this app (its database engine: two apps in one process, as in the
+    tests, behave as two processes)."""
+    key = (id(session.get_bind()), recurring_id)
+    lock = _change_locks.get(key)
+    if lock is None:
+        lock = _change_locks[key] = asyncio.Lock()
+    return lock
+
+
+async def _back_off(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not security
+
+
+def _store_if_unchanged(
+    session: Session, recurring_id: str, version: datetime, values: dict[str, Any]
+) -> RecurringJob | None:
+    """Blocking: write ``values`` if the row's ``updated_at`` is still ``version``; the row, or None."""
+    from sqlalchemy import update
+
+    res = session.execute(
+        update(RecurringJob)
+        .where(RecurringJob.id == recurring_id, RecurringJob.updated_at == version)
+        .values(**values, updated_at=utcnow())
+    )
+    session.commit()
+    session.expire_all()  # the sessions keep attributes on commit: the next attempt must read the row anew
+    if getattr(res, "rowcount", 0) != 1:
+        return None
+    return session.get_one(RecurringJob, recurring_id)
+
+
+def _changed_concurrently(rj: RecurringJob) -> Exception:
+    from services.errors import Conflict
+
+    return Conflict(f"recurring job {rj.id} kept changing concurrently; retry")
+
+
+async def temporal_nominals(
+    client: TemporalClient, rj: RecurringJob, n: int, now: datetime | None = None
+) -> list[tuple[datetime, datetime, datetime]]:
+    """The next ``n`` (nominal time, margin start, margin end) as Temporal's Schedule will really fire
+    them: its own reading of the cron, the zone's DST gaps and repeats and the calendar
+    (``ListScheduleMatchingTimes`` over the Schedule's spec), each fire time turned into its nominal time as
+    the firing does. The local reading (``next_nominals``) only sizes the window asked for."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from temporalio.api.workflowservice.v1 import ListScheduleMatchingTimesRequest
+
+    if not n or rj.status == "deleted":
+        return []
+    now = now or datetime.now(UTC)
+    cal = calendar_of(rj)
+    guess = cal.nominal_times(now, n)
+    if not guess:
+        return []
+    start = now - cal.margin_before
+    end = guess[-1] - cal.margin_before + timedelta(hours=3)  # DST moves a time by at most an hour
+    out: list[tuple[datetime, datetime, datetime]] = []
+    for _ in range(4):  # Temporal may skip times the local reading has (a DST gap): widen, a few times
+        lo, hi = Timestamp(), Timestamp()
+        lo.FromDatetime(start)
+        hi.FromDatetime(end)
+        resp = await client.workflow_service.list_schedule_matching_times(
+            ListScheduleMatchingTimesRequest(
+                namespace=client.namespace, schedule_id=rj.schedule_id, start_time=lo, end_time=hi
+            ),
+            timeout=timedelta(seconds=10),
+        )
+        out = []
+        for ts in resp.start_time:
+            nominal = cal.nominal_for_fire(ts.ToDatetime(tzinfo=UTC))
+            if nominal > now and (not out or nominal != out[-1][0]):
+                out.append((nominal, *cal.margin(nominal)))
+        if len(out) >= n:
+            break
+        end += end - start
+    return out[:n]
 
 
 def next_nominals(
@@ -484,11 +587,25 @@ def _new_row(
     session: Session, settings: Settings, client: Client, body: Any
 ) -> tuple[RecurringJob, JobTemplate]:
     """Blocking: validate ``body`` (models.recurring.RecurringJobCreate) and store the row."""
+    from sqlalchemy import func
+
     from scheduling.calendar import CalendarError
+    from services.errors import Conflict
     from services.job_templates import usable_template
 
     template = usable_template(session, client, body.job_template_id)
     check_launchable_args(template, body.args)
+    limit = settings.max_recurring_jobs_per_client
+    have = session.scalar(
+        select(func.count())
+        .select_from(RecurringJob)
+        .where(RecurringJob.client_id == client.id, RecurringJob.status != "deleted")
+    )
+    if (have or 0) >= limit:
+        raise Conflict(
+            f"client {client.id} already has {have} recurring jobs, the limit "
+            f"(ORCH_MAX_RECURRING_JOBS_PER_CLIENT) is {limit}: delete one first"
+        )
     rid = new_id("rec")
     rj = RecurringJob(
         id=rid,
@@ -549,17 +666,23 @@ async def create_recurring(
 
 def list_recurring(
     session: Session,
-    client: Client,
+    client: Client | None,
     limit: int,
     cursor: str | None,
     status: str | None = None,
     job_template_id: str | None = None,
     include_deleted: bool = False,
+    client_id: str | None = None,
 ) -> tuple[list[RecurringJob], dict[str, str], str | None]:
-    """One page of the client's recurring jobs (newest first), their templates' names, the next cursor."""
+    """One page of the client's recurring jobs (newest first), their templates' names, the next cursor.
+    The admin (``client`` None) sees every client's, or those of ``client_id``; a client only its own."""
     from services.pagination import paginate
 
-    stmt = select(RecurringJob).where(RecurringJob.client_id == client.id)
+    stmt = select(RecurringJob)
+    if client is not None:
+        stmt = stmt.where(RecurringJob.client_id == client.id)
+    elif client_id is not None:
+        stmt = stmt.where(RecurringJob.client_id == client_id)
     if status:
         stmt = stmt.where(RecurringJob.status == status)
     elif not include_deleted:
@@ -657,10 +780,12 @@ async def get_recurring(
         desc = await describe(await temporal(), rj)
         await anyio.to_thread.run_sync(reconcile_with, session, rj, desc)
         view.schedule = schedule_info(rj, desc)
+        if desc is not None and n_next:
+            view.nominals = await temporal_nominals(await temporal(), rj, n_next)
     except Exception as exc:  # noqa: BLE001 - Temporal down or slow: the stored view, marked unreachable
         log.info("could not describe schedule %s: %s", rj.schedule_id, type(exc).__name__)
         view.schedule = ScheduleInfoOut(schedule_id=rj.schedule_id, reachable=False)
-    nxt = next_nominals(rj, min(n_next, 1))
+    nxt = view.nominals[:1] if view.nominals is not None else next_nominals(rj, min(n_next, 1))
     if nxt:
         view.next_preview, view.next_preview_error = await anyio.to_thread.run_sync(
             next_preview, session, settings, client, rj, template, nxt[0][0], plan_timer
@@ -735,29 +860,35 @@ async def update_recurring(
     from services.errors import Conflict, Unavailable
 
     changes = body.model_dump(exclude_unset=True, mode="json")
-    rj, probe, template = await anyio.to_thread.run_sync(
-        _patched_probe, session, settings, client, recurring_id, changes, body
-    )
-    try:
-        await update_schedule(await temporal(), settings, probe, template)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Conflict("its Temporal Schedule no longer exists (deleted outside the API)") from exc
-        raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
-    except Unavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
-        raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
+    async with _change_lock(session, recurring_id):
+        for attempt in range(MAX_CHANGE_ATTEMPTS):
+            rj, probe, template = await anyio.to_thread.run_sync(
+                _patched_probe, session, settings, client, recurring_id, changes, body
+            )
+            version = rj.updated_at
+            try:
+                await update_schedule(await temporal(), settings, probe, template)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    raise Conflict(
+                        "its Temporal Schedule no longer exists (deleted outside the API)"
+                    ) from exc
+                raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
+            except Unavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
+                raise _unavailable(exc, "update the Temporal Schedule; nothing was changed") from exc
 
-    def store() -> RecurringJob:
-        row = session.get_one(RecurringJob, rj.id)
-        for c in RecurringJob.__table__.columns:
-            setattr(row, c.key, getattr(probe, c.key))
-        row.updated_at = utcnow()
-        session.commit()
-        return row
-
-    return await anyio.to_thread.run_sync(store), template
+            values = {
+                c.key: getattr(probe, c.key)
+                for c in RecurringJob.__table__.columns
+                if c.key not in ("id", "updated_at", "status", "status_reason")
+            }
+            row = await anyio.to_thread.run_sync(_store_if_unchanged, session, rj.id, version, values)
+            if row is not None:
+                return row, template
+            await _back_off(attempt)
+    raise _changed_concurrently(rj)
 
 
 async def change_state(
@@ -775,36 +906,45 @@ async def change_state(
 
     from services.errors import Conflict, Unavailable
 
-    rj, template = await anyio.to_thread.run_sync(load, session, client, recurring_id)
-    _not_deleted(rj)
-    t = await temporal()
-    try:
-        if action == "pause":
-            await pause(t, rj, note)
-        elif action == "resume":
-            await resume(t, rj, template.name)
-        else:
-            await trigger(t, rj)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            await anyio.to_thread.run_sync(reconcile_with, session, rj, None)
-            raise Conflict(f"recurring job {rj.id}'s Temporal Schedule was deleted outside the API") from exc
-        raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
-    except Unavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
-        raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
-    if action == "trigger":
-        return rj, template
-    status, reason = ("paused", note) if action == "pause" else ("active", None)
-
-    def store() -> RecurringJob:
-        row = session.get_one(RecurringJob, rj.id)
-        row.status, row.status_reason, row.updated_at = status, reason, utcnow()
-        session.commit()
-        return row
-
-    return await anyio.to_thread.run_sync(store), template
+    async with _change_lock(session, recurring_id):
+        for attempt in range(MAX_CHANGE_ATTEMPTS):
+            rj, template = await anyio.to_thread.run_sync(load, session, client, recurring_id)
+            _not_deleted(rj)
+            version = rj.updated_at
+            t = await temporal()  # after the ownership check: another tenant's id is a 404 regardless
+            try:
+                if action == "pause":
+                    await pause(t, rj, note)
+                elif action == "resume":
+                    await resume(t, rj, template.name)
+                else:
+                    await trigger(t, rj)
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    await anyio.to_thread.run_sync(reconcile_with, session, rj, None)
+                    raise Conflict(
+                        f"recurring job {rj.id}'s Temporal Schedule was deleted outside the API"
+                    ) from exc
+                raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
+            except Unavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - timeouts, connection errors
+                raise _unavailable(exc, f"{action} the Temporal Schedule") from exc
+            if action == "trigger":
+                return rj, template
+            values = (
+                {"status": "paused", "status_reason": note}
+                if action == "pause"
+                else {
+                    "status": "active",
+                    "status_reason": None,
+                }
+            )
+            row = await anyio.to_thread.run_sync(_store_if_unchanged, session, rj.id, version, values)
+            if row is not None:
+                return row, template
+            await _back_off(attempt)
+    raise _changed_concurrently(rj)
 
 
 async def delete_recurring(
@@ -861,3 +1001,69 @@ async def delete_recurring(
 
             await anyio.to_thread.run_sync(direct)
     return row, template
+
+
+# ---------------------------------------------------------------- the admin and suspension (issue 21)
+SUSPENSION_NOTE = "paused while its client is suspended"
+
+
+def acting_client(session: Session, caller: Client | None, recurring_id: str) -> Client:
+    """Blocking: whose recurring job the caller acts on: a client its own (the services check ownership),
+    the admin (``caller`` None) the owner of ``recurring_id`` whatever its status (NotFound if none)."""
+    from services.errors import NotFound
+
+    if caller is not None:
+        return caller
+    rj = session.get(RecurringJob, recurring_id)
+    owner = session.get(Client, rj.client_id) if rj is not None else None
+    session.commit()
+    if owner is None:
+        raise NotFound(f"recurring job {recurring_id} not found")
+    return owner
+
+
+def _to_follow(session: Session, client_id: str, suspended: bool) -> tuple[Client | None, list[str]]:
+    stmt = select(RecurringJob.id).where(RecurringJob.client_id == client_id)
+    if suspended:
+        stmt = stmt.where(RecurringJob.status == "active")
+    else:  # only those suspension paused: a pause of the client's or the admin's own stays
+        stmt = stmt.where(RecurringJob.status == "paused", RecurringJob.status_reason == SUSPENSION_NOTE)
+    ids = list(session.scalars(stmt.order_by(RecurringJob.id)))
+    owner = session.get(Client, client_id)
+    session.commit()
+    return owner, ids
+
+
+async def follow_client_status(session: Session, client_id: str, temporal: TemporalSource) -> list[str]:
+    """After a client's status changed: suspended, pause each of its active recurring jobs (note
+    ``SUSPENSION_NOTE``); active again, resume those (and only those) suspension paused. Returns the ids
+    that could not be changed (Temporal unavailable, a concurrent change); their firings still make nothing
+    while the client is suspended (``create_firing_run``)."""
+    import anyio.to_thread
+
+    from services.errors import ServiceError
+
+    owner, ids = await anyio.to_thread.run_sync(_to_follow, session, client_id, True)
+    if owner is None:
+        return []
+    suspended = owner.status != "active"
+    if not suspended:
+        owner, ids = await anyio.to_thread.run_sync(_to_follow, session, client_id, False)
+        assert owner is not None
+    failed: list[str] = []
+    for rid in ids:
+        try:
+            if suspended:
+                await change_state(session, owner, rid, "pause", temporal, SUSPENSION_NOTE)
+            else:
+                await change_state(session, owner, rid, "resume", temporal)
+        except ServiceError as exc:
+            log.warning(
+                "could not %s recurring job %s after a status change of %s: %s",
+                "pause" if suspended else "resume",
+                rid,
+                client_id,
+                exc.detail,
+            )
+            failed.append(rid)
+    return failed

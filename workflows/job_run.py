@@ -89,7 +89,10 @@ class JobRunWorkflow:
         if not self._cancel_requested:
             self._cancel_requested = True
             self._cancel_reason = (req.reason if req else None) or "cancelled by request"
-            self._details(f"cancel requested: {self._cancel_reason}")
+            # a cancel that arrives with the start (before the first workflow task) is handled before run()
+            # has its input: only record it here; run() checks it before planning (issue 21)
+            if self._input is not None:
+                self._details(f"cancel requested: {self._cancel_reason}")
 
     @workflow.query
     def status(self) -> RunState:
@@ -111,6 +114,9 @@ class JobRunWorkflow:
         started_at: datetime | None = None
         exit_code: int | None = None
         try:
+            # cancelled before the first task ran: end CANCELLED without planning. No history before this
+            # fix has a cancel here (such runs failed every workflow task), so no patch marker is needed.
+            self._check_cancel()
             if inp.resume is not None:  # continued-as-new while sleeping: the plan is already recorded
                 plan = inp.resume.plan
                 self._status, self._reason = RunStatus.SCHEDULED, plan.rationale

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import select
 
-from api.deps import ClientDep, PrincipalDep, ServicesDep, SessionDep, owned, tenant_of
+from api.deps import ClientDep, PrincipalDep, ServicesDep, SessionDep, authenticate, owned, tenant_of
 from api.errors import (
     ApiError,
     Conflict,
@@ -87,13 +87,17 @@ class UploadGate:
 
 
 class GatedUploadRoute(APIRoute):
-    """The upload route: takes an upload slot before FastAPI reads and spools the multipart body."""
+    """The upload route: checks the API key, then takes an upload slot, both before FastAPI reads and
+    spools the multipart body, so a caller without a valid client key never holds a slot nor sends a byte
+    that is read (issue 21: slow unauthenticated uploads held every slot)."""
 
     def get_route_handler(self):
         handler = super().get_route_handler()
 
         async def gated(request: Request):
             app = request.app
+            # 401 / 403 before the body (the dependency below finds the lookup in the key cache)
+            tenant_of(await authenticate(app.state.services, request.headers.get("X-API-Key")))
             gate = getattr(app.state, "upload_gate", None)
             if gate is None:
                 metrics = getattr(app.state, "metrics", None)

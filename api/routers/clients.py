@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Principal, PrincipalDep, Services, ServicesDep, SessionDep
 from api.errors import Forbidden
@@ -19,7 +20,7 @@ from models.api import (
     Page,
 )
 from models.db import Client
-from services import clients
+from services import clients, recurring
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
@@ -91,14 +92,24 @@ def get_client(client_id: str, principal: PrincipalDep, session: SessionDep) -> 
 
 
 @router.patch("/{client_id}", response_model=ClientOut, summary="Suspend/reactivate or rename (admin key)")
-def patch_client(
+async def patch_client(
     client_id: str, body: ClientPatch, principal: PrincipalDep, session: SessionDep, services: ServicesDep
 ) -> ClientOut:
+    """Suspending pauses the client's active recurring jobs (their Schedules); reactivating resumes those
+    the suspension paused, and only those."""
     require_admin(principal)
     status_ = body.status.value if body.status is not None else None
-    c = clients.patch_client(session, principal.client, client_id, status_, body.name)
-    committed(session, services, c)
-    return client_out(c)
+
+    def store() -> tuple[ClientOut, bool]:
+        c = clients.patch_client(session, principal.client, client_id, status_, body.name)
+        changed = status_ is not None
+        committed(session, services, c)
+        return client_out(c), changed
+
+    out, changed = await run_in_threadpool(store)
+    if changed:
+        await recurring.follow_client_status(session, client_id, services.temporal_client)
+    return out
 
 
 @router.post(

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ClientDep, ServicesDep, SessionDep
+from api.deps import ClientDep, PrincipalDep, ServicesDep, SessionDep
 from api.errors import NotFound
 from api.pagination import CursorQ, LimitQ
 from models.api import Page
@@ -37,7 +37,12 @@ _409: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _out(rj: RecurringJob, template_name: str, n_next: int = 0) -> RecurringJobOut:
+def _out(
+    rj: RecurringJob,
+    template_name: str,
+    n_next: int = 0,
+    nominals: list[tuple[datetime, datetime, datetime]] | None = None,
+) -> RecurringJobOut:
     return RecurringJobOut(
         id=rj.id,
         job_template_id=rj.job_template_id,
@@ -64,7 +69,7 @@ def _out(rj: RecurringJob, template_name: str, n_next: int = 0) -> RecurringJobO
         deleted_at=rj.deleted_at,
         next=[
             NominalOut(nominal_time=t, margin_start=lo, margin_end=hi)
-            for t, lo, hi in svc.next_nominals(rj, n_next)
+            for t, lo, hi in (nominals if nominals is not None else svc.next_nominals(rj, n_next))
         ],
     )
 
@@ -74,7 +79,8 @@ def _out(rj: RecurringJob, template_name: str, n_next: int = 0) -> RecurringJobO
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=RecurringJobOut,
-    responses=_503,
+    responses=_503
+    | {409: {"description": "The client has ORCH_MAX_RECURRING_JOBS_PER_CLIENT recurring jobs already"}},
     summary="Create a recurring job: a Temporal Schedule whose firings each make one job + run",
 )
 async def create_recurring(
@@ -89,16 +95,28 @@ async def create_recurring(
 # ---------------------------------------------------------------- read
 @router.get("", response_model=Page[RecurringJobOut], summary="List recurring jobs, newest first")
 def list_recurring(
-    client: ClientDep,
+    principal: PrincipalDep,
     session: SessionDep,
     limit: LimitQ = 50,
     cursor: CursorQ = None,
     status_: Annotated[RecurringStatus | None, Query(alias="status")] = None,
     job_template_id: Annotated[str | None, Query(max_length=40)] = None,
     include_deleted: Annotated[bool, Query(description="Also list deleted ones")] = False,
+    client_id: Annotated[
+        str | None, Query(max_length=40, description="Admin key only: the recurring jobs of this client")
+    ] = None,
 ) -> Page[RecurringJobOut]:
+    """A client key lists its own; the admin key every client's (also a suspended one's), or one client's
+    with ``client_id``."""
     rows, names, nxt = svc.list_recurring(
-        session, client, limit, cursor, status_.value if status_ else None, job_template_id, include_deleted
+        session,
+        principal.client,
+        limit,
+        cursor,
+        status_.value if status_ else None,
+        job_template_id,
+        include_deleted,
+        client_id,
     )
     return Page[RecurringJobOut](
         items=[_out(r, names.get(r.job_template_id, "?")) for r in rows], next_cursor=nxt
@@ -112,15 +130,17 @@ def list_recurring(
 )
 async def get_recurring(
     recurring_id: str,
-    client: ClientDep,
+    principal: PrincipalDep,
     session: SessionDep,
     services: ServicesDep,
     next_: Annotated[int, Query(alias="next", ge=0, le=MAX_NEXT, description="How many nominal times")] = 5,
 ) -> RecurringJobOut:
+    """A client key reads its own; the admin key any (also a suspended client's)."""
+    client = await run_in_threadpool(svc.acting_client, session, principal.client, recurring_id)
     view = await svc.get_recurring(
         session, services.settings, client, recurring_id, services.temporal_client, next_, services.plan_timer
     )
-    out = await run_in_threadpool(_out, view.job, view.template.name, next_)
+    out = await run_in_threadpool(_out, view.job, view.template.name, next_, view.nominals)
     out.schedule = view.schedule
     out.next_preview, out.next_preview_error = view.next_preview, view.next_preview_error
     return out
@@ -152,11 +172,13 @@ async def update_recurring(
 )
 async def pause_recurring(
     recurring_id: str,
-    client: ClientDep,
+    principal: PrincipalDep,
     session: SessionDep,
     services: ServicesDep,
     body: PauseIn | None = None,
 ) -> RecurringJobOut:
+    """A client key pauses its own; the admin key any (also a suspended client's)."""
+    client = await run_in_threadpool(svc.acting_client, session, principal.client, recurring_id)
     note = (body.note if body else None) or "paused through the API"
     row, template = await svc.change_state(
         session, client, recurring_id, "pause", services.temporal_client, note
@@ -168,8 +190,10 @@ async def pause_recurring(
     "/{recurring_id}/resume", response_model=RecurringJobOut, responses=_409 | _503, summary="Resume firings"
 )
 async def resume_recurring(
-    recurring_id: str, client: ClientDep, session: SessionDep, services: ServicesDep
+    recurring_id: str, principal: PrincipalDep, session: SessionDep, services: ServicesDep
 ) -> RecurringJobOut:
+    """A client key resumes its own; the admin key any."""
+    client = await run_in_threadpool(svc.acting_client, session, principal.client, recurring_id)
     row, template = await svc.change_state(session, client, recurring_id, "resume", services.temporal_client)
     return await run_in_threadpool(_out, row, template.name, 5)
 
@@ -201,13 +225,15 @@ async def trigger_recurring(
 )
 async def delete_recurring(
     recurring_id: str,
-    client: ClientDep,
+    principal: PrincipalDep,
     session: SessionDep,
     services: ServicesDep,
     cancel_runs: Annotated[
         bool, Query(description="Also cancel this recurring job's unfinished runs")
     ] = False,
 ) -> RecurringJobOut:
+    """A client key deletes its own; the admin key any."""
+    client = await run_in_threadpool(svc.acting_client, session, principal.client, recurring_id)
     row, template = await svc.delete_recurring(
         session, client, recurring_id, cancel_runs, services.temporal_client
     )

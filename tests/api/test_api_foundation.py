@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import zipfile
 
 import pytest
@@ -305,3 +307,39 @@ def test_bad_requests_are_problem_json_never_500(api, method, path, kwargs):
     assert 400 <= r.status_code < 500, r.text
     is_problem(r, r.status_code)
     assert "Traceback" not in r.text
+
+
+def _forged(ts: object, id_: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps([ts, id_]).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _forged("2026-01-01T00:00:00", "run_x"),  # naive
+        _forged("0001-01-01T00:00:00+01:00", "run_x"),  # before year 1 in UTC
+        _forged("9999-12-31T23:59:59-01:00", "run_x"),  # after 9999 in UTC
+        _forged("0001-01-01T00:00:00+00:00", "run_x"),
+        _forged("2026-01-01T00:00:00+00:00", "run_\x00x"),  # NUL
+        base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00", "run_\\ud800"]').decode(),  # lone surrogate
+        _forged(12, "run_x"),
+        _forged("2026-01-01T00:00:00+00:00", ["x"]),
+        "%%%",
+    ],
+)
+def test_forged_cursors_are_422_naming_the_cursor(api, admin, cursor):
+    """Issue 21: every paginated list refuses a cursor no page returned with a 422 naming it, on SQLite
+    and PostgreSQL (which cannot store NUL or lone surrogates and overflows on year 1 / 9999)."""
+    _, h = new_client(api)
+    for path, headers in (
+        ("/v1/runs", h),
+        ("/v1/jobs", h),
+        ("/v1/artifacts", h),
+        ("/v1/job-templates", h),
+        ("/v1/recurring-jobs", h),
+        ("/v1/clients", admin),
+        ("/v1/runs", admin),
+    ):
+        r = api.get(path, params={"cursor": cursor}, headers=headers)
+        body = is_problem(r, 422)
+        assert [e["path"] for e in body["errors"]] == ["cursor"], (path, body)

@@ -265,6 +265,8 @@ def test_retry_policy_on_template_and_job_override(no_worker_api):
         and got["retryable_exit_codes"] == [1, 75]
         and got["backoff_coefficient"] == 2
     )
+    versions = api.get(f"/v1/job-templates/{tpl}/versions", headers=h).json()
+    assert versions[0]["retry_policy"] == got  # each version records its policy
     when = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     job = {
         "job_template_id": tpl,

@@ -5,6 +5,11 @@ It logs in, filters runs and watches a status change arrive by polling, cancels 
 triggers a recurring job, submits a preview, downloads the report's CSV, and checks that another client's
 ids show the same 404 as the API. Each page is screenshotted under the test's tmp dir (not committed) and
 checked for overlapping text (bounding boxes) and horizontal overflow.
+
+The charts themselves (the preview's, one region and three; the report's, by region and by month) are fetched
+from the same API, inlined in a page, screenshotted and measured: no two texts overlap, the legend lies off
+the plotted data, every series is drawn inside its panel and shows on the screen, and the image is at most
+800 px wide.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlalchemy.orm import Session
 from api.main import create_app
 from cli.devstack import free_port, wait_for
 from models.db import Job, Run
-from tests.support.api import engine_for, insert_job_and_run, template_body
+from tests.support.api import AWS_BODY, engine_for, insert_job_and_run, template_body
 from tests.support.common import ADMIN_KEY
 from tests.support.zips import make_zip
 
@@ -468,3 +473,245 @@ def test_a_deep_link_opened_before_login_is_shown_after_it(site, page):
     page.get_by_role("button", name="Log out").click()
     page.get_by_label("API key").wait_for(timeout=WAIT)
     assert page.evaluate("() => sessionStorage.length") == 0
+
+
+# ---------------------------------------------------------------- the charts themselves, measured in Chromium
+# For an SVG inlined in a page: every <text> as the four corners of its box on the screen (rotation kept),
+# and the screen boxes of the elements named by the selectors.
+CHART_JS = """
+(sels) => {
+  const svg = document.querySelector('svg');
+  const corners = (el, shrink) => {
+    const b = el.getBBox(), m = el.getScreenCTM();
+    const x0 = b.x + shrink, y0 = b.y + shrink, x1 = b.x + b.width - shrink, y1 = b.y + b.height - shrink;
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+      .map(([x, y]) => [m.a * x + m.c * y + m.e, m.b * x + m.d * y + m.f]);
+  };
+  const box = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const texts = [...svg.querySelectorAll('text')].filter((t) => t.textContent.trim() && t.getBBox().width > 0)
+    .map((t) => ({text: t.textContent, poly: corners(t, 0.5), box: box(t)}));
+  const found = {};
+  for (const [name, sel] of Object.entries(sels)) {
+    found[name] = [...svg.querySelectorAll(sel)].map((el) => ({
+      id: el.id || el.parentElement.id, box: box(el),
+      stroke: getComputedStyle(el).stroke, fill: getComputedStyle(el).fill,
+      series: el.dataset.series || null, label: el.dataset.label || null,
+    }));
+  }
+  return {svg: box(svg), texts, found};
+}
+"""
+
+
+def _separated(p: list, q: list) -> bool:
+    """Two convex polygons (screen corners) overlap by less than 1 px along some axis (separating axes)."""
+    for poly in (p, q):
+        for i in range(len(poly)):
+            (x0, y0), (x1, y1) = poly[i], poly[(i + 1) % len(poly)]
+            nx, ny = y1 - y0, x0 - x1
+            norm = (nx * nx + ny * ny) ** 0.5 or 1.0
+            a = [(x * nx + y * ny) / norm for x, y in p]
+            b = [(x * nx + y * ny) / norm for x, y in q]
+            if min(max(a), max(b)) - max(min(a), min(b)) < 1.0:
+                return True
+    return False
+
+
+def _intersect(r: list, s: list) -> bool:
+    return min(r[2], s[2]) - max(r[0], s[0]) > 1 and min(r[3], s[3]) - max(r[1], s[1]) > 1
+
+
+def _inside(r: list, outer: list, tol: float = 1.0) -> bool:
+    return (
+        r[0] >= outer[0] - tol
+        and r[1] >= outer[1] - tol
+        and r[2] <= outer[2] + tol
+        and r[3] <= outer[3] + tol
+    )
+
+
+def _measure_chart(page, svg: str, name: str, sels: dict, shots) -> dict:
+    """The SVG inlined in a page (so its DOM can be measured) and screenshotted; no two texts overlap (rotated
+    ones by their rotated boxes), every text lies inside the image, and the image is at most 800 px wide."""
+    body = svg[svg.index("<svg") :]
+    page.set_content(f"<!doctype html><html><body style='margin:0;background:#fff'>{body}</body></html>")
+    page.locator("svg").first.screenshot(path=str(shots / f"{name}.png"))
+    got = page.evaluate(CHART_JS, sels)
+    width = got["svg"][2] - got["svg"][0]
+    assert 600 <= width <= 800, f"{name}: {width} px wide"
+    texts = got["texts"]
+    assert texts, name
+    bad = [
+        (a["text"], b["text"])
+        for i, a in enumerate(texts)
+        for b in texts[i + 1 :]
+        if not _separated(a["poly"], b["poly"])
+    ]
+    assert bad == [], f"{name}: overlapping texts {bad[:5]}"
+    outside = [t["text"] for t in texts if not _inside(t["box"], got["svg"])]
+    assert outside == [], f"{name}: texts cut off at the image's edge {outside}"
+    return got
+
+
+def _visible_pixels(page, selector: str, box: list, area: list) -> int:
+    """How many pixels of the screenshot around ``box`` (within ``area``) change when the element is hidden:
+    what of it shows, after everything drawn over it."""
+    from io import BytesIO
+
+    from PIL import Image, ImageChops
+
+    x0, y0 = max(box[0] - 3, area[0]), max(box[1] - 3, area[1])
+    x1, y1 = min(box[2] + 3, area[2]), min(box[3] + 3, area[3])
+    clip = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
+    shown = Image.open(BytesIO(page.screenshot(clip=clip))).convert("RGB")
+    page.evaluate("(s) => document.querySelector(s).style.visibility = 'hidden'", selector)
+    hidden = Image.open(BytesIO(page.screenshot(clip=clip))).convert("RGB")
+    page.evaluate("(s) => document.querySelector(s).style.visibility = ''", selector)
+    return (
+        ImageChops.difference(shown, hidden)
+        .convert("L")
+        .point(lambda v: 255 if v > 24 else 0)
+        .histogram()[255]
+    )
+
+
+@needs_chromium
+def test_charts_show_every_series_legend_off_the_data_no_text_overlap(site, page):
+    """The preview chart (one region; three regions with a flat ~8 g/kWh eu-north-1) and the report chart
+    (four rows by region; ten by month, labels rotated), fetched from the served API, inlined in Chromium
+    and measured (issue 20's acceptance)."""
+    http, a = site["http"], site["a"]
+    r = http.post("/v1/clients", json={"name": "initech"}, headers={"X-API-Key": ADMIN_KEY})
+    assert r.status_code == 201, r.text
+    cid, h = r.json()["id"], {"X-API-Key": r.json()["api_key"]}
+    regions = ["eu-central-1", "eu-west-3", "eu-north-1"]
+    aws = AWS_BODY | {"region_default": "eu-central-1", "allowed_regions": regions}
+    assert http.put(f"/v1/clients/{cid}/aws", json=aws, headers=h).status_code == 200
+    art = http.post(
+        "/v1/artifacts/upload",
+        headers=h,
+        files={"file": ("app.zip", make_zip(), "application/zip")},
+        data={"version": "1.0.0"},
+    ).json()["artifact_id"]
+    tpl = http.post(
+        "/v1/job-templates",
+        json=template_body(art, name="nightly-etl", expected_runtime_sec=3600, fleet_template_id="m5.large"),
+        headers=h,
+    )
+    assert tpl.status_code == 201, tpl.text
+    start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    window = {"earliest_start": start.isoformat(), "latest_finish": (start + timedelta(hours=12)).isoformat()}
+
+    def preview(headers: dict, template: str, **over) -> tuple[dict, str]:
+        body = {"job_template_id": template, **window, **over}
+        p = http.post("/v1/schedules/preview", json=body, headers=headers)
+        svg = http.post("/v1/schedules/preview?format=svg", json=body, headers=headers)
+        assert p.status_code == 200 and svg.status_code == 200, (p.text, svg.text)
+        return p.json(), svg.text
+
+    shots = page.shots
+    sels = {
+        "legend": "#legend",
+        "plots": "#panel-intensity path, #panel-score path",
+        "lines": "[id^=intensity-] > path, [id^=score-] > path",
+    }
+    one, one_svg = preview(a["h"], a["template"])
+    multi, multi_svg = preview(h, tpl.json()["id"], weights={"carbon": 1.0, "risk": 0.0, "slack": 0.0})
+    assert sorted(multi["regions"]) == sorted(regions)
+    for name, svg, want in (
+        ("chart-preview-one-region", one_svg, None),
+        ("chart-preview-three-regions", multi_svg, regions),
+    ):
+        got = _measure_chart(page, svg, name, sels, shots)
+        legend = got["found"]["legend"]
+        assert len(legend) == 1, name
+        plot, scores = (f["box"] for f in got["found"]["plots"])
+        for area in (plot, scores):
+            assert not _intersect(legend[0]["box"], area), f"{name}: the legend lies on a panel"
+        lines = {f["id"]: f for f in got["found"]["lines"]}
+        if want is None:  # one region: one intensity line and one score line, whatever the region's name
+            names = {k.split("-", 1)[1] for k in lines}
+            assert len(names) == 1, f"{name}: lines {sorted(lines)}"
+            want = sorted(names)
+        assert len(lines) == 2 * len(want), f"{name}: lines {sorted(lines)}"
+        for region in want:
+            for kind, area in (("intensity", plot), ("score", scores)):
+                line = lines.get(f"{kind}-{region}")
+                assert line is not None, f"{name}: no {kind} line for {region} in {sorted(lines)}"
+                box = line["box"]
+                assert box[2] - box[0] > 50, f"{name}: {kind} {region} is {box}"
+                # inside its panel with room to spare: not clipped, not on the frame
+                inner = [area[0], area[1] + 2, area[2], area[3] - 2]
+                assert _inside(box, inner), f"{name}: {kind} {region} {box} outside {area}"
+                shows = _visible_pixels(page, f"[id='{kind}-{region}'] > path", box, area)
+                assert shows >= (box[2] - box[0]) * 0.5, f"{name}: {kind} {region} shows {shows} px"
+        strokes = [lines[f"intensity-{r}"]["stroke"] for r in want]
+        assert len(set(strokes)) == len(strokes), f"{name}: two regions alike {strokes}"
+        legend_text = " ".join(t["text"] for t in got["texts"] if _inside(t["box"], legend[0]["box"]))
+        assert "chosen" in legend_text and "earliest_start" in legend_text, legend_text
+        if len(want) > 1:
+            assert all(f"{r} " in legend_text for r in want), legend_text
+            flat = lines["intensity-eu-north-1"]["box"]
+            assert flat[3] - flat[1] < (plot[3] - plot[1]) * 0.1, "eu-north-1 is not flat and low here"
+
+    # the report: ten months of runs in four regions, by month (ten rows, labels rotated) and by region
+    now = datetime.now(UTC).replace(microsecond=0)
+    eng = engine_for(site["settings"])
+    ran = [
+        insert_job_and_run(site["settings"], cid, tpl.json()["id"], status="SUCCEEDED")[1] for _ in range(10)
+    ]
+    try:
+        with Session(eng) as s:
+            for k, run_id in enumerate(ran):
+                began = now - timedelta(days=30 * k + 3)
+                s.execute(
+                    update(Run)
+                    .where(Run.id == run_id)
+                    .values(
+                        started_at=began,
+                        finished_at=began + timedelta(hours=1),
+                        runtime_sec=3600.0,
+                        carbon_earliest_g=400.0 + 60 * k,
+                        carbon_chosen_g=(400.0 + 60 * k) * (0.2 + 0.07 * k),
+                        exit_code=0,
+                        region=[*regions, "us-east-1"][k % 4],
+                    )
+                )
+            s.commit()
+    finally:
+        eng.dispose()
+    period = {"from": (now - timedelta(days=330)).isoformat(), "to": now.isoformat()}
+    for group_by, rows in (("month", 10), ("region", 4)):
+        q = period | {"group_by": group_by}
+        report = http.get("/v1/reports/carbon", params=q, headers=h).json()
+        assert len(report["rows"]) == rows, report["rows"]
+        svg = http.get("/v1/reports/carbon", params=q | {"format": "svg"}, headers=h)
+        assert svg.status_code == 200, svg.text
+        name = f"chart-report-by-{group_by}"
+        got = _measure_chart(
+            page, svg.text, name, {"legend": "#legend-box", "plot": "#plot-area", "bars": "rect.bar"}, shots
+        )
+        (legend,), (plot,) = (
+            (f["box"] for f in got["found"]["legend"]),
+            (f["box"] for f in got["found"]["plot"]),
+        )
+        assert not _intersect(legend, plot), f"{name}: the legend lies on the plot area"
+        bars = got["found"]["bars"]
+        assert sorted((b["label"], b["series"]) for b in bars) == sorted(
+            (r["label"] or r["key"], series) for r in report["rows"] for series in ("baseline", "chosen")
+        ), name
+        for b in bars:
+            box = b["box"]
+            assert box[2] - box[0] >= 4 and box[3] - box[1] >= 2, (
+                f"{name}: bar {b['label']} {b['series']} {box}"
+            )
+            assert _inside(box, plot), f"{name}: bar {b['label']} {b['series']} {box} outside {plot}"
+            assert not _intersect(box, legend)
+        # every bar shows: hiding one changes at least its own area on the screen
+        for i, b in enumerate(bars):
+            box = b["box"]
+            page.evaluate("(i) => document.querySelectorAll('rect.bar')[i].id = 'bar-under-test'", i)
+            shows = _visible_pixels(page, "#bar-under-test", box, plot)
+            page.evaluate("() => document.getElementById('bar-under-test').removeAttribute('id')")
+            assert shows >= 0.8 * (box[2] - box[0]) * (box[3] - box[1]), f"{name}: {b['label']} {b['series']}"
+        assert {b["fill"] for b in bars} == {"rgb(134, 150, 171)", "rgb(47, 133, 90)"}  # baseline grey, green

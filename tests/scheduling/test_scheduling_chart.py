@@ -166,6 +166,12 @@ def test_preview_reads_at_a_glance_legend_outside_every_series_visible_800px():
     data_end = float(date2num((e + timedelta(hours=40)).replace(tzinfo=None)))
     assert x1 <= data_end + (x1 - x0) * 0.02  # the axis stops at the data
     assert top.get_title(loc="left").startswith(f"daily-etl in {plan.chosen.region}: start ")
+    # the chosen run's emissions in a unit that shows them (a few grams here, not "0 gCO2e")
+    from scheduling.chart import fmt_mass, mass_unit
+
+    chosen = [t.get_text() for t in fig.legends[0].get_texts() if t.get_text().startswith("chosen 20")]
+    mass = fmt_mass(plan.chosen.emissions_g, mass_unit(plan.chosen.emissions_g))
+    assert chosen == [f"chosen {plan.chosen.start:%Y-%m-%d %H:%M}Z ({mass} CO2e)"] and mass != "0 g"
 
 
 def test_titles_never_say_minus_zero_and_units_scale():
@@ -196,6 +202,9 @@ def test_titles_never_say_minus_zero_and_units_scale():
     assert preview_title(some, "daily-etl", region="eu-west-3") == (
         f"daily-etl in eu-west-3: start {plan.chosen.start:%H:%M}Z saves 12 % (10-14 %)"
     )
+    # a saving cannot pass 100 % (emissions are never below 0): nor can its range
+    most = replace(plan, chosen=replace(plan.chosen, saving_vs_earliest_pct=98.4, saving_sigma_pct=39.6))
+    assert preview_title(most, "daily-etl", region="eu-west-3").endswith(" saves 98 % (59-100 %)")
 
 
 def test_a_month_of_many_regions_is_bounded():

@@ -487,6 +487,29 @@ async def test_a_replan_may_move_only_the_region(env):
         )
 
 
+@pytest.mark.parametrize("how", ["signal", "signal-and-cancel"])
+async def test_cancel_before_the_first_workflow_task(env, how):
+    """Issue 21: the API signals (and cancels) a run whose workflow has not run a task yet (no worker picked
+    it up): the cancel used to reach the handler before run() set the input, failing every workflow task, and
+    the run stayed CANCELLING forever."""
+    fake = FakeFleet(start_in=timedelta(hours=1))
+    inp = await run_input(env)
+    handle = await start(env, inp)  # no worker yet: the first workflow task waits
+    await handle.signal(JobRunWorkflow.cancel, CancelRequest(reason="too early"))
+    if how == "signal-and-cancel":
+        await handle.cancel()
+    async with worker(env, fake):
+        if how == "signal":
+            result = await asyncio.wait_for(handle.result(), 30)
+            assert result.status == "CANCELLED" and result.status_reason == "too early"
+        else:
+            with pytest.raises(WorkflowFailureError):
+                await asyncio.wait_for(handle.result(), 30)
+    assert fake.final is not None and fake.final.status == "CANCELLED"
+    assert fake.final.status_reason == "too early"
+    assert fake.calls["plan_schedule"] == 0 and fake.calls["launch_fleet"] == 0
+
+
 # ---------------------------------------------------------------- retries and run events (issue 19)
 def retry(**over) -> RetrySpec:
     return RetrySpec(**({"max_attempts": 3, "initial_interval_sec": 30, "backoff_coefficient": 2} | over))
@@ -720,13 +743,15 @@ async def test_the_plan_activity_keeps_the_audit_record_of_the_plan_the_run_foll
             adopted = s.scalar(
                 select(func.count())
                 .select_from(PlanAudit)
-                .where(PlanAudit.run_id == inp.run_id, PlanAudit.adopted)
-            )
+                .where(
+                    PlanAudit.run_id == inp.run_id, PlanAudit.adopted, PlanAudit.id != run.plan["audit_id"]
+                )
+            )  # followed earlier (the record in force may itself be marked adopted by a later re-plan)
         assert rec["audit_id"] == run.plan["audit_id"] and rec["run_id"] == inp.run_id
         assert rec["chosen"]["start"] == run.planned_start.isoformat()
         assert rec["stored"]["carbon_chosen_g"] == run.carbon_chosen_g
         assert rec["regions"][0]["provider"] == "embedded" and rec["regions"][0]["series"]["values"]
-        assert n <= adopted + 2  # the record in force, the followed ones, at most one pending re-plan
+        assert n <= adopted + 2  # the followed ones, the record in force, at most one pending re-plan
         assert len(rec["earlier"]) == adopted
     finally:
         db.dispose()
