@@ -183,7 +183,7 @@ def fitted_table(
     keep = list(range(len(cols)))
     if width is None:
         t = _build(title, cols, rows, keep)
-        natural = max(len(line) for line in _render(t, 10_000))
+        natural = max([1, *(len(line) for line in _render(t, 10_000))])
         # console.print would cap the width at the console's: print on one as wide as the table
         wide_console = Console(
             file=console.file,
@@ -197,7 +197,7 @@ def fitted_table(
     hidden: list[int] = []
     while True:
         t = _build(title, cols, rows, keep)
-        if _fits(cols, rows, keep, width) and max(len(line) for line in _render(t, width)) <= width:
+        if _fits(cols, rows, keep, width) and max([0, *(len(x) for x in _render(t, width))]) <= width:
             break
         if not order:  # even the essential columns do not fit: a block per row
             if title:

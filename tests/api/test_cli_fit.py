@@ -288,3 +288,22 @@ def test_fitted_table_never_cuts_an_id(monkeypatch, columns):
         assert "(note left out at 60 columns: --wide shows every column)" in text.replace("\n", " ")
     elif columns == 30:  # not even run + status fit: a block per row
         assert "┃" not in text and re.search(r"^status\s+SUCCEEDED", text, re.M), text
+
+
+def test_an_empty_list_prints_its_headers(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from cli.client import RUN_COLS
+    from cli.fmt import fitted_table
+
+    for columns in ("80", "20"):
+        monkeypatch.setenv("COLUMNS", columns)
+        buf = io.StringIO()
+        fitted_table(Console(file=buf, width=int(columns)), RUN_COLS, [])
+        assert "run" in buf.getvalue()
+    monkeypatch.delenv("COLUMNS")
+    buf = io.StringIO()
+    fitted_table(Console(file=buf), RUN_COLS, [], wide=True)
+    assert "planned start" in buf.getvalue()
