@@ -6,30 +6,41 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from cli.client import Api, JsonOpt, _dump, _when, out
+from cli.client import Api, JsonOpt, WideOpt, _dump, _when, out
+from cli.fmt import Col, fitted_table, record_table
 
 artifacts_app = typer.Typer(
     help="App artifacts: zips with run.sh or main.py at their root", no_args_is_help=True
 )
 
 
-def _table(items: list[dict]) -> Table:
-    t = Table(title=f"{len(items)} artifact(s)")
-    for col in ("id", "name", "version", "entry", "size", "sha256", "created"):
-        t.add_column(col, overflow="fold")
+ARTIFACT_COLS = (
+    Col("id", keep=100, ident=True),
+    Col("name", keep=90),
+    Col("version", keep=80),
+    Col("entry", keep=30),
+    Col("size", keep=40, justify="right"),
+    Col("sha256", keep=10, ident=True),
+    Col("created", keep=50),
+)
+
+
+def _rows(items: list[dict]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     for a in items:
-        t.add_row(
-            a["artifact_id"],
-            a["name"],
-            a["version"],
-            a["entry_point"],
-            f"{a['size_bytes']:,} B",
-            a["sha256"],
-            _when(a["created_at"]),
+        rows.append(
+            (
+                a["artifact_id"],
+                a["name"],
+                a["version"],
+                a["entry_point"],
+                f"{a['size_bytes']:,} B",
+                a["sha256"],
+                _when(a["created_at"]),
+            )
         )
-    return t
+    return rows
 
 
 @artifacts_app.command("upload")
@@ -54,12 +65,17 @@ def upload(
 
 
 @artifacts_app.command("list")
-def list_(limit: int = typer.Option(50, help="How many, newest first"), as_json: bool = JsonOpt) -> None:
+def list_(
+    limit: int = typer.Option(50, help="How many, newest first"),
+    wide: bool = WideOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Your artifacts, newest first."""
     page = Api().json("GET", "/v1/artifacts", params={"limit": limit})
     if as_json:
         return _dump(page)
-    out.print(_table(page["items"]))
+    items = page["items"]
+    fitted_table(out, ARTIFACT_COLS, _rows(items), title=f"{len(items)} artifact(s)", wide=wide)
 
 
 @artifacts_app.command("get")
@@ -68,4 +84,4 @@ def get(artifact_id: str, as_json: bool = JsonOpt) -> None:
     a = Api().json("GET", f"/v1/artifacts/{artifact_id}")
     if as_json:
         return _dump(a)
-    out.print(_table([a]))
+    out.print(record_table(ARTIFACT_COLS, _rows([a])))

@@ -18,22 +18,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 import time
 import webbrowser
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from cli import fmt
+from cli.fmt import Col, fitted_table, parse_duration
 from models.domain import TERMINAL_STATUSES, RunStatus
 
 OK, RUN_UNSUCCESSFUL, USAGE, REFUSED, UNAVAILABLE, TIMEOUT = 0, 1, 2, 3, 4, 124
@@ -45,6 +45,9 @@ out = Console()
 err = Console(stderr=True)
 
 JsonOpt = typer.Option(False, "--json", help="Print the API's JSON instead of a table")
+WideOpt = typer.Option(
+    False, "--wide", help="Every column, however wide (by default columns are left out to fit the terminal)"
+)
 
 
 # ---------- plumbing ----------
@@ -98,9 +101,12 @@ def _problem(r: httpx.Response) -> str:
         body = r.json()
     except ValueError:
         return r.text[:500]
-    detail = body.get("detail") or body.get("title") or ""
-    fields = [f"{e.get('path')}: {e.get('message')}" for e in body.get("errors") or []]
-    return "; ".join([str(detail), *fields]) if fields else str(detail)
+    detail = str(body.get("detail") or body.get("title") or "")
+    # a validation problem's detail already lists its first fields: print each message once
+    fields = [
+        f for e in body.get("errors") or [] if (f := f"{e.get('path')}: {e.get('message')}") not in detail
+    ]
+    return "; ".join([detail, *fields]) if fields else detail
 
 
 def _dump(data: Any) -> None:
@@ -114,33 +120,9 @@ def _when(text: str | None) -> str:
     return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90m``, ``24h``, ``1d12h``, ``45s``."""
-    m = _DURATION.match(text.strip().lower())
-    if not m or not any(m.groups()):
-        raise typer.BadParameter(f"{text!r} is not a duration like 30m, 24h or 1d12h")
-    d, h, mi, s = (int(g or 0) for g in m.groups())
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
-
-
-def parse_time(text: str, now: datetime | None = None) -> datetime:
-    """``now``, ``+2h`` (from now), or an ISO 8601 time with an offset (``2026-12-01T01:00:00Z``)."""
-    now = now or datetime.now(UTC)
-    t = text.strip()
-    if t == "now":
-        return now
-    if t.startswith("+"):
-        return now + parse_duration(t[1:])
-    try:
-        value = datetime.fromisoformat(t.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise typer.BadParameter(f"{text!r} is not a time: use now, +2h or 2026-12-01T01:00:00Z") from exc
-    if value.tzinfo is None:
-        raise typer.BadParameter(f"{text!r} has no UTC offset: add Z or +01:00")
-    return value
+def parse_time(text: str, now: datetime | None = None, option: str = "time") -> datetime:
+    """``now``, ``+2h`` (from now), or an ISO 8601 time with an offset; see ``cli.fmt.parse_time``."""
+    return fmt.parse_time(text, option, now)
 
 
 def _kv(items: list[str], what: str) -> dict[str, Any]:
@@ -174,33 +156,51 @@ def _saving(run: dict) -> str:
     return "-" if pct is None else f"{pct:.1f} %"
 
 
-def _run_table(runs: list[dict]) -> Table:
-    t = Table("run", "status", "template", "planned start", "started", "finished", "exit", "saving")
+RUN_COLS = (
+    Col("run", keep=100, ident=True),
+    Col("status", keep=100),
+    Col("template", keep=70, ident=True),
+    Col("region", keep=90),
+    Col("planned start", keep=80),
+    Col("started", keep=30),
+    Col("finished", keep=40),
+    Col("exit", keep=20),
+    Col("saving", keep=50),
+)
+
+
+def _run_table(runs: list[dict], wide: bool = False) -> None:
+    """Runs as a table; ids always whole (columns are left out to fit the terminal, ``--wide`` shows all)."""
+    rows = []
     for r in runs:
         st = r["status"]
-        t.add_row(
-            r["run_id"],
-            f"[{_status_style(st)}]{st}[/]",
-            r["job_template_id"],
-            _when(r.get("planned_start")),
-            _when(r.get("started_at")),
-            _when(r.get("finished_at")),
-            "-" if r.get("exit_code") is None else str(r["exit_code"]),
-            _saving(r),
+        rows.append(
+            (
+                r["run_id"],
+                f"[{_status_style(st)}]{st}[/]",
+                r["job_template_id"],
+                r.get("region") or "-",
+                _when(r.get("planned_start")),
+                _when(r.get("started_at")),
+                _when(r.get("finished_at")),
+                "-" if r.get("exit_code") is None else str(r["exit_code"]),
+                _saving(r),
+            )
         )
-    return t
+    fitted_table(out, RUN_COLS, rows, wide=wide)
 
 
 def _run_detail(r: dict) -> Table:
     t = Table(show_header=False, box=None)
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")
     st, reason = r["status"], r.get("status_reason")
     rows = [
         ("run", r["run_id"]),
-        ("status", f"[{_status_style(st)}]{st}[/]" + (f"  ({reason})" if reason else "")),
+        ("status", f"[{_status_style(st)}]{st}[/]" + (f"  ({escape(reason)})" if reason else "")),
         ("job", r["job_id"]),
         ("template", f"{r['job_template_id']} on {r['fleet_template_id']}"),
+        ("region", r.get("region") or "- (not planned yet)"),
         ("workflow", r["workflow_id"]),
         ("created", _when(r.get("created_at"))),
         ("planned start", _when(r.get("planned_start"))),
@@ -213,7 +213,7 @@ def _run_detail(r: dict) -> Table:
     ]
     rationale = (r.get("plan") or {}).get("rationale")
     if rationale:
-        rows.append(("why", rationale))
+        rows.append(("why", escape(rationale)))
     for k, v in rows:
         t.add_row(k, v)
     return t
@@ -223,27 +223,63 @@ def _run_exit(status: str) -> int:
     return OK if status == RunStatus.SUCCEEDED else RUN_UNSUCCESSFUL
 
 
+def _state_line(r: dict) -> str:
+    """One line of ``--watch`` output for a run's state (after the timestamp)."""
+    st = r["status"]
+    parts = [r["run_id"], st]
+    if r.get("status_reason"):
+        parts.append(f"({r['status_reason']})")
+    if r.get("region"):
+        parts.append(f"region {r['region']}")
+    if st in TERMINAL_STATUSES:
+        if r.get("exit_code") is not None:
+            parts.append(f"exit {r['exit_code']}")
+        if _saving(r) != "-":
+            parts.append(f"saving {_saving(r)}")
+    elif r.get("started_at"):
+        parts.append(f"started {_when(r['started_at'])}")
+    elif r.get("planned_start"):
+        parts.append(f"planned start {_when(r['planned_start'])}")
+    return "  ".join(parts)
+
+
 def _watch(api: Api, run_id: str, timeout: float | None, interval: float, as_json: bool) -> int:
-    """Follow a run through its states until it finishes; the exit code tells how it ended."""
+    """Follow a run through its states until it finishes, one timestamped line per change (on stderr with
+    ``--json``, whose stdout is the final run); the exit code tells how it ended."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    stream = sys.stderr if as_json else sys.stdout
     run = api.json("GET", f"/v1/runs/{run_id}")
     seen = [run["status"]]
-    console = err if as_json else out
-    with Live(_run_detail(run), console=console, transient=as_json, auto_refresh=False) as live:
-        while run["status"] not in TERMINAL_STATUSES:
-            if deadline is not None and time.monotonic() >= deadline:
-                err.print(f"[yellow]run {run_id} is still {run['status']} after {timeout:g} s[/yellow]")
-                return TIMEOUT
-            time.sleep(interval)
-            run = api.json("GET", f"/v1/runs/{run_id}")
-            if run["status"] != seen[-1]:
-                seen.append(run["status"])
-            live.update(_run_detail(run), refresh=True)
+    last = _state_line(run)
+    fmt.stamped(stream, last, style=_status_style(run["status"]))
+    while run["status"] not in TERMINAL_STATUSES:
+        if deadline is not None and time.monotonic() >= deadline:
+            fmt.stamped(
+                sys.stderr, f"run {run_id} is still {run['status']} after {timeout:g} s", style="yellow"
+            )
+            return TIMEOUT
+        time.sleep(interval)
+        run = api.json("GET", f"/v1/runs/{run_id}")
+        if run["status"] != seen[-1]:
+            seen.append(run["status"])
+        line = _state_line(run)
+        if line != last:
+            fmt.stamped(stream, line, style=_status_style(run["status"]))
+            last = line
     if as_json:
         _dump(run)
     else:
-        out.print(" -> ".join(seen))
+        fmt.stamped(stream, " -> ".join(seen))
     return _run_exit(run["status"])
+
+
+def _seconds(text: str, option: str) -> float:
+    """A duration option that also takes plain seconds (``--timeout 3600``, ``--interval 0.5``)."""
+    return parse_duration(text, option, bare_seconds=True).total_seconds()
+
+
+def _timeout_seconds(text: str | None, option: str = "--timeout") -> float | None:
+    return None if text is None else _seconds(text, option)
 
 
 # ---------- jobs ----------
@@ -254,7 +290,9 @@ def jobs_submit(
     at: str = typer.Option(None, "--at", help="ONE_TIME: when (now, +2h or ISO time)"),
     earliest: str = typer.Option(None, "--earliest", help="RESCHEDULABLE: earliest start (default now)"),
     latest: str = typer.Option(None, "--latest", help="RESCHEDULABLE: latest finish (ISO time or +24h)"),
-    within: str = typer.Option(None, "--within", help="latest finish, as a duration after --earliest"),
+    within: str = typer.Option(
+        None, "--within", help=f"latest finish, as a duration after --earliest ({fmt.DURATION_HELP})"
+    ),
     risk_mode: str = typer.Option(None, "--risk-mode", help="CONSERVATIVE, NEUTRAL or AGGRESSIVE"),
     weight: list[str] = typer.Option([], "--weight", help="carbon=0.5 (repeatable: carbon, risk, slack)"),
     arg: list[str] = typer.Option([], "--arg", help="Override an app argument: key=value (repeatable)"),
@@ -283,16 +321,16 @@ def jobs_submit(
         body["type"] = "ONE_TIME" if at else "RESCHEDULABLE"
     if body["type"] == "ONE_TIME":
         if at or "intended_time" not in body:
-            body["intended_time"] = parse_time(at or "now", now).isoformat()
+            body["intended_time"] = parse_time(at or "now", now, "--at").isoformat()
     else:
-        start = parse_time(earliest, now) if earliest else None
+        start = parse_time(earliest, now, "--earliest") if earliest else None
         if start or "earliest_start" not in body:
             body["earliest_start"] = (start or now).isoformat()
         begin = datetime.fromisoformat(body["earliest_start"])
         if latest:
-            body["latest_finish"] = parse_time(latest, now).isoformat()
+            body["latest_finish"] = parse_time(latest, now, "--latest").isoformat()
         elif within:
-            body["latest_finish"] = (begin + parse_duration(within)).isoformat()
+            body["latest_finish"] = (begin + parse_duration(within, "--within")).isoformat()
         elif "latest_finish" not in body:
             raise typer.BadParameter("a RESCHEDULABLE job needs --latest or --within")
     if risk_mode:
@@ -329,20 +367,31 @@ def jobs_get(job_id: str, as_json: bool = JsonOpt) -> None:
 
 
 @jobs_app.command("list")
-def jobs_list(limit: int = typer.Option(20, help="How many, newest first"), as_json: bool = JsonOpt) -> None:
+def jobs_list(
+    limit: int = typer.Option(20, help="How many, newest first"),
+    wide: bool = WideOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Your jobs, newest first."""
     page = Api().json("GET", "/v1/jobs", params={"limit": limit})
     if as_json:
         return _dump(page)
-    t = Table("job", "type", "template", "window / time", "runs")
+    rows = []
     for j in page["items"]:
         when = (
             _when(j["intended_time"])
             if j["type"] == "ONE_TIME"
             else f"{_when(j['earliest_start'])} .. {_when(j['latest_finish'])}"
         )
-        t.add_row(j["id"], j["type"], j["job_template_id"], when, ", ".join(j["run_ids"]))
-    out.print(t)
+        rows.append((j["id"], j["type"], j["job_template_id"], when, "\n".join(j["run_ids"])))
+    cols = (
+        Col("job", keep=100, ident=True),
+        Col("type", keep=50),
+        Col("template", keep=60, ident=True),
+        Col("window / time", keep=40),
+        Col("runs", keep=100, ident=True),
+    )
+    fitted_table(out, cols, rows, wide=wide)
 
 
 # ---------- runs ----------
@@ -352,9 +401,10 @@ def runs_list(
     template: str = typer.Option(None, "--template", "-t", help="Only runs of this job template"),
     job: str = typer.Option(None, help="Only runs of this job"),
     limit: int = typer.Option(20, help="How many, newest first"),
+    wide: bool = WideOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Your runs, newest first."""
+    """Your runs, newest first (with --wide every column, however wide the lines)."""
     params: dict[str, Any] = {"limit": limit}
     if status:
         params["status"] = status.upper()
@@ -365,7 +415,7 @@ def runs_list(
     page = Api().json("GET", "/v1/runs", params=params)
     if as_json:
         return _dump(page)
-    out.print(_run_table(page["items"]))
+    _run_table(page["items"], wide)
 
 
 @runs_app.command("get")
@@ -377,15 +427,29 @@ def runs_get(run_id: str, as_json: bool = JsonOpt) -> None:
     out.print(_run_detail(run))
 
 
+def _shown(line: str) -> str:
+    """What a terminal shows of a log line: the text after its last carriage return (progress output)."""
+    return line.rstrip("\r").rsplit("\r", 1)[-1]
+
+
 @runs_app.command("logs")
 def runs_logs(
     run_id: str,
-    follow: bool = typer.Option(False, "--follow", "-f", help="Print new output until the run finishes"),
-    interval: float = typer.Option(1.0, help="Seconds between polls with --follow"),
+    follow: bool = typer.Option(
+        False,
+        "--follow",
+        "-f",
+        help="Print new output until the run finishes, each line with a UTC timestamp",
+    ),
+    interval: str = typer.Option(
+        "1s", metavar="DURATION", help="Time between polls with --follow: 2s, PT2S or seconds"
+    ),
 ) -> None:
-    """The app's log (latest attempt)."""
+    """The app's log (latest attempt). With --follow each line starts with the UTC time it was read."""
+    every = _seconds(interval, "--interval")
     api = Api()
     printed = 0
+    partial = ""  # --follow: the end of the text after its last newline, printed once the line is complete
     while True:
         run = api.json("GET", f"/v1/runs/{run_id}")
         r = api.http.get(f"/v1/runs/{run_id}/logs")
@@ -393,15 +457,22 @@ def runs_logs(
             text = r.json()["text"]
             # the API serves a tail; print what is new since the last poll
             if len(text) >= printed:
-                sys.stdout.write(text[printed:])
+                new, printed = text[printed:], len(text)
+                if follow:
+                    *lines, partial = (partial + new).split("\n")
+                    for line in lines:
+                        sys.stdout.write(f"{fmt.stamp()}  {_shown(line)}\n")
+                else:
+                    sys.stdout.write(new)
                 sys.stdout.flush()
-                printed = len(text)
         elif r.status_code != 404 or not follow:
             err.print(escape(refusal_text("GET", r, api.key_var)), style="red", soft_wrap=True)
             raise typer.Exit(REFUSED if r.status_code < 500 else UNAVAILABLE)
         if not follow or run["status"] in TERMINAL_STATUSES:
+            if partial:
+                sys.stdout.write(f"{fmt.stamp()}  {_shown(partial)}\n")
             raise typer.Exit(_run_exit(run["status"]) if follow else OK)
-        time.sleep(interval)
+        time.sleep(every)
 
 
 @runs_app.command("cancel")
@@ -418,31 +489,52 @@ def runs_cancel(
 @runs_app.command("watch")
 def runs_watch(
     run_id: str,
-    timeout: float = typer.Option(None, help="Give up after this many seconds (exit 124)"),
-    interval: float = typer.Option(1.0, help="Seconds between polls"),
+    timeout: str = typer.Option(
+        None, metavar="DURATION", help="Give up after this long (exit 124): 90s, 10m, PT1H or seconds"
+    ),
+    interval: str = typer.Option("1s", metavar="DURATION", help="Time between polls: 2s, PT2S or seconds"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Follow a run through its states; exit 0 if it SUCCEEDED, 1 if it ended otherwise."""
-    raise typer.Exit(_watch(Api(), run_id, timeout, interval, as_json))
+    seconds = _timeout_seconds(timeout)
+    every = _seconds(interval, "--interval")
+    raise typer.Exit(_watch(Api(), run_id, seconds, every, as_json))
 
 
 # ---------- preview ----------
+PREVIEW_COLS = (
+    Col("start", keep=100),
+    Col("region", keep=95),
+    Col("p50 finish", keep=40),
+    Col("p90 finish", keep=30),
+    Col("gCO2e", keep=60, justify="right"),
+    Col("saving", keep=90, justify="right"),
+    Col("carbon", keep=20, justify="right"),
+    Col("risk", keep=20, justify="right"),
+    Col("slack", keep=20, justify="right"),
+    Col("objective", keep=25, justify="right"),
+)
+
+
 def preview(
     template: str = typer.Option(..., "--template", "-t", help="Job template id"),
     earliest: str = typer.Option("now", "--earliest", help="Earliest start (now, +2h or ISO time)"),
     latest: str = typer.Option(None, "--latest", help="Latest finish (ISO time or +24h)"),
-    within: str = typer.Option("24h", "--within", help="Latest finish as a duration from --earliest"),
+    within: str = typer.Option(
+        "24h", "--within", help=f"Latest finish as a duration from --earliest ({fmt.DURATION_HELP})"
+    ),
     risk_mode: str = typer.Option("NEUTRAL", "--risk-mode"),
     fleet: str = typer.Option(None, "--fleet", help="Instance type; default: the template's"),
-    top: int = typer.Option(5, help="Candidates to show"),
+    top: int = typer.Option(5, "--top", min=1, max=100, help="Best candidates to show (1-100)"),
     chart: Path = typer.Option(None, "--chart", help="Write the SVG chart to this file"),
     open_chart: bool = typer.Option(False, "--open", help="Open the chart in a browser"),
+    wide: bool = WideOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Where would a job in this window start, and why."""
+    """Where (region) and when would a job in this window start, and why."""
     now = datetime.now(UTC)
-    start = parse_time(earliest, now)
-    finish = parse_time(latest, now) if latest else start + parse_duration(within)
+    start = parse_time(earliest, now, "--earliest")
+    finish = parse_time(latest, now, "--latest") if latest else start + parse_duration(within, "--within")
     body: dict[str, Any] = {
         "job_template_id": template,
         "earliest_start": start.isoformat(),
@@ -459,25 +551,36 @@ def preview(
         err.print(f"chart written to {path}")
         if open_chart:
             webbrowser.open(path.resolve().as_uri())
-    data = api.json("POST", "/v1/schedules/preview", json=body)
+    data = api.json("POST", "/v1/schedules/preview", params={"top": top}, json=body)
     if as_json:
         return _dump(data)
-    t = Table("start", "p50 finish", "p90 finish", "gCO2e", "saving", "carbon", "risk", "slack", "objective")
-    chosen = data["chosen"]["proposed_start"]
+    chosen = data["chosen"]
+    rows = []
     for c in data["candidates"][:top]:
-        mark = " *" if c["proposed_start"] == chosen else ""
-        s = c["scores"]
-        t.add_row(
-            _when(c["proposed_start"]) + mark,
-            _when(c["estimated_finish_p50"]),
-            _when(c["estimated_finish_p90"]),
-            f"{c['estimated_gco2e']:.1f}",
-            f"{c['saving_vs_earliest_pct']:.1f} %",
-            f"{s['carbon']:.3f}",
-            f"{s['risk']:.3f}",
-            f"{s['slack']:.3f}",
-            f"{c['objective']:.3f}",
+        mark = (
+            " *"
+            if (c["proposed_start"], c.get("region")) == (chosen["proposed_start"], chosen.get("region"))
+            else ""
         )
-    out.print(t)
-    out.print(f"chosen: [bold]{_when(chosen)}[/] ({data['capacity']})")
-    out.print(data["rationale"])
+        s = c["scores"]
+        rows.append(
+            (
+                _when(c["proposed_start"]) + mark,
+                c.get("region") or "-",
+                _when(c["estimated_finish_p50"]),
+                _when(c["estimated_finish_p90"]),
+                f"{c['estimated_gco2e']:.1f}",
+                f"{c['saving_vs_earliest_pct']:.1f} %",
+                f"{s['carbon']:.3f}",
+                f"{s['risk']:.3f}",
+                f"{s['slack']:.3f}",
+                f"{c['objective']:.3f}",
+            )
+        )
+    shown = len(rows)
+    title = f"best {shown} of {data['feasible_count']} feasible starts"
+    fitted_table(out, PREVIEW_COLS, rows, title=title, wide=wide)
+    where = f" in {chosen['region']}" if chosen.get("region") else ""
+    home = f", home region {data['home_region']}" if data.get("home_region") else ""
+    out.print(f"chosen: [bold]{_when(chosen['proposed_start'])}[/]{where} ({data['capacity']}{home})")
+    out.print(escape(data["rationale"]))

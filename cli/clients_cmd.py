@@ -7,7 +7,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from cli.client import Api, JsonOpt, _dump, _when, out
+from cli.client import Api, JsonOpt, WideOpt, _dump, _when, out
+from cli.fmt import Col, fitted_table
 
 clients_app = typer.Typer(help="Clients (tenants) and their API keys (admin key)", no_args_is_help=True)
 
@@ -39,25 +40,31 @@ def create(name: str, key_only: bool = KeyOnly, as_json: bool = JsonOpt) -> None
 
 
 @clients_app.command("list")
-def list_(limit: int = typer.Option(50, help="How many"), as_json: bool = JsonOpt) -> None:
+def list_(
+    limit: int = typer.Option(50, help="How many"), wide: bool = WideOpt, as_json: bool = JsonOpt
+) -> None:
     """Every client (admin key), or the caller itself (client key)."""
     page = _api().json("GET", "/v1/clients", params={"limit": limit})
     if as_json:
         return _dump(page)
-    t = Table(title=f"{len(page['items'])} client(s)")
-    for col in ("id", "name", "status", "key prefix", "AWS", "created", "key rotated"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for c in page["items"]:
-        t.add_row(
-            c["id"],
-            c["name"],
-            c["status"],
-            c["api_key_prefix"],
-            "yes" if c["aws_configured"] else "no",
-            _when(c["created_at"]),
-            _when(c.get("key_rotated_at")),
+        rows.append(
+            (
+                c["id"],
+                c["name"],
+                c["status"],
+                c["api_key_prefix"],
+                "yes" if c["aws_configured"] else "no",
+                _when(c["created_at"]),
+                _when(c.get("key_rotated_at")),
+            )
         )
-    out.print(t)
+    cols = (
+        Col("id", keep=100, ident=True), Col("name", keep=90), Col("status", keep=80),
+        Col("key prefix", keep=60), Col("AWS", keep=50), Col("created", keep=30), Col("key rotated", keep=20),
+    )  # fmt: skip
+    fitted_table(out, cols, rows, title=f"{len(page['items'])} client(s)", wide=wide)
 
 
 @clients_app.command("get")

@@ -18,6 +18,7 @@ import httpx
 import typer
 
 from cli.client import REFUSED, UNAVAILABLE, refusal_text, unreachable_text
+from cli.fmt import parse_duration
 from models.domain import TERMINAL_STATUSES, RunStatus
 from scheduling.scoring import doc_saving_text, pct_text, saving_text
 
@@ -74,9 +75,12 @@ def demo(
     region: str = typer.Option(
         "auto", help="AWS region whose grid the job runs on; auto: the one where shifting pays most now"
     ),
-    timeout: float = typer.Option(300, help="Seconds to wait for the run to finish"),
+    timeout: str = typer.Option(
+        "300", metavar="DURATION", help="How long to wait for the run to finish: 5m, PT5M or seconds"
+    ),
 ) -> None:
     """Walk through the product end to end against a running `make dev`."""
+    seconds = parse_duration(timeout, "--timeout", bare_seconds=True).total_seconds()
     if not admin_key:
         path = Path(os.environ.get("ORCH_DATA_DIR") or ".data") / "admin_api_key"
         if not path.exists():
@@ -84,7 +88,7 @@ def demo(
         admin_key = path.read_text().strip()
     api = api.rstrip("/")
     try:
-        _demo(api, admin_key, ui, region, timeout)
+        _demo(api, admin_key, ui, region, seconds)
     except httpx.HTTPError as exc:
         typer.echo(unreachable_text(api, exc), err=True)
         raise typer.Exit(UNAVAILABLE) from exc

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from cli.client import Api, JsonOpt, _dump, _kv, _when, out
+from cli.client import Api, JsonOpt, WideOpt, _dump, _kv, _when, out
+from cli.fmt import DURATION_HELP, Col, fitted_table, iso_duration
 from scheduling.scoring import doc_saving_text
 
 recurring_app = typer.Typer(
@@ -18,23 +20,36 @@ recurring_app = typer.Typer(
 report_app = typer.Typer(help="Reports: the carbon ledger", no_args_is_help=True)
 
 
-def _table(items: list[dict]) -> Table:
-    t = Table(title=f"{len(items)} recurring job(s)")
-    for col in ("id", "status", "calendar", "margin", "template", "overlap", "next nominal"):
-        t.add_column(col, overflow="fold")
+REC_COLS = (
+    Col("id", keep=100, ident=True),
+    Col("name", keep=30),
+    Col("status", keep=100),
+    Col("calendar", keep=90),
+    Col("margin", keep=60),
+    Col("template", keep=70, ident=True),
+    Col("overlap", keep=10),
+    Col("next nominal", keep=50),
+)
+
+
+def _table(items: list[dict], wide: bool = False) -> None:
+    rows = []
     for r in items:
         cal = f"{r['cron']} ({r['time_zone']})" if r.get("cron") else f"every {r['interval']}"
         nxt = r.get("next") or []
-        t.add_row(
-            r["id"],
-            r["status"],
-            cal,
-            f"-{r['margin_before']} / +{r['margin_after']}",
-            r["job_template_id"],
-            r["overlap"],
-            _when(nxt[0]["nominal_time"]) if nxt else "-",
+        rows.append(
+            (
+                r["id"],
+                escape(r.get("name") or "-"),
+                r["status"],
+                escape(cal),
+                f"-{r['margin_before']} / +{r['margin_after']}",
+                r["job_template_id"],
+                r["overlap"],
+                _when(nxt[0]["nominal_time"]) if nxt else "-",
+            )
         )
-    return t
+    fitted_table(out, REC_COLS, rows, title=f"{len(items)} recurring job(s)", wide=wide)
 
 
 def _detail(r: dict) -> Table:
@@ -63,7 +78,8 @@ def _detail(r: dict) -> Table:
         c = p["chosen"]
         t.add_row(
             "next start",
-            f"{_when(c['proposed_start'])} ({doc_saving_text(c)})",
+            f"{_when(c['proposed_start'])}{' in ' + c['region'] if c.get('region') else ''} "
+            f"({doc_saving_text(c)})",
         )
         t.add_row("why", p["rationale"])
     return t
@@ -73,14 +89,16 @@ def _detail(r: dict) -> Table:
 def create(
     template: str = typer.Option(..., "--template", "-t", help="Job template id"),
     cron: str = typer.Option(None, help="5-field cron in --tz's wall clock, e.g. '0 1 * * *'"),
-    every: str = typer.Option(None, "--every", help="Instead of --cron: ISO 8601 interval, e.g. PT6H"),
+    every: str = typer.Option(None, "--every", help=f"Instead of --cron: an interval ({DURATION_HELP})"),
     tz: str = typer.Option("UTC", "--tz", help="IANA time zone of the cron"),
-    before: str = typer.Option("PT0S", "--before", help="Margin before each nominal time (ISO 8601)"),
-    after: str = typer.Option("PT0S", "--after", help="Margin after each nominal time (ISO 8601)"),
-    deadline: str = typer.Option(None, help="Finish within this long after the nominal time (ISO 8601)"),
+    before: str = typer.Option("0s", "--before", help=f"Margin before each nominal time ({DURATION_HELP})"),
+    after: str = typer.Option("0s", "--after", help=f"Margin after each nominal time ({DURATION_HELP})"),
+    deadline: str = typer.Option(
+        None, help=f"Finish within this long after the nominal time ({DURATION_HELP})"
+    ),
     risk_mode: str = typer.Option("NEUTRAL", "--risk-mode"),
     overlap: str = typer.Option("skip", help="skip | buffer_one | allow_all"),
-    catchup: str = typer.Option("PT1H", "--catchup", help="Catch-up window after downtime"),
+    catchup: str = typer.Option("1h", "--catchup", help=f"Catch-up window after downtime ({DURATION_HELP})"),
     name: str = typer.Option(None, help="A name for people"),
     arg: list[str] = typer.Option([], "--arg", help="key=value, repeatable"),
     as_json: bool = JsonOpt,
@@ -89,13 +107,17 @@ def create(
     body: dict[str, Any] = {
         "job_template_id": template,
         "time_zone": tz,
-        "margin_before": before,
-        "margin_after": after,
+        "margin_before": iso_duration(before, "--before"),
+        "margin_after": iso_duration(after, "--after"),
         "risk_mode": risk_mode.upper(),
         "overlap": overlap,
-        "catchup_window": catchup,
+        "catchup_window": iso_duration(catchup, "--catchup"),
     }
-    for k, v in (("cron", cron), ("interval", every), ("deadline", deadline), ("name", name)):
+    if every is not None:
+        body["interval"] = iso_duration(every, "--every")
+    if deadline is not None:
+        body["deadline"] = iso_duration(deadline, "--deadline")
+    for k, v in (("cron", cron), ("name", name)):
         if v is not None:
             body[k] = v
     if arg:
@@ -111,6 +133,7 @@ def list_(
     status: str = typer.Option(None, help="active | paused | deleted"),
     template: str = typer.Option(None, "--template", "-t"),
     limit: int = typer.Option(50),
+    wide: bool = WideOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Your recurring jobs, newest first."""
@@ -122,7 +145,7 @@ def list_(
     page = Api().json("GET", "/v1/recurring-jobs", params=params)
     if as_json:
         return _dump(page)
-    out.print(_table(page["items"]))
+    _table(page["items"], wide)
 
 
 @recurring_app.command("get")
@@ -174,6 +197,7 @@ def carbon(
     group_by: str = typer.Option("month", "--group-by", help="template | recurring_job | month | region"),
     csv_file: Path = typer.Option(None, "--csv", help="Also write the CSV here"),
     chart: Path = typer.Option(None, "--chart", help="Write the SVG chart (baseline vs chosen per month)"),
+    wide: bool = WideOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """The carbon ledger: runs, energy, emissions at the chosen and baseline starts, the saving."""
@@ -194,16 +218,14 @@ def carbon(
         return _dump(data)
     unit = data.get("unit", "g")
     period = data.get("period") or f"{_when(data['from'])} .. {_when(data['to'])}"
-    t = Table(title=f"carbon ledger {period} by {group_by.replace('_', ' ')} (CO2e in {unit})")
-    cols = ("group", "runs", "kWh", "baseline", "chosen", "saved", "saved %", "on actuals")
-    for col in cols:
-        t.add_column(col, justify="left" if col == "group" else "right", overflow="fold")
+    rows = []
     for r in [*data["rows"], data["total"]]:
         d = r.get("display") or {}
         outcomes = r.get("runs_by_outcome") or {}
         other = ", ".join(f"{n} {k.lower()}" for k, n in outcomes.items() if k != "SUCCEEDED")
-        t.add_row(
-            r["label"],
+        bold = "[bold]{}[/]" if r is data["total"] else "{}"
+        cells = (
+            escape(r["label"]),
             f"{r['runs']}" + (f" ({other})" if other else ""),
             d.get("energy", f"{r['energy_kwh']:.3f}").removesuffix(" kWh"),
             d.get("emissions_baseline", f"{r['emissions_baseline_g']:.1f} g"),
@@ -211,9 +233,16 @@ def carbon(
             d.get("saving", f"{r['saving_g']:.1f} g"),
             d.get("saving_pct", ""),
             f"{r['runs_with_actuals']} of {r['runs']}",
-            style="bold" if r is data["total"] else None,
         )
-    out.print(t)
+        rows.append(tuple(bold.format(c) for c in cells))
+    cols = (
+        Col("group", keep=100), Col("runs", keep=90, justify="right"), Col("kWh", keep=40, justify="right"),
+        Col("baseline", keep=60, justify="right"), Col("chosen", keep=70, justify="right"),
+        Col("saved", keep=80, justify="right"), Col("saved %", keep=95, justify="right"),
+        Col("on actuals", keep=50, justify="right"),
+    )  # fmt: skip
+    title = f"carbon ledger {period} by {group_by.replace('_', ' ')} (CO2e in {unit})"
+    fitted_table(out, cols, rows, title=title, wide=wide)
     if data.get("signal"):
         out.print(f"signal: {data['signal']}")
     for n in data.get("notes") or []:

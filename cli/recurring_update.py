@@ -9,16 +9,17 @@ from typing import Any
 import typer
 
 from cli.client import Api, JsonOpt, _dump, _kv, out
+from cli.fmt import DURATION_HELP, iso_duration
 
 
 def recurring_update(
     recurring_id: str,
     template: str = typer.Option(None, "--template", "-t", help="Switch to this job template (not retired)"),
     cron: str = typer.Option(None, help="New 5-field cron"),
-    every: str = typer.Option(None, "--every", help="New ISO 8601 interval instead of a cron"),
+    every: str = typer.Option(None, "--every", help=f"New interval instead of a cron ({DURATION_HELP})"),
     tz: str = typer.Option(None, "--tz", help="IANA time zone of the cron"),
-    before: str = typer.Option(None, "--before", help="Margin before each nominal time (ISO 8601)"),
-    after: str = typer.Option(None, "--after", help="Margin after each nominal time (ISO 8601)"),
+    before: str = typer.Option(None, "--before", help=f"Margin before each nominal time ({DURATION_HELP})"),
+    after: str = typer.Option(None, "--after", help=f"Margin after each nominal time ({DURATION_HELP})"),
     risk_mode: str = typer.Option(None, "--risk-mode", help="CONSERVATIVE, NEUTRAL or AGGRESSIVE"),
     arg: list[str] = typer.Option([], "--arg", help="Replace the args: key=value (repeatable)"),
     as_json: bool = JsonOpt,
@@ -29,10 +30,10 @@ def recurring_update(
         for k, v in {
             "job_template_id": template,
             "cron": cron,
-            "interval": every,
+            "interval": None if every is None else iso_duration(every, "--every"),
             "time_zone": tz,
-            "margin_before": before,
-            "margin_after": after,
+            "margin_before": None if before is None else iso_duration(before, "--before"),
+            "margin_after": None if after is None else iso_duration(after, "--after"),
             "risk_mode": risk_mode.upper() if risk_mode else None,
         }.items()
         if v is not None

@@ -27,9 +27,9 @@ def runs_rerun(
     now = datetime.now(UTC)
     body: dict[str, Any] = {}
     if at:
-        body["intended_time"] = parse_time(at, now).isoformat()
+        body["intended_time"] = parse_time(at, now, "--at").isoformat()
     if earliest:
-        body["earliest_start"] = parse_time(earliest, now).isoformat()
+        body["earliest_start"] = parse_time(earliest, now, "--earliest").isoformat()
     api = Api()
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     created = api.json("POST", f"/v1/runs/{run_id}/rerun", json=body, headers=headers)

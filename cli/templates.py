@@ -10,7 +10,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cli.client import Api, JsonOpt, _dump, _kv, _when, out
+from cli.client import Api, JsonOpt, WideOpt, _dump, _kv, _when, out
+from cli.fmt import Col, fitted_table, parse_duration
 
 templates_app = typer.Typer(
     help="Job templates: an app, default args, data and a fleet template (versioned)", no_args_is_help=True
@@ -94,14 +95,23 @@ def _detail(t: dict) -> Table:
     return tb
 
 
+def _seconds(text: str | None, option: str) -> int | None:
+    """A duration option (``30m``, ``PT1H`` or plain seconds) as whole seconds."""
+    return None if text is None else round(parse_duration(text, option, bare_seconds=True).total_seconds())
+
+
 Opts = dict(
     name=typer.Option(None, "--name", help="Template name (unique per client)"),
     artifact=typer.Option(None, "--artifact", "-a", help="App artifact id (orch artifacts upload)"),
     fleet=typer.Option(None, "--fleet", help="EC2 instance type, e.g. m5.xlarge"),
     arg=typer.Option([], "--arg", help="Default app argument key=value (repeatable)"),
     data_uri=typer.Option(None, "--data-uri", help="s3://bucket/prefix"),
-    expected_runtime=typer.Option(None, "--expected-runtime", help="Seconds (until runs give history)"),
-    max_runtime=typer.Option(None, "--max-runtime", help="Seconds: a run past it ends TIMED_OUT"),
+    expected_runtime=typer.Option(
+        None, "--expected-runtime", metavar="DURATION", help="Until runs give history: 30m, PT1H or seconds"
+    ),
+    max_runtime=typer.Option(
+        None, "--max-runtime", metavar="DURATION", help="A run past it ends TIMED_OUT: 2h, PT2H or seconds"
+    ),
     region=typer.Option(None, "--region", help="Home region"),
     regions=typer.Option([], "--regions", help="Narrow the allowed regions (repeatable)"),
     file=typer.Option(None, "--file", "-f", help="A JSON template body; flags override its fields"),
@@ -115,15 +125,18 @@ def create(
     fleet: str = Opts["fleet"],
     arg: list[str] = Opts["arg"],
     data_uri: str = Opts["data_uri"],
-    expected_runtime: int = Opts["expected_runtime"],
-    max_runtime: int = Opts["max_runtime"],
+    expected_runtime: str = Opts["expected_runtime"],
+    max_runtime: str = Opts["max_runtime"],
     region: str = Opts["region"],
     regions: list[str] = Opts["regions"],
     file: Path = Opts["file"],
     as_json: bool = JsonOpt,
 ) -> None:
     """Create a job template (version 1)."""
-    body = _body(file, name, artifact, fleet, arg, data_uri, expected_runtime, max_runtime, region, regions)
+    body = _body(
+        file, name, artifact, fleet, arg, data_uri, _seconds(expected_runtime, "--expected-runtime"),
+        _seconds(max_runtime, "--max-runtime"), region, regions,
+    )  # fmt: skip
     missing = [f for f in ("name", "app_artifact_id", "fleet_template_id") if f not in body]
     if missing:
         raise typer.BadParameter(
@@ -139,6 +152,7 @@ def create(
 def list_(
     active: bool = typer.Option(False, "--active", help="Only templates that take new jobs (not retired)"),
     limit: int = typer.Option(50, help="How many, newest first"),
+    wide: bool = WideOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Your job templates, newest first."""
@@ -148,21 +162,26 @@ def list_(
     page = Api().json("GET", "/v1/job-templates", params=params)
     if as_json:
         return _dump(page)
-    t = Table(title=f"{len(page['items'])} template(s)")
-    for col in ("id", "name", "version", "status", "artifact", "fleet", "region", "created"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for x in page["items"]:
-        t.add_row(
-            x["id"],
-            x["name"],
-            str(x.get("version", 1)),
-            x.get("status", "active"),
-            x["app_artifact_id"],
-            x["fleet_template_id"],
-            x.get("region") or "-",
-            _when(x["created_at"]),
+        rows.append(
+            (
+                x["id"],
+                x["name"],
+                str(x.get("version", 1)),
+                x.get("status", "active"),
+                x["app_artifact_id"],
+                x["fleet_template_id"],
+                x.get("region") or "-",
+                _when(x["created_at"]),
+            )
         )
-    out.print(t)
+    cols = (
+        Col("id", keep=100, ident=True), Col("name", keep=90), Col("version", keep=60),
+        Col("status", keep=80), Col("artifact", keep=30, ident=True), Col("fleet", keep=50),
+        Col("region", keep=70), Col("created", keep=20),
+    )  # fmt: skip
+    fitted_table(out, cols, rows, title=f"{len(page['items'])} template(s)", wide=wide)
 
 
 @templates_app.command("get")
@@ -182,8 +201,8 @@ def update(
     fleet: str = Opts["fleet"],
     arg: list[str] = Opts["arg"],
     data_uri: str = Opts["data_uri"],
-    expected_runtime: int = Opts["expected_runtime"],
-    max_runtime: int = Opts["max_runtime"],
+    expected_runtime: str = Opts["expected_runtime"],
+    max_runtime: str = Opts["max_runtime"],
     region: str = Opts["region"],
     regions: list[str] = Opts["regions"],
     file: Path = Opts["file"],
@@ -191,7 +210,10 @@ def update(
 ) -> None:
     """Change a template: makes a new version (runs already planned keep theirs). --arg replaces the
     default args as a whole."""
-    body = _body(file, name, artifact, fleet, arg, data_uri, expected_runtime, max_runtime, region, regions)
+    body = _body(
+        file, name, artifact, fleet, arg, data_uri, _seconds(expected_runtime, "--expected-runtime"),
+        _seconds(max_runtime, "--max-runtime"), region, regions,
+    )  # fmt: skip
     if not body:
         raise typer.BadParameter("nothing to change: give at least one option (or --file)")
     t = Api().json("PATCH", f"/v1/job-templates/{template_id}", json=body)
@@ -211,22 +233,27 @@ def delete(template_id: str, as_json: bool = JsonOpt) -> None:
 
 
 @templates_app.command("versions")
-def versions(template_id: str, as_json: bool = JsonOpt) -> None:
+def versions(template_id: str, wide: bool = WideOpt, as_json: bool = JsonOpt) -> None:
     """Every version of a template, newest first."""
     vs = Api().json("GET", f"/v1/job-templates/{template_id}/versions")
     if as_json:
         return _dump(vs)
-    t = Table(title=f"{template_id}: {len(vs)} version(s)")
-    for col in ("version", "made", "name", "artifact", "fleet", "args", "expected runtime (s)"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for v in vs:
-        t.add_row(
-            str(v["version"]),
-            _when(v["created_at"]),
-            v["name"],
-            v["app_artifact_id"],
-            v["fleet_template_id"],
-            _value(v.get("default_args")),
-            _value(v.get("expected_runtime_sec")),
+        rows.append(
+            (
+                str(v["version"]),
+                _when(v["created_at"]),
+                v["name"],
+                v["app_artifact_id"],
+                v["fleet_template_id"],
+                _value(v.get("default_args")),
+                _value(v.get("expected_runtime_sec")),
+            )
         )
-    out.print(t)
+    cols = (
+        Col("version", keep=100), Col("made", keep=60), Col("name", keep=50),
+        Col("artifact", keep=70, ident=True), Col("fleet", keep=65), Col("args", keep=40),
+        Col("expected runtime (s)", keep=45),
+    )  # fmt: skip
+    fitted_table(out, cols, rows, title=f"{template_id}: {len(vs)} version(s)", wide=wide)

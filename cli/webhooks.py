@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from cli.client import Api, JsonOpt, _dump, _when, out
+from cli.client import Api, JsonOpt, WideOpt, _dump, _when, out
+from cli.fmt import Col, fitted_table
 
 webhooks_app = typer.Typer(
     help="Webhook endpoints: where run events are POSTed, signed", no_args_is_help=True
@@ -20,20 +21,24 @@ def _events(e: Any) -> str:
     return ", ".join(e) if isinstance(e, list) else str(e or "-")
 
 
-def _table(items: list[dict]) -> Table:
-    t = Table(title=f"{len(items)} webhook(s)")
-    for col in ("id", "url", "events", "status", "description", "created"):
-        t.add_column(col, overflow="fold")
+def _table(items: list[dict], wide: bool = False) -> None:
+    rows = []
     for w in items:
-        t.add_row(
-            w["id"],
-            w.get("url", "-"),
-            _events(w.get("event_types")),
-            str(w.get("status") or ("enabled" if w.get("enabled", True) else "disabled")),
-            w.get("description") or "-",
-            _when(w.get("created_at")),
+        rows.append(
+            (
+                w["id"],
+                w.get("url", "-"),
+                _events(w.get("event_types")),
+                str(w.get("status") or ("enabled" if w.get("enabled", True) else "disabled")),
+                escape(w.get("description") or "-"),
+                _when(w.get("created_at")),
+            )
         )
-    return t
+    cols = (
+        Col("id", keep=100, ident=True), Col("url", keep=90), Col("events", keep=60), Col("status", keep=80),
+        Col("description", keep=30), Col("created", keep=20),
+    )  # fmt: skip
+    fitted_table(out, cols, rows, title=f"{len(items)} webhook(s)", wide=wide)
 
 
 def _items(page: Any) -> list[dict]:
@@ -41,12 +46,12 @@ def _items(page: Any) -> list[dict]:
 
 
 @webhooks_app.command("list")
-def list_(as_json: bool = JsonOpt) -> None:
+def list_(wide: bool = WideOpt, as_json: bool = JsonOpt) -> None:
     """Your webhook endpoints."""
     page = Api().json("GET", "/v1/webhooks")
     if as_json:
         return _dump(page)
-    out.print(_table(_items(page)))
+    _table(_items(page), wide)
 
 
 @webhooks_app.command("create")
@@ -80,7 +85,7 @@ def get(webhook_id: str, as_json: bool = JsonOpt) -> None:
     w = Api().json("GET", f"/v1/webhooks/{webhook_id}")
     if as_json:
         return _dump(w)
-    out.print(_table([w]))
+    _table([w])
 
 
 @webhooks_app.command("update")
@@ -104,7 +109,7 @@ def update(
     w = Api().json("PATCH", f"/v1/webhooks/{webhook_id}", json=body)
     if as_json:
         return _dump(w)
-    out.print(_table([w]))
+    _table([w])
     return None
 
 
@@ -131,25 +136,32 @@ def test(webhook_id: str, as_json: bool = JsonOpt) -> None:
 
 @webhooks_app.command("deliveries")
 def deliveries(
-    webhook_id: str, limit: int = typer.Option(50, help="How many, newest first"), as_json: bool = JsonOpt
+    webhook_id: str,
+    limit: int = typer.Option(50, help="How many, newest first"),
+    wide: bool = WideOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """The delivery log of an endpoint: each event, attempt, answer and when."""
     page = Api().json("GET", f"/v1/webhooks/{webhook_id}/deliveries", params={"limit": limit})
     if as_json:
         return _dump(page)
     items = _items(page)
-    t = Table(title=f"{len(items)} deliveries")
-    for col in ("id", "event", "type", "status", "attempts", "answer", "when"):
-        t.add_column(col, overflow="fold")
+    rows = []
     for d in items:
-        t.add_row(
-            str(d.get("id", "-")),
-            str(d.get("event_id", "-")),
-            str(d.get("event_type", "-")),
-            str(d.get("status", "-")),
-            str(d.get("attempts", d.get("attempt", "-"))),
-            str(d.get("last_status_code") or d.get("last_error") or "-"),
-            _when(d.get("delivered_at") or d.get("created_at")),
+        rows.append(
+            (
+                str(d.get("id", "-")),
+                str(d.get("event_id", "-")),
+                str(d.get("event_type", "-")),
+                str(d.get("status", "-")),
+                str(d.get("attempts", d.get("attempt", "-"))),
+                str(d.get("last_status_code") or d.get("last_error") or "-"),
+                _when(d.get("delivered_at") or d.get("created_at")),
+            )
         )
-    out.print(t)
+    cols = (
+        Col("id", keep=100, ident=True), Col("event", keep=40, ident=True), Col("type", keep=80),
+        Col("status", keep=90), Col("attempts", keep=50), Col("answer", keep=60), Col("when", keep=70),
+    )  # fmt: skip
+    fitted_table(out, cols, rows, title=f"{len(items)} deliveries", wide=wide)
     return None

@@ -33,6 +33,9 @@ def preview(
     session: SessionDep,
     services: ServicesDep,
     format: Annotated[Literal["json", "svg"], Query(description="svg: chart of the window")] = "json",
+    top: Annotated[
+        int, Query(ge=1, le=100, description="json: how many of the best candidates `candidates` lists")
+    ] = 5,
 ):
     if format == "svg":
         # bounded per client and in all (api/charts.py); planned and drawn in this threadpool thread
@@ -42,7 +45,7 @@ def preview(
                 session, services.settings, p, body.earliest_start, body.latest_finish
             )
         return Response(svg, media_type="image/svg+xml")
-    p = _preview(body, client, session, services, top_k=5)
+    p = _preview(body, client, session, services, top_k=top)
     return planning.preview_out(p.plan, home_region(p.template, p.client))
 
 

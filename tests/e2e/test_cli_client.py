@@ -42,9 +42,12 @@ def test_submit_watch_logs_get_list_succeeded(stack, tenant):
     assert r.returncode == 0, r.stderr
     run_id = json.loads(r.stdout)["run_id"]
 
-    w = orch(stack, key, "runs", "watch", run_id, "--interval", "0.3", "--timeout", "90")
+    w = orch(stack, key, "runs", "watch", run_id, "--interval", "0.3", "--timeout", "90s")
     assert w.returncode == 0, w.stdout + w.stderr
     assert "SUCCEEDED" in w.stdout
+    # piped: one line per state, each with a UTC timestamp, no ANSI codes or carriage returns
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  ", line) for line in w.stdout.splitlines())
+    assert "\x1b" not in w.stdout and "\r" not in w.stdout
 
     logs = orch(stack, key, "runs", "logs", run_id, "--follow", "--interval", "0.3")
     assert logs.returncode == 0 and "DONE" in logs.stdout, logs.stdout + logs.stderr
@@ -141,7 +144,7 @@ def test_help_shows_no_metavar_for_flags():
     assert r.returncode == 0
     json_line = next(line for line in r.stdout.splitlines() if "--json" in line)
     assert "<bool>" not in json_line
-    assert "<float>" in next(line for line in r.stdout.splitlines() if "--timeout" in line)
+    assert "DURATION" in next(line for line in r.stdout.splitlines() if "--timeout" in line)
 
 
 def test_demo_prints_key_next_steps_and_a_human_summary(stack):
