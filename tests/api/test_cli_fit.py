@@ -20,8 +20,8 @@ from cli.fmt import parse_duration
 from core.s3 import s3_client
 from fleets.logstore import log_key
 from models.db import Run
-from tests.api.test_cli_resources import js, live_url, orch  # noqa: F401  (live_url is a fixture)
 from tests.support.api import engine_for, insert_job_and_run, setup_template
+from tests.support.cli import js, orch
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  ")
 

@@ -5,50 +5,10 @@ URL called."""
 
 from __future__ import annotations
 
-import json
-import threading
 import zipfile
-from collections.abc import Iterator
 
-import pytest
-import uvicorn
-from typer.testing import CliRunner
-
-from api.main import create_app
-from cli import app as orch_app
-from cli.devstack import free_ports, wait_for
+from tests.support.cli import js, orch
 from tests.support.common import ADMIN_KEY
-
-
-@pytest.fixture(scope="module")
-def live_url(api_settings, temporal_dev_server) -> Iterator[str]:
-    settings = api_settings.model_copy(
-        update={
-            "temporal_address": f"127.0.0.1:{temporal_dev_server.ports['grpc']}",
-            "temporal_task_queue": "no-worker-cli",
-        }
-    )
-    port = free_ports(1)[0]
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 60, "the in-process API")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
-
-
-def orch(url: str, key: str | None, *args: str, admin: str | None = None, columns: int = 250):
-    env = {"ORCH_URL": url, "ORCH_API_KEY": key, "ORCH_ADMIN_API_KEY": admin, "COLUMNS": str(columns)}
-    return CliRunner().invoke(orch_app, list(args), env=env, catch_exceptions=False)
-
-
-def js(result) -> dict | list:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def test_clients_commands_with_the_admin_key(live_url):

@@ -40,8 +40,12 @@ async def test_runs_left_cancelling_end_cancelled(no_worker_api, api_settings, t
             )
             await handle.terminate("test")
         ctx = MaintenanceContext(settings, db, temporal)
-        _, summary = await MAINTENANCE_TASKS["reconcile_runs"](ctx, {})
-        assert summary["closed"] >= 3, summary
+        # the session's DB holds other modules' runs too: page through every non-final run once (bounded)
+        state: dict = {}
+        for _ in range(1000):
+            state, _summary = await MAINTENANCE_TASKS["reconcile_runs"](ctx, state)
+            if not state["after"]:
+                break
         with db.session() as s:
             rows = {r: s.get_one(Run, r) for r in (gone, closed, failed)}
             assert rows[gone].status == "CANCELLED", rows[gone].status_reason
