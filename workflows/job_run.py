@@ -654,9 +654,13 @@ _Z90 = NormalDist().inv_cdf(0.9)
 _N = NormalDist()
 
 
+_MAX_LOG_SEC = math.log(1e10)  # ~317 years: every figure stays a finite timedelta
+
+
 def _conditional_p90(p50: float, p90: float, elapsed: float) -> float:
     """p90 of the runtime (s) of a run still running after ``elapsed`` s: lognormal through p50 and p90
-    (the planner's model), conditioned on T > elapsed. Pure math (deterministic in a workflow)."""
+    (the planner's model), conditioned on T > elapsed. Pure math (deterministic in a workflow). Always finite:
+    a run far past its model (p50 0.5 s from a history of quick runs, 20 s elapsed) must not fail the task."""
     p50 = max(p50, 1e-3)
     sigma = math.log(max(p90, p50) / p50) / _Z90
     if sigma <= 1e-9:
@@ -664,9 +668,9 @@ def _conditional_p90(p50: float, p90: float, elapsed: float) -> float:
     mu = math.log(p50)
     survive = 1.0 if elapsed <= 0 else _N.cdf(-(math.log(elapsed) - mu) / sigma)
     tail = 0.1 * survive
-    if tail <= 1e-300:
-        return math.inf
-    return max(math.exp(mu - sigma * _N.inv_cdf(tail)), elapsed)
+    if tail < 1e-12:  # far past anything the model expects (it no longer tells): scale what has been seen
+        return elapsed * max(p90, p50) / p50
+    return max(math.exp(min(mu - sigma * _N.inv_cdf(tail), _MAX_LOG_SEC)), elapsed)
 
 
 def _risk_elapsed(p50: float, p90: float, budget: float) -> float | None:
