@@ -17,13 +17,15 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(PY) -m cli dev
 
-## The whole test suite (starts every server it needs)
+## The whole test suite (starts every server it needs): the quick tests on two processes (pytest-xdist, each
+## with its own servers), then the slow ones (process stacks, chaos, browser) one at a time
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -m slow
 
 ## The inner loop: every test not marked slow (no stacks of API/worker processes, no e2e, chaos or browser)
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 -m "not slow"
 
 ## Every package is type-checked; ruff (lint + format) covers the whole tree, tests, bench and scripts included
 TYPED := api services activities workflows models carbon scheduling fleets core cli worker.py
