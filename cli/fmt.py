@@ -201,7 +201,7 @@ def fitted_table(
             break
         if not order:  # even the essential columns do not fit: a block per row
             if title:
-                console.print(title, style="italic")
+                console.print(title, style="italic", width=width)
             # plain text, each line's padding stripped: only a line holding a long id runs past the edge
             lines = _render(record_table(cols, rows), width)
             console.file.write("".join(line.rstrip() + "\n" for line in lines))
@@ -212,7 +212,9 @@ def fitted_table(
     console.print(t, width=width, crop=False)
     if hidden:
         names = ", ".join(cols[i].header for i in sorted(hidden))
-        console.print(f"({names} left out at {width} columns: --wide shows every column)", style="dim")
+        # at the fitted width, not the console's (created once, perhaps before COLUMNS was what it is now)
+        note = f"({names} left out at {width} columns: --wide shows every column)"
+        console.print(note, style="dim", width=width)
 
 
 # ---------- timestamped lines ----------
