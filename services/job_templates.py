@@ -149,7 +149,8 @@ def update_template(
         session.add(_snapshot(t))
         session.flush()
     except IntegrityError as exc:  # a concurrent PATCH made this version first, or took the name
-        raise Conflict(f"job template {t.id} was changed concurrently; read it and retry") from exc
+        # template_id, not t.id: the failed flush rolled the session back and t's attributes are expired
+        raise Conflict(f"job template {template_id} was changed concurrently; read it and retry") from exc
     return t
 
 

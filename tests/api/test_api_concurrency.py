@@ -345,3 +345,61 @@ def test_sessions_carry_the_timeouts(api_settings):
                 assert schema in s.execute(text("SHOW search_path")).scalar()
     finally:
         db.dispose()
+
+
+def test_same_template_patches_mixed_with_writes_keep_versions_whole_and_healthz_quick(stack, tenant):
+    """Issue 19's writes under contention (SQLite and PostgreSQL, a real API process): 12 PATCHes of ONE
+    template, mixed with reruns, webhook creations and submissions, with /healthz polled from another
+    thread. No 5xx; each PATCH is a new version or a 409 to retry; the versions stay 1..N with no gap and
+    no copy; /healthz answers 200 within 2 s throughout (no handler waits on the DB on the event loop)."""
+    h, base_tpl = tenant
+    art = artifact_of(stack, h, base_tpl)
+    tpl = stack.http.post("/v1/job-templates", json=template_body(art, f"contended-{time.monotonic_ns()}"),
+                          headers=h).json()["id"]  # fmt: skip
+    first = stack.http.post("/v1/jobs", json=job_body(tpl, 0), headers=h)
+    assert first.status_code == 201, first.text
+    run_id = first.json()["run_id"]
+
+    async def go():
+        async with httpx.AsyncClient(base_url=stack.base, timeout=60, headers=h) as c:
+            tasks = [
+                _timed(c, "PATCH", f"/v1/job-templates/{tpl}", json={"expected_runtime_sec": 700 + i})
+                for i in range(12)
+            ]
+            tasks += [_timed(c, "POST", f"/v1/runs/{run_id}/rerun") for _ in range(4)]
+            tasks += [
+                _timed(c, "POST", "/v1/webhooks", json={"url": f"http://127.0.0.1:9/hook-{i}"})
+                for i in range(4)
+            ]
+            tasks += [_timed(c, "POST", "/v1/jobs", json=job_body(tpl, i)) for i in range(1, 9)]
+            return await asyncio.gather(*tasks)
+
+    health: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(base_url=stack.base, timeout=30) as hc:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                health.append((hc.get("/healthz").status_code, time.monotonic() - t0))
+                stop.wait(0.05)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        results = asyncio.run(go())
+    finally:
+        stop.set()
+        poller.join(30)
+    assert not [r for r in results if r[0] >= 500], results
+    patches = results[:12]
+    assert {s for s, _, _ in patches} <= {200, 409}, patches
+    assert all(s == 201 for s, _, _ in results[12:]), results[12:]
+    versions = stack.http.get(f"/v1/job-templates/{tpl}/versions", headers=h).json()
+    numbers = sorted(v["version"] for v in versions)
+    assert numbers == list(range(1, len(numbers) + 1)), numbers
+    assert len(numbers) == 1 + sum(s == 200 for s, _, _ in patches), (numbers, patches)
+    current = stack.http.get(f"/v1/job-templates/{tpl}", headers=h).json()
+    assert current["version"] == numbers[-1]
+    assert health and {s for s, _ in health} == {200}
+    assert max(t for _, t in health) < 2.0, max(t for _, t in health)
