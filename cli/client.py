@@ -33,7 +33,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import fmt
-from cli.fmt import Col, fitted_table, parse_duration
+from cli.fmt import Col, fitted_table, parse_duration, read_json_object
 from models.domain import TERMINAL_STATUSES, RunStatus
 
 OK, RUN_UNSUCCESSFUL, USAGE, REFUSED, UNAVAILABLE, TIMEOUT = 0, 1, 2, 3, 4, 124
@@ -302,14 +302,7 @@ def jobs_submit(
     as_json: bool = JsonOpt,
 ) -> None:
     """Submit a job: ONE_TIME at a time, or RESCHEDULABLE anywhere in a window."""
-    body: dict[str, Any] = {}
-    if file:
-        try:
-            body = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
-        if not isinstance(body, dict):
-            raise typer.BadParameter(f"{file} must hold a JSON object (a job request)")
+    body: dict[str, Any] = read_json_object(file, "a job request") if file else {}
     if template:
         body["job_template_id"] = template
     if "job_template_id" not in body:

@@ -9,12 +9,14 @@ duration ...``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 import typer
@@ -93,6 +95,17 @@ class Col:
     keep: int = 0
     ident: bool = False
     justify: str = "left"
+
+
+def read_json_object(file: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``file`` (a ``--file`` option's request body); a usage error naming the file."""
+    try:
+        body = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
+    if not isinstance(body, dict):
+        raise typer.BadParameter(f"{file} must hold a JSON object ({what})")
+    return body
 
 
 def terminal_width() -> int | None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.client import Api, JsonOpt, WideOpt, _dump, _kv, _when, out
-from cli.fmt import Col, fitted_table, parse_duration
+from cli.fmt import Col, fitted_table, parse_duration, read_json_object
 
 templates_app = typer.Typer(
     help="Job templates: an app, default args, data and a fleet template (versioned)", no_args_is_help=True
@@ -43,14 +42,7 @@ def _body(
     region: str | None,
     regions: list[str],
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if file:
-        try:
-            body = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise typer.BadParameter(f"cannot read {file}: {exc}") from exc
-        if not isinstance(body, dict):
-            raise typer.BadParameter(f"{file} must hold a JSON object (a job template)")
+    body: dict[str, Any] = read_json_object(file, "a job template") if file else {}
     given = {
         "name": name,
         "app_artifact_id": artifact,
