@@ -318,6 +318,11 @@ def _region_options(
     return options, notes
 
 
+def _pct(x: float) -> float:
+    """A percentage to 2 decimals, never -0.0 (float noise below the baseline shows as "-0.0" otherwise)."""
+    return round(x, 2) + 0.0
+
+
 def candidate_doc(c: Candidate) -> dict:
     return {
         "proposed_start": c.start.isoformat(),
@@ -327,10 +332,10 @@ def candidate_doc(c: Candidate) -> dict:
         "scores": {"carbon": round(c.carbon, 4), "risk": round(c.risk, 4), "slack": round(c.slack, 4)},
         "objective": round(c.objective, 6),
         "estimated_gco2e": round(c.emissions_g, 3),
-        "saving_vs_earliest_pct": round(c.saving_vs_earliest_pct, 2),
+        "saving_vs_earliest_pct": _pct(c.saving_vs_earliest_pct),
         # the same expected saving with its forecast uncertainty ("12 % +- 5 %") and P(saving > 0)
-        "expected_saving_pct": round(c.saving_vs_earliest_pct, 2),
-        "saving_sigma_pct": round(c.saving_sigma_pct, 2),
+        "expected_saving_pct": _pct(c.saving_vs_earliest_pct),
+        "saving_sigma_pct": _pct(c.saving_sigma_pct),
         "prob_saving": round(c.prob_saving, 4),
         "expected_lost_run_gco2e": round(c.lost_run_g, 3),
         **({"region": c.region} if c.region is not None else {}),
@@ -339,7 +344,7 @@ def candidate_doc(c: Candidate) -> dict:
             {
                 "paired_days": c.paired_days,
                 "paired_days_saved": c.paired_days_saved,
-                "paired_mean_saving_pct": round(c.paired_mean_saving_pct or 0.0, 2),
+                "paired_mean_saving_pct": _pct(c.paired_mean_saving_pct or 0.0),
             }
             if c.paired_days
             else {}

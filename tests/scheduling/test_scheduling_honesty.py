@@ -457,3 +457,16 @@ def test_plan_for_run_reports_the_gate_and_the_uncertainty(tmp_path):
     res = plan("eu-north-1", e, e + 22 * H)
     assert res.start == e and res.doc["expected_saving_pct"] == 0
     assert "every feasible start emits the same" in res.rationale
+
+
+def test_candidate_documents_never_show_minus_zero():
+    """A start that saves nothing by float noise (-1e-15 %) is documented as 0.0, not -0.0."""
+    from datetime import UTC, datetime
+
+    from scheduling.scoring import Candidate
+    from services.planning import candidate_doc
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    doc = candidate_doc(Candidate(t, t, t, -0.0, 0.0, 1.0, 0.0, 1.0, -1e-15, -0.0, 0.5, 0.0, "us-east-1"))
+    assert str(doc["saving_vs_earliest_pct"]) == "0.0" and str(doc["expected_saving_pct"]) == "0.0"
+    assert str(doc["saving_sigma_pct"]) == "0.0"
