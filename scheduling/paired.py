@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
@@ -39,6 +39,7 @@ __all__ = [
     "PairedHistory",
     "PairedSkill",
     "allowed",
+    "band_of",
     "paired_figures",
     "paired_history",
     "paired_skill",
@@ -69,6 +70,8 @@ class PairedSkill:
     days: int = DEFAULT_DAYS
     reason: str = ""
     min_t: float = DEFAULT_MIN_T
+    # (calendar month, UTC hour at the centre of a 6-hour band, why): the zone stays at its baseline there
+    seasons_off: tuple[tuple[int, int, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_mean_saving_pct) and self.min_mean_saving_pct >= 0):
@@ -79,6 +82,20 @@ class PairedSkill:
             raise ValueError(f"min_t must be >= 0, got {self.min_t}")
         if not 1 <= self.days <= CYCLE_DAYS:
             raise ValueError(f"days must be in 1..{CYCLE_DAYS}, got {self.days}")
+        if any(not (1 <= m <= 12 and 0 <= h < 24) for m, h, _ in self.seasons_off):
+            raise ValueError(f"seasons_off needs (month 1..12, hour 0..23, reason), got {self.seasons_off}")
+
+    def at(self, t: datetime) -> PairedSkill:
+        """The rule for a plan whose baseline start is ``t``: shifting is off in a season (calendar month and
+        6-hour band of the day, UTC) the table switches off for this zone (its reason then says why), else
+        the zone's rule unchanged."""
+        if not self.allowed or not self.seasons_off:
+            return self
+        u = t.astimezone(UTC)
+        for month, centre, why in self.seasons_off:
+            if month == u.month and band_of(u.hour) == band_of(centre):
+                return replace(self, allowed=False, reason=why)
+        return self
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -91,6 +108,12 @@ class PairedSkill:
             "min_t": self.min_t,
             **({"reason": self.reason} if self.reason else {}),
         }
+
+
+def band_of(hour: int) -> int:
+    """The 6-hour band of the day (UTC) of ``hour``: 0 = 22-04 h, 1 = 04-10 h, 2 = 10-16 h, 3 = 16-22 h (the
+    bands are centred on the skill table's scenario hours 01, 07, 13 and 19 UTC)."""
+    return ((hour - 22) % 24) // 6
 
 
 @lru_cache(maxsize=1)
@@ -119,6 +142,9 @@ def paired_skill(zone: str | None, fold: int | None = None) -> PairedSkill:
         days=int(th.get("days", DEFAULT_DAYS)),
         min_t=float(th.get("min_t", DEFAULT_MIN_T)),
         reason=str(zrow.get("reason", "")),
+        seasons_off=tuple(
+            sorted((int(o["month"]), int(o["hour"]), str(o["reason"])) for o in zrow.get("seasons_off", []))
+        ),
     )
 
 

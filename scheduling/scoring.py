@@ -63,7 +63,7 @@ from scipy.special import ndtr
 
 from models.domain import Capacity, RiskMode
 from scheduling.carbon import CarbonSeries
-from scheduling.paired import PairedHistory, paired_figures
+from scheduling.paired import PairedHistory, PairedSkill, paired_figures
 from scheduling.paired import allowed as paired_allowed
 
 __all__ = [
@@ -662,11 +662,11 @@ def plan_regions(
     p_done = np.zeros((R, n_feas), dtype=bool)
     p_n = 0
     if paired is not None:  # history-based forecast: same-day paired savings decide instead
-        hists, days, ref, base_b, summary = paired
+        hists, days, ref, base_b, sk = paired
+        assert hists[0] is not None
+        summary = {**sk.summary(), "paired_days": int(days.size), "history": hists[0].year_label}
         rule = {**summary, "max_risk_pts_per_saving_pct": rule["max_risk_pts_per_saving_pct"]}
         p_n = int(days.size)
-        assert hists[0] is not None
-        sk = hists[0].skill
         in_rule = np.array([h is not None for h in hists])
         eligible[in_rule] = False
         p_done[0, b] = True  # the baseline against itself: 0 of the days, mean 0
@@ -783,10 +783,11 @@ def plan_regions(
 
 def _paired_context(
     options: Sequence[RegionOption], E: datetime, s: np.ndarray, p50: float, b: int, pol: Policy
-) -> tuple[list[PairedHistory | None], np.ndarray, datetime, np.ndarray, dict[str, Any]] | None:
+) -> tuple[list[PairedHistory | None], np.ndarray, datetime, np.ndarray, PairedSkill] | None:
     """What the paired rule (:mod:`scheduling.paired`) needs when the home region's forecast is
     history-based: each region's history (None: that region's forecast gate decides), the paired days, the
-    reference time, the baseline's integral on each day and the rule's summary. None = not applicable."""
+    reference time, the baseline's integral on each day and the home zone's rule at the plan's month.
+    None = not applicable."""
     home = options[0].series.paired
     if not pol.use_paired or home is None:
         return None
@@ -797,8 +798,7 @@ def _paired_context(
         home.integrals(E, s[-1:], p50, days, ref)  # the whole window fits the history's wrap
     except ValueError:
         return None  # a window longer than the history's wrap: the forecast gate decides
-    summary = {**home.skill.summary(), "paired_days": int(days.size), "history": home.year_label}
-    return [o.series.paired for o in options], days, ref, base_b, summary
+    return [o.series.paired for o in options], days, ref, base_b, home.skill.at(ref)
 
 
 def _same_grid_groups(subs: Sequence[CarbonSeries]) -> list[list[int]]:

@@ -19,6 +19,12 @@ Method (every figure out of sample):
   ``MIN_ZONE_SHARE`` (0.5) in the reference scenario (30 min at 01:00), ``MIN_ZONE_MEAN_SHARE`` (0.3) on
   average over the scenarios, and no scenario loses more than ``MAX_SCENARIO_LOSS`` (0.05) of its oracle
   saving.
+- Season: a zone that may shift still stays at its baseline in a calendar month and 6-hour band of the day
+  (centred on a scenario hour) whose two neighbouring months, out of sample, kept less than
+  ``MIN_SEASON_SHARE`` (0.2) of the oracle's saving for that hour's jobs (30 and 60 min together)
+  (``seasons_off``): where the rule had no track record just before and just after, a move on the month's
+  own history is a guess (German and Brazilian winter nights: the shape of the night changes with the
+  weather, not the clock). Judged from the neighbours, never from the month itself.
 - ``folds``: the same selection made without each month (nested: the inner decisions also leave out their
   own month), for ``orch backtest --forecast embedded --out-of-sample``: month m's decisions use history
   and thresholds fitted without month m.
@@ -60,6 +66,8 @@ MIN_ZONE_SHARE = 0.5  # the reference scenario's out-of-sample share a zone need
 MIN_ZONE_MEAN_SHARE = 0.3  # ... its mean over all scenarios ...
 MAX_SCENARIO_LOSS = 0.05  # ... and no scenario may lose more than this share of its oracle saving
 SCORE_TOLERANCE = 0.02
+MIN_SEASON_SHARE = 0.2  # a month stays at the baseline when its neighbours kept less than this, out of sample
+MONTH_NAMES = "January February March April May June July August September October November December".split()
 
 
 class Scenario:
@@ -190,6 +198,37 @@ def zone_rows(res: dict, zones: list[str], g) -> dict:
     return out
 
 
+def seasons_off(res: dict, zone: str, g, months: list[int]) -> list[dict]:
+    """The (month of ``months``, scenario hour) seasons in which ``zone`` stays at its baseline: the
+    out-of-sample share of the oracle's saving the rule (thresholds ``g``) kept in the two neighbouring
+    months for that hour's jobs is below ``MIN_SEASON_SHARE``. A neighbour missing from ``res`` (the
+    held-out month of a fold) is skipped; with no neighbour the season stays on."""
+    out: list[dict] = []
+    for m in months:
+        for hour in sorted({h for _, h in SCENARIOS}):
+            scs = [s for s in SCENARIOS if s[1] == hour]
+            nb = [k for k in ((m - 2) % 12 + 1, m % 12 + 1) if k in res[(zone, scs[0])]["months"]]
+            saved = sum(res[(zone, s)]["months"][k]["saved"][g] for s in scs for k in nb)
+            oracle = sum(res[(zone, s)]["months"][k]["oracle"] for s in scs for k in nb)
+            if not nb or oracle <= 0 or saved / oracle >= MIN_SEASON_SHARE:
+                continue
+            names = " and ".join(MONTH_NAMES[k - 1] for k in nb)
+            band = f"{(hour - 3) % 24:02d}-{(hour + 3) % 24:02d} h UTC"
+            out.append(
+                {
+                    "month": m,
+                    "hour": hour,
+                    "reason": (
+                        f"in {MONTH_NAMES[m - 1]} at {band} the paired rule has no track record: out of "
+                        f"sample in 2023 it kept {saved / oracle:.2f} of the oracle's saving at these hours "
+                        f"in {names} (needed {MIN_SEASON_SHARE}): the shape of the day does not repeat "
+                        "reliably enough at this time of year to shift on history alone"
+                    ),
+                }
+            )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true")
@@ -238,7 +277,11 @@ def main() -> None:
         "zones": zone_rows(res, zones, g),
     }
     for z, row in table["zones"].items():
-        print(z, row)
+        if row["allowed"]:
+            row["seasons_off"] = seasons_off(res, z, g, list(range(1, 13)))
+    for z, row in table["zones"].items():
+        print(z, {k: v for k, v in row.items() if k != "seasons_off"})
+        print("   seasons off:", [(o["month"], o["hour"]) for o in row.get("seasons_off", [])])
     print("thresholds", table["thresholds"])
     if not args.no_folds:
         folds = {}
@@ -246,6 +289,9 @@ def main() -> None:
             rm = lomo(scs, {m}, grid, dn)
             gm = select(rm, zones, grid)
             zr = zone_rows(rm, zones, gm)
+            for z, row in zr.items():
+                if row["allowed"]:
+                    row["seasons_off"] = seasons_off(rm, z, gm, [m])
             folds[str(m)] = {
                 "thresholds": {
                     "min_mean_saving_pct": gm[0],
@@ -254,10 +300,17 @@ def main() -> None:
                     "days": dn,
                 },
                 "zones": {
-                    z: {k: v for k, v in r.items() if k in ("allowed", "reason")} for z, r in zr.items()
+                    z: {k: v for k, v in r.items() if k in ("allowed", "reason", "seasons_off")}
+                    for z, r in zr.items()
                 },
             }
-            print("fold", m, folds[str(m)]["thresholds"], [z for z, r in zr.items() if not r["allowed"]])
+            print(
+                "fold",
+                m,
+                folds[str(m)]["thresholds"],
+                [z for z, r in zr.items() if not r["allowed"]],
+                {z: [o["hour"] for o in r.get("seasons_off", [])] for z, r in zr.items() if r.get("seasons_off")},
+            )
         table["folds"] = folds
     text = json.dumps(table, indent=1, sort_keys=True) + "\n"
     if args.check:

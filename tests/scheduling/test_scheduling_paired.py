@@ -197,3 +197,48 @@ def test_out_of_sample_forecast_ignores_the_month_it_judges():
         )  # fmt: skip
         assert p_a.chosen.start == p_b.chosen.start
         assert [c.paired_days_saved for c in p_a.candidates] == [c.paired_days_saved for c in p_b.candidates]
+
+
+def test_a_season_switched_off_keeps_the_baseline_only_in_that_month_and_band():
+    """``seasons_off`` (month, 6-hour band): a night in that month stays put and says why; the same night a
+    month later, and the same month at midday, are judged by the rule as before."""
+    rule = PairedSkill(days=29, min_mean_saving_pct=0.0, min_share_saved=0.0)
+    why = "in March at 22-04 h UTC the paired rule has no track record"
+    off = PairedSkill(days=29, min_mean_saving_pct=0.0, min_share_saved=0.0, seasons_off=((3, 1, why),))
+    assert off.at(datetime(2025, 3, 10, 23, tzinfo=UTC)).allowed is False  # 23 h is in the 22-04 band
+    assert off.at(datetime(2025, 3, 10, 23, tzinfo=UTC)).reason == why
+    assert off.at(datetime(2025, 3, 10, 4, tzinfo=UTC)).allowed  # the next band
+    assert off.at(datetime(2025, 4, 10, 1, tzinfo=UTC)) is off  # the next month
+    with pytest.raises(ValueError, match="seasons_off"):
+        PairedSkill(seasons_off=((13, 1, "x"),))
+    base = _history(7, rule)
+    hist = PairedHistory(base.start, base.hourly, off)
+    moved = {"off": 0, "on": 0}
+    for day in range(0, 28, 3):
+        when = datetime(2025, 3, 1, 20, tzinfo=UTC) + day * DAY
+        p_rule = _plan(base, when, 8, 30, 16)  # baseline 00:00 UTC, in March's switched-off night band
+        p_off = _plan(hist, when, 8, 30, 16)
+        assert p_off.chosen.start == p_off.baseline.start
+        assert p_off.decision_rule["allowed"] is False and p_off.decision_rule["reason"] == why
+        if p_rule.chosen.start != p_rule.baseline.start:
+            moved["off"] += 1
+            assert why in p_off.rationale
+        p_april = _plan(hist, when + 31 * DAY, 8, 30, 16)
+        assert p_april.chosen.start == _plan(base, when + 31 * DAY, 8, 30, 16).chosen.start
+        moved["on"] += p_april.chosen.start != p_april.baseline.start
+    assert moved["off"] > 0 and moved["on"] > 0  # the rule would have moved in both months
+
+
+def test_the_shipped_seasons_off_are_judged_from_neighbouring_months():
+    table = skill_table()
+    for zone, row in table["zones"].items():
+        for o in row.get("seasons_off", []):
+            assert 1 <= o["month"] <= 12 and o["hour"] in (1, 7, 13, 19)
+            assert "no track record" in o["reason"] and "needed 0.2" in o["reason"]
+        from scheduling.paired import paired_skill
+
+        sk = paired_skill(zone)
+        assert len(sk.seasons_off) == len(row.get("seasons_off", []))
+    for m in range(1, 13):  # a fold judges only its own month, from the others
+        for row in table["folds"][str(m)]["zones"].values():
+            assert all(o["month"] == m for o in row.get("seasons_off", []))
