@@ -37,7 +37,7 @@ import argparse
 import itertools
 import json
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ MIN_ZONE_MEAN_SHARE = 0.3  # ... its mean over all scenarios ...
 MAX_SCENARIO_LOSS = 0.05  # ... and no scenario may lose more than this share of its oracle saving
 SCORE_TOLERANCE = 0.02
 MIN_SEASON_SHARE = 0.2  # a month stays at the baseline when its neighbours kept less than this, out of sample
-MONTH_NAMES = "January February March April May June July August September October November December".split()
+MONTH_NAMES = [datetime(2023, m, 1).strftime("%B") for m in range(1, 13)]
 
 
 class Scenario:
@@ -309,7 +309,7 @@ def main() -> None:
                 m,
                 folds[str(m)]["thresholds"],
                 [z for z, r in zr.items() if not r["allowed"]],
-                {z: [o["hour"] for o in r.get("seasons_off", [])] for z, r in zr.items() if r.get("seasons_off")},
+                {z: [o["hour"] for o in r["seasons_off"]] for z, r in zr.items() if r.get("seasons_off")},
             )
         table["folds"] = folds
     text = json.dumps(table, indent=1, sort_keys=True) + "\n"
