@@ -1,6 +1,6 @@
-"""``orch webhooks list|create|get|update|delete|test|deliveries``: per-client webhook endpoints over the
-REST API (``/v1/webhooks``; ``ORCH_URL``, ``ORCH_API_KEY``; exit codes as in cli/client.py). The signing
-secret is printed once, by ``create``."""
+"""``orch webhooks list|create|get|update|delete|test|deliveries|redeliver``: per-client webhook endpoints
+over the REST API (``/v1/webhooks``; ``ORCH_URL``, ``ORCH_API_KEY``; exit codes as in cli/client.py). The
+signing secret is printed once, by ``create``."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _table(items: list[dict], wide: bool = False) -> None:
                 w["id"],
                 w.get("url", "-"),
                 _events(w.get("event_types")),
-                str(w.get("status") or ("enabled" if w.get("enabled", True) else "disabled")),
+                "enabled" if w.get("enabled", True) else "disabled",
                 escape(w.get("description") or "-"),
                 _when(w.get("created_at")),
             )
@@ -94,9 +94,12 @@ def update(
     url: str = typer.Option(None, "--url"),
     event: list[str] = typer.Option([], "--event", "-e", help="Replace the event types (repeatable)"),
     description: str = typer.Option(None, "--description"),
+    enabled: bool = typer.Option(
+        None, "--enable/--disable", help="Disabled: no new deliveries (its events are not recorded)"
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Change an endpoint's URL, event types or description."""
+    """Change an endpoint's URL, event types or description, or enable/disable it."""
     body: dict[str, Any] = {}
     if url:
         body["url"] = url
@@ -104,8 +107,12 @@ def update(
         body["event_types"] = event
     if description is not None:
         body["description"] = description
+    if enabled is not None:
+        body["enabled"] = enabled
     if not body:
-        raise typer.BadParameter("nothing to change: give --url, --event or --description")
+        raise typer.BadParameter(
+            "nothing to change: give --url, --event, --description or --enable/--disable"
+        )
     w = Api().json("PATCH", f"/v1/webhooks/{webhook_id}", json=body)
     if as_json:
         return _dump(w)
@@ -125,12 +132,21 @@ def delete(webhook_id: str, as_json: bool = JsonOpt) -> None:
 
 @webhooks_app.command("test")
 def test(webhook_id: str, as_json: bool = JsonOpt) -> None:
-    """Send a test event to the endpoint now."""
-    r = Api().request("POST", f"/v1/webhooks/{webhook_id}/test")
-    body = r.json() if r.content else {}
+    """Send a webhook.test event to the endpoint now (its outcome: ``orch webhooks deliveries``)."""
+    d = Api().json("POST", f"/v1/webhooks/{webhook_id}/test")
     if as_json:
-        return _dump(body)
-    out.print(f"test event sent to webhook {webhook_id}" + (f": {body}" if body else ""))
+        return _dump(d)
+    out.print(f"test event {d['event_id']} queued for webhook {webhook_id} (delivery {d['id']})")
+    return None
+
+
+@webhooks_app.command("redeliver")
+def redeliver(webhook_id: str, delivery_id: str, as_json: bool = JsonOpt) -> None:
+    """Deliver an event again: the same event id and body, a fresh signature."""
+    d = Api().json("POST", f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")
+    if as_json:
+        return _dump(d)
+    out.print(f"event {d['event_id']} queued again for webhook {webhook_id} (delivery {d['id']})")
     return None
 
 
@@ -150,12 +166,12 @@ def deliveries(
     for d in items:
         rows.append(
             (
-                str(d.get("id", "-")),
-                str(d.get("event_id", "-")),
-                str(d.get("event_type", "-")),
-                str(d.get("status", "-")),
-                str(d.get("attempts", d.get("attempt", "-"))),
-                str(d.get("last_status_code") or d.get("last_error") or "-"),
+                str(d["id"]),
+                str(d["event_id"]),
+                str(d["event_type"]),
+                str(d["status"]),
+                str(d["attempts"]),
+                escape(str(d.get("last_status_code") or d.get("last_error") or "-")),
                 _when(d.get("delivered_at") or d.get("created_at")),
             )
         )

@@ -114,5 +114,51 @@ def test_webhooks_commands_call_v1_webhooks(live_url):
         assert r.exit_code == 3 and "404" in r.stderr, r.output
         assert f"{live_url}/v1/webhooks/wh_missing" in r.stderr
     help_ = orch(live_url, key, "webhooks", "--help")
-    for cmd in ("list", "create", "get", "update", "delete", "test", "deliveries"):
+    for cmd in ("list", "create", "get", "update", "delete", "test", "deliveries", "redeliver"):
         assert cmd in help_.stdout
+
+
+def test_webhooks_create_list_update_test_deliveries_redeliver_delete(live_url):
+    """Every `orch webhooks` command against the real API: the secret is printed once (by create only), a
+    test event is queued and shows in the delivery log (no worker here: it stays pending), redelivery keeps
+    its event id, another client sees a 404, delete removes it."""
+    key, other = (
+        orch(live_url, None, "clients", "create", name, "--key-only", admin=ADMIN_KEY).stdout.strip()
+        for name in ("cli-hooks2", "cli-hooks3")
+    )
+    url = "http://127.0.0.1:9/hook"
+    made = orch(live_url, key, "webhooks", "create", "--url", url, "-e", "run.failed", "--description", "x")
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip().splitlines()[-1]
+    assert len(secret) >= 32 and "shown once" in made.stdout
+    listed = js(orch(live_url, key, "webhooks", "list", "--json"))["items"]
+    assert [(w["url"], w["event_types"], w["enabled"]) for w in listed] == [(url, ["run.failed"], True)]
+    wid = listed[0]["id"]
+    table = orch(live_url, key, "webhooks", "list", "--wide")
+    assert wid in table.stdout and "run.failed" in table.stdout and secret not in table.stdout
+    got = orch(live_url, key, "webhooks", "get", wid, "--json")
+    assert secret not in got.stdout and js(got)["description"] == "x"
+
+    upd = js(orch(live_url, key, "webhooks", "update", wid, "-e", "run.succeeded", "--disable", "--json"))
+    assert (upd["event_types"], upd["enabled"]) == (["run.succeeded"], False)
+    assert "disabled" in orch(live_url, key, "webhooks", "get", wid).stdout
+    assert js(orch(live_url, key, "webhooks", "update", wid, "--enable", "--json"))["enabled"] is True
+    nothing = orch(live_url, key, "webhooks", "update", wid)
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.output
+
+    sent = orch(live_url, key, "webhooks", "test", wid)
+    assert sent.exit_code == 0 and "test event" in sent.stdout, sent.output
+    log = js(orch(live_url, key, "webhooks", "deliveries", wid, "--json"))["items"]
+    assert [(d["event_type"], d["status"]) for d in log] == [("webhook.test", "pending")]
+    assert log[0]["event_id"] in sent.stdout and log[0]["id"] in sent.stdout
+    again = js(orch(live_url, key, "webhooks", "redeliver", wid, log[0]["id"], "--json"))
+    assert again["event_id"] == log[0]["event_id"] and again["redeliveries"] == 1
+    table = orch(live_url, key, "webhooks", "deliveries", wid, "--wide")
+    assert log[0]["id"] in table.stdout and "webhook.test" in table.stdout
+
+    for args in (("get", wid), ("deliveries", wid), ("test", wid), ("delete", wid)):  # tenancy
+        r = orch(live_url, other, "webhooks", *args)
+        assert r.exit_code == 3 and "404" in r.stderr, (args, r.output)
+    gone = orch(live_url, key, "webhooks", "delete", wid)
+    assert gone.exit_code == 0 and "deleted" in gone.stdout
+    assert js(orch(live_url, key, "webhooks", "list", "--json"))["items"] == []
