@@ -17,11 +17,11 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(PY) -m cli dev
 
-## The whole test suite (starts every server it needs): the quick tests on two processes (pytest-xdist, each
-## with its own servers), then the slow ones (process stacks, chaos, browser) one at a time
+## The whole test suite (starts every server it needs): the quick tests, then the slow ones (process stacks,
+## chaos, browser), each on two processes (pytest-xdist; every process starts its own servers on free ports)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 -m "not slow"
-	$(PY) -m pytest -q -p no:cacheprovider -m slow
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 -m slow --durations=10
 
 ## The inner loop: every test not marked slow (no stacks of API/worker processes, no e2e, chaos or browser)
 test-fast: $(STAMP)

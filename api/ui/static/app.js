@@ -726,9 +726,13 @@ async function reportPage(params, mine) {
   const scalars = Object.entries(rep).filter(([, v]) => v === null || typeof v !== "object");
   const nested = Object.entries(rep).filter(([k, v]) => v && typeof v === "object" && !["rows", "total", "notes"].includes(k));
   const t = rep.total || {};
+  // the report's own display strings (one unit for the whole report), so the headline reads exactly as the
+  // chart and the CSV; computed here only for an answer without them
+  const d = t.display || {};
+  const pct = d.saving_pct ?? (t.emissions_baseline_g > 0 ? `${fmtNum((100 * t.saving_g) / t.emissions_baseline_g, 1)}%` : "n/a");
   const headline = typeof t.saving_g === "number" && typeof t.emissions_baseline_g === "number"
-    ? el("p", { class: "headline" }, `${fmtNum(t.runs ?? 0)} run${t.runs === 1 ? "" : "s"}: emitted ${grams(t.emissions_chosen_g)} where starting at the earliest start would have emitted ${grams(t.emissions_baseline_g)}; saved `,
-      el("strong", { text: `${grams(t.saving_g)}${t.emissions_baseline_g > 0 ? ` (${fmtNum((100 * t.saving_g) / t.emissions_baseline_g, 1)} %)` : ""}` }), ".")
+    ? el("p", { class: "headline" }, `${fmtNum(t.runs ?? 0)} run${t.runs === 1 ? "" : "s"}: emitted ${d.emissions_chosen ?? grams(t.emissions_chosen_g)} where starting at the earliest start would have emitted ${d.emissions_baseline ?? grams(t.emissions_baseline_g)}; saved `,
+      el("strong", { text: `${d.saving ?? grams(t.saving_g)}${t.emissions_baseline_g > 0 ? ` (${pct})` : ""}` }), ".")
     : null;
   out.replaceChildren(
     headline,
