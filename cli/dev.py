@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -66,7 +67,8 @@ def _say(*lines: str, err: bool = False) -> None:
 
 
 def admin_key(settings: Settings) -> tuple[str, str]:
-    """ORCH_ADMIN_API_KEY if set, else the key kept in <data_dir>/admin_api_key (created once, mode 0600)."""
+    """ORCH_ADMIN_API_KEY if set, else the key kept in <data_dir>/admin_api_key (created once, mode 0600);
+    and where it comes from, for the banner (which never prints the key itself)."""
     if settings.admin_api_key:
         return settings.admin_api_key, "from ORCH_ADMIN_API_KEY"
     path = settings.data_dir / "admin_api_key"
@@ -444,6 +446,11 @@ def _run(settings: Settings, kill_stale: bool) -> int:
             servers, api, lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200, "/readyz"
         )
 
+        # the key itself never goes to the terminal (whose output may end up in a log): a reference to it
+        key_from_env = key_src == "from ORCH_ADMIN_API_KEY"
+        key_ref = (
+            "$ORCH_ADMIN_API_KEY" if key_from_env else f"$(cat {shlex.quote(str(data / 'admin_api_key'))})"
+        )
         _say(
             f"""
 Carbon-aware orchestrator is running (data in {data})
@@ -454,10 +461,10 @@ Carbon-aware orchestrator is running (data in {data})
   S3           {settings.s3_endpoint_url}  (bucket {settings.s3_bucket})
   S3 keys      access key {settings.s3_access_key_id}, secret key {s3_src}
   Logs         {logs}
-  Admin key    {key}  ({key_src})
+  Admin key    {key_src}
 
 Use it from another shell (the orch client reads these):
-  export ORCH_URL={base} ORCH_ADMIN_API_KEY={key}
+  export ORCH_URL={base} ORCH_ADMIN_API_KEY={key_ref}
   export ORCH_API_KEY=$(.venv/bin/orch clients create my-team --key-only)
   .venv/bin/orch demo --ui http://127.0.0.1:{settings.temporal_ui_port}
 

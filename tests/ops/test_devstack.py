@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -150,10 +151,17 @@ def test_dev_stack_end_to_end(tmp_path):
     finally:
         if proc.poll() is None:
             out = _stop(proc, ports)
-            assert "Admin key" in out and "stopped." in out
+            assert "Admin key    stored in" in out and "stopped." in out
             assert f"Dashboard    {base}/ui/" in out  # the banner names the dashboard's URL
-            # the banner's export lines name the stack's real port and key
-            assert f"export ORCH_URL={base} ORCH_ADMIN_API_KEY={admin}" in out, out
+            # the banner's export lines name the stack's real port and where the key is, never the key
+            key_file = shlex.quote(str(tmp_path / "admin_api_key"))
+            assert f"export ORCH_URL={base} ORCH_ADMIN_API_KEY=$(cat {key_file})" in out, out
+            assert admin not in out
+            exported = subprocess.run(
+                ["bash", "-c", f"export ORCH_ADMIN_API_KEY=$(cat {key_file}); printf %s $ORCH_ADMIN_API_KEY"],
+                capture_output=True, text=True, timeout=10,
+            )  # fmt: skip
+            assert exported.stdout == admin  # the line works as printed
             assert "orch dev --stop" in out and f"kill -INT {proc.pid}" in out, out
 
     # a second start reuses the data (same admin key file, the client still exists); started with SIGINT
@@ -211,6 +219,7 @@ def test_dev_stack_uses_admin_key_from_env_and_stops_on_sighup(tmp_path):
         if proc.poll() is None:
             out = _stop(proc, ports, signal.SIGHUP)
             assert "stopped." in out, out
+            assert admin not in out  # (the banner may not be out yet: /readyz answers just before it)
     assert not (tmp_path / "devstack.pid").exists(), "a clean stop removes the pidfile"
 
 
