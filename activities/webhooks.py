@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.db import Database
+from core.secretbox import SecretUnavailable
 from core.settings import Settings
 from models.workflow import ERR_WEBHOOK_REFUSED, DeliverRequest, DeliveryFailed
 from services import webhooks
@@ -27,8 +28,13 @@ class WebhookActivities:
         return await asyncio.to_thread(self._deliver, req)
 
     def _deliver(self, req: DeliverRequest) -> str:
-        with self.db.session() as s:
-            prepared = webhooks.prepare_attempt(s, req.delivery_id)
+        try:
+            with self.db.session() as s:
+                prepared = webhooks.prepare_attempt(s, self.settings, req.delivery_id)
+        except SecretUnavailable as exc:  # no retry can help until the key is put back
+            with self.db.session() as s:
+                webhooks.record_attempt(s, req.delivery_id, None, str(exc), False)
+            raise ApplicationError(str(exc), type=ERR_WEBHOOK_REFUSED, non_retryable=True) from exc
         if prepared is None:
             return "skipped"
         try:

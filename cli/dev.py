@@ -43,6 +43,7 @@ from cli.devstack import (
 )
 from core.datadir import make_data_dir
 from core.migrate import upgrade
+from core.secretbox import key_source
 from core.settings import Settings
 
 PIDFILE = "devstack.pid"
@@ -374,6 +375,7 @@ def _run(settings: Settings, kill_stale: bool) -> int:
     logs.mkdir(exist_ok=True)
     key, key_src = admin_key(settings)
     s3_key, s3_src = s3_secret(settings)  # per deployment: the dev default is public
+    key_source(settings)  # the secrets key, made once here: API and worker would race to create it
     env = {
         **os.environ,
         "ORCH_ADMIN_API_KEY": key,

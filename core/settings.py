@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     admin_api_key: str | None = Field(None, description="Key allowed to create clients")
+    secrets_key: str | None = Field(
+        None,
+        description="Fernet key(s), comma-separated, the first encrypts: secrets stored for later use "
+        "(webhook signing secrets) are encrypted with it (core/secretbox.py). Default in dev and test: "
+        "<data_dir>/secrets_key, created once; required when ORCH_ENV=prod",
+    )
 
     # Database
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
@@ -276,6 +282,7 @@ class Settings(BaseSettings):
         "s3_endpoint_url",
         "aws_endpoint_url",
         "admin_api_key",
+        "secrets_key",
         "database_url",
         "temporal_api_key",
         "s3_access_key_id",
@@ -295,6 +302,11 @@ class Settings(BaseSettings):
                 raise ValueError("ORCH_ADMIN_API_KEY (>= 32 chars) is required when ORCH_ENV=prod")
             if self.s3_secret_access_key == "orchdev-secret":
                 raise ValueError("the dev S3 secret must not be used when ORCH_ENV=prod")
+            if not self.secrets_key:
+                raise ValueError(
+                    "ORCH_SECRETS_KEY (a Fernet key: python3 -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())') is required when ORCH_ENV=prod"
+                )
         return self
 
     @property

@@ -267,8 +267,8 @@ class CarbonCache(Base):
 
 class WebhookEndpoint(Base):
     """A client's webhook endpoint (issue 19). ``secret`` signs the payloads (HMAC-SHA256), so it must be
-    recoverable: it is stored as is (the project has no key facility; README "Webhooks") and never returned
-    after creation."""
+    recoverable: it is stored encrypted with the deployment's ``ORCH_SECRETS_KEY`` (``enc:v1:...``,
+    core/secretbox.py; README "Webhooks") and never returned after creation."""
 
     __tablename__ = "webhook_endpoints"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -276,7 +276,7 @@ class WebhookEndpoint(Base):
     url: Mapped[str] = mapped_column(String(2048))
     event_types: Mapped[list[Any]] = mapped_column(default=list)
     description: Mapped[str | None] = mapped_column(String(500), default=None)
-    secret: Mapped[str] = mapped_column(String(128))
+    secret: Mapped[str] = mapped_column(String(512))  # enc:v1:<Fernet token> (core/secretbox.py)
     enabled: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

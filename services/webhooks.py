@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core.secretbox import secret_box
 from core.settings import Settings
 from models.db import Client, Job, Run, WebhookDelivery, WebhookEndpoint, new_id, utcnow
 from models.workflow import (
@@ -195,9 +196,9 @@ def create_endpoint(
     url: str,
     event_types: Sequence[str],
     description: str | None,
-) -> WebhookEndpoint:
-    """A new endpoint with a fresh secret (the caller shows it once). Unprocessable for a refused URL;
-    Conflict past MAX_ENDPOINTS_PER_CLIENT."""
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint with a fresh secret, stored encrypted (core/secretbox.py), and that secret in clear
+    (the caller shows it once). Unprocessable for a refused URL; Conflict past MAX_ENDPOINTS_PER_CLIENT."""
     _url_errors(settings, url)
     count = len(
         session.scalars(select(WebhookEndpoint.id).where(WebhookEndpoint.client_id == client.id)).all()
@@ -205,13 +206,14 @@ def create_endpoint(
     if count >= MAX_ENDPOINTS_PER_CLIENT:
         raise Conflict(f"a client may have at most {MAX_ENDPOINTS_PER_CLIENT} webhook endpoints")
     now = utcnow()
+    secret = new_secret()
     ep = WebhookEndpoint(
         id=new_id("whk"),
         client_id=client.id,
         url=url,
         event_types=list(dict.fromkeys(event_types)),
         description=description,
-        secret=new_secret(),
+        secret=secret_box(settings).seal(secret),
         enabled=1,
         created_at=now,
         updated_at=now,
@@ -219,7 +221,7 @@ def create_endpoint(
     session.add(ep)
     session.flush()
     log.info("webhook endpoint %s created for client %s", ep.id, client.id)
-    return ep
+    return ep, secret
 
 
 def list_endpoints(
@@ -501,9 +503,10 @@ class Prepared:
     attempt: int
 
 
-def prepare_attempt(session: Session, delivery_id: str) -> Prepared | None:
+def prepare_attempt(session: Session, settings: Settings, delivery_id: str) -> Prepared | None:
     """None when there is nothing to send: the delivery or its endpoint is gone or disabled, or it was
-    delivered already (a duplicate workflow)."""
+    delivered already (a duplicate workflow). The endpoint's secret is decrypted here, for this attempt only
+    (SecretUnavailable when the deployment's key cannot open it)."""
     d = session.get(WebhookDelivery, delivery_id)
     if d is None or d.status == "delivered":
         return None
@@ -511,7 +514,8 @@ def prepare_attempt(session: Session, delivery_id: str) -> Prepared | None:
     if ep is None or not ep.enabled:
         d.status, d.last_error = "failed", "the endpoint was deleted or disabled"
         return None
-    return Prepared(d.id, d.event_id, d.event_type, ep.url, ep.secret, d.body, d.attempts + 1)
+    secret = secret_box(settings).open(ep.secret)
+    return Prepared(d.id, d.event_id, d.event_type, ep.url, secret, d.body, d.attempts + 1)
 
 
 def record_attempt(

@@ -40,11 +40,11 @@ def _delivery(d: WebhookDelivery) -> DeliveryOut:
     responses={409: {"description": "the client already has the most endpoints allowed (20)"}},
 )
 def create_webhook(body: WebhookCreate, client: ClientDep, session: SessionDep, services: ServicesDep):
-    ep = webhooks.create_endpoint(
+    ep, secret = webhooks.create_endpoint(
         session, services.settings, client, body.url, body.event_types, body.description
     )
     session.commit()
-    return WebhookCreated(**_out(ep).model_dump(), secret=ep.secret)
+    return WebhookCreated(**_out(ep).model_dump(), secret=secret)
 
 
 @router.get("", response_model=Page[WebhookOut], summary="The client's webhook endpoints (no secrets)")

@@ -262,7 +262,7 @@ def test_interpolation_errors_and_uses():
 def test_every_required_variable_is_documented():
     uses = cc.collect_vars(cc.load_yaml(COMPOSE.read_text()))
     required = {u.name for u in uses if u.op in (":?", "?")}
-    assert required == {"POSTGRES_PASSWORD", "ORCH_S3_BUCKET", "ORCH_ADMIN_API_KEY"}
+    assert required == {"POSTGRES_PASSWORD", "ORCH_S3_BUCKET", "ORCH_ADMIN_API_KEY", "ORCH_SECRETS_KEY"}
     for name in {u.name for u in uses}:  # with or without default: all in the variables table
         assert f"`{name}`" in DOCS_TEXT, name
 
