@@ -378,8 +378,9 @@ class JobTemplatePatch(Strict):
     _args = field_validator("default_args")(_check_args)
 
 
-class JobTemplateOut(BaseModel):
-    id: str
+class _TemplateFields(BaseModel):
+    """What a template version holds (shared by the template and its versions)."""
+
     name: str
     app_artifact_id: str
     default_args: dict[str, Any]
@@ -392,29 +393,21 @@ class JobTemplateOut(BaseModel):
     data_region: str | None = None
     retry_policy: dict[str, Any] | None = None
     created_at: datetime
+
+
+class JobTemplateOut(_TemplateFields):
+    id: str
     version: int = Field(1, description="The current version (PATCH makes a new one)")
     updated_at: datetime | None = Field(None, description="When the current version was made")
     status: str = Field("active", description="active, or retired (DELETE): readable, takes no new use")
     retired_at: datetime | None = None
 
 
-class JobTemplateVersionOut(BaseModel):
+class JobTemplateVersionOut(_TemplateFields):
     """One version of a template, as it was made."""
 
     job_template_id: str
     version: int
-    name: str
-    app_artifact_id: str
-    default_args: dict[str, Any]
-    data_uri: str | None
-    fleet_template_id: str
-    expected_runtime_sec: int | None
-    max_runtime_sec: int | None
-    region: str | None
-    regions: list[str] | None = None
-    data_region: str | None = None
-    retry_policy: dict[str, Any] | None = None
-    created_at: datetime
 
 
 class RerunIn(Strict):
